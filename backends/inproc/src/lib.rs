@@ -1,0 +1,1 @@
+//! In-process Coordinator (placeholder until the backend lands).
