@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod coordinator;
+pub mod exec;
 pub mod job;
 pub mod run;
 pub mod schedule;
