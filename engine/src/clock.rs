@@ -23,13 +23,43 @@ pub trait Clock: Send + Sync + 'static {
         let wait_us = (at_ms * 1000 - self.now_us()).max(0);
         tokio::time::Instant::now() + Duration::from_micros(wait_us as u64)
     }
+
+    /// Whether this clock is real time, so that waits may finish with a short spin below tokio's 1 ms timer
+    /// resolution. False for virtual clocks (paused tokio time), where spinning would never see time move.
+    fn is_real_time(&self) -> bool {
+        false
+    }
+
+    /// Waits until wall time reaches `at_ms`.
+    ///
+    /// tokio's timer rounds sleeps up to the next millisecond, which alone makes a fire about 1 ms late at the
+    /// median. On a real-time clock this sleeps with tokio until [`SPIN_MARGIN`] before the instant and then
+    /// yields the thread until the instant, bounded by twice the margin, for sub-millisecond lateness.
+    fn sleep_until_ms(&self, at_ms: i64) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let target = self.deadline(at_ms);
+            if !self.is_real_time() {
+                tokio::time::sleep_until(target).await;
+                return;
+            }
+            tokio::time::sleep_until(target.checked_sub(SPIN_MARGIN).unwrap_or(target)).await;
+            let give_up = tokio::time::Instant::now() + 2 * SPIN_MARGIN;
+            while self.now_us() < at_ms * 1000 && tokio::time::Instant::now() < give_up {
+                std::thread::yield_now();
+            }
+        })
+    }
 }
+
+/// How long before an instant a real-time wait stops sleeping and starts spinning.
+pub const SPIN_MARGIN: Duration = Duration::from_micros(1200);
 
 /// Wall time from a monotonic tokio instant plus a fixed offset, taken once from the system clock (or given).
 #[derive(Debug, Clone, Copy)]
 pub struct SystemClock {
     base: tokio::time::Instant,
     base_us: i64,
+    real_time: bool,
 }
 
 impl SystemClock {
@@ -39,19 +69,17 @@ impl SystemClock {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        Self::starting_at_us(i64::try_from(now.as_micros()).unwrap_or(i64::MAX))
+        Self { real_time: true, ..Self::starting_at_us(i64::try_from(now.as_micros()).unwrap_or(i64::MAX)) }
     }
 
-    /// Anchored so that now is `unix_ms` (for tests and simulations on paused time).
+    /// Anchored so that now is `unix_ms`: a virtual clock for tests and simulations on paused tokio time
+    /// (waits never spin).
     pub fn starting_at(unix_ms: i64) -> Self {
         Self::starting_at_us(unix_ms * 1000)
     }
 
     fn starting_at_us(base_us: i64) -> Self {
-        Self {
-            base: tokio::time::Instant::now(),
-            base_us,
-        }
+        Self { base: tokio::time::Instant::now(), base_us, real_time: false }
     }
 
     /// As an `Arc<dyn Clock>`.
@@ -74,6 +102,10 @@ impl Clock for SystemClock {
     fn now_us(&self) -> i64 {
         let elapsed = tokio::time::Instant::now().saturating_duration_since(self.base);
         self.base_us + i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    fn is_real_time(&self) -> bool {
+        self.real_time
     }
 
     fn deadline(&self, at_ms: i64) -> tokio::time::Instant {

@@ -1,17 +1,24 @@
 //! Campanile: a distributed cron scheduler, as a library.
 //!
 //! Every job fires at its scheduled instant exactly once across a cluster of nodes that share a
-//! [`coordinator::Coordinator`] (in-process, etcd or ZooKeeper). See `ARCHITECTURE.md` for the map of the code
-//! and `docs/guarantees.md` for what is promised.
+//! [`coordinator::Coordinator`] (in-process, etcd or ZooKeeper). Start a node with [`Scheduler::builder`];
+//! see `ARCHITECTURE.md` for the map of the code and `docs/guarantees.md` for what is promised.
 
+pub mod assign;
 pub mod clock;
 pub mod coordinator;
 pub mod exec;
 pub mod job;
+pub mod metrics;
+pub mod misfire;
+pub mod node;
 pub mod run;
 pub mod schedule;
+pub mod scheduler;
 
 pub use coordinator::{CoordError, Coordinator};
+pub use exec::FireContext;
 pub use job::{FireId, Job, JobId, JobSpec, Target, ValidationError};
 pub use run::{Outcome, RunRecord};
 pub use schedule::Schedule;
+pub use scheduler::{Builder, Scheduler, SchedulerError};

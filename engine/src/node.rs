@@ -1,0 +1,280 @@
+//! The node supervisor: the root actor of one Campanile node, and its children.
+//!
+//! ```text
+//!                    node (this actor: supervisor, routes handle requests, runs shutdown)
+//!   ┌───────────┬──────────┼────────────┬────────────┐
+//! membership   timer   dispatcher    executor     recorder
+//!  session,     next      overlap     runs with     batches run
+//!  leader,    instants,   policy      timeouts,     records to the
+//!  assignment  claims                 retries       coordinator
+//! ```
+//! Fires flow timer → dispatcher → executor → recorder; settled instants flow recorder → timer; owned jobs and
+//! the session lease flow membership → timer (and the session to the recorder).
+//!
+//! **Restart policy** (ractor has none by default and would just stop the parent): if any child fails or stops
+//! unexpectedly, the whole set is stopped and started again, crash-only: state lives in the coordinator, the new
+//! set opens a new session (after the old one expires, since a node id has at most one live session), and the
+//! instants the old set left unsettled are accounted for as after any takeover (in doubt or misfired, per
+//! policy). At most [`MAX_RESTARTS`] restarts within [`RESTART_WINDOW`]; one more and the node stops for good
+//! (the handle's calls then fail with `SchedulerError::Stopped`), because a child that keeps failing is a bug a
+//! restart will not fix.
+
+pub mod dispatcher;
+pub mod executor;
+pub mod fire;
+pub mod membership;
+pub mod recorder;
+pub mod timer;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tracing::{error, info, warn};
+
+use crate::clock::Clock;
+use crate::coordinator::{Coordinator, NodeInfo};
+
+/// Restarts allowed within [`RESTART_WINDOW`].
+pub const MAX_RESTARTS: usize = 3;
+/// The window in which restarts are counted.
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// The node supervisor actor.
+pub struct Node;
+
+/// Tunables of a node (defaults in the scheduler's builder).
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Session TTL.
+    pub ttl: Duration,
+    /// How far ahead instants are claimed (kept at most half the TTL).
+    pub lookahead: Duration,
+    /// Later than this, an instant is a misfire.
+    pub misfire_threshold: Duration,
+    /// Most runs at once on this node.
+    pub max_concurrent: usize,
+    /// Leader debounce before publishing a new assignment.
+    pub rebalance_delay: Duration,
+}
+
+/// Messages of the node supervisor.
+#[derive(Debug)]
+pub enum Msg {
+    /// Run these (manual) fires on this node now.
+    Run(Vec<fire::Fire>),
+    /// This node's view of itself.
+    Status {
+        /// The answer.
+        reply: RpcReplyPort<membership::NodeStatus>,
+    },
+    /// Graceful leave: stop firing, hand claims back, wait for running runs up to `deadline`, store their
+    /// records, close the session, stop.
+    Shutdown {
+        /// How long running runs may take.
+        deadline: Duration,
+        /// Answered when done.
+        reply: RpcReplyPort<ShutdownReport>,
+    },
+}
+
+/// What a graceful shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    /// Runs killed because they outlived the deadline.
+    pub killed: usize,
+    /// Whether every run record reached the coordinator.
+    pub records_stored: bool,
+}
+
+/// What the node is started with.
+pub struct Arguments {
+    /// The shared store.
+    pub coordinator: Arc<dyn Coordinator>,
+    /// Wall time.
+    pub clock: Arc<dyn Clock>,
+    /// This node.
+    pub info: NodeInfo,
+    /// Registered handlers.
+    pub handlers: Arc<HashMap<String, executor::Handler>>,
+    /// Tunables.
+    pub config: Config,
+}
+
+struct Children {
+    membership: ActorRef<membership::Msg>,
+    timer: ActorRef<timer::Msg>,
+    dispatcher: ActorRef<dispatcher::Msg>,
+    executor: ActorRef<executor::Msg>,
+    recorder: ActorRef<recorder::Msg>,
+}
+
+impl Children {
+    fn contains(&self, id: ractor::ActorId) -> bool {
+        [
+            self.membership.get_id(),
+            self.timer.get_id(),
+            self.dispatcher.get_id(),
+            self.executor.get_id(),
+            self.recorder.get_id(),
+        ]
+        .contains(&id)
+    }
+
+    fn stop_all(&self) {
+        self.membership.stop(None);
+        self.timer.stop(None);
+        self.dispatcher.stop(None);
+        self.executor.stop(None);
+        self.recorder.stop(None);
+    }
+}
+
+/// The supervisor's state.
+pub struct State {
+    args: Arguments,
+    children: Children,
+    restarts: VecDeque<tokio::time::Instant>,
+    stopping: bool,
+}
+
+async fn spawn_children(myself: &ActorRef<Msg>, args: &Arguments) -> Result<Children, ActorProcessingErr> {
+    let cell = myself.get_cell();
+    let node = args.info.id.clone();
+    let (recorder, _) = Actor::spawn_linked(
+        None,
+        recorder::Recorder,
+        recorder::Arguments { coordinator: args.coordinator.clone() },
+        cell.clone(),
+    )
+    .await?;
+    let (executor, _) = Actor::spawn_linked(
+        None,
+        executor::Executor,
+        executor::Arguments {
+            node: node.clone(),
+            clock: args.clock.clone(),
+            handlers: args.handlers.clone(),
+            max_concurrent: args.config.max_concurrent,
+            recorder: recorder.clone(),
+        },
+        cell.clone(),
+    )
+    .await?;
+    let (dispatcher, _) = Actor::spawn_linked(
+        None,
+        dispatcher::Dispatcher,
+        dispatcher::Arguments { executor: executor.clone(), recorder: recorder.clone(), node: node.clone() },
+        cell.clone(),
+    )
+    .await?;
+    executor.cast(executor::Msg::SetDispatcher(dispatcher.clone()))?;
+    let lookahead = args.config.lookahead.min(args.config.ttl / 2);
+    let (timer, _) = Actor::spawn_linked(
+        None,
+        timer::Timer,
+        timer::Arguments {
+            clock: args.clock.clone(),
+            coordinator: args.coordinator.clone(),
+            dispatcher: dispatcher.clone(),
+            node: node.clone(),
+            config: timer::Config { lookahead, misfire_threshold: args.config.misfire_threshold },
+        },
+        cell.clone(),
+    )
+    .await?;
+    recorder.cast(recorder::Msg::SetTimer(timer.clone()))?;
+    let (membership, _) = Actor::spawn_linked(
+        None,
+        membership::Membership,
+        membership::Arguments {
+            coordinator: args.coordinator.clone(),
+            clock: args.clock.clone(),
+            node: args.info.clone(),
+            config: membership::Config { ttl: args.config.ttl, rebalance_delay: args.config.rebalance_delay },
+            timer: timer.clone(),
+            recorder: recorder.clone(),
+        },
+        cell,
+    )
+    .await?;
+    Ok(Children { membership, timer, dispatcher, executor, recorder })
+}
+
+impl Actor for Node {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Arguments;
+
+    async fn pre_start(&self, myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
+        let children = spawn_children(&myself, &args).await?;
+        info!(node = %args.info.id, backend = args.coordinator.backend(), "node started");
+        Ok(State { args, children, restarts: VecDeque::new(), stopping: false })
+    }
+
+    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, state: &mut State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Msg::Run(fires) => {
+                state.children.dispatcher.cast(dispatcher::Msg::Fires(fires))?;
+            }
+            Msg::Status { reply } => {
+                let status = ractor::call!(state.children.membership, |reply| membership::Msg::Status { reply })?;
+                let _ = reply.send(status);
+            }
+            Msg::Shutdown { deadline, reply } => {
+                state.stopping = true;
+                let children = &state.children;
+                // 1. Stop emitting and hand back every claimed instant not yet emitted.
+                let _ = ractor::call_t!(children.timer, |reply| timer::Msg::Drain { reply }, 10_000);
+                // 2. Let running runs finish, up to the deadline.
+                let wait_ms = (deadline + Duration::from_secs(5)).as_millis() as u64;
+                let killed = ractor::call_t!(children.executor, |reply| executor::Msg::Drain { deadline, reply }, wait_ms)
+                    .unwrap_or_default();
+                // 3. Store their records.
+                let records_stored =
+                    ractor::call_t!(children.recorder, |reply| recorder::Msg::Flush { reply }, 10_000).unwrap_or(false);
+                // 4. Leave: close the session, so successors take over at once.
+                let _ = ractor::call_t!(children.membership, |reply| membership::Msg::Leave { reply }, 10_000);
+                children.stop_all();
+                info!(node = %state.args.info.id, killed, records_stored, "node left");
+                let _ = reply.send(ShutdownReport { killed, records_stored });
+                myself.stop(Some("shutdown".to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Msg>,
+        event: SupervisionEvent,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        let (who, why) = match &event {
+            SupervisionEvent::ActorFailed(who, err) => (who.get_id(), format!("failed: {err}")),
+            SupervisionEvent::ActorTerminated(who, _, reason) => (who.get_id(), format!("stopped: {reason:?}")),
+            _ => return Ok(()),
+        };
+        // Stop events of a set we replaced (or are stopping) are expected.
+        if state.stopping || !state.children.contains(who) {
+            return Ok(());
+        }
+        let now = tokio::time::Instant::now();
+        while state.restarts.front().is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW) {
+            state.restarts.pop_front();
+        }
+        if state.restarts.len() >= MAX_RESTARTS {
+            error!(node = %state.args.info.id, child = %who, why, "child failed too often; stopping the node");
+            state.stopping = true;
+            state.children.stop_all();
+            myself.stop(Some("restart intensity exceeded".to_owned()));
+            return Ok(());
+        }
+        warn!(node = %state.args.info.id, child = %who, why, "child failed; restarting the node's actors");
+        state.restarts.push_back(now);
+        state.children.stop_all();
+        state.children = spawn_children(&myself, &state.args).await?;
+        Ok(())
+    }
+}

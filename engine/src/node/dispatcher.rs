@@ -1,0 +1,171 @@
+//! The dispatcher actor: applies a job's overlap policy to each fire and hands fires to the executor.
+//!
+//! The timer only emits claimed instants of unpaused jobs, so what is left here is the decision that needs to
+//! know what is running: `allow`, `skip`, `buffer_one` or `cancel_previous`. Records that need no run
+//! (misfired, in doubt, skipped) are forwarded to the recorder.
+
+use std::collections::HashMap;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::executor;
+use super::fire::Fire;
+use super::recorder;
+use crate::job::{JobId, Overlap};
+use crate::run::{Outcome, RunRecord};
+
+/// The dispatcher actor.
+pub struct Dispatcher;
+
+/// Messages of the dispatcher.
+#[derive(Debug)]
+pub enum Msg {
+    /// Instants to run.
+    Fires(Vec<Fire>),
+    /// Records to store as they are (no run).
+    Record(Vec<RunRecord>),
+    /// A run of `job` finished (whatever its outcome).
+    Finished(JobId),
+}
+
+/// What the dispatcher is started with.
+pub struct Arguments {
+    /// Where runs go.
+    pub executor: ActorRef<executor::Msg>,
+    /// Where records go.
+    pub recorder: ActorRef<recorder::Msg>,
+    /// This node's id, written into records.
+    pub node: crate::coordinator::NodeId,
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    count: u32,
+    buffered: Option<Fire>,
+}
+
+/// The decisions of one step.
+#[derive(Debug, Default)]
+pub struct Decisions {
+    /// Fires to start.
+    pub start: Vec<Fire>,
+    /// Jobs whose running runs must be cancelled first.
+    pub cancel: Vec<JobId>,
+    /// Records of fires that will not run.
+    pub records: Vec<RunRecord>,
+}
+
+/// The dispatcher's state: which jobs are running.
+pub struct State {
+    node: crate::coordinator::NodeId,
+    running: HashMap<JobId, Running>,
+}
+
+impl State {
+    /// No run in progress.
+    pub fn new(node: crate::coordinator::NodeId) -> Self {
+        Self { node, running: HashMap::new() }
+    }
+
+    /// Decides what to do with new fires.
+    pub fn fires(&mut self, fires: Vec<Fire>) -> Decisions {
+        let mut out = Decisions::default();
+        for fire in fires {
+            let running = self.running.entry(fire.job.id.clone()).or_default();
+            if running.count == 0 {
+                running.count = 1;
+                out.start.push(fire);
+                continue;
+            }
+            match fire.job.spec.overlap {
+                Overlap::Allow => {
+                    running.count += 1;
+                    out.start.push(fire);
+                }
+                Overlap::Skip => out.records.push(skipped(&self.node, &fire, "overlap: skip (previous run still going)")),
+                Overlap::BufferOne => {
+                    if let Some(dropped) = running.buffered.replace(fire) {
+                        // Keep the newest; the older buffered instant is skipped.
+                        out.records.push(skipped(&self.node, &dropped, "overlap: buffer_one (a newer instant replaced it)"));
+                    }
+                }
+                Overlap::CancelPrevious => {
+                    out.cancel.push(fire.job.id.clone());
+                    running.count += 1;
+                    out.start.push(fire);
+                }
+            }
+        }
+        out
+    }
+
+    /// A run ended: maybe start the buffered one.
+    pub fn finished(&mut self, job: &JobId) -> Option<Fire> {
+        let running = self.running.get_mut(job)?;
+        running.count = running.count.saturating_sub(1);
+        if running.count == 0 {
+            if let Some(next) = running.buffered.take() {
+                running.count = 1;
+                return Some(next);
+            }
+            self.running.remove(job);
+        }
+        None
+    }
+}
+
+fn skipped(node: &crate::coordinator::NodeId, fire: &Fire, reason: &str) -> RunRecord {
+    let mut record = RunRecord::new(&fire.id(), node.as_str(), Outcome::Skipped);
+    record.reason = Some(reason.to_owned());
+    record.manual = fire.kind == super::fire::FireKind::Manual;
+    record
+}
+
+/// The dispatcher's actor state.
+pub struct Wired {
+    state: State,
+    executor: ActorRef<executor::Msg>,
+    recorder: ActorRef<recorder::Msg>,
+}
+
+impl Wired {
+    fn apply(&self, decisions: Decisions) {
+        for job in decisions.cancel {
+            let _ = self.executor.cast(executor::Msg::Cancel(job));
+        }
+        if !decisions.start.is_empty() {
+            let _ = self.executor.cast(executor::Msg::Run(decisions.start));
+        }
+        if !decisions.records.is_empty() {
+            let _ = self.recorder.cast(recorder::Msg::Record(decisions.records));
+        }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Msg = Msg;
+    type State = Wired;
+    type Arguments = Arguments;
+
+    async fn pre_start(&self, _myself: ActorRef<Msg>, args: Arguments) -> Result<Wired, ActorProcessingErr> {
+        Ok(Wired { state: State::new(args.node), executor: args.executor, recorder: args.recorder })
+    }
+
+    async fn handle(&self, _myself: ActorRef<Msg>, msg: Msg, wired: &mut Wired) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Msg::Fires(fires) => {
+                let decisions = wired.state.fires(fires);
+                wired.apply(decisions);
+            }
+            Msg::Record(records) => {
+                let _ = wired.recorder.cast(recorder::Msg::Record(records));
+            }
+            Msg::Finished(job) => {
+                if let Some(next) = wired.state.finished(&job) {
+                    let _ = wired.executor.cast(executor::Msg::Run(vec![next]));
+                }
+            }
+        }
+        Ok(())
+    }
+}

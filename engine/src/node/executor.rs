@@ -1,0 +1,314 @@
+//! The executor actor: runs fires with bounded concurrency, with timeouts and retries, and reports each run's
+//! record to the recorder and its end to the dispatcher.
+//!
+//! Each run is a tokio task; the actor keeps their abort handles so that `cancel_previous` and the shutdown
+//! deadline can stop them (a command target's process group is killed when its future is dropped). Fires
+//! beyond the concurrency limit wait in a FIFO queue; their lateness shows in the lateness histogram.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::AbortHandle;
+
+use super::dispatcher;
+use super::fire::{Fire, FireKind};
+use super::recorder;
+use crate::clock::Clock;
+use crate::coordinator::NodeId;
+use crate::exec::{AttemptResult, FireContext};
+use crate::job::{FireId, JobId, Target};
+use crate::run::{Outcome, RunRecord};
+
+/// The future an in-process handler returns: `Err(message)` marks the run failed.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+
+/// An in-process handler, registered on the builder by name and named by `Target::Handler`.
+pub type Handler = Arc<dyn Fn(FireContext) -> HandlerFuture + Send + Sync + 'static>;
+
+/// The executor actor.
+pub struct Executor;
+
+/// Messages of the executor.
+pub enum Msg {
+    /// Fires to run (queued beyond the concurrency limit).
+    Run(Vec<Fire>),
+    /// Stop every running run of this job (overlap `cancel_previous`); each is recorded as failed.
+    Cancel(JobId),
+    /// A run task finished.
+    Done(FireId, RunRecord),
+    /// Where run ends are reported (set once the dispatcher exists).
+    SetDispatcher(ActorRef<dispatcher::Msg>),
+    /// Stop starting runs; answer when none is running, or when `deadline` passed, after killing the rest.
+    Drain {
+        /// How long running runs may take.
+        deadline: Duration,
+        /// Answered with the number of runs killed at the deadline.
+        reply: RpcReplyPort<usize>,
+    },
+    /// The drain deadline passed.
+    DrainDeadline,
+    /// Runs in flight and queued.
+    Load {
+        /// `(running, queued)`.
+        reply: RpcReplyPort<(usize, usize)>,
+    },
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Run(fires) => write!(f, "Run({} fires)", fires.len()),
+            Msg::Cancel(job) => write!(f, "Cancel({job})"),
+            Msg::Done(fire, _) => write!(f, "Done({fire})"),
+            Msg::SetDispatcher(_) => f.write_str("SetDispatcher"),
+            Msg::Drain { deadline, .. } => write!(f, "Drain({deadline:?})"),
+            Msg::DrainDeadline => f.write_str("DrainDeadline"),
+            Msg::Load { .. } => f.write_str("Load"),
+        }
+    }
+}
+
+/// What the executor is started with.
+pub struct Arguments {
+    /// This node.
+    pub node: NodeId,
+    /// Wall time.
+    pub clock: Arc<dyn Clock>,
+    /// Registered handlers.
+    pub handlers: Arc<HashMap<String, Handler>>,
+    /// Most runs at once.
+    pub max_concurrent: usize,
+    /// Where records go.
+    pub recorder: ActorRef<recorder::Msg>,
+}
+
+/// Everything a run task needs, shared.
+struct RunEnv {
+    node: NodeId,
+    clock: Arc<dyn Clock>,
+    handlers: Arc<HashMap<String, Handler>>,
+    #[cfg(feature = "http")]
+    http: reqwest::Client,
+}
+
+/// The executor's state.
+pub struct State {
+    env: Arc<RunEnv>,
+    max_concurrent: usize,
+    recorder: ActorRef<recorder::Msg>,
+    dispatcher: Option<ActorRef<dispatcher::Msg>>,
+    queue: VecDeque<Fire>,
+    running: HashMap<FireId, (AbortHandle, RunRecord)>,
+    draining: Option<RpcReplyPort<usize>>,
+}
+
+impl State {
+    fn start_queued(&mut self, myself: &ActorRef<Msg>) {
+        while self.running.len() < self.max_concurrent
+            && self.draining.is_none()
+            && let Some(fire) = self.queue.pop_front()
+        {
+            let id = fire.id();
+            if self.running.contains_key(&id) {
+                // The same instant twice on one node (a manual trigger at the same millisecond): run it once.
+                continue;
+            }
+            let placeholder = {
+                let mut r = RunRecord::new(&id, self.env.node.as_str(), Outcome::Failed);
+                r.manual = fire.kind == FireKind::Manual;
+                r
+            };
+            let env = self.env.clone();
+            let myself = myself.clone();
+            let fire_id = id.clone();
+            let task = tokio::spawn(async move {
+                let record = run_fire(&env, fire).await;
+                let _ = myself.cast(Msg::Done(fire_id, record));
+            });
+            self.running.insert(id, (task.abort_handle(), placeholder));
+            metrics::gauge!(crate::metrics::IN_FLIGHT).set(self.running.len() as f64);
+        }
+    }
+
+    /// Aborts runs and records them as failed with `reason`.
+    fn kill(&mut self, which: impl Fn(&FireId) -> bool, reason: &str) -> usize {
+        let ids: Vec<FireId> = self.running.keys().filter(|id| which(id)).cloned().collect();
+        for id in &ids {
+            if let Some((abort, mut record)) = self.running.remove(id) {
+                abort.abort();
+                record.reason = Some(reason.to_owned());
+                record.ended_ms = Some(self.env.clock.now_ms());
+                self.finish(record);
+            }
+        }
+        ids.len()
+    }
+
+    fn finish(&mut self, record: RunRecord) {
+        if let Some(dispatcher) = &self.dispatcher {
+            let _ = dispatcher.cast(dispatcher::Msg::Finished(record.job.clone()));
+        }
+        let _ = self.recorder.cast(recorder::Msg::Record(vec![record]));
+        metrics::gauge!(crate::metrics::IN_FLIGHT).set(self.running.len() as f64);
+    }
+}
+
+/// Runs every attempt of one fire and returns its record.
+async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
+    let id = fire.id();
+    let spec = &fire.job.spec;
+    if let Some(jitter) = spec.jitter.filter(|j| !j.is_zero()) {
+        // Stable per fire id, so every node would pick the same delay.
+        let delay = Duration::from_millis(stable_hash(&id) % (jitter.as_millis() as u64 + 1));
+        tokio::time::sleep(delay).await;
+    }
+    let started_us = env.clock.now_us();
+    metrics::counter!(crate::metrics::FIRES).increment(1);
+    if fire.kind != FireKind::Manual {
+        let lateness = (started_us - fire.scheduled_ms * 1000).max(0) as f64 / 1e6;
+        metrics::histogram!(crate::metrics::LATENESS).record(lateness);
+    }
+    let mut record = RunRecord::new(&id, env.node.as_str(), Outcome::Failed);
+    record.manual = fire.kind == FireKind::Manual;
+    record.started_ms = Some(started_us.div_euclid(1000));
+    let attempts = spec.retry.max_retries + 1;
+    for attempt in 1..=attempts {
+        let ctx = FireContext { fire: id.clone(), job_name: spec.name.clone(), attempt, node: env.node.clone() };
+        record.started_ms = Some(env.clock.now_ms());
+        let result = attempt_once(env, &spec.target, ctx).await;
+        record.attempt = attempt;
+        record.outcome = result.outcome;
+        record.code = result.code;
+        record.output = result.output;
+        record.reason = result.reason;
+        if result.outcome == Outcome::Succeeded || attempt == attempts {
+            break;
+        }
+        tokio::time::sleep(spec.retry.backoff.delay(attempt)).await;
+    }
+    record.ended_ms = Some(env.clock.now_ms());
+    if fire.kind == FireKind::Redelivery {
+        let why = "redelivered: the previous owner left no record (at_least_once)";
+        record.reason = Some(record.reason.map_or_else(|| why.to_owned(), |r| format!("{why}; {r}")));
+    }
+    record
+}
+
+async fn attempt_once(env: &RunEnv, target: &Target, ctx: FireContext) -> AttemptResult {
+    match target {
+        Target::Command(cmd) => crate::exec::run_command(cmd, &ctx).await,
+        #[cfg(feature = "http")]
+        Target::Http(http) => crate::exec::run_http(&env.http, http, &ctx).await,
+        #[cfg(not(feature = "http"))]
+        Target::Http(_) => failed(None, "HTTP targets need the engine's `http` feature"),
+        Target::Handler(h) => {
+            let Some(handler) = env.handlers.get(&h.name) else {
+                return failed(None, &format!("no handler registered as {:?}", h.name));
+            };
+            let run = std::panic::AssertUnwindSafe(handler(ctx)).catch_unwind();
+            let result = match h.timeout {
+                Some(limit) => match tokio::time::timeout(limit, run).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        return AttemptResult {
+                            outcome: Outcome::TimedOut,
+                            code: None,
+                            output: String::new(),
+                            reason: Some(format!("timeout {}", humantime::format_duration(limit))),
+                        };
+                    }
+                },
+                None => run.await,
+            };
+            match result {
+                Ok(Ok(())) => AttemptResult { outcome: Outcome::Succeeded, code: None, output: String::new(), reason: None },
+                Ok(Err(message)) => failed(None, &message),
+                Err(_) => failed(None, "handler panicked"),
+            }
+        }
+    }
+}
+
+fn failed(code: Option<i32>, reason: &str) -> AttemptResult {
+    AttemptResult { outcome: Outcome::Failed, code, output: String::new(), reason: Some(reason.to_owned()) }
+}
+
+/// FNV-1a of the fire id's text: stable across processes and versions (unlike `DefaultHasher`).
+fn stable_hash(id: &FireId) -> u64 {
+    id.to_string().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl Actor for Executor {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Arguments;
+
+    async fn pre_start(&self, _myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
+        let env = RunEnv {
+            node: args.node,
+            clock: args.clock,
+            handlers: args.handlers,
+            #[cfg(feature = "http")]
+            http: reqwest::Client::new(),
+        };
+        Ok(State {
+            env: Arc::new(env),
+            max_concurrent: args.max_concurrent.max(1),
+            recorder: args.recorder,
+            dispatcher: None,
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+            draining: None,
+        })
+    }
+
+    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, state: &mut State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Msg::Run(fires) => {
+                if state.draining.is_some() {
+                    // Shutting down: these instants stay unsettled and are accounted for by the next owner.
+                    return Ok(());
+                }
+                state.queue.extend(fires);
+            }
+            Msg::Cancel(job) => {
+                state.kill(|id| id.job == job, "cancelled: overlap cancel_previous");
+            }
+            Msg::Done(id, record) => {
+                if state.running.remove(&id).is_some() {
+                    state.finish(record);
+                }
+            }
+            Msg::SetDispatcher(dispatcher) => state.dispatcher = Some(dispatcher),
+            Msg::Drain { deadline, reply } => {
+                state.queue.clear();
+                state.draining = Some(reply);
+                myself.send_after(deadline, || Msg::DrainDeadline);
+            }
+            Msg::DrainDeadline => {
+                let killed = state.kill(|_| true, "killed: shutdown deadline passed");
+                if let Some(reply) = state.draining.take() {
+                    let _ = reply.send(killed);
+                }
+                // Stay in drain mode: no new runs start.
+                state.max_concurrent = 0;
+            }
+            Msg::Load { reply } => {
+                let _ = reply.send((state.running.len(), state.queue.len()));
+            }
+        }
+        if state.running.is_empty()
+            && let Some(reply) = state.draining.take()
+        {
+            let _ = reply.send(0);
+            state.max_concurrent = 0;
+        }
+        state.start_queued(&myself);
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! A fire on its way from the timer through the dispatcher to an executor.
+
+use std::sync::Arc;
+
+use crate::job::{FireId, Job};
+
+/// Why an instant is being run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FireKind {
+    /// At its scheduled instant.
+    Scheduled,
+    /// Late, chosen by the misfire policy after the instant passed unfired.
+    CatchUp,
+    /// Again, because its previous owner vanished without a record and the job is at-least-once.
+    Redelivery,
+    /// Triggered by a user (trigger-now or backfill); not claimed, de-duplicated by its fire id.
+    Manual,
+}
+
+/// One instant of one job to run.
+#[derive(Debug, Clone)]
+pub struct Fire {
+    /// The job as it was when the instant was emitted.
+    pub job: Arc<Job>,
+    /// The scheduled instant, Unix ms.
+    pub scheduled_ms: i64,
+    /// Why it runs.
+    pub kind: FireKind,
+}
+
+impl Fire {
+    /// Its fire id.
+    pub fn id(&self) -> FireId {
+        self.job.fire_id(self.scheduled_ms)
+    }
+}

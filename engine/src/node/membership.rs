@@ -1,0 +1,577 @@
+//! The membership actor: keeps the node's session alive, follows the job store and the assignment, tells the
+//! timer which jobs this node owns, and, while leader, computes and publishes the assignment.
+//!
+//! Session validity is proven, not assumed: after a keep-alive *sent* at `t` succeeds, the session is valid until
+//! `t + ttl`; the timer gets a lease up to `t + ttl − margin` and stops firing at its end unless a later
+//! keep-alive extends it (self-fencing). An expired session is final: the node drops every claim and opens a new
+//! session, with no operator action.
+//!
+//! The coordinator's streams (job watch, members, assignment) are read by small forwarding tasks that turn each
+//! item into a message, so every decision happens in `handle`, in order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::{recorder, timer};
+use crate::clock::Clock;
+use crate::coordinator::{
+    Assignment, CoordError, Coordinator, JobEvent, JobSnapshot, Member, Membership as Members, NodeId, NodeInfo,
+    Session, SessionState,
+};
+use crate::job::{Job, JobId};
+
+/// The membership actor.
+pub struct Membership;
+
+/// Session and leadership timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Session TTL asked for.
+    pub ttl: Duration,
+    /// How long the leader waits after a change before publishing, so that a burst of changes (a rolling
+    /// restart, a bulk import) causes one publication.
+    pub rebalance_delay: Duration,
+}
+
+/// Messages of the membership actor.
+#[derive(Debug)]
+pub enum Msg {
+    /// Open a session (at start, and after one was lost).
+    Connect,
+    /// A session open attempt finished.
+    Opened(Result<Session, CoordError>),
+    /// Time to renew the session (and campaign).
+    KeepAlive,
+    /// A keep-alive sent at `sent_ms` finished.
+    KeptAlive {
+        /// The session it was for.
+        session: crate::coordinator::SessionId,
+        /// Wall time it was sent.
+        sent_ms: i64,
+        /// Its result.
+        result: Result<(), CoordError>,
+    },
+    /// The backend reported the session expired.
+    SessionExpired(crate::coordinator::SessionId),
+    /// A consistent snapshot of all jobs (at start, and after a compaction).
+    JobsListed(JobSnapshot),
+    /// A job changed.
+    JobChanged(JobEvent),
+    /// The assignment changed.
+    AssignmentChanged(Option<Arc<Assignment>>),
+    /// The members changed.
+    MembersChanged(Members),
+    /// Leader: publish the assignment now (debounced).
+    Publish,
+    /// Close the session (graceful leave); answered when closed.
+    Leave {
+        /// Answered when the session is closed.
+        reply: RpcReplyPort<()>,
+    },
+    /// What this node knows.
+    Status {
+        /// The answer.
+        reply: RpcReplyPort<NodeStatus>,
+    },
+}
+
+/// A node's view of itself, for the handle and the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node.
+    pub node: NodeId,
+    /// Its session, if it has one.
+    pub session: Option<crate::coordinator::SessionId>,
+    /// Wall time until which the session is proven valid.
+    pub valid_until_ms: Option<i64>,
+    /// Leader epoch, if this node leads.
+    pub leader_epoch: Option<u64>,
+    /// Jobs this node owns.
+    pub owned: usize,
+    /// Jobs known in the store.
+    pub jobs: usize,
+    /// Version of the assignment followed.
+    pub assignment_version: Option<u64>,
+}
+
+/// What the membership actor is started with.
+pub struct Arguments {
+    /// The shared store.
+    pub coordinator: Arc<dyn Coordinator>,
+    /// Wall time.
+    pub clock: Arc<dyn Clock>,
+    /// What this node says about itself.
+    pub node: NodeInfo,
+    /// Timing.
+    pub config: Config,
+    /// Told about owned jobs and the lease.
+    pub timer: ActorRef<timer::Msg>,
+    /// Told about the session.
+    pub recorder: ActorRef<recorder::Msg>,
+}
+
+/// The membership actor's state.
+pub struct State {
+    coordinator: Arc<dyn Coordinator>,
+    clock: Arc<dyn Clock>,
+    node: NodeInfo,
+    config: Config,
+    timer: ActorRef<timer::Msg>,
+    recorder: ActorRef<recorder::Msg>,
+    session: Option<Session>,
+    valid_until_ms: Option<i64>,
+    leader_epoch: Option<u64>,
+    jobs: HashMap<JobId, Arc<Job>>,
+    assignment: Option<Arc<Assignment>>,
+    members: Vec<Member>,
+    /// Owned jobs and the revision the timer has.
+    owned: HashMap<JobId, u64>,
+    publish_pending: bool,
+    dirty: bool,
+    connect_failures: u32,
+    leaving: bool,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl State {
+    fn margin(&self) -> i64 {
+        // A tenth of the TTL, at least 100 ms: covers clock reading and message delays on this node.
+        (self.config.ttl.as_millis() as i64 / 10).max(100)
+    }
+
+    fn owner_of(&self, job: &JobId) -> Option<&NodeId> {
+        self.assignment.as_ref()?.owners.get(job)
+    }
+
+    /// Brings the timer's set of jobs in line with the assignment (full pass).
+    fn reconcile(&mut self) {
+        let mut upserts = Vec::new();
+        let mut removes = Vec::new();
+        let me = self.node.id.clone();
+        let mut still_owned = HashMap::with_capacity(self.owned.len());
+        if let Some(assignment) = &self.assignment {
+            for (id, owner) in &assignment.owners {
+                if *owner != me {
+                    continue;
+                }
+                let Some(job) = self.jobs.get(id) else { continue };
+                if self.owned.get(id) != Some(&job.revision) {
+                    upserts.push(job.clone());
+                }
+                still_owned.insert(id.clone(), job.revision);
+            }
+        }
+        for id in self.owned.keys() {
+            if !still_owned.contains_key(id) {
+                removes.push(id.clone());
+            }
+        }
+        self.owned = still_owned;
+        self.send(upserts, removes);
+    }
+
+    /// Applies one job change (incremental).
+    fn job_changed(&mut self, event: JobEvent) {
+        match event {
+            JobEvent::Put(job) => {
+                let job = Arc::new(job);
+                let known = self.jobs.insert(job.id.clone(), job.clone());
+                let placement_changed =
+                    known.as_ref().is_none_or(|old| old.spec.node_labels != job.spec.node_labels || old.spec.weight != job.spec.weight);
+                self.dirty |= placement_changed;
+                if self.owner_of(&job.id) == Some(&self.node.id) {
+                    self.owned.insert(job.id.clone(), job.revision);
+                    self.send(vec![job], Vec::new());
+                }
+            }
+            JobEvent::Deleted { id, .. } => {
+                self.jobs.remove(&id);
+                self.dirty = true;
+                if self.owned.remove(&id).is_some() {
+                    self.send(Vec::new(), vec![id]);
+                }
+            }
+        }
+    }
+
+    fn send(&self, upserts: Vec<Arc<Job>>, removes: Vec<JobId>) {
+        if !removes.is_empty() {
+            let _ = self.timer.cast(timer::Msg::Remove(removes));
+        }
+        if !upserts.is_empty() {
+            let _ = self.timer.cast(timer::Msg::Upsert(upserts));
+        }
+    }
+
+    fn set_lease(&mut self, valid_until_ms: Option<i64>) {
+        self.valid_until_ms = valid_until_ms;
+        let lease = match (&self.session, valid_until_ms) {
+            (Some(session), Some(valid_until_ms)) => Some(timer::Lease { session: session.id, valid_until_ms }),
+            _ => None,
+        };
+        let _ = self.timer.cast(timer::Msg::SessionChanged(lease));
+        let _ = self.recorder.cast(recorder::Msg::SessionChanged(lease.map(|l| l.session)));
+    }
+
+    fn lose_session(&mut self, myself: &ActorRef<Msg>) {
+        if let Some(session) = self.session.take() {
+            warn!(node = %self.node.id, session = %session.id, "session lost: stopped firing, rejoining");
+        }
+        self.leader_epoch = None;
+        self.set_lease(None);
+        if !self.leaving {
+            let _ = myself.cast(Msg::Connect);
+        }
+    }
+
+    fn schedule_publish(&mut self, myself: &ActorRef<Msg>) {
+        if self.leader_epoch.is_some() && self.dirty && !self.publish_pending {
+            self.publish_pending = true;
+            myself.send_after(self.config.rebalance_delay, || Msg::Publish);
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        NodeStatus {
+            node: self.node.id.clone(),
+            session: self.session.as_ref().map(|s| s.id),
+            valid_until_ms: self.valid_until_ms,
+            leader_epoch: self.leader_epoch,
+            owned: self.owned.len(),
+            jobs: self.jobs.len(),
+            assignment_version: self.assignment.as_ref().map(|a| a.version),
+        }
+    }
+}
+
+/// Reads the job store: a snapshot, then every change; resumes after a dropped watch, lists again after a
+/// compaction.
+fn spawn_job_feed(coordinator: Arc<dyn Coordinator>, myself: ActorRef<Msg>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Backoff::default();
+        'relist: loop {
+            let snapshot = match coordinator.list_jobs().await {
+                Ok(snapshot) => snapshot,
+                Err(error) => {
+                    crate::metrics::coordinator_error("list_jobs");
+                    warn!(%error, "listing jobs failed");
+                    backoff.wait().await;
+                    continue;
+                }
+            };
+            let mut revision = snapshot.revision;
+            if myself.cast(Msg::JobsListed(snapshot)).is_err() {
+                return;
+            }
+            loop {
+                let mut watch = match coordinator.watch_jobs(revision).await {
+                    Ok(watch) => watch,
+                    Err(CoordError::Compacted { .. }) => continue 'relist,
+                    Err(error) => {
+                        crate::metrics::coordinator_error("watch_jobs");
+                        warn!(%error, revision, "watching jobs failed");
+                        backoff.wait().await;
+                        continue;
+                    }
+                };
+                backoff.reset();
+                while let Some(item) = watch.recv().await {
+                    match item {
+                        Ok(event) => {
+                            revision = event.revision();
+                            if myself.cast(Msg::JobChanged(event)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(CoordError::Compacted { .. }) => continue 'relist,
+                        Err(error) => {
+                            warn!(%error, revision, "job watch failed, resuming");
+                            break;
+                        }
+                    }
+                }
+                backoff.wait().await;
+            }
+        }
+    })
+}
+
+/// Forwards a `watch` channel from the coordinator as messages, re-subscribing when it closes.
+fn spawn_feeds(coordinator: Arc<dyn Coordinator>, myself: ActorRef<Msg>) -> Vec<JoinHandle<()>> {
+    let assignment = {
+        let coordinator = coordinator.clone();
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let mut backoff = Backoff::default();
+            loop {
+                match coordinator.watch_assignment().await {
+                    Ok(mut rx) => {
+                        backoff.reset();
+                        loop {
+                            let current = rx.borrow_and_update().clone();
+                            if myself.cast(Msg::AssignmentChanged(current)).is_err() {
+                                return;
+                            }
+                            if rx.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        crate::metrics::coordinator_error("watch_assignment");
+                        warn!(%error, "watching the assignment failed");
+                    }
+                }
+                backoff.wait().await;
+            }
+        })
+    };
+    let members = tokio::spawn(async move {
+        let mut backoff = Backoff::default();
+        loop {
+            match coordinator.watch_members().await {
+                Ok(mut rx) => {
+                    backoff.reset();
+                    loop {
+                        let current = rx.borrow_and_update().clone();
+                        if myself.cast(Msg::MembersChanged(current)).is_err() {
+                            return;
+                        }
+                        if rx.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(error) => {
+                    crate::metrics::coordinator_error("watch_members");
+                    warn!(%error, "watching members failed");
+                }
+            }
+            backoff.wait().await;
+        }
+    });
+    vec![assignment, members]
+}
+
+/// Capped exponential backoff for the feed loops (50 ms .. 5 s).
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    async fn wait(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let ms = (50u64 << self.failures.min(7)).min(5_000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+impl Actor for Membership {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Arguments;
+
+    async fn pre_start(&self, myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
+        let mut tasks = spawn_feeds(args.coordinator.clone(), myself.clone());
+        tasks.push(spawn_job_feed(args.coordinator.clone(), myself.clone()));
+        let keep_alive = (args.config.ttl / 3).max(Duration::from_millis(50));
+        myself.send_interval(keep_alive, || Msg::KeepAlive);
+        myself.cast(Msg::Connect)?;
+        Ok(State {
+            coordinator: args.coordinator,
+            clock: args.clock,
+            node: args.node,
+            config: args.config,
+            timer: args.timer,
+            recorder: args.recorder,
+            session: None,
+            valid_until_ms: None,
+            leader_epoch: None,
+            jobs: HashMap::new(),
+            assignment: None,
+            members: Vec::new(),
+            owned: HashMap::new(),
+            publish_pending: false,
+            dirty: true,
+            connect_failures: 0,
+            leaving: false,
+            tasks,
+        })
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Msg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+        for task in state.tasks.drain(..) {
+            task.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, state: &mut State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Msg::Connect => {
+                if state.session.is_some() || state.leaving {
+                    return Ok(());
+                }
+                let coordinator = state.coordinator.clone();
+                let node = state.node.clone();
+                let ttl = state.config.ttl;
+                let delay = if state.connect_failures == 0 {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis((100u64 << state.connect_failures.min(6)).min(5_000))
+                };
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = me.cast(Msg::Opened(coordinator.open_session(node, ttl).await));
+                });
+            }
+            Msg::Opened(Ok(session)) => {
+                state.connect_failures = 0;
+                let sent_ms = state.clock.now_ms();
+                info!(node = %state.node.id, session = %session.id, ttl = ?session.ttl, "session opened");
+                // Valid from (at least) the moment the open was answered; the next keep-alive tightens it.
+                let valid_until = sent_ms + session.ttl.as_millis() as i64 - state.margin();
+                let id = session.id;
+                state.session = Some(session);
+                state.set_lease(Some(valid_until));
+                let coordinator = state.coordinator.clone();
+                let me = myself.clone();
+                state.tasks.push(tokio::spawn(async move {
+                    if let Ok(mut rx) = coordinator.watch_session(id).await {
+                        while *rx.borrow_and_update() != SessionState::Expired {
+                            if rx.changed().await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = me.cast(Msg::SessionExpired(id));
+                    }
+                }));
+                let _ = myself.cast(Msg::KeepAlive);
+            }
+            Msg::Opened(Err(error)) => {
+                state.connect_failures += 1;
+                crate::metrics::coordinator_error("open_session");
+                warn!(%error, failures = state.connect_failures, "opening a session failed");
+                let _ = myself.cast(Msg::Connect);
+            }
+            Msg::KeepAlive => {
+                let Some(session) = state.session.clone() else { return Ok(()) };
+                let coordinator = state.coordinator.clone();
+                let sent_ms = state.clock.now_ms();
+                let me = myself.clone();
+                tokio::spawn(async move {
+                    let result = coordinator.keep_alive(session.id).await;
+                    let _ = me.cast(Msg::KeptAlive { session: session.id, sent_ms, result });
+                });
+                // Campaign every round: cheap, and a leader that lost its term finds out here.
+                match state.coordinator.campaign(session.id).await {
+                    Ok(Some(leader)) => {
+                        if state.leader_epoch != Some(leader.epoch) {
+                            info!(node = %state.node.id, epoch = leader.epoch, "became leader");
+                            state.leader_epoch = Some(leader.epoch);
+                            state.dirty = true;
+                        }
+                    }
+                    Ok(None) => state.leader_epoch = None,
+                    Err(error) => {
+                        debug!(%error, "campaign failed");
+                        state.leader_epoch = None;
+                    }
+                }
+            }
+            Msg::KeptAlive { session, sent_ms, result } => {
+                if state.session.as_ref().map(|s| s.id) != Some(session) {
+                    return Ok(());
+                }
+                match result {
+                    Ok(()) => {
+                        let ttl = state.session.as_ref().map_or(0, |s| s.ttl.as_millis() as i64);
+                        let valid_until = sent_ms + ttl - state.margin();
+                        if state.valid_until_ms.is_none_or(|v| valid_until > v) {
+                            state.set_lease(Some(valid_until));
+                        }
+                    }
+                    Err(error) if error.is_fatal_for_session() => state.lose_session(&myself),
+                    Err(error) => {
+                        crate::metrics::coordinator_error("keep_alive");
+                        warn!(%error, "keep-alive failed; firing continues until the lease runs out");
+                    }
+                }
+            }
+            Msg::SessionExpired(id) => {
+                if state.session.as_ref().map(|s| s.id) == Some(id) {
+                    state.lose_session(&myself);
+                }
+            }
+            Msg::JobsListed(snapshot) => {
+                state.jobs = snapshot.jobs.into_iter().map(|job| (job.id.clone(), Arc::new(job))).collect();
+                state.dirty = true;
+                state.reconcile();
+            }
+            Msg::JobChanged(event) => state.job_changed(event),
+            Msg::AssignmentChanged(assignment) => {
+                let newer = match (&state.assignment, &assignment) {
+                    (Some(old), Some(new)) => new.version > old.version,
+                    (None, Some(_)) => true,
+                    _ => false,
+                };
+                if newer {
+                    state.assignment = assignment;
+                    state.reconcile();
+                }
+            }
+            Msg::MembersChanged(members) => {
+                state.members = members.members;
+                state.dirty = true;
+            }
+            Msg::Publish => {
+                state.publish_pending = false;
+                if let (Some(epoch), Some(session)) = (state.leader_epoch, state.session.as_ref().map(|s| s.id)) {
+                    state.dirty = false;
+                    let previous = state.assignment.as_ref().map(|a| &a.owners);
+                    let owners: BTreeMap<JobId, NodeId> =
+                        crate::assign::place(state.jobs.values().map(|j| j.as_ref()), &state.members, previous);
+                    if previous != Some(&owners) {
+                        match state.coordinator.publish_assignment(session, epoch, owners).await {
+                            Ok(version) => debug!(epoch, version, "assignment published"),
+                            Err(error) => {
+                                crate::metrics::coordinator_error("publish_assignment");
+                                warn!(%error, "publishing the assignment failed");
+                                state.dirty = true;
+                                if error.is_fatal_for_session() {
+                                    state.leader_epoch = None;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Msg::Leave { reply } => {
+                state.leaving = true;
+                if let Some(session) = state.session.take() {
+                    state.set_lease(None);
+                    if let Err(error) = state.coordinator.close_session(session.id).await {
+                        warn!(%error, "closing the session failed; it will expire");
+                    }
+                }
+                let _ = reply.send(());
+            }
+            Msg::Status { reply } => {
+                let _ = reply.send(state.status());
+            }
+        }
+        state.schedule_publish(&myself);
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! The recorder actor: writes run records to the coordinator in batches and tells the timer which instants
+//! are settled.
+//!
+//! Batching is natural: a write starts as soon as there is something to write and no write is in flight;
+//! whatever arrives meanwhile goes into the next batch. So the coordinator sees one call per round trip, not
+//! one per run, however many runs end at once. A failed write is retried with backoff; records are kept until
+//! stored (records are not fenced by ownership, only by a live session, so a new session can write them).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::warn;
+
+use super::timer;
+use crate::coordinator::{CoordError, Coordinator, RecordResult, SessionId};
+use crate::run::RunRecord;
+
+/// Largest batch per coordinator call.
+const MAX_BATCH: usize = 5_000;
+
+/// The recorder actor.
+pub struct Recorder;
+
+/// Messages of the recorder.
+#[derive(Debug)]
+pub enum Msg {
+    /// Records to store.
+    Record(Vec<RunRecord>),
+    /// The session to write with (`None`: hold records until there is one).
+    SessionChanged(Option<SessionId>),
+    /// Where to report settled instants (set once the timer exists).
+    SetTimer(ActorRef<timer::Msg>),
+    /// A write finished.
+    Written(Vec<RunRecord>, Result<Vec<RecordResult>, CoordError>),
+    /// Try writing again after a failure.
+    Retry,
+    /// Answer once everything received so far is stored (or the deadline passed).
+    Flush {
+        /// Answered with whether everything was stored.
+        reply: RpcReplyPort<bool>,
+    },
+}
+
+/// What the recorder is started with.
+pub struct Arguments {
+    /// Where records go.
+    pub coordinator: Arc<dyn Coordinator>,
+}
+
+/// The recorder's state.
+pub struct State {
+    coordinator: Arc<dyn Coordinator>,
+    session: Option<SessionId>,
+    timer: Option<ActorRef<timer::Msg>>,
+    pending: VecDeque<RunRecord>,
+    in_flight: bool,
+    retry_scheduled: bool,
+    failures: u32,
+    waiting: Vec<RpcReplyPort<bool>>,
+}
+
+impl State {
+    fn write_next(&mut self, myself: &ActorRef<Msg>) {
+        if self.in_flight || self.retry_scheduled || self.pending.is_empty() {
+            return;
+        }
+        let Some(session) = self.session else { return };
+        let take = self.pending.len().min(MAX_BATCH);
+        let batch: Vec<RunRecord> = self.pending.drain(..take).collect();
+        self.in_flight = true;
+        let coordinator = self.coordinator.clone();
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let result = coordinator.record_runs(session, batch.clone()).await;
+            let _ = myself.cast(Msg::Written(batch, result));
+        });
+    }
+
+    fn answer_waiters(&mut self) {
+        if self.pending.is_empty() && !self.in_flight {
+            for waiter in self.waiting.drain(..) {
+                let _ = waiter.send(true);
+            }
+        }
+    }
+}
+
+impl Actor for Recorder {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Arguments;
+
+    async fn pre_start(&self, _myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
+        Ok(State {
+            coordinator: args.coordinator,
+            session: None,
+            timer: None,
+            pending: VecDeque::new(),
+            in_flight: false,
+            retry_scheduled: false,
+            failures: 0,
+            waiting: Vec::new(),
+        })
+    }
+
+    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, state: &mut State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Msg::Record(records) => state.pending.extend(records),
+            Msg::SessionChanged(session) => state.session = session,
+            Msg::SetTimer(timer) => state.timer = Some(timer),
+            Msg::Retry => state.retry_scheduled = false,
+            Msg::Written(batch, result) => {
+                state.in_flight = false;
+                match result {
+                    Ok(results) => {
+                        state.failures = 0;
+                        let mut settled = Vec::with_capacity(batch.len());
+                        for (record, result) in batch.into_iter().zip(results) {
+                            if result == RecordResult::Recorded {
+                                crate::metrics::run_recorded(record.outcome, record.count);
+                            }
+                            settled.push(record.fire_id());
+                        }
+                        if let Some(timer) = &state.timer {
+                            let _ = timer.cast(timer::Msg::Settled(settled));
+                        }
+                    }
+                    Err(error) => {
+                        crate::metrics::coordinator_error("record_runs");
+                        state.failures += 1;
+                        warn!(%error, records = batch.len(), failures = state.failures, "writing run records failed");
+                        // Put the batch back in front, in order, and retry after a backoff.
+                        for record in batch.into_iter().rev() {
+                            state.pending.push_front(record);
+                        }
+                        state.retry_scheduled = true;
+                        let backoff = Duration::from_millis(50 * 2u64.pow(state.failures.min(6)));
+                        myself.send_after(backoff, || Msg::Retry);
+                    }
+                }
+            }
+            Msg::Flush { reply } => state.waiting.push(reply),
+        }
+        state.write_next(&myself);
+        state.answer_waiters();
+        Ok(())
+    }
+}

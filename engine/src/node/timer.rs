@@ -1,0 +1,718 @@
+//! The timer actor: holds the next instant of every job this node owns, claims instants ahead of time in
+//! batches, and at each instant emits the due fires, in one batch, to the dispatcher.
+//!
+//! One ordered set of `(next instant, slot)` for all jobs, one alarm task: no task per job. Jobs share parsed
+//! schedules (see `schedule`). All decisions live in the synchronous [`State`] methods (tested without spawning);
+//! `handle` only routes messages and performs the IO they ask for.
+//!
+//! Claims: an instant is emitted only if this node's session holds a claim covering it, and only while the
+//! session is provably valid (`now < valid_until`). Claims never reach beyond `valid_until`, so a node that
+//! loses its session has claimed nothing a successor cannot account for.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::dispatcher;
+use super::fire::{Fire, FireKind};
+use crate::clock::Clock;
+use crate::coordinator::{ClaimResult, CoordError, Coordinator, FireClaim, JobClaim, RunQuery, SessionId};
+use crate::job::{Delivery, FireId, Job, JobId};
+use crate::misfire;
+use crate::run::{Outcome, RunRecord};
+
+/// Most missed instants enumerated for one job at once; older ones are summarized by count only.
+const MAX_MISSED_SCAN: usize = 100_000;
+
+/// The timer actor (no configuration of its own: see [`Arguments`]).
+pub struct Timer;
+
+/// The session the timer fires under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// The session.
+    pub session: SessionId,
+    /// Wall time (Unix ms) until which the session is provably valid.
+    pub valid_until_ms: i64,
+}
+
+/// Timing knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// How far ahead instants are claimed.
+    pub lookahead: Duration,
+    /// An instant later than this when it could first be emitted is a misfire (handled by its policy).
+    pub misfire_threshold: Duration,
+}
+
+/// Messages of the timer.
+#[derive(Debug)]
+pub enum Msg {
+    /// These jobs are now owned by this node (new, taken over, or updated).
+    Upsert(Vec<Arc<Job>>),
+    /// These jobs are no longer owned (deleted or reassigned): stop firing them, release their claims.
+    Remove(Vec<JobId>),
+    /// The session changed: a (renewed) lease, or `None` when it was lost (stop firing now).
+    SessionChanged(Option<Lease>),
+    /// The alarm went off: emit what is due.
+    Wake,
+    /// Time to renew claims.
+    ClaimTick,
+    /// A claim round trip finished.
+    Claimed(Result<Vec<Granted>, CoordError>),
+    /// Run records of these instants are stored in the coordinator.
+    Settled(Vec<FireId>),
+    /// Stop emitting and give back every claimed instant not yet emitted (graceful leave).
+    Drain {
+        /// Answered when the claims are released.
+        reply: RpcReplyPort<()>,
+    },
+    /// How many jobs the timer holds.
+    Count {
+        /// The answer.
+        reply: RpcReplyPort<usize>,
+    },
+}
+
+/// What the timer is started with.
+pub struct Arguments {
+    /// Wall time.
+    pub clock: Arc<dyn Clock>,
+    /// Where claims go.
+    pub coordinator: Arc<dyn Coordinator>,
+    /// Where due fires go.
+    pub dispatcher: ActorRef<dispatcher::Msg>,
+    /// This node.
+    pub node: crate::coordinator::NodeId,
+    /// Timing knobs.
+    pub config: Config,
+}
+
+/// The outcome of one claim, with what the claimer found out about a previous holder.
+#[derive(Debug, Clone)]
+pub struct Granted {
+    /// The job.
+    pub job: JobId,
+    /// What the coordinator answered.
+    pub result: ClaimResult,
+    /// Instants of the previous holder's claim that have passed without a run record.
+    pub in_doubt: Vec<i64>,
+}
+
+struct Entry {
+    job: Arc<Job>,
+    tz: Tz,
+    /// The next instant not yet emitted.
+    next_ms: Option<i64>,
+    /// Our claim: `(from, through)`, inclusive.
+    claim: Option<(i64, i64)>,
+    /// Emitted instants whose run record is not yet stored.
+    outstanding: Vec<i64>,
+    /// The last instant emitted (or skipped while paused).
+    last_ms: i64,
+    /// Whether `(next_ms, slot)` is in the queue.
+    queued: bool,
+}
+
+impl Entry {
+    /// Every instant of our claim up to here has a stored record.
+    fn settled_ms(&self) -> i64 {
+        let base = self.claim.map_or(i64::MIN, |(from, _)| from - 1);
+        let done = self.outstanding.iter().min().map_or(self.last_ms, |first| first - 1);
+        done.max(base)
+    }
+}
+
+/// What a state transition asks the actor to do.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Fires to hand to the dispatcher.
+    pub fires: Vec<Fire>,
+    /// Records to write (misfired, in doubt).
+    pub records: Vec<RunRecord>,
+}
+
+/// The timer's state: every owned job's next instant and claim.
+pub struct State {
+    node: crate::coordinator::NodeId,
+    config: Config,
+    slots: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    index: HashMap<JobId, u32>,
+    /// `(next_ms, slot)` of every claimed entry whose next instant is within its claim or not yet reached.
+    queue: BTreeSet<(i64, u32)>,
+    /// Entries without a claim (new, or after a session change).
+    unclaimed: BTreeSet<u32>,
+    /// Entries whose next instant came before their claim was renewed.
+    blocked: BTreeSet<u32>,
+    lease: Option<Lease>,
+    draining: bool,
+}
+
+impl State {
+    /// An empty timer.
+    pub fn new(node: crate::coordinator::NodeId, config: Config) -> Self {
+        Self {
+            node,
+            config,
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            queue: BTreeSet::new(),
+            unclaimed: BTreeSet::new(),
+            blocked: BTreeSet::new(),
+            lease: None,
+            draining: false,
+        }
+    }
+
+    /// Number of jobs held.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no job is held.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Takes jobs (new or updated). An update keeps the claim and takes effect from the next instant after now.
+    pub fn upsert(&mut self, jobs: Vec<Arc<Job>>, now_ms: i64) {
+        for job in jobs {
+            let tz = job.spec.tz().unwrap_or(chrono_tz::UTC);
+            match self.index.get(&job.id).copied() {
+                Some(slot) => {
+                    self.dequeue(slot);
+                    self.blocked.remove(&slot);
+                    let entry = self.slots[slot as usize].as_mut().expect("indexed slot is occupied");
+                    let after = entry.last_ms.max(now_ms);
+                    entry.next_ms = next_instant(&job, tz, after);
+                    entry.job = job;
+                    entry.tz = tz;
+                    self.enqueue(slot);
+                }
+                None => {
+                    // No claim yet: the first claim decides where the instants start.
+                    let entry =
+                        Entry { job, tz, next_ms: None, claim: None, outstanding: Vec::new(), last_ms: i64::MIN, queued: false };
+                    let slot = match self.free.pop() {
+                        Some(slot) => {
+                            self.slots[slot as usize] = Some(entry);
+                            slot
+                        }
+                        None => {
+                            self.slots.push(Some(entry));
+                            u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 jobs")
+                        }
+                    };
+                    let id = self.slots[slot as usize].as_ref().expect("just filled").job.id.clone();
+                    self.index.insert(id, slot);
+                    self.unclaimed.insert(slot);
+                }
+            }
+        }
+        metrics::gauge!(crate::metrics::JOBS_OWNED).set(self.index.len() as f64);
+    }
+
+    /// Drops jobs; returns the claims to release: `(job, last instant kept)`.
+    pub fn remove(&mut self, ids: &[JobId]) -> Vec<(JobId, i64)> {
+        let mut releases = Vec::new();
+        for id in ids {
+            let Some(slot) = self.index.remove(id) else { continue };
+            self.dequeue(slot);
+            self.unclaimed.remove(&slot);
+            self.blocked.remove(&slot);
+            let entry = self.slots[slot as usize].take().expect("indexed slot is occupied");
+            self.free.push(slot);
+            if entry.claim.is_some() {
+                releases.push((id.clone(), entry.settled_ms().max(entry.last_ms)));
+            }
+        }
+        metrics::gauge!(crate::metrics::JOBS_OWNED).set(self.index.len() as f64);
+        releases
+    }
+
+    /// A new or renewed lease, or `None`: the session is lost, so every claim is void.
+    pub fn set_lease(&mut self, lease: Option<Lease>) {
+        let session_changed = self.lease.map(|l| l.session) != lease.map(|l| l.session);
+        self.lease = lease;
+        if session_changed {
+            // Claims belong to the old session: whatever it did not settle is the successor's to account for
+            // (that may be this node's new session). Start over from the first claim.
+            self.blocked.clear();
+            for slot in 0..self.slots.len() as u32 {
+                self.dequeue(slot);
+                if let Some(entry) = self.slots[slot as usize].as_mut() {
+                    entry.claim = None;
+                    entry.next_ms = None;
+                    entry.outstanding.clear();
+                    self.unclaimed.insert(slot);
+                }
+            }
+        }
+    }
+
+    /// The instant the alarm should go off at, if any.
+    pub fn deadline(&self) -> Option<i64> {
+        let lease = self.lease?;
+        if self.draining {
+            return None;
+        }
+        self.queue.first().map(|&(t, _)| t.min(lease.valid_until_ms))
+    }
+
+    /// Emits what is due at `now_ms`.
+    pub fn wake(&mut self, now_ms: i64) -> Effects {
+        let mut fx = Effects::default();
+        let Some(lease) = self.lease else { return fx };
+        if self.draining || now_ms >= lease.valid_until_ms {
+            // Self-fencing: the session may have expired; fire nothing until it is renewed.
+            return fx;
+        }
+        let threshold = duration_ms(self.config.misfire_threshold);
+        while let Some(&(t, slot)) = self.queue.first() {
+            if t > now_ms {
+                break;
+            }
+            self.queue.pop_first();
+            let entry = self.slots[slot as usize].as_mut().expect("queued slot is occupied");
+            entry.queued = false;
+            let Some((_, through)) = entry.claim else { continue };
+            if t > through {
+                // Not claimed yet: it waits for the next grant (which re-queues it).
+                self.blocked.insert(slot);
+                continue;
+            }
+            if entry.job.spec.paused {
+                entry.last_ms = t;
+                entry.next_ms = next_instant(&entry.job, entry.tz, t);
+            } else if t < now_ms - threshold {
+                Self::misfire(&self.node, entry, now_ms, now_ms - threshold, through, &mut fx);
+            } else {
+                fx.fires.push(Fire { job: entry.job.clone(), scheduled_ms: t, kind: FireKind::Scheduled });
+                entry.outstanding.push(t);
+                entry.last_ms = t;
+                entry.next_ms = next_instant(&entry.job, entry.tz, t);
+            }
+            self.enqueue(slot);
+        }
+        fx
+    }
+
+    /// Handles the instants of `entry` that passed more than the threshold ago (up to `until`, within the
+    /// claim): the misfire policy decides which run late and which are recorded as misfired.
+    fn misfire(node: &crate::coordinator::NodeId, entry: &mut Entry, now_ms: i64, until: i64, through: i64, fx: &mut Effects) {
+        let mut missed = Vec::new();
+        let mut extra: u64 = 0;
+        let mut cursor = entry.next_ms;
+        let limit = until.min(through);
+        while let Some(t) = cursor {
+            if t > limit {
+                break;
+            }
+            if missed.len() < MAX_MISSED_SCAN {
+                missed.push(t);
+            } else {
+                extra += 1;
+            }
+            entry.last_ms = t;
+            cursor = next_instant(&entry.job, entry.tz, t);
+            if extra > 10 * MAX_MISSED_SCAN as u64 {
+                // A schedule this dense over this long a gap: skip ahead without counting further.
+                cursor = next_instant(&entry.job, entry.tz, limit);
+                break;
+            }
+        }
+        entry.next_ms = cursor;
+        let plan = misfire::plan(entry.job.spec.misfire, &missed, now_ms);
+        crate::metrics::misfired("late", (missed.len() as u64 + extra).saturating_sub(plan.run.len() as u64));
+        for (first, last, count) in plan.skip {
+            let mut record = RunRecord::new(&entry.job.fire_id(first), node.as_str(), Outcome::Misfired);
+            record.count = count.saturating_add(u32::try_from(extra).unwrap_or(u32::MAX));
+            record.last_scheduled_ms = (last != first || extra > 0).then_some(last.max(entry.last_ms));
+            record.reason = Some(format!("missed by more than {}", humantime::format_duration(Duration::from_millis(
+                u64::try_from(now_ms - first).unwrap_or(0)
+            ))));
+            entry.outstanding.push(first);
+            fx.records.push(record);
+        }
+        for t in plan.run {
+            entry.outstanding.push(t);
+            fx.fires.push(Fire { job: entry.job.clone(), scheduled_ms: t, kind: FireKind::CatchUp });
+        }
+    }
+
+    /// The claims to request now: first claims of new jobs and, with `renewals`, claims that run out soon
+    /// (only entries due within the lookahead are looked at, so a tick costs what is due, not what is held).
+    pub fn claims_due(&self, now_ms: i64, renewals: bool) -> Vec<FireClaim> {
+        let Some(lease) = self.lease else { return Vec::new() };
+        if self.draining || now_ms >= lease.valid_until_ms {
+            return Vec::new();
+        }
+        let lookahead = duration_ms(self.config.lookahead);
+        let through = (now_ms + lookahead).min(lease.valid_until_ms - 1);
+        let renew_below = now_ms + lookahead / 2;
+        let mut claims = Vec::new();
+        let due_soon = self.queue.range(..(now_ms + lookahead + 1, 0)).map(|&(_, slot)| slot);
+        let candidates: Box<dyn Iterator<Item = u32>> = if renewals {
+            Box::new(self.unclaimed.iter().copied().chain(self.blocked.iter().copied()).chain(due_soon))
+        } else {
+            Box::new(self.unclaimed.iter().copied())
+        };
+        for slot in candidates {
+            let Some(entry) = self.slots[slot as usize].as_ref() else { continue };
+            if entry.job.spec.paused {
+                continue;
+            }
+            let wanted = match entry.claim {
+                None => true,
+                Some((_, held)) => held < renew_below && entry.next_ms.is_some_and(|t| t <= now_ms + lookahead),
+            };
+            if wanted {
+                let from = entry.claim.map_or_else(|| first_owed_ms(&entry.job), |(from, _)| from);
+                claims.push(FireClaim { job: entry.job.id.clone(), from_ms: from, through_ms: through.max(from), settled_ms: entry.settled_ms() });
+            }
+        }
+        claims
+    }
+
+    /// Applies the coordinator's answers to a claim request.
+    pub fn granted(&mut self, grants: Vec<Granted>, now_ms: i64) -> Effects {
+        let mut fx = Effects::default();
+        let Some(lease) = self.lease else { return fx };
+        for grant in grants {
+            let Some(&slot) = self.index.get(&grant.job) else { continue };
+            match grant.result {
+                ClaimResult::Granted { claim, previous } => {
+                    if claim.session != lease.session {
+                        continue; // an answer for a session we no longer have
+                    }
+                    self.dequeue(slot);
+                    self.unclaimed.remove(&slot);
+                    self.blocked.remove(&slot);
+                    let entry = self.slots[slot as usize].as_mut().expect("indexed slot is occupied");
+                    if entry.claim.is_none() {
+                        // A first claim: the instants start where the grant starts.
+                        entry.next_ms = next_instant(&entry.job, entry.tz, claim.from_ms - 1);
+                        entry.last_ms = claim.from_ms - 1;
+                    }
+                    entry.claim = Some((claim.from_ms, claim.through_ms));
+                    if let Some(previous) = previous.filter(|p| p.session != lease.session) {
+                        Self::settle_previous(&self.node, entry, &previous, &grant.in_doubt, &mut fx);
+                    }
+                    self.enqueue(slot);
+                }
+                ClaimResult::NotOwner { owner } => {
+                    debug!(job = %grant.job, owner = ?owner, "claim refused: not the owner");
+                }
+                ClaimResult::NoSuchJob => {}
+            }
+        }
+        let _ = now_ms;
+        fx
+    }
+
+    /// Accounts for the previous holder's unsettled instants, per the job's delivery mode.
+    fn settle_previous(node: &crate::coordinator::NodeId, entry: &mut Entry, previous: &JobClaim, in_doubt: &[i64], fx: &mut Effects) {
+        if in_doubt.is_empty() {
+            return;
+        }
+        crate::metrics::misfired("in_doubt", in_doubt.len() as u64);
+        match entry.job.spec.delivery {
+            Delivery::AtMostOnce => {
+                for &t in in_doubt {
+                    let mut record = RunRecord::new(&entry.job.fire_id(t), node.as_str(), Outcome::InDoubt);
+                    record.reason = Some(format!("claimed by node {} (session {}) which left no record", previous.node, previous.session));
+                    fx.records.push(record);
+                }
+            }
+            Delivery::AtLeastOnce => {
+                for &t in in_doubt {
+                    fx.fires.push(Fire { job: entry.job.clone(), scheduled_ms: t, kind: FireKind::Redelivery });
+                }
+            }
+        }
+    }
+
+    /// Marks instants as recorded.
+    pub fn settled(&mut self, fires: &[FireId]) {
+        for fire in fires {
+            let Some(&slot) = self.index.get(&fire.job) else { continue };
+            let entry = self.slots[slot as usize].as_mut().expect("indexed slot is occupied");
+            if let Some(pos) = entry.outstanding.iter().position(|&t| t == fire.scheduled_ms) {
+                entry.outstanding.swap_remove(pos);
+            }
+        }
+    }
+
+    /// Stops emitting; returns every claim to release, each at its last emitted instant.
+    pub fn drain(&mut self) -> Vec<(JobId, i64)> {
+        self.draining = true;
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|e| e.claim.is_some())
+            .map(|e| (e.job.id.clone(), e.last_ms.max(e.claim.map_or(i64::MIN, |(from, _)| from - 1))))
+            .collect()
+    }
+
+    fn enqueue(&mut self, slot: u32) {
+        let entry = self.slots[slot as usize].as_mut().expect("slot is occupied");
+        // Only claimed entries wait in the queue; unclaimed ones wait in `unclaimed` for their first grant.
+        if let (Some(t), false, Some(_)) = (entry.next_ms, entry.queued, entry.claim) {
+            entry.queued = true;
+            self.queue.insert((t, slot));
+        }
+    }
+
+    fn dequeue(&mut self, slot: u32) {
+        if let Some(entry) = self.slots[slot as usize].as_mut()
+            && entry.queued
+        {
+            entry.queued = false;
+            if let Some(t) = entry.next_ms {
+                self.queue.remove(&(t, slot));
+            }
+        }
+    }
+}
+
+/// The job's first instant strictly after `after_ms` within its start/end bounds.
+fn next_instant(job: &Job, tz: Tz, after_ms: i64) -> Option<i64> {
+    let start = job.spec.start_at.map(|t| t.timestamp_millis());
+    let after = match start {
+        Some(start) if start > after_ms => start - 1,
+        _ => after_ms,
+    };
+    let next = job.spec.schedule.next_after(after, tz, job.spec.dst)?;
+    match job.spec.end_at {
+        Some(end) if next > end.timestamp_millis() => None,
+        _ => Some(next),
+    }
+}
+
+/// The first instant a job is owed from: its last spec change (creation, update, resume).
+fn first_owed_ms(job: &Job) -> i64 {
+    job.updated_ms.max(job.created_ms)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The alarm: one task per timer that sleeps until the earliest deadline and sends `Wake`.
+fn spawn_alarm(clock: Arc<dyn Clock>, timer: ActorRef<Msg>, mut deadline: watch::Receiver<Option<i64>>) {
+    tokio::spawn(async move {
+        loop {
+            let at = *deadline.borrow_and_update();
+            match at {
+                None => {
+                    if deadline.changed().await.is_err() {
+                        return;
+                    }
+                }
+                Some(at_ms) => {
+                    tokio::select! {
+                        biased;
+                        changed = deadline.changed() => if changed.is_err() { return },
+                        () = clock.sleep_until_ms(at_ms) => {
+                            if timer.cast(Msg::Wake).is_err() {
+                                return;
+                            }
+                            // The timer answers every Wake with a fresh deadline.
+                            if deadline.changed().await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The timer's actor state: the pure state plus its IO handles.
+pub struct Running {
+    state: State,
+    clock: Arc<dyn Clock>,
+    coordinator: Arc<dyn Coordinator>,
+    dispatcher: ActorRef<dispatcher::Msg>,
+    alarm: watch::Sender<Option<i64>>,
+    claim_in_flight: bool,
+}
+
+impl Running {
+    fn publish_deadline(&self) {
+        self.alarm.send_replace(self.state.deadline());
+    }
+
+    fn apply(&self, fx: Effects) {
+        if !fx.fires.is_empty() {
+            let _ = self.dispatcher.cast(dispatcher::Msg::Fires(fx.fires));
+        }
+        if !fx.records.is_empty() {
+            let _ = self.dispatcher.cast(dispatcher::Msg::Record(fx.records));
+        }
+    }
+
+    fn request_claims(&mut self, myself: &ActorRef<Msg>, renewals: bool) {
+        if self.claim_in_flight {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let claims = self.state.claims_due(now, renewals);
+        let Some(lease) = self.state.lease else { return };
+        if claims.is_empty() {
+            return;
+        }
+        self.claim_in_flight = true;
+        let coordinator = self.coordinator.clone();
+        let jobs: HashMap<JobId, (Arc<Job>, Tz)> = claims
+            .iter()
+            .filter_map(|c| {
+                let slot = *self.state.index.get(&c.job)?;
+                let entry = self.state.slots[slot as usize].as_ref()?;
+                Some((c.job.clone(), (entry.job.clone(), entry.tz)))
+            })
+            .collect();
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let result = claim_round_trip(coordinator.as_ref(), lease.session, claims, &jobs, now).await;
+            let _ = myself.cast(Msg::Claimed(result));
+        });
+    }
+}
+
+/// Claims, then, for each takeover, reads the previous holder's records to find its instants in doubt.
+async fn claim_round_trip(
+    coordinator: &dyn Coordinator,
+    session: SessionId,
+    claims: Vec<FireClaim>,
+    jobs: &HashMap<JobId, (Arc<Job>, Tz)>,
+    now_ms: i64,
+) -> Result<Vec<Granted>, CoordError> {
+    let mut out = Vec::with_capacity(claims.len());
+    for chunk in claims.chunks(10_000) {
+        let results = coordinator.claim_fires(session, chunk).await?;
+        for (claim, result) in chunk.iter().zip(results) {
+            let mut in_doubt = Vec::new();
+            if let ClaimResult::Granted { previous: Some(previous), .. } = &result
+                && previous.session != session
+                && let Some((job, tz)) = jobs.get(&claim.job)
+            {
+                let until = previous.through_ms.min(now_ms);
+                let mut candidates = Vec::new();
+                let mut cursor = previous.settled_ms;
+                while let Some(t) = next_instant(job, *tz, cursor) {
+                    if t > until || candidates.len() >= MAX_MISSED_SCAN {
+                        break;
+                    }
+                    candidates.push(t);
+                    cursor = t;
+                }
+                if !candidates.is_empty() {
+                    let query = RunQuery { from_ms: Some(candidates[0]), before_ms: Some(until + 1), limit: candidates.len() + 1 };
+                    let recorded: BTreeSet<i64> =
+                        coordinator.runs(&claim.job, query).await?.iter().map(|r| r.scheduled_ms).collect();
+                    in_doubt = candidates.into_iter().filter(|t| !recorded.contains(t)).collect();
+                }
+            }
+            out.push(Granted { job: claim.job.clone(), result, in_doubt });
+        }
+    }
+    Ok(out)
+}
+
+impl Actor for Timer {
+    type Msg = Msg;
+    type State = Running;
+    type Arguments = Arguments;
+
+    async fn pre_start(&self, myself: ActorRef<Msg>, args: Arguments) -> Result<Running, ActorProcessingErr> {
+        let (alarm, deadline) = watch::channel(None);
+        spawn_alarm(args.clock.clone(), myself.clone(), deadline);
+        // Renew claims four times per lookahead, so a claim is renewed well before it runs out.
+        let tick = (args.config.lookahead / 4).max(Duration::from_millis(50));
+        myself.send_interval(tick, || Msg::ClaimTick);
+        Ok(Running {
+            state: State::new(args.node, args.config),
+            clock: args.clock,
+            coordinator: args.coordinator,
+            dispatcher: args.dispatcher,
+            alarm,
+            claim_in_flight: false,
+        })
+    }
+
+    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, running: &mut Running) -> Result<(), ActorProcessingErr> {
+        let now = running.clock.now_ms();
+        match msg {
+            Msg::Upsert(jobs) => {
+                running.state.upsert(jobs, now);
+                running.request_claims(&myself, false);
+            }
+            Msg::Remove(ids) => {
+                let releases = running.state.remove(&ids);
+                if let (Some(lease), false) = (running.state.lease, releases.is_empty()) {
+                    let coordinator = running.coordinator.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = coordinator.release_claims(lease.session, &releases).await {
+                            crate::metrics::coordinator_error("release_claims");
+                            warn!(%error, "releasing claims of removed jobs failed");
+                        }
+                    });
+                }
+            }
+            Msg::SessionChanged(lease) => {
+                running.state.set_lease(lease);
+                running.request_claims(&myself, false);
+            }
+            Msg::Wake => {
+                let fx = running.state.wake(now);
+                running.apply(fx);
+            }
+            Msg::ClaimTick => running.request_claims(&myself, true),
+            Msg::Claimed(result) => {
+                running.claim_in_flight = false;
+                match result {
+                    Ok(grants) => {
+                        let fx = running.state.granted(grants, now);
+                        running.apply(fx);
+                        // Instants that became due while the claim was in flight go out now.
+                        let fx = running.state.wake(running.clock.now_ms());
+                        running.apply(fx);
+                        // Jobs that arrived while the claim was in flight are claimed at once.
+                        running.request_claims(&myself, false);
+                    }
+                    Err(error) => {
+                        crate::metrics::coordinator_error("claim_fires");
+                        warn!(%error, "claiming fires failed");
+                    }
+                }
+            }
+            Msg::Settled(fires) => running.state.settled(&fires),
+            Msg::Drain { reply } => {
+                let releases = running.state.drain();
+                if let (Some(lease), false) = (running.state.lease, releases.is_empty())
+                    && let Err(error) = running.coordinator.release_claims(lease.session, &releases).await
+                {
+                    warn!(%error, "releasing claims on drain failed");
+                }
+                let _ = reply.send(());
+            }
+            Msg::Count { reply } => {
+                let _ = reply.send(running.state.len());
+            }
+        }
+        running.publish_deadline();
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Unit tests of the timer state, without spawning the actor.

@@ -1,0 +1,437 @@
+//! The embedded scheduler's public API: [`Builder`] and the [`Scheduler`] handle.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use campanile::{JobSpec, Schedule, Scheduler, Target};
+//! use campanile::job::HandlerTarget;
+//!
+//! let scheduler = Scheduler::builder()
+//!     .coordinator(Arc::new(my_coordinator()))
+//!     .node_id("node-1")
+//!     .handler("hello", |ctx| async move {
+//!         println!("fire {} (attempt {})", ctx.fire, ctx.attempt);
+//!         Ok(())
+//!     })
+//!     .start()
+//!     .await?;
+//! let spec = JobSpec::new("hello", Schedule::parse("* * * * * *")?, Target::Handler(HandlerTarget::new("hello")));
+//! let job = scheduler.create(spec).await?;
+//! # let _ = job;
+//! scheduler.shutdown(std::time::Duration::from_secs(10)).await?;
+//! # Ok(()) }
+//! # fn my_coordinator() -> impl campanile::Coordinator { unimplemented!() }
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use ractor::{Actor, ActorRef};
+
+use crate::clock::{Clock, SystemClock};
+use crate::coordinator::{CoordError, Coordinator, NodeId, NodeInfo, Precondition, RunQuery};
+use crate::exec::FireContext;
+use crate::job::{FireId, Job, JobId, JobSpec, ValidationError};
+use crate::node::executor::{Handler, HandlerFuture};
+use crate::node::fire::{Fire, FireKind};
+use crate::node::membership::NodeStatus;
+use crate::node::{self, ShutdownReport};
+use crate::run::RunRecord;
+
+/// Most instants one backfill may run.
+pub const MAX_BACKFILL: usize = 10_000;
+
+/// Why a scheduler call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchedulerError {
+    /// The input was rejected; the error names the field and the value.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// No such job.
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// The job changed since it was read (optimistic concurrency), or already exists.
+    #[error("conflict on job {job}: {detail}")]
+    Conflict {
+        /// The job.
+        job: JobId,
+        /// What differed.
+        detail: String,
+    },
+    /// The coordinator failed.
+    #[error(transparent)]
+    Coordinator(CoordError),
+    /// The node has stopped.
+    #[error("the scheduler has stopped")]
+    Stopped,
+    /// The builder was incomplete.
+    #[error("builder: {0}")]
+    Build(String),
+}
+
+impl From<CoordError> for SchedulerError {
+    fn from(error: CoordError) -> Self {
+        match error {
+            CoordError::NotFound { key } => match JobId::new(&key) {
+                Ok(id) => SchedulerError::NotFound(id),
+                Err(_) => SchedulerError::Coordinator(CoordError::NotFound { key }),
+            },
+            CoordError::Conflict { key, expected, actual } => match JobId::new(&key) {
+                Ok(job) => SchedulerError::Conflict { job, detail: format!("expected {expected}, found {actual}") },
+                Err(_) => SchedulerError::Coordinator(CoordError::Conflict { key, expected, actual }),
+            },
+            other => SchedulerError::Coordinator(other),
+        }
+    }
+}
+
+/// Builds and starts a [`Scheduler`] node.
+pub struct Builder {
+    coordinator: Option<Arc<dyn Coordinator>>,
+    node_id: Option<String>,
+    labels: BTreeSet<String>,
+    capacity: Option<u64>,
+    address: Option<String>,
+    handlers: HashMap<String, Handler>,
+    clock: Option<Arc<dyn Clock>>,
+    seed: Option<u64>,
+    config: node::Config,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            coordinator: None,
+            node_id: None,
+            labels: BTreeSet::new(),
+            capacity: None,
+            address: None,
+            handlers: HashMap::new(),
+            clock: None,
+            seed: None,
+            config: node::Config {
+                ttl: Duration::from_secs(10),
+                lookahead: Duration::from_secs(5),
+                misfire_threshold: Duration::from_secs(5),
+                max_concurrent: 10_000,
+                rebalance_delay: Duration::from_millis(100),
+            },
+        }
+    }
+}
+
+impl Builder {
+    /// The coordinator (required): `campanile_inproc::InprocCoordinator`, etcd, ZooKeeper, or your own.
+    pub fn coordinator(mut self, coordinator: Arc<dyn Coordinator>) -> Self {
+        self.coordinator = Some(coordinator);
+        self
+    }
+
+    /// This node's id (default `node-1`); unique among live nodes.
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = Some(id.into());
+        self
+    }
+
+    /// Labels that jobs' `node_labels` are matched against.
+    pub fn labels<S: Into<String>>(mut self, labels: impl IntoIterator<Item = S>) -> Self {
+        self.labels = labels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Most total job weight this node owns.
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// The node's API address, shown to operators.
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// Registers an in-process handler under `name` (for `Target::Handler`). Return `Err(message)` to fail
+    /// the run; a panic fails the run too, and never the node.
+    pub fn handler<F, Fut>(mut self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(FireContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |ctx| -> HandlerFuture { Box::pin(handler(ctx)) });
+        self.handlers.insert(name.into(), handler);
+        self
+    }
+
+    /// Most runs at once on this node (default 10,000); further fires wait in order.
+    pub fn max_concurrent_runs(mut self, max: usize) -> Self {
+        self.config.max_concurrent = max.max(1);
+        self
+    }
+
+    /// The clock (default: [`SystemClock`]). Tests use `SystemClock::starting_at` on paused tokio time.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Seed of the RNG that generates job ids (default: derived from the clock and node id).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Session TTL (default 10 s): a crashed node's jobs move after this long.
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.config.ttl = ttl.max(Duration::from_millis(300));
+        self
+    }
+
+    /// How far ahead instants are claimed (default 5 s, capped at half the TTL).
+    pub fn claim_lookahead(mut self, lookahead: Duration) -> Self {
+        self.config.lookahead = lookahead.max(Duration::from_millis(100));
+        self
+    }
+
+    /// An instant that could not start within this long is a misfire, handled by its policy (default 5 s).
+    pub fn misfire_threshold(mut self, threshold: Duration) -> Self {
+        self.config.misfire_threshold = threshold;
+        self
+    }
+
+    /// How long the leader waits after a change before publishing a new assignment (default 100 ms).
+    pub fn rebalance_delay(mut self, delay: Duration) -> Self {
+        self.config.rebalance_delay = delay;
+        self
+    }
+
+    /// Starts the node: it joins, takes its jobs and fires them until [`Scheduler::shutdown`].
+    pub async fn start(self) -> Result<Scheduler, SchedulerError> {
+        let coordinator = self.coordinator.ok_or_else(|| SchedulerError::Build("a coordinator is required".into()))?;
+        let node_id = NodeId::new(self.node_id.as_deref().unwrap_or("node-1"))?;
+        let clock = self.clock.unwrap_or_else(|| SystemClock::new().shared());
+        let seed = self.seed.unwrap_or_else(|| {
+            let salt = node_id.as_str().bytes().fold(0u64, |h, b| h.rotate_left(7) ^ u64::from(b));
+            clock.now_us() as u64 ^ salt
+        });
+        let info = NodeInfo { id: node_id.clone(), labels: self.labels, capacity: self.capacity, address: self.address };
+        let args = node::Arguments {
+            coordinator: coordinator.clone(),
+            clock: clock.clone(),
+            info,
+            handlers: Arc::new(self.handlers),
+            config: self.config,
+        };
+        let (node, _) = Actor::spawn(None, node::Node, args).await.map_err(|e| SchedulerError::Build(e.to_string()))?;
+        Ok(Scheduler {
+            inner: Arc::new(Inner { coordinator, clock, node, node_id, rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)) }),
+        })
+    }
+}
+
+struct Inner {
+    coordinator: Arc<dyn Coordinator>,
+    clock: Arc<dyn Clock>,
+    node: ActorRef<node::Msg>,
+    node_id: NodeId,
+    rng: Mutex<rand::rngs::StdRng>,
+}
+
+/// A running node's handle. Cheap to clone; job operations go to the coordinator, so they act on the whole
+/// cluster, whichever node they are called on.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+impl Scheduler {
+    /// A builder.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.inner.node_id
+    }
+
+    /// The coordinator this node uses.
+    pub fn coordinator(&self) -> &Arc<dyn Coordinator> {
+        &self.inner.coordinator
+    }
+
+    /// Creates a job with a generated id.
+    pub async fn create(&self, spec: JobSpec) -> Result<Job, SchedulerError> {
+        let id = self.generate_id();
+        self.create_with_id(id, spec).await
+    }
+
+    /// Creates a job with the given id; `Conflict` if it exists.
+    pub async fn create_with_id(&self, id: JobId, spec: JobSpec) -> Result<Job, SchedulerError> {
+        spec.validate()?;
+        let mut job = Job::new(id, spec, self.inner.clock.now_ms());
+        job.revision = self.inner.coordinator.put_job(job.clone(), Precondition::Absent).await?;
+        Ok(job)
+    }
+
+    /// Replaces a job's spec; with `expected_revision`, only if the job is still at that revision. Takes effect
+    /// from the next instant.
+    pub async fn update(&self, id: &JobId, spec: JobSpec, expected_revision: Option<u64>) -> Result<Job, SchedulerError> {
+        spec.validate()?;
+        self.modify(id, expected_revision, move |job| job.spec = spec).await
+    }
+
+    /// Deletes a job (and its history); with `expected_revision`, only if the job is still at that revision.
+    pub async fn delete(&self, id: &JobId, expected_revision: Option<u64>) -> Result<(), SchedulerError> {
+        let pre = expected_revision.map_or(Precondition::Exists, Precondition::Revision);
+        self.inner.coordinator.delete_job(id, pre).await?;
+        Ok(())
+    }
+
+    /// Pauses a job: its instants are not run (nor owed) until it is resumed.
+    pub async fn pause(&self, id: &JobId) -> Result<Job, SchedulerError> {
+        self.modify(id, None, |job| job.spec.paused = true).await
+    }
+
+    /// Resumes a paused job from its next instant.
+    pub async fn resume(&self, id: &JobId) -> Result<Job, SchedulerError> {
+        self.modify(id, None, |job| job.spec.paused = false).await
+    }
+
+    /// Copies a job under a new id (generated if `None`), with an optional new name.
+    pub async fn clone_job(&self, id: &JobId, new_id: Option<JobId>, name: Option<String>) -> Result<Job, SchedulerError> {
+        let source = self.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
+        let mut spec = source.spec;
+        if let Some(name) = name {
+            spec.name = name;
+        }
+        let new_id = new_id.unwrap_or_else(|| self.generate_id());
+        self.create_with_id(new_id, spec).await
+    }
+
+    /// Runs a job now on this node, once, outside its schedule; returns the fire id (`job@now_ms`).
+    pub async fn trigger(&self, id: &JobId) -> Result<FireId, SchedulerError> {
+        let job = Arc::new(self.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.clone()))?);
+        let now = self.inner.clock.now_ms();
+        let fire = Fire { job, scheduled_ms: now, kind: FireKind::Manual };
+        let fire_id = fire.id();
+        self.inner.node.cast(node::Msg::Run(vec![fire])).map_err(|_| SchedulerError::Stopped)?;
+        Ok(fire_id)
+    }
+
+    /// Runs, on this node, every instant of the job's schedule in `[from_ms, to_ms]` that has no run record
+    /// (at most [`MAX_BACKFILL`]); returns their fire ids.
+    pub async fn backfill(&self, id: &JobId, from_ms: i64, to_ms: i64) -> Result<Vec<FireId>, SchedulerError> {
+        if to_ms < from_ms {
+            return Err(ValidationError::new("to", to_ms, format!("is before from ({from_ms})")).into());
+        }
+        let job = Arc::new(self.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.clone()))?);
+        let tz = job.spec.tz()?;
+        let mut instants = Vec::new();
+        let mut cursor = from_ms - 1;
+        while let Some(t) = job.spec.schedule.next_after(cursor, tz, job.spec.dst) {
+            if t > to_ms {
+                break;
+            }
+            if instants.len() == MAX_BACKFILL {
+                return Err(ValidationError::new(
+                    "to",
+                    to_ms,
+                    format!("the range holds more than {MAX_BACKFILL} instants; backfill a shorter range"),
+                )
+                .into());
+            }
+            instants.push(t);
+            cursor = t;
+        }
+        let query = RunQuery { from_ms: Some(from_ms), before_ms: Some(to_ms + 1), limit: MAX_BACKFILL * 2 };
+        let recorded: BTreeSet<i64> = self.inner.coordinator.runs(id, query).await?.iter().map(|r| r.scheduled_ms).collect();
+        let fires: Vec<Fire> = instants
+            .into_iter()
+            .filter(|t| !recorded.contains(t))
+            .map(|t| Fire { job: job.clone(), scheduled_ms: t, kind: FireKind::Manual })
+            .collect();
+        let ids = fires.iter().map(Fire::id).collect();
+        if !fires.is_empty() {
+            self.inner.node.cast(node::Msg::Run(fires)).map_err(|_| SchedulerError::Stopped)?;
+        }
+        Ok(ids)
+    }
+
+    /// The job's next `n` instants from now (Unix ms), within its start/end bounds; empty if paused.
+    pub async fn next_fires(&self, id: &JobId, n: usize) -> Result<Vec<i64>, SchedulerError> {
+        let job = self.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
+        if job.spec.paused {
+            return Ok(Vec::new());
+        }
+        preview(&job.spec, self.inner.clock.now_ms(), n)
+    }
+
+    /// One job.
+    pub async fn get(&self, id: &JobId) -> Result<Option<Job>, SchedulerError> {
+        Ok(self.inner.coordinator.get_job(id).await?)
+    }
+
+    /// Every job, sorted by id.
+    pub async fn list(&self) -> Result<Vec<Job>, SchedulerError> {
+        Ok(self.inner.coordinator.list_jobs().await?.jobs)
+    }
+
+    /// A job's run records, newest first.
+    pub async fn runs(&self, id: &JobId, query: RunQuery) -> Result<Vec<RunRecord>, SchedulerError> {
+        Ok(self.inner.coordinator.runs(id, query).await?)
+    }
+
+    /// This node's view of itself: session, leadership, jobs owned.
+    pub async fn status(&self) -> Result<NodeStatus, SchedulerError> {
+        ractor::call!(self.inner.node, |reply| node::Msg::Status { reply }).map_err(|_| SchedulerError::Stopped)
+    }
+
+    /// Graceful leave: stops taking fires, hands claimed instants back, waits for running runs up to `deadline`
+    /// (then kills them), stores the records, closes the session.
+    pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, SchedulerError> {
+        let report = ractor::call!(self.inner.node, |reply| node::Msg::Shutdown { deadline, reply })
+            .map_err(|_| SchedulerError::Stopped)?;
+        Ok(report)
+    }
+
+    async fn modify(
+        &self,
+        id: &JobId,
+        expected_revision: Option<u64>,
+        change: impl FnOnce(&mut Job),
+    ) -> Result<Job, SchedulerError> {
+        let mut job = self.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
+        if let Some(expected) = expected_revision
+            && expected != job.revision
+        {
+            return Err(SchedulerError::Conflict {
+                job: id.clone(),
+                detail: format!("expected revision {expected}, found {}", job.revision),
+            });
+        }
+        change(&mut job);
+        job.updated_ms = self.inner.clock.now_ms();
+        job.revision = self.inner.coordinator.put_job(job.clone(), Precondition::Revision(job.revision)).await?;
+        Ok(job)
+    }
+
+    fn generate_id(&self) -> JobId {
+        let suffix: u64 = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner()).random();
+        JobId::new(format!("j-{:x}-{:012x}", self.inner.clock.now_ms(), suffix & 0xffff_ffff_ffff)).expect("generated ids are valid")
+    }
+}
+
+/// The next `n` instants of a spec strictly after `after_ms`, within its start/end bounds.
+pub fn preview(spec: &JobSpec, after_ms: i64, n: usize) -> Result<Vec<i64>, SchedulerError> {
+    let tz = spec.tz()?;
+    let start = spec.start_at.map(|t| t.timestamp_millis() - 1).unwrap_or(i64::MIN);
+    let end = spec.end_at.map(|t| t.timestamp_millis()).unwrap_or(i64::MAX);
+    let mut out = spec.schedule.preview(after_ms.max(start), n.min(1000), tz, spec.dst);
+    out.retain(|&t| t <= end);
+    Ok(out)
+}
