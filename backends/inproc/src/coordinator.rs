@@ -1,0 +1,316 @@
+//! `InprocCoordinator`: the `Coordinator` implementation over one locked [`State`] and, in durable mode, a
+//! [`Store`].
+//!
+//! Every call follows the same steps, under one `std::sync::Mutex` that is never held across an `.await`:
+//! 1. lock, read `tokio::time::Instant::now()`, and end the sessions whose deadline has passed (so a call
+//!    never sees an expired session, even if its reaper task has not run yet);
+//! 2. plan: a `State` method checks the contract's rules and returns the answer plus the changes;
+//! 3. commit: the store writes the durable changes in one transaction (durable mode), then the state
+//!    applies all of them.
+//!
+//! A failure in step 2 or 3 leaves the state as it was. Because every call runs under the one lock, calls are
+//! linearizable. In durable mode step 3 includes an fsync on the calling task: the engine batches its
+//! writes (claims ahead of time), so there are few of them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use campanile::coordinator::{
+    Assignment, ClaimResult, CoordError, CoordResult, Coordinator, FireClaim, JobClaim,
+    JobSnapshot, JobWatch, Leader, Membership, NodeId, NodeInfo, Precondition, RecordResult,
+    RunQuery, Session, SessionId, SessionState,
+};
+use campanile::job::{Job, JobId};
+use campanile::run::RunRecord;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::change::Change;
+use crate::config::InprocConfig;
+use crate::error::InprocError;
+use crate::state::{Durable, Plan, State};
+use crate::store::Store;
+
+/// The in-process coordinator: a [`Coordinator`] for nodes that run in one process, keeping its data in
+/// memory ([`InprocCoordinator::memory`]) or, durably, in one redb file ([`InprocCoordinator::open`]).
+///
+/// Cloning is cheap and shares one namespace: give a clone to each engine node of the process.
+#[derive(Clone)]
+pub struct InprocCoordinator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    core: Mutex<Core>,
+}
+
+/// What the lock protects: the state, and the store that must see each write before the state does.
+#[derive(Debug)]
+struct Core {
+    state: State,
+    store: Option<Store>,
+}
+
+impl Core {
+    /// Commits planned changes: store first (durable mode), then memory. On a store error nothing is
+    /// applied.
+    fn commit(&mut self, changes: Vec<Change>) -> CoordResult<()> {
+        if let Some(store) = &self.store {
+            store.write(&changes, self.state.current_assignment())?;
+        }
+        for change in changes {
+            self.state.apply(change);
+        }
+        Ok(())
+    }
+
+    /// Ends every session whose deadline is at or before `now`. Only volatile changes: nothing to store.
+    fn expire_due(&mut self, now: Instant) {
+        for change in self.state.expired_sessions(now) {
+            debug_assert!(!change.is_durable());
+            if let Change::EndSession(id) = &change {
+                debug!(session = %id, "session expired");
+            }
+            self.state.apply(change);
+        }
+    }
+}
+
+impl InprocCoordinator {
+    /// A coordinator that keeps everything in memory, with the default settings.
+    pub fn memory() -> Self {
+        Self::memory_with(InprocConfig::default())
+    }
+
+    /// A coordinator that keeps everything in memory.
+    pub fn memory_with(config: InprocConfig) -> Self {
+        let state = State::new(config.normalized(), Durable::default());
+        Self::from_core(Core { state, store: None })
+    }
+
+    /// A durable coordinator in the redb file at `path` (created if missing), with the default settings.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, InprocError> {
+        Self::open_with(path, InprocConfig::default())
+    }
+
+    /// A durable coordinator in the redb file at `path` (created if missing). Jobs, claims, run records,
+    /// the assignment and the counters (store revision, leader epoch, session id) are loaded from it;
+    /// sessions, members and leadership start empty. The file stays locked until the last clone is
+    /// dropped.
+    pub fn open_with(path: impl AsRef<Path>, config: InprocConfig) -> Result<Self, InprocError> {
+        let (store, durable) = Store::open(path.as_ref())?;
+        let state = State::new(config.normalized(), durable);
+        Ok(Self::from_core(Core {
+            state,
+            store: Some(store),
+        }))
+    }
+
+    fn from_core(core: Core) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                core: Mutex::new(core),
+            }),
+        }
+    }
+
+    /// Locks the core, ends the sessions that expired, and returns the time of the call.
+    fn begin(&self) -> CoordResult<(MutexGuard<'_, Core>, Instant)> {
+        let mut core = lock(&self.inner)?;
+        let now = Instant::now();
+        core.expire_due(now);
+        Ok((core, now))
+    }
+
+    /// Runs a read.
+    fn read<T>(&self, read: impl FnOnce(&State) -> T) -> CoordResult<T> {
+        let (core, _) = self.begin()?;
+        Ok(read(&core.state))
+    }
+
+    /// Runs a write: plan, then commit.
+    fn write<T>(&self, plan: impl FnOnce(&State, Instant) -> Plan<T>) -> CoordResult<T> {
+        let (mut core, now) = self.begin()?;
+        let (value, changes) = plan(&core.state, now)?;
+        core.commit(changes)?;
+        Ok(value)
+    }
+}
+
+/// Locks the core. A poisoned lock means a panic interrupted a commit, so the state may be inconsistent:
+/// fail closed rather than go on.
+fn lock(inner: &Inner) -> CoordResult<MutexGuard<'_, Core>> {
+    inner.core.lock().map_err(|_| CoordError::Unavailable {
+        message: "inproc coordinator state is poisoned by an earlier panic".to_owned(),
+        certainly_aborted: true,
+    })
+}
+
+impl fmt::Debug for InprocCoordinator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("InprocCoordinator");
+        match lock(&self.inner) {
+            Ok(core) => match &core.store {
+                Some(store) => out.field("path", &store.path()),
+                None => out.field("path", &"(memory)"),
+            },
+            Err(_) => out.field("state", &"(poisoned)"),
+        };
+        out.finish_non_exhaustive()
+    }
+}
+
+/// Expires session `id` when its deadline passes without a keep-alive, so that `watch_session`, the members
+/// and the leader reflect the expiry without any further call. Keep-alives only move the deadline later;
+/// the task wakes at the old one, finds the new one and sleeps again. Holds the coordinator weakly, so that
+/// it never keeps a dropped coordinator (and its file lock) alive.
+async fn expire_at_deadline(inner: Weak<Inner>, id: SessionId, mut deadline: Instant) {
+    loop {
+        tokio::time::sleep_until(deadline).await;
+        let next = {
+            let Some(inner) = inner.upgrade() else { return };
+            let Ok(mut core) = lock(&inner) else { return };
+            core.expire_due(Instant::now());
+            core.state.session_deadline(id)
+        };
+        match next {
+            Some(next) => deadline = next,
+            None => return,
+        }
+    }
+}
+
+#[async_trait]
+impl Coordinator for InprocCoordinator {
+    fn backend(&self) -> &'static str {
+        "inproc"
+    }
+
+    async fn open_session(&self, node: NodeInfo, ttl: Duration) -> CoordResult<Session> {
+        // Expiry needs a tokio timer: refuse (rather than panic) outside a runtime, before writing anything.
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            CoordError::unavailable("the inproc coordinator needs a tokio runtime with timers")
+        })?;
+        let (mut core, now) = self.begin()?;
+        let (session, changes) = core.state.open_session(node, ttl, now)?;
+        core.commit(changes)?;
+        let deadline = core.state.session_deadline(session.id).unwrap_or(now);
+        let reaper = runtime.spawn(expire_at_deadline(
+            Arc::downgrade(&self.inner),
+            session.id,
+            deadline,
+        ));
+        core.state.set_reaper(session.id, reaper.abort_handle());
+        Ok(session)
+    }
+
+    async fn keep_alive(&self, session: SessionId) -> CoordResult<()> {
+        self.write(|state, now| state.keep_alive(session, now))
+    }
+
+    async fn close_session(&self, session: SessionId) -> CoordResult<()> {
+        self.write(|state, _| state.close_session(session))
+    }
+
+    async fn watch_session(
+        &self,
+        session: SessionId,
+    ) -> CoordResult<watch::Receiver<SessionState>> {
+        self.read(|state| state.watch_session(session))
+    }
+
+    async fn members(&self) -> CoordResult<Membership> {
+        self.read(State::members)
+    }
+
+    async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>> {
+        self.read(State::watch_members)
+    }
+
+    async fn campaign(&self, session: SessionId) -> CoordResult<Option<Leader>> {
+        self.write(|state, _| state.campaign(session))
+    }
+
+    async fn leader(&self) -> CoordResult<Option<Leader>> {
+        self.read(State::leader)
+    }
+
+    async fn resign(&self, session: SessionId) -> CoordResult<()> {
+        self.write(|state, _| state.resign(session))
+    }
+
+    async fn put_job(&self, job: Job, precondition: Precondition) -> CoordResult<u64> {
+        self.write(|state, _| state.put_job(job, precondition))
+    }
+
+    async fn delete_job(&self, id: &JobId, precondition: Precondition) -> CoordResult<u64> {
+        self.write(|state, _| state.delete_job(id, precondition))
+    }
+
+    async fn get_job(&self, id: &JobId) -> CoordResult<Option<Job>> {
+        self.read(|state| state.get_job(id))
+    }
+
+    async fn list_jobs(&self) -> CoordResult<JobSnapshot> {
+        self.read(State::list_jobs)
+    }
+
+    async fn watch_jobs(&self, after_revision: u64) -> CoordResult<JobWatch> {
+        let (mut core, _) = self.begin()?;
+        core.state.watch_jobs(after_revision)
+    }
+
+    async fn publish_assignment(
+        &self,
+        session: SessionId,
+        epoch: u64,
+        owners: BTreeMap<JobId, NodeId>,
+    ) -> CoordResult<u64> {
+        self.write(|state, _| state.publish_assignment(session, epoch, owners))
+    }
+
+    async fn assignment(&self) -> CoordResult<Option<Arc<Assignment>>> {
+        self.read(State::assignment)
+    }
+
+    async fn watch_assignment(&self) -> CoordResult<watch::Receiver<Option<Arc<Assignment>>>> {
+        self.read(State::watch_assignment)
+    }
+
+    async fn claim_fires(
+        &self,
+        session: SessionId,
+        claims: &[FireClaim],
+    ) -> CoordResult<Vec<ClaimResult>> {
+        self.write(|state, _| state.claim_fires(session, claims))
+    }
+
+    async fn release_claims(
+        &self,
+        session: SessionId,
+        releases: &[(JobId, i64)],
+    ) -> CoordResult<()> {
+        self.write(|state, _| state.release_claims(session, releases))
+    }
+
+    async fn claim_of(&self, job: &JobId) -> CoordResult<Option<JobClaim>> {
+        self.read(|state| state.claim_of(job))
+    }
+
+    async fn record_runs(
+        &self,
+        session: SessionId,
+        records: Vec<RunRecord>,
+    ) -> CoordResult<Vec<RecordResult>> {
+        self.write(|state, _| state.record_runs(session, records))
+    }
+
+    async fn runs(&self, job: &JobId, query: RunQuery) -> CoordResult<Vec<RunRecord>> {
+        self.read(|state| state.runs(job, &query))
+    }
+}

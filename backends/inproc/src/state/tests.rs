@@ -1,0 +1,1 @@
+//! Unit tests of `State`: the contract rules, without IO or a runtime.

@@ -1,0 +1,1 @@
+//! Unit tests of `Store`: opening bad paths and files, and what survives a reopen.
