@@ -1,9 +1,27 @@
 //! Running a target once: one attempt of one fire. The executor actor calls these; they know nothing of
 //! policies, retries or the coordinator.
+//!
+//! - [`run_command`] (exec/command.rs): argv exec in its own process group, bounded output, group kill on
+//!   timeout and on cancellation (dropping the future).
+//! - `run_http` (exec/http.rs, crate feature `http`): one HTTP request through a caller-owned `reqwest::Client`.
+//!
+//! Neither panics nor returns an error: every failure, including a target that could not start, is an
+//! [`AttemptResult`] with a reason, so it ends up in the fire's run record.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat};
 
 use crate::coordinator::NodeId;
-use crate::job::{CommandTarget, FireId};
+use crate::job::FireId;
 use crate::run::Outcome;
+
+mod command;
+mod tail;
+#[cfg(test)]
+mod tests;
+
+pub use command::run_command;
 
 /// What a target is told about the fire it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +34,18 @@ pub struct FireContext {
     pub attempt: u32,
     /// The node running it (`CAMPANILE_NODE_ID`).
     pub node: NodeId,
+}
+
+impl FireContext {
+    /// The scheduled instant as RFC 3339 UTC with milliseconds (`2024-03-31T01:30:00.000Z`), as targets
+    /// receive it in `CAMPANILE_SCHEDULED_AT` and `Campanile-Scheduled-At`.
+    pub fn scheduled_at(&self) -> String {
+        match DateTime::from_timestamp_millis(self.fire.scheduled_ms) {
+            Some(at) => at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            // Beyond chrono's range (about ±262,000 years): no schedule produces it, but never panic.
+            None => self.fire.scheduled_ms.to_string(),
+        }
+    }
 }
 
 /// The result of one attempt.
@@ -31,7 +61,19 @@ pub struct AttemptResult {
     pub reason: Option<String>,
 }
 
-/// Runs a command target once (placeholder: the real runner lands in exec/command.rs).
-pub async fn run_command(_cmd: &CommandTarget, _ctx: &FireContext) -> AttemptResult {
-    AttemptResult { outcome: Outcome::Failed, code: None, output: String::new(), reason: Some("command targets are not wired yet".into()) }
+impl AttemptResult {
+    /// A target that never ran (could not start, bad request): `Failed` with `reason` and no output.
+    fn not_started(reason: String) -> Self {
+        Self {
+            outcome: Outcome::Failed,
+            code: None,
+            output: String::new(),
+            reason: Some(reason),
+        }
+    }
+}
+
+/// The reason recorded for a run killed at its timeout: `timeout 5s`, `timeout 300ms`.
+fn timeout_reason(timeout: Duration) -> String {
+    format!("timeout {}", humantime::format_duration(timeout))
 }

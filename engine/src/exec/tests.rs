@@ -1,0 +1,356 @@
+//! Tests of the target runners: real processes, and (feature `http`) a one-request server on loopback.
+//!
+//! These run on real time: a timeout is the thing under test. Nothing sleeps to synchronize: the tests await
+//! the run, a FIFO or a socket, and poll only to observe that a killed process has died, with a failure bound.
+
+use std::time::Duration;
+
+use tokio::io::AsyncBufReadExt;
+use tokio::net::unix::pipe;
+
+use super::tail::OutputTail;
+use super::{AttemptResult, FireContext, run_command};
+use crate::coordinator::NodeId;
+use crate::job::{CommandTarget, FireId, JobId};
+use crate::run::{Outcome, RunRecord};
+
+fn ctx() -> FireContext {
+    FireContext {
+        fire: FireId::new(JobId::new("backup-db").unwrap(), 1_700_000_000_123),
+        job_name: "nightly backup".to_owned(),
+        attempt: 2,
+        node: NodeId::new("node-a").unwrap(),
+    }
+}
+
+fn sh(script: &str) -> CommandTarget {
+    CommandTarget::new(["sh", "-c", script])
+}
+
+/// `sh -c script sh arg`: the script sees `arg` as `$1`.
+fn sh_with_arg(script: &str, arg: &std::path::Path) -> CommandTarget {
+    CommandTarget::new(["sh", "-c", script, "sh", arg.to_str().unwrap()])
+}
+
+/// The state letter of a process from `/proc/PID/stat` (`R`, `S`, `Z`...), `None` if it does not exist.
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": comm may hold spaces and parentheses, so the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Asserts that `pid` dies: it no longer exists, or is a zombie (dead, waiting for its parent to reap it: an
+/// orphan's new parent, init, may do so late, or never in a container). `SIGKILL` takes effect
+/// asynchronously, so a process may still be running for a moment after `kill` returned; the 5 s are only a
+/// failure bound, a passing run returns at the first check or shortly after.
+async fn assert_dies(pid: i32) {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match process_state(pid) {
+            None | Some('Z') => return,
+            Some(state) if tokio::time::Instant::now() >= give_up => {
+                panic!("process {pid} still alive (state {state}) 5 s after its group was killed")
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Parses the "leader_pid background_pid" line that the group-kill tests' scripts write.
+fn parse_pids(line: &str) -> Option<[i32; 2]> {
+    let mut pids = line.split_whitespace().map(str::parse);
+    match (pids.next(), pids.next()) {
+        (Some(Ok(leader)), Some(Ok(background))) => Some([leader, background]),
+        _ => None,
+    }
+}
+
+/// A script that starts a background `sleep` in its process group, writes "$$ $!" to `$1`, then sleeps.
+const LEADER_AND_BACKGROUND: &str = r#"sleep 300 & echo "$$ $!" > "$1"; sleep 300"#;
+
+fn assert_outcome(result: &AttemptResult, outcome: Outcome, code: Option<i32>) {
+    assert_eq!((result.outcome, result.code), (outcome, code), "{result:?}");
+}
+
+#[tokio::test]
+async fn command_gets_the_fire_env_its_own_env_and_cwd() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = sh(
+        r#"printf '%s\n' "$CAMPANILE_FIRE_ID" "$CAMPANILE_JOB_ID" "$CAMPANILE_JOB_NAME" \
+        "$CAMPANILE_SCHEDULED_AT" "$CAMPANILE_ATTEMPT" "$CAMPANILE_NODE_ID" "$GREETING" \
+        "${PATH:+inherited PATH}" "$(pwd -P)""#,
+    );
+    cmd.env
+        .insert("GREETING".to_owned(), "hello world".to_owned());
+    // A job's env cannot forge the fire's identity.
+    cmd.env
+        .insert("CAMPANILE_FIRE_ID".to_owned(), "forged@0".to_owned());
+    cmd.cwd = Some(dir.path().to_owned());
+
+    let result = run_command(&cmd, &ctx()).await;
+
+    assert_outcome(&result, Outcome::Succeeded, Some(0));
+    assert_eq!(result.reason, None);
+    let cwd = dir.path().canonicalize().unwrap();
+    assert_eq!(
+        result.output,
+        format!(
+            "backup-db@1700000000123\nbackup-db\nnightly backup\n2023-11-14T22:13:20.123Z\n2\nnode-a\n\
+             hello world\ninherited PATH\n{}\n",
+            cwd.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn exit_code_decides_the_outcome() {
+    for (script, outcome, code, reason) in [
+        ("exit 0", Outcome::Succeeded, 0, None),
+        ("exit 3", Outcome::Failed, 3, Some("exit code 3")),
+        ("exit 255", Outcome::Failed, 255, Some("exit code 255")),
+    ] {
+        let result = run_command(&sh(script), &ctx()).await;
+        assert_outcome(&result, outcome, Some(code));
+        assert_eq!(result.reason.as_deref(), reason, "{script}");
+    }
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_share_one_output_in_order_and_stdin_is_empty() {
+    let result = run_command(
+        &sh("echo out; echo err >&2; cat; echo out again; exit 1"),
+        &ctx(),
+    )
+    .await;
+    assert_outcome(&result, Outcome::Failed, Some(1));
+    assert_eq!(result.output, "out\nerr\nout again\n");
+}
+
+#[tokio::test]
+async fn death_by_signal_is_a_failure_naming_the_signal() {
+    let result = run_command(&sh("echo before; kill -TERM $$"), &ctx()).await;
+    assert_outcome(&result, Outcome::Failed, None);
+    assert_eq!(
+        result.reason.as_deref(),
+        Some("killed by SIGTERM (signal 15)")
+    );
+    assert_eq!(result.output, "before\n");
+}
+
+#[tokio::test]
+async fn output_keeps_the_last_bytes_of_a_large_write() {
+    // 3 MB through the pipe; only the tail is kept.
+    let result = run_command(&sh("yes 0123456789 | head -c 3000000; printf END"), &ctx()).await;
+    assert_outcome(&result, Outcome::Succeeded, Some(0));
+    assert_eq!(result.output.len(), RunRecord::MAX_OUTPUT);
+    // 3,000,000 = 272,727 lines of 11 bytes and "012".
+    assert!(
+        result.output.ends_with("0123456789\n012END"),
+        "{:?}",
+        &result.output[4000..]
+    );
+}
+
+#[tokio::test]
+async fn a_command_writing_without_pause_still_times_out_with_bounded_output() {
+    let mut cmd = CommandTarget::new(["yes", "campanile"]);
+    cmd.timeout = Some(Duration::from_millis(300));
+    let result = run_command(&cmd, &ctx()).await;
+    assert_outcome(&result, Outcome::TimedOut, None);
+    assert_eq!(result.reason.as_deref(), Some("timeout 300ms"));
+    assert!(result.output.len() <= RunRecord::MAX_OUTPUT);
+    // Whole lines between a first and a last that the tail and the kill may have cut.
+    let lines: Vec<&str> = result.output.split('\n').collect();
+    let inner = &lines[1.min(lines.len())..lines.len().saturating_sub(1)];
+    assert!(
+        inner.iter().all(|line| *line == "campanile"),
+        "{:?}",
+        result.output
+    );
+}
+
+#[tokio::test]
+async fn a_program_that_cannot_start_fails_with_its_name_and_the_os_error() {
+    let missing = run_command(
+        &CommandTarget::new(["/nonexistent/campanile-no-such-program", "--flag"]),
+        &ctx(),
+    )
+    .await;
+    assert_outcome(&missing, Outcome::Failed, None);
+    assert_eq!(
+        missing.reason.as_deref(),
+        Some(
+            "failed to start \"/nonexistent/campanile-no-such-program\": \
+             No such file or directory (os error 2)"
+        )
+    );
+
+    let not_in_path = run_command(&CommandTarget::new(["campanile-no-such-program"]), &ctx()).await;
+    assert_outcome(&not_in_path, Outcome::Failed, None);
+    assert!(
+        not_in_path
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("failed to start \"campanile-no-such-program\": "),
+        "{not_in_path:?}"
+    );
+
+    // Without any execute bit even root may not run a file.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let denied = run_command(&CommandTarget::new([script.to_str().unwrap()]), &ctx()).await;
+    assert_outcome(&denied, Outcome::Failed, None);
+    assert_eq!(
+        denied.reason,
+        Some(format!(
+            "failed to start {:?}: Permission denied (os error 13)",
+            script.to_str().unwrap()
+        ))
+    );
+
+    let mut bad_cwd = CommandTarget::new(["true"]);
+    bad_cwd.cwd = Some(dir.path().join("missing"));
+    let bad_cwd = run_command(&bad_cwd, &ctx()).await;
+    assert_eq!(
+        bad_cwd.reason,
+        Some(format!(
+            "failed to start \"true\" in {}: No such file or directory (os error 2)",
+            dir.path().join("missing").display()
+        ))
+    );
+
+    let empty = run_command(&CommandTarget::new(Vec::<String>::new()), &ctx()).await;
+    assert_outcome(&empty, Outcome::Failed, None);
+    assert_eq!(
+        empty.reason.as_deref(),
+        Some("argv is empty: no program to run")
+    );
+}
+
+#[tokio::test]
+async fn timeout_kills_the_command_and_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pids");
+    // The deadline races the script's own start: on a loaded machine `sh` may be killed before it wrote both
+    // pids, and then this case shows nothing. It is then run again with a longer timeout.
+    for timeout in [300, 1_000, 5_000].map(Duration::from_millis) {
+        let mut cmd = sh_with_arg(LEADER_AND_BACKGROUND, &pidfile);
+        cmd.timeout = Some(timeout);
+
+        let result = run_command(&cmd, &ctx()).await;
+
+        assert_outcome(&result, Outcome::TimedOut, None);
+        assert_eq!(
+            result.reason,
+            Some(format!("timeout {}", humantime::format_duration(timeout)))
+        );
+        let written = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        let Some(pids) = parse_pids(&written) else {
+            continue;
+        };
+        for pid in pids {
+            assert_dies(pid).await;
+        }
+        return;
+    }
+    panic!("sh never got to start its background process, even with a 5 s timeout");
+}
+
+#[tokio::test]
+async fn dropping_the_run_kills_the_command_and_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pids");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo: {made}");
+    // Read-write, so that opening does not wait for the writer and the read waits for the pids instead.
+    let pids = pipe::OpenOptions::new()
+        .read_write(true)
+        .open_receiver(&fifo)
+        .unwrap();
+    let mut pids = tokio::io::BufReader::new(pids);
+    let mut line = String::new();
+    let cmd = sh_with_arg(LEADER_AND_BACKGROUND, &fifo);
+    let ctx = ctx();
+
+    // The run has no timeout: only dropping it can stop it. `select!` drops it once both pids are known.
+    tokio::select! {
+        biased;
+        read = pids.read_line(&mut line) => { read.unwrap(); }
+        result = run_command(&cmd, &ctx) => panic!("the command ended by itself: {result:?}"),
+    }
+
+    let pids = parse_pids(&line).unwrap_or_else(|| panic!("bad pid line {line:?}"));
+    for pid in pids {
+        assert_dies(pid).await;
+    }
+}
+
+#[tokio::test]
+async fn a_background_process_holding_the_output_does_not_hold_the_run() {
+    // The command exits at once, but the `sleep` it leaves behind keeps the pipe open.
+    let result = run_command(&sh("sleep 300 & echo $!"), &ctx()).await;
+
+    assert_outcome(&result, Outcome::Succeeded, Some(0));
+    let pid: i32 = result.output.trim().parse().unwrap();
+    // A command that exited by itself leaves its group alone (as cron does): the test cleans up.
+    assert!(process_state(pid).is_some_and(|state| state != 'Z'));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert_dies(pid).await;
+}
+
+#[test]
+fn tail_keeps_the_last_bytes() {
+    let mut tail = OutputTail::new(8);
+    tail.push(b"abc");
+    tail.push(b"defgh");
+    tail.push(b"ij");
+    assert_eq!(tail.total(), 10);
+    assert_eq!(tail.into_string(), "cdefghij");
+
+    let mut tail = OutputTail::new(4);
+    tail.push(b"0123456789");
+    assert_eq!(tail.into_string(), "6789");
+
+    let mut tail = OutputTail::new(4);
+    tail.push(b"ab");
+    assert_eq!(tail.into_string(), "ab");
+}
+
+#[test]
+fn tail_cuts_at_a_char_boundary() {
+    // "é" is 2 bytes: 5 of them and an "x" are 11 bytes; the last 8 start inside an "é".
+    let mut tail = OutputTail::new(8);
+    tail.push("ééééé".as_bytes());
+    tail.push(b"x");
+    assert_eq!(tail.into_string(), "éééx");
+
+    // A cut inside a 4-byte char drops its 3 remaining bytes.
+    let mut tail = OutputTail::new(5);
+    tail.push("a🦀🦀".as_bytes());
+    assert_eq!(tail.into_string(), "🦀");
+}
+
+#[test]
+fn tail_stays_within_the_cap_when_invalid_utf8_expands() {
+    // Each invalid byte becomes U+FFFD, 3 bytes long.
+    let mut tail = OutputTail::new(RunRecord::MAX_OUTPUT);
+    tail.push(&[0xff; 10_000]);
+    let text = tail.into_string();
+    assert!(text.len() <= RunRecord::MAX_OUTPUT, "{}", text.len());
+    assert!(text.chars().all(|c| c == char::REPLACEMENT_CHARACTER));
+    assert_eq!(text.chars().count(), RunRecord::MAX_OUTPUT / 3);
+
+    // An invalid byte that is not a cut stays visible.
+    let mut tail = OutputTail::new(16);
+    tail.push(b"ok\xffok");
+    assert_eq!(tail.into_string(), "ok\u{fffd}ok");
+}
