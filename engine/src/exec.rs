@@ -17,11 +17,15 @@ use crate::job::FireId;
 use crate::run::Outcome;
 
 mod command;
+#[cfg(feature = "http")]
+mod http;
 mod tail;
 #[cfg(test)]
 mod tests;
 
 pub use command::run_command;
+#[cfg(feature = "http")]
+pub use http::run_http;
 
 /// What a target is told about the fire it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

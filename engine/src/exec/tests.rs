@@ -354,3 +354,244 @@ fn tail_stays_within_the_cap_when_invalid_utf8_expands() {
     tail.push(b"ok\xffok");
     assert_eq!(tail.into_string(), "ok\u{fffd}ok");
 }
+
+#[cfg(feature = "http")]
+mod http {
+    //! The HTTP runner against a one-request server on loopback.
+
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    use super::{assert_outcome, ctx};
+    use crate::exec::run_http;
+    use crate::job::HttpTarget;
+    use crate::run::{Outcome, RunRecord};
+
+    /// The request the server saw.
+    #[derive(Debug)]
+    struct Seen {
+        method: String,
+        path: String,
+        /// Lower-case names.
+        headers: BTreeMap<String, String>,
+        body: String,
+    }
+
+    /// How the server answers.
+    enum Answer {
+        Status(u16, String),
+        /// Never answer; hold the connection until the sender is dropped.
+        Hang(oneshot::Receiver<()>),
+    }
+
+    /// Serves one request on a fresh loopback port; returns the base URL and the request, once answered.
+    async fn serve_once(answer: Answer) -> (String, JoinHandle<Seen>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut raw = Vec::new();
+            let head_end = loop {
+                let mut buf = [0; 4096];
+                let n = stream.read(&mut buf).await.unwrap();
+                assert_ne!(n, 0, "connection closed before the request head ended");
+                raw.extend_from_slice(&buf[..n]);
+                if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break at;
+                }
+            };
+            let head = String::from_utf8(raw[..head_end].to_vec()).unwrap();
+            let mut lines = head.split("\r\n");
+            let mut request_line = lines.next().unwrap().split(' ');
+            let method = request_line.next().unwrap().to_owned();
+            let path = request_line.next().unwrap().to_owned();
+            let headers: BTreeMap<String, String> = lines
+                .map(|line| {
+                    let (name, value) = line.split_once(':').unwrap();
+                    (name.to_ascii_lowercase(), value.trim().to_owned())
+                })
+                .collect();
+            let length: usize = headers
+                .get("content-length")
+                .map_or(0, |len| len.parse().unwrap());
+            let mut body = raw[head_end + 4..].to_vec();
+            while body.len() < length {
+                let mut buf = [0; 4096];
+                let n = stream.read(&mut buf).await.unwrap();
+                assert_ne!(n, 0, "connection closed before the request body ended");
+                body.extend_from_slice(&buf[..n]);
+            }
+            match answer {
+                Answer::Status(status, reply) => {
+                    let response = format!(
+                        "HTTP/1.1 {status} Whatever\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                    stream.write_all(response.as_bytes()).await.unwrap();
+                    stream.shutdown().await.unwrap();
+                }
+                Answer::Hang(release) => {
+                    let _ = release.await;
+                }
+            }
+            Seen {
+                method,
+                path,
+                headers,
+                body: String::from_utf8(body).unwrap(),
+            }
+        });
+        (base, server)
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder().no_proxy().build().unwrap()
+    }
+
+    fn target(url: String) -> HttpTarget {
+        HttpTarget {
+            url,
+            method: "POST".to_owned(),
+            headers: BTreeMap::new(),
+            body: None,
+            expected_status: Vec::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn request_carries_the_fire_headers_method_and_body() {
+        let (base, server) = serve_once(Answer::Status(200, "accepted".to_owned())).await;
+        let mut target = target(format!("{base}/hooks/backup?run=1"));
+        target.method = "PUT".to_owned();
+        target
+            .headers
+            .insert("X-Token".to_owned(), "s3cret".to_owned());
+        // A job's headers cannot forge the fire's identity.
+        target
+            .headers
+            .insert("Campanile-Fire-Id".to_owned(), "forged@0".to_owned());
+        target.body = Some(r#"{"full":true}"#.to_owned());
+
+        let result = run_http(&client(), &target, &ctx()).await;
+
+        assert_outcome(&result, Outcome::Succeeded, Some(200));
+        assert_eq!(result.output, "accepted");
+        assert_eq!(result.reason, None);
+        let seen = server.await.unwrap();
+        assert_eq!(seen.method, "PUT");
+        assert_eq!(seen.path, "/hooks/backup?run=1");
+        assert_eq!(seen.body, r#"{"full":true}"#);
+        for (name, value) in [
+            ("x-token", "s3cret"),
+            ("campanile-fire-id", "backup-db@1700000000123"),
+            ("campanile-job-id", "backup-db"),
+            ("campanile-scheduled-at", "2023-11-14T22:13:20.123Z"),
+            ("campanile-attempt", "2"),
+            ("campanile-node-id", "node-a"),
+        ] {
+            assert_eq!(
+                seen.headers.get(name).map(String::as_str),
+                Some(value),
+                "{name} in {:?}",
+                seen.headers
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn status_is_checked_against_expected_status_or_2xx() {
+        for (status, expected, outcome, reason) in [
+            (204, vec![], Outcome::Succeeded, None),
+            (
+                500,
+                vec![],
+                Outcome::Failed,
+                Some("unexpected status 500 (expected 2xx)"),
+            ),
+            (404, vec![404, 410], Outcome::Succeeded, None),
+            (
+                200,
+                vec![202, 204],
+                Outcome::Failed,
+                Some("unexpected status 200 (expected one of 202, 204)"),
+            ),
+        ] {
+            let (base, server) = serve_once(Answer::Status(status, String::new())).await;
+            let mut target = target(base);
+            target.expected_status = expected;
+            let result = run_http(&client(), &target, &ctx()).await;
+            assert_outcome(&result, outcome, Some(i32::from(status)));
+            assert_eq!(result.reason.as_deref(), reason, "status {status}");
+            server.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn response_body_keeps_its_tail() {
+        let body = format!("{}END", "x".repeat(1_000_000));
+        let (base, server) = serve_once(Answer::Status(503, body)).await;
+        let result = run_http(&client(), &target(base), &ctx()).await;
+        assert_outcome(&result, Outcome::Failed, Some(503));
+        assert_eq!(result.output.len(), RunRecord::MAX_OUTPUT);
+        assert!(result.output.ends_with("xxEND"));
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_answer_times_out() {
+        let (release, hang) = oneshot::channel();
+        let (base, server) = serve_once(Answer::Hang(hang)).await;
+        let mut target = target(base);
+        target.timeout = Duration::from_millis(300);
+
+        let result = run_http(&client(), &target, &ctx()).await;
+
+        assert_outcome(&result, Outcome::TimedOut, None);
+        assert_eq!(result.reason.as_deref(), Some("timeout 300ms"));
+        drop(release);
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_url_fails_without_naming_the_url() {
+        // A port that was just free: nothing listens there.
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let target = target(format!("http://127.0.0.1:{port}/token-abc123"));
+        let result = run_http(&client(), &target, &ctx()).await;
+        assert_outcome(&result, Outcome::Failed, None);
+        let reason = result.reason.unwrap();
+        assert!(reason.starts_with("error sending request"), "{reason}");
+        assert!(!reason.contains("token-abc123"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_built_is_not_sent() {
+        let mut bad_header = target("http://127.0.0.1:9/".to_owned());
+        bad_header
+            .headers
+            .insert("Bad Header".to_owned(), "x".to_owned());
+        let result = run_http(&client(), &bad_header, &ctx()).await;
+        assert_outcome(&result, Outcome::Failed, None);
+        assert_eq!(
+            result.reason.as_deref(),
+            Some("header \"Bad Header\" is not a valid header name")
+        );
+
+        let bad_url = target("not a url".to_owned());
+        let result = run_http(&client(), &bad_url, &ctx()).await;
+        assert_outcome(&result, Outcome::Failed, None);
+        assert_eq!(
+            result.reason.as_deref(),
+            Some("url is not valid: relative URL without a base")
+        );
+    }
+}
