@@ -1,33 +1,42 @@
 //! Schedules: when a job fires. Pure: no IO, no clock; the caller passes the instant to search from.
 //!
 //! Forms accepted by [`Schedule::parse`] (and in the job JSON's `schedule` string):
-//! - cron with 5 fields (`m h dom mon dow`), 6 (leading seconds) or 7 (trailing year), with `L`, `W`, `#`, `?`,
-//!   names (`MON`, `JAN`), and the macros `@yearly @annually @monthly @weekly @daily @midnight @hourly`.
-//!   Weekdays are numbered like cronie (0 or 7 = Sunday). Read in the job's IANA time zone.
+//! - cron with 5 fields (`m h dom mon dow`), 6 (leading seconds) or 7 (leading seconds, trailing year), with
+//!   `L`, `W`, `#`, `?`, names (`MON`, `JAN`), and the macros `@yearly @annually @monthly @weekly @daily
+//!   @midnight @hourly`. Weekdays are numbered like cronie (0 or 7 = Sunday); when both day-of-month and
+//!   day-of-week are restricted, either matching is enough (cronie). Read in the job's IANA time zone, with
+//!   cronie's DST behaviour (see [`DstPolicy`] and the `cron` module).
 //! - `@every <duration>` (`@every 30s`, `@every 1h 30m`) with an optional anchor `from <RFC 3339>`: the instants
 //!   `anchor + k·interval`. Without an anchor the Unix epoch is the anchor, so `@every 1m` fires on whole minutes.
+//!   Before the anchor, the first instant is the anchor itself.
 //! - `@at <RFC 3339>`: one instant (one-shot).
 //!
+//! Keywords, names and units are case-insensitive; errors quote the text as written.
 //! Cron parsing is done by `croner` (see docs/dependencies.md for why not `cron`). Parsed cron expressions are
 //! interned: jobs with the same expression share one `Arc`, so a million jobs with a handful of distinct
 //! expressions cost a handful of parsed schedules.
 
+mod cron;
+
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::DateTime;
 use chrono_tz::Tz;
-use croner::Cron;
 use serde::{Deserialize, Serialize};
 
 use crate::job::{DstPolicy, ValidationError};
 
+use self::cron::CronExpr;
+
 /// The longest interval an `@every` schedule accepts (one year): longer intervals are better written as cron.
 const MAX_EVERY_MS: i64 = 366 * 24 * 3600 * 1000;
+
+/// The longest schedule text accepted, in bytes.
+const MAX_LEN: usize = 256;
 
 /// A parsed schedule. Serialized as its source text. Cheap to clone.
 #[derive(Clone)]
@@ -38,66 +47,46 @@ pub struct Schedule {
 
 #[derive(Clone)]
 enum Kind {
-    Cron(Arc<Cron>),
+    Cron(Arc<CronExpr>),
     Every { every_ms: i64, anchor_ms: i64 },
     At(i64),
 }
 
 impl Schedule {
-    /// Parses a schedule; errors name the field `schedule` and the value.
+    /// Parses a schedule; errors name the field `schedule` and the value, and say what is wrong and where:
+    /// `schedule: "61 * * * *": minute 61 is out of range 0..=59`.
     pub fn parse(source: &str) -> Result<Self, ValidationError> {
-        let trimmed = source.trim();
         let err = |reason: String| ValidationError::new("schedule", source, reason);
-        if trimmed.is_empty() {
-            return Err(err("is empty".to_owned()));
+        let text = source.trim();
+        if text.is_empty() {
+            return Err(err(
+                "is empty; expected cron like \"*/5 * * * *\", a macro like @daily, \
+                 \"@every 30s\" or \"@at 2026-11-21T12:00:00Z\""
+                    .to_owned(),
+            ));
         }
-        if trimmed.len() > 256 {
-            return Err(err("is longer than 256 characters".to_owned()));
+        if text.len() > MAX_LEN {
+            return Err(err(format!(
+                "is {} bytes long; at most {MAX_LEN} are accepted",
+                text.len()
+            )));
         }
-        let lower = trimmed.to_ascii_lowercase();
-        let kind = if let Some(rest) = lower.strip_prefix("@every") {
-            let rest = rest.trim();
-            let (interval, anchor) = match rest.split_once(" from ") {
-                Some((interval, anchor)) => (interval.trim(), Some(anchor.trim())),
-                None => (rest, None),
-            };
-            let every = humantime::parse_duration(interval).map_err(|e| {
-                err(format!(
-                    "interval {interval:?} is not a duration like 30s or 1h 30m: {e}"
-                ))
-            })?;
-            let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
-            if every_ms < 1000 {
-                return Err(err(format!("interval {interval:?} is shorter than 1s")));
-            }
-            if every_ms > MAX_EVERY_MS {
-                return Err(err(format!(
-                    "interval {interval:?} is longer than 366 days"
-                )));
-            }
-            let anchor_ms = match anchor {
-                // Parse the original-case text so the error shows what the user wrote.
-                Some(_) => {
-                    let original = &trimmed[trimmed
-                        .to_ascii_lowercase()
-                        .find(" from ")
-                        .map_or(0, |i| i + 6)..];
-                    parse_instant(original.trim()).map_err(err)?
-                }
-                None => 0,
-            };
-            Kind::Every {
-                every_ms,
-                anchor_ms,
-            }
-        } else if lower.starts_with("@at") {
-            let at = trimmed[3..].trim();
-            Kind::At(parse_instant(at).map_err(err)?)
-        } else {
-            Kind::Cron(intern_cron(trimmed).map_err(err)?)
+        // The keyword is the first word, compared without regard to case; `rest` is sliced from the
+        // original text, so errors quote what the user wrote.
+        let (keyword, rest) = match text.find(char::is_whitespace) {
+            Some(i) => (&text[..i], text[i..].trim_start()),
+            None => (text, ""),
         };
+        let kind = if keyword.eq_ignore_ascii_case("@every") {
+            parse_every(rest)
+        } else if keyword.eq_ignore_ascii_case("@at") {
+            parse_at(rest)
+        } else {
+            cron::parse(text).map(Kind::Cron)
+        }
+        .map_err(err)?;
         Ok(Self {
-            source: Arc::from(trimmed),
+            source: Arc::from(text),
             kind,
         })
     }
@@ -127,10 +116,10 @@ impl Schedule {
                 if after_ms < *anchor_ms {
                     return Some(*anchor_ms);
                 }
-                let k = (after_ms - anchor_ms).div_euclid(*every_ms) + 1;
+                let k = after_ms.checked_sub(*anchor_ms)?.div_euclid(*every_ms) + 1;
                 anchor_ms.checked_add(k.checked_mul(*every_ms)?)
             }
-            Kind::Cron(cron) => next_cron(cron, after_ms, tz, dst),
+            Kind::Cron(cron) => cron.next_after(after_ms, tz, dst),
         }
     }
 
@@ -159,78 +148,87 @@ impl Schedule {
     }
 }
 
-fn next_cron(cron: &Cron, after_ms: i64, tz: Tz, dst: DstPolicy) -> Option<i64> {
-    // Cron has second resolution: search from the whole second that contains `after_ms`, exclusive, so the
-    // result is the first matching second strictly after it.
-    let mut from: DateTime<Tz> =
-        tz.from_utc_datetime(&DateTime::<Utc>::from_timestamp_millis(after_ms)?.naive_utc());
-    loop {
-        let next = cron.find_next_occurrence(&from, false).ok()?;
-        let next_ms = next.timestamp_millis();
-        debug_assert!(
-            next_ms > after_ms,
-            "croner returned {next_ms} <= {after_ms}"
+/// `<duration> [from <RFC 3339>]`, after `@every`.
+fn parse_every(rest: &str) -> Result<Kind, String> {
+    let (interval, anchor) = match split_at_word(rest, "from") {
+        Some((interval, anchor)) => (interval, Some(anchor)),
+        None => (rest, None),
+    };
+    if interval.is_empty() {
+        return Err(
+            "@every needs an interval, like \"@every 30s\" or \"@every 1h from 2026-01-01T00:00:00Z\""
+                .to_owned(),
         );
-        if next_ms <= after_ms {
-            // croner promises forward progress; never trust it with a repeat.
-            from = tz.from_utc_datetime(
-                &DateTime::<Utc>::from_timestamp_millis(after_ms + 1000)?.naive_utc(),
-            );
-            continue;
-        }
-        // croner moves a fixed time that falls into a spring-forward gap to just after the gap; the result then
-        // does not match the pattern's wall-clock fields. `skip_gap` drops that instant.
-        if dst == DstPolicy::SkipGap && !cron.is_time_matching(&next).unwrap_or(true) {
-            from = next;
-            continue;
-        }
-        return Some(next_ms);
     }
+    // humantime's units are lower-case; parse a lower-cased copy, quote the original.
+    let every = humantime::parse_duration(&interval.to_ascii_lowercase())
+        .map_err(|e| format!("interval {interval:?} is not a duration like 30s or 1h 30m: {e}"))?;
+    if every.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!(
+            "interval {interval:?} is not a whole number of milliseconds"
+        ));
+    }
+    let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+    if every_ms < 1000 {
+        return Err(format!(
+            "interval {interval:?} is shorter than 1s, the shortest accepted"
+        ));
+    }
+    if every_ms > MAX_EVERY_MS {
+        return Err(format!(
+            "interval {interval:?} is longer than 366 days; use cron for long periods"
+        ));
+    }
+    let anchor_ms = match anchor {
+        None => 0,
+        Some("") => {
+            return Err(
+                "\"from\" needs an RFC 3339 instant after it, like \"from 2026-01-01T00:00:00Z\""
+                    .to_owned(),
+            );
+        }
+        Some(anchor) => parse_instant(anchor)?,
+    };
+    Ok(Kind::Every {
+        every_ms,
+        anchor_ms,
+    })
+}
+
+/// `<RFC 3339>`, after `@at`.
+fn parse_at(rest: &str) -> Result<Kind, String> {
+    if rest.is_empty() {
+        return Err("@at needs an RFC 3339 instant, like \"@at 2026-11-21T12:00:00Z\"".to_owned());
+    }
+    parse_instant(rest).map(Kind::At)
+}
+
+/// Splits `text` around its first whitespace-separated word equal to `word` (ASCII case-insensitive);
+/// both sides trimmed, both slices of `text`.
+fn split_at_word<'a>(text: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
+    let mut start = None;
+    let ends = text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')));
+    for (i, c) in ends {
+        match (c.is_whitespace(), start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                if text[s..i].eq_ignore_ascii_case(word) {
+                    return Some((text[..s].trim(), text[i..].trim()));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn parse_instant(text: &str) -> Result<i64, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_millis())
         .map_err(|e| format!("{text:?} is not an RFC 3339 instant like 2026-11-21T12:00:00Z: {e}"))
-}
-
-/// Parses cron text, sharing one parsed value among all schedules with the same text.
-fn intern_cron(text: &str) -> Result<Arc<Cron>, String> {
-    static CACHE: OnceLock<Mutex<HashMap<Box<str>, Weak<Cron>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(hit) = cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(text)
-        .and_then(Weak::upgrade)
-    {
-        return Ok(hit);
-    }
-    let fields = text.split_whitespace().count();
-    if !text.starts_with('@') && !(5..=7).contains(&fields) {
-        return Err(format!(
-            "has {fields} fields; expected 5 (m h dom mon dow), 6 (with seconds) or 7 (with year)"
-        ));
-    }
-    let parser = croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Optional)
-        .year(croner::parser::Year::Optional)
-        .build();
-    let cron = parser.parse(text).map_err(|e| e.to_string())?;
-    let cron = Arc::new(cron);
-    let mut guard = cache.lock().unwrap_or_else(|p| p.into_inner());
-    // Drop dead entries now and then, so a churn of distinct expressions does not grow the map for ever.
-    if guard.len() > 1024 && guard.len().is_power_of_two() {
-        guard.retain(|_, weak| weak.strong_count() > 0);
-    }
-    let entry = guard.entry(text.into()).or_default();
-    match entry.upgrade() {
-        Some(existing) => Ok(existing),
-        None => {
-            *entry = Arc::downgrade(&cron);
-            Ok(cron)
-        }
-    }
 }
 
 impl fmt::Debug for Schedule {

@@ -1,0 +1,542 @@
+//! Cron expressions: parsing with errors that name the field, interning, and the search for the next
+//! instant in a time zone, with cronie's DST behaviour.
+//!
+//! `croner` parses the expression and matches wall-clock times: it is only ever asked about
+//! `NaiveDateTime`s. Mapping wall-clock times to instants around DST transitions is done here.
+//!
+//! postmortem: the first version let croner 4.0.3 search in the job's zone and relied on its DST rules.
+//! croner calls a job "fixed-time" only when its second, minute and hour fields are each one plain value, so
+//! `0 1,13 * * *` or `0 1-3 * * *` were "interval" jobs to it: in London on 2026-10-25 `0 1,13 * * *` ran at
+//! 01:00 BST and again at 01:00 GMT, and on 2026-03-29 `30 1,13 * * *` skipped its 01:30 run. cronie calls a
+//! job "wildcard" only when its minute or hour field starts with `*`, and every other job runs its times once:
+//! once right after a spring-forward jump, once on the first pass of a repeated hour. The regression tests are
+//! `tests::dst::lists_and_ranges_are_fixed_times_like_cronie`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+
+use crate::job::DstPolicy;
+
+/// A parsed cron expression, shared by every schedule with the same text.
+pub(super) struct CronExpr {
+    cron: Cron,
+    /// cronie's "wildcard job": the second, minute or hour field uses `*` (`*`, `*/15`). Such a job follows
+    /// real time across DST transitions (nothing in a spring gap, both passes of a repeated hour); any other
+    /// job is a fixed-time job (a time in the gap runs right after the jump, a repeated time runs once).
+    follows_real_time: bool,
+}
+
+/// The macros and the cron text they stand for (cronie's; `@weekly` is Sunday midnight).
+const MACROS: [(&str, &str); 7] = [
+    ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"),
+    ("@monthly", "0 0 1 * *"),
+    ("@weekly", "0 0 * * 0"),
+    ("@daily", "0 0 * * *"),
+    ("@midnight", "0 0 * * *"),
+    ("@hourly", "0 * * * *"),
+];
+
+const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+const MONTHS: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+
+/// Gaps and repeated ranges longer than this are not searched for (the longest on record is Samoa's
+/// skipped day in 2011); wall-clock times in such a range are skipped.
+const MAX_DST_RUN_SECS: i64 = 4 * 24 * 3600;
+
+/// How many gaps, repeated ranges or passed times one search steps over before it gives up: only a
+/// pattern that matches nothing but times in DST gaps under `skip_gap` gets there.
+const MAX_SKIPS: usize = 1000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FieldKind {
+    Second,
+    Minute,
+    Hour,
+    DayOfMonth,
+    Month,
+    DayOfWeek,
+    Year,
+}
+
+/// One field of a cron expression: its name in errors, its value range, and its place in croner's 7 fields.
+#[derive(Clone, Copy)]
+struct Field {
+    kind: FieldKind,
+    name: &'static str,
+    min: u32,
+    max: u32,
+    slot: usize,
+}
+
+const SECOND: Field = Field {
+    kind: FieldKind::Second,
+    name: "second",
+    min: 0,
+    max: 59,
+    slot: 0,
+};
+const MINUTE: Field = Field {
+    kind: FieldKind::Minute,
+    name: "minute",
+    min: 0,
+    max: 59,
+    slot: 1,
+};
+const HOUR: Field = Field {
+    kind: FieldKind::Hour,
+    name: "hour",
+    min: 0,
+    max: 23,
+    slot: 2,
+};
+const DAY_OF_MONTH: Field = Field {
+    kind: FieldKind::DayOfMonth,
+    name: "day-of-month",
+    min: 1,
+    max: 31,
+    slot: 3,
+};
+const MONTH: Field = Field {
+    kind: FieldKind::Month,
+    name: "month",
+    min: 1,
+    max: 12,
+    slot: 4,
+};
+const DAY_OF_WEEK: Field = Field {
+    kind: FieldKind::DayOfWeek,
+    name: "day-of-week",
+    min: 0,
+    max: 7,
+    slot: 5,
+};
+const YEAR: Field = Field {
+    kind: FieldKind::Year,
+    name: "year",
+    min: croner::YEAR_LOWER_LIMIT as u32,
+    max: croner::YEAR_UPPER_LIMIT as u32,
+    slot: 6,
+};
+
+/// The fields of an expression with `n` fields, in order.
+fn layout(n: usize) -> Option<&'static [Field]> {
+    const FIVE: [Field; 5] = [MINUTE, HOUR, DAY_OF_MONTH, MONTH, DAY_OF_WEEK];
+    const SIX: [Field; 6] = [SECOND, MINUTE, HOUR, DAY_OF_MONTH, MONTH, DAY_OF_WEEK];
+    const SEVEN: [Field; 7] = [SECOND, MINUTE, HOUR, DAY_OF_MONTH, MONTH, DAY_OF_WEEK, YEAR];
+    match n {
+        5 => Some(&FIVE),
+        6 => Some(&SIX),
+        7 => Some(&SEVEN),
+        _ => None,
+    }
+}
+
+fn parser() -> CronParser {
+    // Weekdays 0-7 with 0 and 7 both Sunday, and day-of-month OR day-of-week when both are restricted:
+    // both as in cronie, and both croner's defaults.
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Optional)
+        .build()
+}
+
+/// Parses cron text or a macro, sharing one parsed value among all schedules with the same text.
+/// The error is the reason only; the caller adds the field and the value.
+pub(super) fn parse(text: &str) -> Result<Arc<CronExpr>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<Box<str>, Weak<CronExpr>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(hit) = cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(text)
+        .and_then(Weak::upgrade)
+    {
+        return Ok(hit);
+    }
+    let parsed = Arc::new(parse_uncached(text)?);
+    let mut guard = cache.lock().unwrap_or_else(|p| p.into_inner());
+    // Drop dead entries now and then, so a churn of distinct expressions does not grow the map for ever.
+    if guard.len() > 1024 && guard.len().is_power_of_two() {
+        guard.retain(|_, weak| weak.strong_count() > 0);
+    }
+    let entry = guard.entry(text.into()).or_default();
+    match entry.upgrade() {
+        Some(existing) => Ok(existing),
+        None => {
+            *entry = Arc::downgrade(&parsed);
+            Ok(parsed)
+        }
+    }
+}
+
+fn parse_uncached(text: &str) -> Result<CronExpr, String> {
+    let expanded = if text.starts_with('@') {
+        let mut words = text.split_whitespace();
+        let word = words.next().unwrap_or_default();
+        let Some((name, cron)) = MACROS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(word))
+        else {
+            return Err(format!(
+                "unknown macro {word:?}; expected @yearly, @annually, @monthly, @weekly, @daily, \
+                 @midnight, @hourly, \"@every <duration> [from <RFC 3339>]\" or \"@at <RFC 3339>\""
+            ));
+        };
+        if words.next().is_some() {
+            return Err(format!("{name} takes nothing after it"));
+        }
+        *cron
+    } else {
+        text
+    };
+    let fields: Vec<&str> = expanded.split_whitespace().collect();
+    let Some(layout) = layout(fields.len()) else {
+        return Err(format!(
+            "has {} fields; expected 5 (minute hour day-of-month month day-of-week), \
+             6 (with a leading second) or 7 (with a leading second and a trailing year)",
+            fields.len()
+        ));
+    };
+    for (field, value) in layout.iter().zip(&fields) {
+        check_field(field, value)?;
+    }
+    let cron = parser()
+        .parse(expanded)
+        .map_err(|whole| blame_field(layout, &fields).unwrap_or_else(|| tidy(&whole)))?;
+    check_possible(&cron)?;
+    let pattern = &cron.pattern;
+    let follows_real_time = pattern.seconds.from_wildcard
+        || pattern.minutes.from_wildcard
+        || pattern.hours.from_wildcard;
+    Ok(CronExpr {
+        cron,
+        follows_real_time,
+    })
+}
+
+/// Catches the common mistakes before croner sees them, so the error names the field and the allowed values:
+/// characters that do not belong, names in the wrong field, numbers out of range.
+fn check_field(field: &Field, value: &str) -> Result<(), String> {
+    let name = field.name;
+    let is_dom = field.kind == FieldKind::DayOfMonth;
+    let is_dow = field.kind == FieldKind::DayOfWeek;
+    for c in value.chars() {
+        let allowed = c.is_ascii_alphanumeric()
+            || matches!(c, '*' | '/' | ',' | '-')
+            || (c == '#' && is_dow)
+            || (c == '?' && (is_dom || is_dow));
+        if !allowed {
+            let hint = match c {
+                '#' => "; # (nth weekday) is only allowed in the day-of-week field",
+                '?' => "; ? is only allowed in the day-of-month and day-of-week fields",
+                _ => "",
+            };
+            return Err(format!(
+                "{name} field {value:?}: character {c:?} is not allowed{hint}"
+            ));
+        }
+    }
+    if value.split(',').any(str::is_empty) {
+        return Err(format!("{name} field {value:?}: a list has an empty item"));
+    }
+    for (start, word) in runs(value, |c| c.is_ascii_alphabetic()) {
+        let upper = word.to_ascii_uppercase();
+        let upper = upper.as_str();
+        let after_digit = value[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_digit());
+        if is_dow && upper == "L" && !after_digit {
+            return Err(format!(
+                "{name} field {value:?}: L needs a weekday before it, like 5L (the last Friday of the month)"
+            ));
+        }
+        let ok = match field.kind {
+            FieldKind::Month => MONTHS.contains(&upper),
+            FieldKind::DayOfWeek => WEEKDAYS.contains(&upper) || upper == "L",
+            FieldKind::DayOfMonth => matches!(upper, "L" | "W" | "LW"),
+            _ => false,
+        };
+        if ok {
+            continue;
+        }
+        let reason = if WEEKDAYS.contains(&upper) {
+            format!("weekday name {word:?} is only allowed in the day-of-week field")
+        } else if MONTHS.contains(&upper) {
+            format!("month name {word:?} is only allowed in the month field")
+        } else {
+            let expected = match field.kind {
+                FieldKind::Month => "a month number 1-12 or name JAN-DEC",
+                FieldKind::DayOfWeek => {
+                    "a weekday number 0-7 (0 and 7 are Sunday), a name SUN-SAT or L"
+                }
+                FieldKind::DayOfMonth => "a day number 1-31, L (last day) or W (nearest weekday)",
+                _ => "a number",
+            };
+            format!("{word:?} is not {expected}")
+        };
+        return Err(format!("{name} field {value:?}: {reason}"));
+    }
+    for (start, digits) in runs(value, |c| c.is_ascii_digit()) {
+        let number = digits.parse::<u32>().ok();
+        match value[..start].chars().next_back() {
+            Some('/') => {
+                if number == Some(0) {
+                    return Err(format!("{name} field {value:?}: a step must be at least 1"));
+                }
+            }
+            Some('#') => {
+                if !matches!(number, Some(1..=5)) {
+                    return Err(format!(
+                        "{name} field {value:?}: #{digits} is out of range #1..=#5 (the nth weekday of the month)"
+                    ));
+                }
+            }
+            _ => {
+                if !number.is_some_and(|n| (field.min..=field.max).contains(&n)) {
+                    let note = if is_dow { " (0 and 7 are Sunday)" } else { "" };
+                    return Err(format!(
+                        "{name} {digits} is out of range {}..={}{note}",
+                        field.min, field.max
+                    ));
+                }
+            }
+        }
+    }
+    for item in value.split(',') {
+        let range = item.split('/').next().unwrap_or_default();
+        if let Some((low, high)) = range.split_once('-')
+            && let (Ok(low), Ok(high)) = (low.parse::<u32>(), high.parse::<u32>())
+            && low > high
+        {
+            return Err(format!(
+                "{name} field {value:?}: range {range} runs backwards; to wrap around write {low}-{},{}-{high}",
+                field.max, field.min
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Rejects a day of month that no month of the pattern has (`0 0 30 2 *`): such a job would never fire.
+fn check_possible(cron: &Cron) -> Result<(), String> {
+    const LONGEST: [u16; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let pattern = &cron.pattern;
+    // A restricted day-of-week matches on its own (cronie's OR), and L and W always find a day.
+    if !pattern.is_dow_wildcard() || pattern.days.has_modifiers() {
+        return Ok(());
+    }
+    let Some(&first_day) = pattern.days.values().first() else {
+        return Ok(());
+    };
+    let months = pattern.months.values();
+    let longest = |m: &u16| LONGEST.get(usize::from(*m).wrapping_sub(1)).copied();
+    if months
+        .iter()
+        .all(|m| longest(m).is_some_and(|days| first_day > days))
+    {
+        let names: Vec<&str> = months
+            .iter()
+            .filter_map(|m| MONTHS.get(usize::from(*m).wrapping_sub(1)).copied())
+            .collect();
+        return Err(format!(
+            "never fires: day-of-month {first_day} does not occur in {}",
+            names.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// The maximal runs of characters that satisfy `keep`, with their byte offsets.
+fn runs(text: &str, keep: impl Fn(char) -> bool) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (keep(c), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push((s, &text[s..i]));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push((s, &text[s..]));
+    }
+    out
+}
+
+/// croner's errors do not say which field is wrong: parse each field alone, among wildcards, to find it.
+fn blame_field(layout: &[Field], fields: &[&str]) -> Option<String> {
+    layout.iter().zip(fields).find_map(|(field, value)| {
+        let mut alone = ["0", "*", "*", "*", "*", "*", "*"];
+        alone[field.slot] = value;
+        parser()
+            .parse(&alone.join(" "))
+            .err()
+            .map(|e| format!("{} field {value:?}: {}", field.name, tidy(&e)))
+    })
+}
+
+/// croner's message without its type prefix and trailing period.
+fn tidy(error: &croner::errors::CronError) -> String {
+    let text = error.to_string();
+    let text = text
+        .strip_prefix("Component error: ")
+        .or_else(|| text.strip_prefix("Invalid pattern: "))
+        .unwrap_or(&text);
+    text.trim_end_matches('.').to_owned()
+}
+
+/// What a wall-clock time is in a zone: skipped by a spring-forward jump, or repeated by a fall-back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Odd {
+    Gap,
+    Repeated,
+}
+
+fn is_odd(tz: Tz, wall: NaiveDateTime, odd: Odd) -> bool {
+    matches!(
+        (tz.from_local_datetime(&wall), odd),
+        (LocalResult::None, Odd::Gap) | (LocalResult::Ambiguous(..), Odd::Repeated)
+    )
+}
+
+/// From `wall`, which is `odd` in `tz`, the last wall-clock second in direction `dir` (+1 or -1) that still is.
+/// Gaps and repeated ranges are contiguous and months apart, so a doubling probe and a bisection find the edge
+/// in a few dozen zone lookups. `None` beyond [`MAX_DST_RUN_SECS`].
+fn edge_of(tz: Tz, wall: NaiveDateTime, odd: Odd, dir: i64) -> Option<NaiveDateTime> {
+    let at = |secs: i64| wall.checked_add_signed(TimeDelta::try_seconds(dir * secs)?);
+    let (mut inside, mut outside) = (0_i64, 1_i64);
+    while is_odd(tz, at(outside)?, odd) {
+        inside = outside;
+        outside *= 2;
+        if outside > MAX_DST_RUN_SECS {
+            return None;
+        }
+    }
+    while outside - inside > 1 {
+        let mid = inside + (outside - inside) / 2;
+        if is_odd(tz, at(mid)?, odd) {
+            inside = mid;
+        } else {
+            outside = mid;
+        }
+    }
+    at(inside)
+}
+
+/// The wall-clock second right after the gap or repeated range that contains `wall`.
+fn after_run(tz: Tz, wall: NaiveDateTime, odd: Odd) -> Option<NaiveDateTime> {
+    edge_of(tz, wall, odd, 1)?.checked_add_signed(TimeDelta::seconds(1))
+}
+
+impl CronExpr {
+    /// The first instant strictly after `after_ms` at which the expression fires, read in `tz`.
+    ///
+    /// Every wall-clock time the expression matches fires at the instant(s) it names, except around DST:
+    /// - in a spring-forward gap, a fixed-time job fires once at the first instant after the jump
+    ///   (`DstPolicy::SkipGap`: not at all); a real-time job does not fire (those minutes do not exist);
+    /// - in a repeated range, a fixed-time job fires on the first pass only; a real-time job on both passes.
+    pub(super) fn next_after(&self, after_ms: i64, tz: Tz, dst: DstPolicy) -> Option<i64> {
+        let after = DateTime::<Utc>::from_timestamp_millis(after_ms)?.with_timezone(&tz);
+        // Cron has second resolution: searching from the whole wall-clock second that contains `after_ms`,
+        // exclusive, yields matches whose instants are all later than `after_ms`.
+        let wall_after = after.naive_local().with_nanosecond(0)?;
+        let ahead = self.first_in_wall_order(after_ms, wall_after, tz, dst);
+        let second_pass = self.on_second_pass(after_ms, &after, wall_after, tz);
+        let next = match (ahead, second_pass) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        debug_assert!(next.is_none_or(|n| n > after_ms), "{next:?} <= {after_ms}");
+        next
+    }
+
+    /// The first fire of a wall-clock time after `wall_after`. Walking wall-clock times in order meets their
+    /// instants in order too, but for the second pass of a repeated range, which [`Self::on_second_pass`] covers
+    /// while `after_ms` is still on the first one.
+    fn first_in_wall_order(
+        &self,
+        after_ms: i64,
+        wall_after: NaiveDateTime,
+        tz: Tz,
+        dst: DstPolicy,
+    ) -> Option<i64> {
+        let mut from = wall_after;
+        let mut inclusive = false;
+        for _ in 0..MAX_SKIPS {
+            let wall = self.cron.find_next_occurrence(&from, inclusive).ok()?;
+            match tz.from_local_datetime(&wall) {
+                LocalResult::Single(at) => {
+                    let at = at.timestamp_millis();
+                    if at > after_ms {
+                        return Some(at);
+                    }
+                    (from, inclusive) = (wall, false);
+                }
+                LocalResult::Ambiguous(earlier, later) => {
+                    let earlier = earlier.timestamp_millis();
+                    if earlier > after_ms {
+                        return Some(earlier);
+                    }
+                    let later = later.timestamp_millis();
+                    if self.follows_real_time && later > after_ms {
+                        return Some(later);
+                    }
+                    // `after_ms` is on the second pass and a fixed-time job already ran every time of this
+                    // range on the first one.
+                    (from, inclusive) = (after_run(tz, wall, Odd::Repeated)?, true);
+                }
+                LocalResult::None => {
+                    let end = after_run(tz, wall, Odd::Gap)?;
+                    if !self.follows_real_time && dst == DstPolicy::Cronie {
+                        let jump = tz.from_local_datetime(&end).earliest()?.timestamp_millis();
+                        if jump > after_ms {
+                            return Some(jump);
+                        }
+                    }
+                    (from, inclusive) = (end, true);
+                }
+            }
+        }
+        None
+    }
+
+    /// While `after` is on the first pass of a repeated range, a real-time job's first match in that range
+    /// fires again on the second pass, possibly before any match after `wall_after`.
+    fn on_second_pass(
+        &self,
+        after_ms: i64,
+        after: &DateTime<Tz>,
+        wall_after: NaiveDateTime,
+        tz: Tz,
+    ) -> Option<i64> {
+        if !self.follows_real_time {
+            return None;
+        }
+        let LocalResult::Ambiguous(earlier, _) = tz.from_local_datetime(&wall_after) else {
+            return None;
+        };
+        if after.offset().fix() != earlier.offset().fix() {
+            return None;
+        }
+        let start = edge_of(tz, wall_after, Odd::Repeated, -1)?;
+        let wall = self.cron.find_next_occurrence(&start, true).ok()?;
+        match tz.from_local_datetime(&wall) {
+            LocalResult::Ambiguous(_, later) => {
+                Some(later.timestamp_millis()).filter(|&at| at > after_ms)
+            }
+            _ => None,
+        }
+    }
+}
