@@ -24,10 +24,14 @@ pub fn place<'a>(
     let mut owners = BTreeMap::new();
     let mut orphans = Vec::new();
     for job in jobs {
-        let sticky = previous.and_then(|p| p.get(&job.id)).and_then(|owner| by_id.get(owner)).filter(|m| eligible(job, m));
+        let sticky = previous
+            .and_then(|p| p.get(&job.id))
+            .and_then(|owner| by_id.get(owner))
+            .filter(|m| eligible(job, m));
         match sticky {
             Some(member) => {
-                *load.get_mut(&member.node.id).expect("member has a load") += u64::from(job.spec.weight);
+                *load.get_mut(&member.node.id).expect("member has a load") +=
+                    u64::from(job.spec.weight);
                 owners.insert(job.id.clone(), member.node.id.clone());
             }
             None => orphans.push(job),
@@ -37,10 +41,19 @@ pub fn place<'a>(
         let best = members
             .iter()
             .filter(|m| eligible(job, m))
-            .filter(|m| m.node.capacity.is_none_or(|cap| load[&m.node.id] + u64::from(job.spec.weight) <= cap))
-            .min_by(|a, b| load[&a.node.id].cmp(&load[&b.node.id]).then_with(|| a.node.id.cmp(&b.node.id)));
+            .filter(|m| {
+                m.node
+                    .capacity
+                    .is_none_or(|cap| load[&m.node.id] + u64::from(job.spec.weight) <= cap)
+            })
+            .min_by(|a, b| {
+                load[&a.node.id]
+                    .cmp(&load[&b.node.id])
+                    .then_with(|| a.node.id.cmp(&b.node.id))
+            });
         if let Some(member) = best {
-            *load.get_mut(&member.node.id).expect("member has a load") += u64::from(job.spec.weight);
+            *load.get_mut(&member.node.id).expect("member has a load") +=
+                u64::from(job.spec.weight);
             owners.insert(job.id.clone(), member.node.id.clone());
         }
     }

@@ -35,7 +35,10 @@ pub trait Clock: Send + Sync + 'static {
     /// tokio's timer rounds sleeps up to the next millisecond, which alone makes a fire about 1 ms late at the
     /// median. On a real-time clock this sleeps with tokio until [`SPIN_MARGIN`] before the instant and then
     /// yields the thread until the instant, bounded by twice the margin, for sub-millisecond lateness.
-    fn sleep_until_ms(&self, at_ms: i64) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn sleep_until_ms(
+        &self,
+        at_ms: i64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             let target = self.deadline(at_ms);
             if !self.is_real_time() {
@@ -69,7 +72,10 @@ impl SystemClock {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        Self { real_time: true, ..Self::starting_at_us(i64::try_from(now.as_micros()).unwrap_or(i64::MAX)) }
+        Self {
+            real_time: true,
+            ..Self::starting_at_us(i64::try_from(now.as_micros()).unwrap_or(i64::MAX))
+        }
     }
 
     /// Anchored so that now is `unix_ms`: a virtual clock for tests and simulations on paused tokio time
@@ -79,7 +85,11 @@ impl SystemClock {
     }
 
     fn starting_at_us(base_us: i64) -> Self {
-        Self { base: tokio::time::Instant::now(), base_us, real_time: false }
+        Self {
+            base: tokio::time::Instant::now(),
+            base_us,
+            real_time: false,
+        }
     }
 
     /// As an `Arc<dyn Clock>`.

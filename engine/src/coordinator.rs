@@ -70,12 +70,16 @@ pub trait Coordinator: Send + Sync + 'static {
     /// - An expired or closed session fails with [`CoordError::SessionExpired`] and is never revived.
     async fn keep_alive(&self, session: SessionId) -> CoordResult<()>;
 
-    /// Ends the session now (graceful leave): the node leaves the members, drops leadership and its claims end
-    /// at their `settled_ms` (released instants can be claimed by the next owner at once).
+    /// Ends the session now (graceful leave): the node leaves the members and drops leadership. Its claims stay
+    /// exactly as they are: a successor starts after each claim's `through_ms` and settles `(settled_ms,
+    /// through_ms]` from the run records. (A leaving node first gives back what it will not fire with
+    /// [`Coordinator::release_claims`].)
     ///
     /// ### To ensure correctness:
     /// - After it returns, the session is expired: every later call with it fails with `SessionExpired`.
     /// - Closing an already expired session succeeds (idempotent).
+    /// - Claims are not changed by the close: not truncated to `settled_ms` (which may lag behind the records
+    ///   actually written), not released.
     async fn close_session(&self, session: SessionId) -> CoordResult<()>;
 
     /// Observes the session's liveness. The receiver sees `Expired` when the session expires or is closed.

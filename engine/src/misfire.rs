@@ -22,10 +22,17 @@ pub fn plan(policy: MisfirePolicy, missed: &[i64], now_ms: i64) -> MisfirePlan {
     // The newest eligible instants run; everything else is skipped.
     let eligible_from = missed.partition_point(|&t| t < now_ms.saturating_sub(window_ms));
     let run_from = missed.len().saturating_sub(max_run).max(eligible_from);
-    let mut plan = MisfirePlan { run: missed[run_from..].to_vec(), skip: Vec::new() };
+    let mut plan = MisfirePlan {
+        run: missed[run_from..].to_vec(),
+        skip: Vec::new(),
+    };
     if run_from > 0 {
         let skipped = &missed[..run_from];
-        plan.skip.push((skipped[0], skipped[skipped.len() - 1], u32::try_from(skipped.len()).unwrap_or(u32::MAX)));
+        plan.skip.push((
+            skipped[0],
+            skipped[skipped.len() - 1],
+            u32::try_from(skipped.len()).unwrap_or(u32::MAX),
+        ));
     }
     plan
 }
@@ -46,23 +53,57 @@ mod tests {
         let policies = [
             MisfirePolicy::Skip,
             MisfirePolicy::FireOnce,
-            MisfirePolicy::CatchUp { max_count: 3, window: Duration::from_secs(3600) },
-            MisfirePolicy::CatchUp { max_count: 100, window: Duration::from_millis(4500) },
+            MisfirePolicy::CatchUp {
+                max_count: 3,
+                window: Duration::from_secs(3600),
+            },
+            MisfirePolicy::CatchUp {
+                max_count: 100,
+                window: Duration::from_millis(4500),
+            },
         ];
         for policy in policies {
             let p = plan(policy, &missed, 10_000);
             let skipped: u32 = p.skip.iter().map(|s| s.2).sum();
-            assert_eq!(p.run.len() + skipped as usize, missed.len(), "{policy:?}: {p:?}");
+            assert_eq!(
+                p.run.len() + skipped as usize,
+                missed.len(),
+                "{policy:?}: {p:?}"
+            );
         }
     }
 
     #[test]
     fn policies_choose_the_newest() {
         let missed = [1000, 2000, 3000, 4000];
-        assert_eq!(plan(MisfirePolicy::Skip, &missed, 5000), MisfirePlan { run: vec![], skip: vec![(1000, 4000, 4)] });
-        assert_eq!(plan(MisfirePolicy::FireOnce, &missed, 5000), MisfirePlan { run: vec![4000], skip: vec![(1000, 3000, 3)] });
-        let catch_up = MisfirePolicy::CatchUp { max_count: 10, window: Duration::from_millis(2500) };
-        assert_eq!(plan(catch_up, &missed, 5000), MisfirePlan { run: vec![3000, 4000], skip: vec![(1000, 2000, 2)] });
-        assert_eq!(plan(MisfirePolicy::FireOnce, &[], 5000), MisfirePlan::default());
+        assert_eq!(
+            plan(MisfirePolicy::Skip, &missed, 5000),
+            MisfirePlan {
+                run: vec![],
+                skip: vec![(1000, 4000, 4)]
+            }
+        );
+        assert_eq!(
+            plan(MisfirePolicy::FireOnce, &missed, 5000),
+            MisfirePlan {
+                run: vec![4000],
+                skip: vec![(1000, 3000, 3)]
+            }
+        );
+        let catch_up = MisfirePolicy::CatchUp {
+            max_count: 10,
+            window: Duration::from_millis(2500),
+        };
+        assert_eq!(
+            plan(catch_up, &missed, 5000),
+            MisfirePlan {
+                run: vec![3000, 4000],
+                skip: vec![(1000, 2000, 2)]
+            }
+        );
+        assert_eq!(
+            plan(MisfirePolicy::FireOnce, &[], 5000),
+            MisfirePlan::default()
+        );
     }
 }

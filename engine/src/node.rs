@@ -122,6 +122,21 @@ impl Children {
         .contains(&id)
     }
 
+    /// Stops every child and waits until each has stopped (and dropped its state).
+    async fn stop_all_and_wait(&self) {
+        for cell in [
+            self.membership.get_cell(),
+            self.timer.get_cell(),
+            self.dispatcher.get_cell(),
+            self.executor.get_cell(),
+            self.recorder.get_cell(),
+        ] {
+            let _ = cell
+                .stop_and_wait(None, Some(Duration::from_secs(10)))
+                .await;
+        }
+    }
+
     fn stop_all(&self) {
         self.membership.stop(None);
         self.timer.stop(None);
@@ -139,13 +154,18 @@ pub struct State {
     stopping: bool,
 }
 
-async fn spawn_children(myself: &ActorRef<Msg>, args: &Arguments) -> Result<Children, ActorProcessingErr> {
+async fn spawn_children(
+    myself: &ActorRef<Msg>,
+    args: &Arguments,
+) -> Result<Children, ActorProcessingErr> {
     let cell = myself.get_cell();
     let node = args.info.id.clone();
     let (recorder, _) = Actor::spawn_linked(
         None,
         recorder::Recorder,
-        recorder::Arguments { coordinator: args.coordinator.clone() },
+        recorder::Arguments {
+            coordinator: args.coordinator.clone(),
+        },
         cell.clone(),
     )
     .await?;
@@ -165,7 +185,11 @@ async fn spawn_children(myself: &ActorRef<Msg>, args: &Arguments) -> Result<Chil
     let (dispatcher, _) = Actor::spawn_linked(
         None,
         dispatcher::Dispatcher,
-        dispatcher::Arguments { executor: executor.clone(), recorder: recorder.clone(), node: node.clone() },
+        dispatcher::Arguments {
+            executor: executor.clone(),
+            recorder: recorder.clone(),
+            node: node.clone(),
+        },
         cell.clone(),
     )
     .await?;
@@ -179,7 +203,10 @@ async fn spawn_children(myself: &ActorRef<Msg>, args: &Arguments) -> Result<Chil
             coordinator: args.coordinator.clone(),
             dispatcher: dispatcher.clone(),
             node: node.clone(),
-            config: timer::Config { lookahead, misfire_threshold: args.config.misfire_threshold },
+            config: timer::Config {
+                lookahead,
+                misfire_threshold: args.config.misfire_threshold,
+            },
         },
         cell.clone(),
     )
@@ -192,14 +219,23 @@ async fn spawn_children(myself: &ActorRef<Msg>, args: &Arguments) -> Result<Chil
             coordinator: args.coordinator.clone(),
             clock: args.clock.clone(),
             node: args.info.clone(),
-            config: membership::Config { ttl: args.config.ttl, rebalance_delay: args.config.rebalance_delay },
+            config: membership::Config {
+                ttl: args.config.ttl,
+                rebalance_delay: args.config.rebalance_delay,
+            },
             timer: timer.clone(),
             recorder: recorder.clone(),
         },
         cell,
     )
     .await?;
-    Ok(Children { membership, timer, dispatcher, executor, recorder })
+    Ok(Children {
+        membership,
+        timer,
+        dispatcher,
+        executor,
+        recorder,
+    })
 }
 
 impl Actor for Node {
@@ -207,38 +243,73 @@ impl Actor for Node {
     type State = State;
     type Arguments = Arguments;
 
-    async fn pre_start(&self, myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        args: Arguments,
+    ) -> Result<State, ActorProcessingErr> {
         let children = spawn_children(&myself, &args).await?;
         info!(node = %args.info.id, backend = args.coordinator.backend(), "node started");
-        Ok(State { args, children, restarts: VecDeque::new(), stopping: false })
+        Ok(State {
+            args,
+            children,
+            restarts: VecDeque::new(),
+            stopping: false,
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Run(fires) => {
-                state.children.dispatcher.cast(dispatcher::Msg::Fires(fires))?;
+                state
+                    .children
+                    .dispatcher
+                    .cast(dispatcher::Msg::Fires(fires))?;
             }
             Msg::Status { reply } => {
-                let status = ractor::call!(state.children.membership, |reply| membership::Msg::Status { reply })?;
+                let status = ractor::call!(state.children.membership, |reply| {
+                    membership::Msg::Status { reply }
+                })?;
                 let _ = reply.send(status);
             }
             Msg::Shutdown { deadline, reply } => {
                 state.stopping = true;
                 let children = &state.children;
                 // 1. Stop emitting and hand back every claimed instant not yet emitted.
-                let _ = ractor::call_t!(children.timer, |reply| timer::Msg::Drain { reply }, 10_000);
+                let _ =
+                    ractor::call_t!(children.timer, |reply| timer::Msg::Drain { reply }, 10_000);
                 // 2. Let running runs finish, up to the deadline.
                 let wait_ms = (deadline + Duration::from_secs(5)).as_millis() as u64;
-                let killed = ractor::call_t!(children.executor, |reply| executor::Msg::Drain { deadline, reply }, wait_ms)
-                    .unwrap_or_default();
+                let killed = ractor::call_t!(
+                    children.executor,
+                    |reply| executor::Msg::Drain { deadline, reply },
+                    wait_ms
+                )
+                .unwrap_or_default();
                 // 3. Store their records.
-                let records_stored =
-                    ractor::call_t!(children.recorder, |reply| recorder::Msg::Flush { reply }, 10_000).unwrap_or(false);
+                let records_stored = ractor::call_t!(
+                    children.recorder,
+                    |reply| recorder::Msg::Flush { reply },
+                    10_000
+                )
+                .unwrap_or(false);
                 // 4. Leave: close the session, so successors take over at once.
-                let _ = ractor::call_t!(children.membership, |reply| membership::Msg::Leave { reply }, 10_000);
-                children.stop_all();
+                let _ = ractor::call_t!(
+                    children.membership,
+                    |reply| membership::Msg::Leave { reply },
+                    10_000
+                );
+                children.stop_all_and_wait().await;
                 info!(node = %state.args.info.id, killed, records_stored, "node left");
-                let _ = reply.send(ShutdownReport { killed, records_stored });
+                let _ = reply.send(ShutdownReport {
+                    killed,
+                    records_stored,
+                });
                 myself.stop(Some("shutdown".to_owned()));
             }
         }
@@ -253,7 +324,9 @@ impl Actor for Node {
     ) -> Result<(), ActorProcessingErr> {
         let (who, why) = match &event {
             SupervisionEvent::ActorFailed(who, err) => (who.get_id(), format!("failed: {err}")),
-            SupervisionEvent::ActorTerminated(who, _, reason) => (who.get_id(), format!("stopped: {reason:?}")),
+            SupervisionEvent::ActorTerminated(who, _, reason) => {
+                (who.get_id(), format!("stopped: {reason:?}"))
+            }
             _ => return Ok(()),
         };
         // Stop events of a set we replaced (or are stopping) are expected.
@@ -261,7 +334,11 @@ impl Actor for Node {
             return Ok(());
         }
         let now = tokio::time::Instant::now();
-        while state.restarts.front().is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW) {
+        while state
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW)
+        {
             state.restarts.pop_front();
         }
         if state.restarts.len() >= MAX_RESTARTS {

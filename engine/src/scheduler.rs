@@ -28,8 +28,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
 use ractor::{Actor, ActorRef};
+use rand::{Rng, SeedableRng};
 
 use crate::clock::{Clock, SystemClock};
 use crate::coordinator::{CoordError, Coordinator, NodeId, NodeInfo, Precondition, RunQuery};
@@ -80,9 +80,20 @@ impl From<CoordError> for SchedulerError {
                 Ok(id) => SchedulerError::NotFound(id),
                 Err(_) => SchedulerError::Coordinator(CoordError::NotFound { key }),
             },
-            CoordError::Conflict { key, expected, actual } => match JobId::new(&key) {
-                Ok(job) => SchedulerError::Conflict { job, detail: format!("expected {expected}, found {actual}") },
-                Err(_) => SchedulerError::Coordinator(CoordError::Conflict { key, expected, actual }),
+            CoordError::Conflict {
+                key,
+                expected,
+                actual,
+            } => match JobId::new(&key) {
+                Ok(job) => SchedulerError::Conflict {
+                    job,
+                    detail: format!("expected {expected}, found {actual}"),
+                },
+                Err(_) => SchedulerError::Coordinator(CoordError::Conflict {
+                    key,
+                    expected,
+                    actual,
+                }),
             },
             other => SchedulerError::Coordinator(other),
         }
@@ -211,14 +222,24 @@ impl Builder {
 
     /// Starts the node: it joins, takes its jobs and fires them until [`Scheduler::shutdown`].
     pub async fn start(self) -> Result<Scheduler, SchedulerError> {
-        let coordinator = self.coordinator.ok_or_else(|| SchedulerError::Build("a coordinator is required".into()))?;
+        let coordinator = self
+            .coordinator
+            .ok_or_else(|| SchedulerError::Build("a coordinator is required".into()))?;
         let node_id = NodeId::new(self.node_id.as_deref().unwrap_or("node-1"))?;
         let clock = self.clock.unwrap_or_else(|| SystemClock::new().shared());
         let seed = self.seed.unwrap_or_else(|| {
-            let salt = node_id.as_str().bytes().fold(0u64, |h, b| h.rotate_left(7) ^ u64::from(b));
+            let salt = node_id
+                .as_str()
+                .bytes()
+                .fold(0u64, |h, b| h.rotate_left(7) ^ u64::from(b));
             clock.now_us() as u64 ^ salt
         });
-        let info = NodeInfo { id: node_id.clone(), labels: self.labels, capacity: self.capacity, address: self.address };
+        let info = NodeInfo {
+            id: node_id.clone(),
+            labels: self.labels,
+            capacity: self.capacity,
+            address: self.address,
+        };
         let args = node::Arguments {
             coordinator: coordinator.clone(),
             clock: clock.clone(),
@@ -226,9 +247,17 @@ impl Builder {
             handlers: Arc::new(self.handlers),
             config: self.config,
         };
-        let (node, _) = Actor::spawn(None, node::Node, args).await.map_err(|e| SchedulerError::Build(e.to_string()))?;
+        let (node, _) = Actor::spawn(None, node::Node, args)
+            .await
+            .map_err(|e| SchedulerError::Build(e.to_string()))?;
         Ok(Scheduler {
-            inner: Arc::new(Inner { coordinator, clock, node, node_id, rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)) }),
+            inner: Arc::new(Inner {
+                coordinator,
+                clock,
+                node,
+                node_id,
+                rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+            }),
         })
     }
 }
@@ -274,19 +303,33 @@ impl Scheduler {
     pub async fn create_with_id(&self, id: JobId, spec: JobSpec) -> Result<Job, SchedulerError> {
         spec.validate()?;
         let mut job = Job::new(id, spec, self.inner.clock.now_ms());
-        job.revision = self.inner.coordinator.put_job(job.clone(), Precondition::Absent).await?;
+        job.revision = self
+            .inner
+            .coordinator
+            .put_job(job.clone(), Precondition::Absent)
+            .await?;
         Ok(job)
     }
 
     /// Replaces a job's spec; with `expected_revision`, only if the job is still at that revision. Takes effect
     /// from the next instant.
-    pub async fn update(&self, id: &JobId, spec: JobSpec, expected_revision: Option<u64>) -> Result<Job, SchedulerError> {
+    pub async fn update(
+        &self,
+        id: &JobId,
+        spec: JobSpec,
+        expected_revision: Option<u64>,
+    ) -> Result<Job, SchedulerError> {
         spec.validate()?;
-        self.modify(id, expected_revision, move |job| job.spec = spec).await
+        self.modify(id, expected_revision, move |job| job.spec = spec)
+            .await
     }
 
     /// Deletes a job (and its history); with `expected_revision`, only if the job is still at that revision.
-    pub async fn delete(&self, id: &JobId, expected_revision: Option<u64>) -> Result<(), SchedulerError> {
+    pub async fn delete(
+        &self,
+        id: &JobId,
+        expected_revision: Option<u64>,
+    ) -> Result<(), SchedulerError> {
         let pre = expected_revision.map_or(Precondition::Exists, Precondition::Revision);
         self.inner.coordinator.delete_job(id, pre).await?;
         Ok(())
@@ -303,8 +346,16 @@ impl Scheduler {
     }
 
     /// Copies a job under a new id (generated if `None`), with an optional new name.
-    pub async fn clone_job(&self, id: &JobId, new_id: Option<JobId>, name: Option<String>) -> Result<Job, SchedulerError> {
-        let source = self.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
+    pub async fn clone_job(
+        &self,
+        id: &JobId,
+        new_id: Option<JobId>,
+        name: Option<String>,
+    ) -> Result<Job, SchedulerError> {
+        let source = self
+            .get(id)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
         let mut spec = source.spec;
         if let Some(name) = name {
             spec.name = name;
@@ -315,21 +366,43 @@ impl Scheduler {
 
     /// Runs a job now on this node, once, outside its schedule; returns the fire id (`job@now_ms`).
     pub async fn trigger(&self, id: &JobId) -> Result<FireId, SchedulerError> {
-        let job = Arc::new(self.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.clone()))?);
+        let job = Arc::new(
+            self.get(id)
+                .await?
+                .ok_or_else(|| SchedulerError::NotFound(id.clone()))?,
+        );
         let now = self.inner.clock.now_ms();
-        let fire = Fire { job, scheduled_ms: now, kind: FireKind::Manual };
+        let fire = Fire {
+            job,
+            scheduled_ms: now,
+            kind: FireKind::Manual,
+        };
         let fire_id = fire.id();
-        self.inner.node.cast(node::Msg::Run(vec![fire])).map_err(|_| SchedulerError::Stopped)?;
+        self.inner
+            .node
+            .cast(node::Msg::Run(vec![fire]))
+            .map_err(|_| SchedulerError::Stopped)?;
         Ok(fire_id)
     }
 
     /// Runs, on this node, every instant of the job's schedule in `[from_ms, to_ms]` that has no run record
     /// (at most [`MAX_BACKFILL`]); returns their fire ids.
-    pub async fn backfill(&self, id: &JobId, from_ms: i64, to_ms: i64) -> Result<Vec<FireId>, SchedulerError> {
+    pub async fn backfill(
+        &self,
+        id: &JobId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<FireId>, SchedulerError> {
         if to_ms < from_ms {
-            return Err(ValidationError::new("to", to_ms, format!("is before from ({from_ms})")).into());
+            return Err(
+                ValidationError::new("to", to_ms, format!("is before from ({from_ms})")).into(),
+            );
         }
-        let job = Arc::new(self.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.clone()))?);
+        let job = Arc::new(
+            self.get(id)
+                .await?
+                .ok_or_else(|| SchedulerError::NotFound(id.clone()))?,
+        );
         let tz = job.spec.tz()?;
         let mut instants = Vec::new();
         let mut cursor = from_ms - 1;
@@ -348,23 +421,44 @@ impl Scheduler {
             instants.push(t);
             cursor = t;
         }
-        let query = RunQuery { from_ms: Some(from_ms), before_ms: Some(to_ms + 1), limit: MAX_BACKFILL * 2 };
-        let recorded: BTreeSet<i64> = self.inner.coordinator.runs(id, query).await?.iter().map(|r| r.scheduled_ms).collect();
+        let query = RunQuery {
+            from_ms: Some(from_ms),
+            before_ms: Some(to_ms + 1),
+            limit: MAX_BACKFILL * 2,
+        };
+        let recorded: BTreeSet<i64> = self
+            .inner
+            .coordinator
+            .runs(id, query)
+            .await?
+            .iter()
+            .map(|r| r.scheduled_ms)
+            .collect();
         let fires: Vec<Fire> = instants
             .into_iter()
             .filter(|t| !recorded.contains(t))
-            .map(|t| Fire { job: job.clone(), scheduled_ms: t, kind: FireKind::Manual })
+            .map(|t| Fire {
+                job: job.clone(),
+                scheduled_ms: t,
+                kind: FireKind::Manual,
+            })
             .collect();
         let ids = fires.iter().map(Fire::id).collect();
         if !fires.is_empty() {
-            self.inner.node.cast(node::Msg::Run(fires)).map_err(|_| SchedulerError::Stopped)?;
+            self.inner
+                .node
+                .cast(node::Msg::Run(fires))
+                .map_err(|_| SchedulerError::Stopped)?;
         }
         Ok(ids)
     }
 
     /// The job's next `n` instants from now (Unix ms), within its start/end bounds; empty if paused.
     pub async fn next_fires(&self, id: &JobId, n: usize) -> Result<Vec<i64>, SchedulerError> {
-        let job = self.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
+        let job = self
+            .get(id)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
         if job.spec.paused {
             return Ok(Vec::new());
         }
@@ -382,20 +476,35 @@ impl Scheduler {
     }
 
     /// A job's run records, newest first.
-    pub async fn runs(&self, id: &JobId, query: RunQuery) -> Result<Vec<RunRecord>, SchedulerError> {
+    pub async fn runs(
+        &self,
+        id: &JobId,
+        query: RunQuery,
+    ) -> Result<Vec<RunRecord>, SchedulerError> {
         Ok(self.inner.coordinator.runs(id, query).await?)
     }
 
     /// This node's view of itself: session, leadership, jobs owned.
     pub async fn status(&self) -> Result<NodeStatus, SchedulerError> {
-        ractor::call!(self.inner.node, |reply| node::Msg::Status { reply }).map_err(|_| SchedulerError::Stopped)
+        ractor::call!(self.inner.node, |reply| node::Msg::Status { reply })
+            .map_err(|_| SchedulerError::Stopped)
     }
 
     /// Graceful leave: stops taking fires, hands claimed instants back, waits for running runs up to `deadline`
     /// (then kills them), stores the records, closes the session.
     pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport, SchedulerError> {
-        let report = ractor::call!(self.inner.node, |reply| node::Msg::Shutdown { deadline, reply })
-            .map_err(|_| SchedulerError::Stopped)?;
+        let report = ractor::call!(self.inner.node, |reply| node::Msg::Shutdown {
+            deadline,
+            reply
+        })
+        .map_err(|_| SchedulerError::Stopped)?;
+        // Return only once the node and everything it holds (the coordinator among it) is gone.
+        let _ = self
+            .inner
+            .node
+            .get_cell()
+            .stop_and_wait(None, Some(Duration::from_secs(10)))
+            .await;
         Ok(report)
     }
 
@@ -405,7 +514,10 @@ impl Scheduler {
         expected_revision: Option<u64>,
         change: impl FnOnce(&mut Job),
     ) -> Result<Job, SchedulerError> {
-        let mut job = self.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
+        let mut job = self
+            .get(id)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
         if let Some(expected) = expected_revision
             && expected != job.revision
         {
@@ -416,22 +528,44 @@ impl Scheduler {
         }
         change(&mut job);
         job.updated_ms = self.inner.clock.now_ms();
-        job.revision = self.inner.coordinator.put_job(job.clone(), Precondition::Revision(job.revision)).await?;
+        job.revision = self
+            .inner
+            .coordinator
+            .put_job(job.clone(), Precondition::Revision(job.revision))
+            .await?;
         Ok(job)
     }
 
     fn generate_id(&self) -> JobId {
-        let suffix: u64 = self.inner.rng.lock().unwrap_or_else(|p| p.into_inner()).random();
-        JobId::new(format!("j-{:x}-{:012x}", self.inner.clock.now_ms(), suffix & 0xffff_ffff_ffff)).expect("generated ids are valid")
+        let suffix: u64 = self
+            .inner
+            .rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .random();
+        JobId::new(format!(
+            "j-{:x}-{:012x}",
+            self.inner.clock.now_ms(),
+            suffix & 0xffff_ffff_ffff
+        ))
+        .expect("generated ids are valid")
     }
 }
 
 /// The next `n` instants of a spec strictly after `after_ms`, within its start/end bounds.
 pub fn preview(spec: &JobSpec, after_ms: i64, n: usize) -> Result<Vec<i64>, SchedulerError> {
     let tz = spec.tz()?;
-    let start = spec.start_at.map(|t| t.timestamp_millis() - 1).unwrap_or(i64::MIN);
-    let end = spec.end_at.map(|t| t.timestamp_millis()).unwrap_or(i64::MAX);
-    let mut out = spec.schedule.preview(after_ms.max(start), n.min(1000), tz, spec.dst);
+    let start = spec
+        .start_at
+        .map(|t| t.timestamp_millis() - 1)
+        .unwrap_or(i64::MIN);
+    let end = spec
+        .end_at
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(i64::MAX);
+    let mut out = spec
+        .schedule
+        .preview(after_ms.max(start), n.min(1000), tz, spec.dst);
     out.retain(|&t| t <= end);
     Ok(out)
 }

@@ -64,7 +64,10 @@ pub struct State {
 impl State {
     /// No run in progress.
     pub fn new(node: crate::coordinator::NodeId) -> Self {
-        Self { node, running: HashMap::new() }
+        Self {
+            node,
+            running: HashMap::new(),
+        }
     }
 
     /// Decides what to do with new fires.
@@ -82,11 +85,19 @@ impl State {
                     running.count += 1;
                     out.start.push(fire);
                 }
-                Overlap::Skip => out.records.push(skipped(&self.node, &fire, "overlap: skip (previous run still going)")),
+                Overlap::Skip => out.records.push(skipped(
+                    &self.node,
+                    &fire,
+                    "overlap: skip (previous run still going)",
+                )),
                 Overlap::BufferOne => {
                     if let Some(dropped) = running.buffered.replace(fire) {
                         // Keep the newest; the older buffered instant is skipped.
-                        out.records.push(skipped(&self.node, &dropped, "overlap: buffer_one (a newer instant replaced it)"));
+                        out.records.push(skipped(
+                            &self.node,
+                            &dropped,
+                            "overlap: buffer_one (a newer instant replaced it)",
+                        ));
                     }
                 }
                 Overlap::CancelPrevious => {
@@ -147,11 +158,24 @@ impl Actor for Dispatcher {
     type State = Wired;
     type Arguments = Arguments;
 
-    async fn pre_start(&self, _myself: ActorRef<Msg>, args: Arguments) -> Result<Wired, ActorProcessingErr> {
-        Ok(Wired { state: State::new(args.node), executor: args.executor, recorder: args.recorder })
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Msg>,
+        args: Arguments,
+    ) -> Result<Wired, ActorProcessingErr> {
+        Ok(Wired {
+            state: State::new(args.node),
+            executor: args.executor,
+            recorder: args.recorder,
+        })
     }
 
-    async fn handle(&self, _myself: ActorRef<Msg>, msg: Msg, wired: &mut Wired) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Msg>,
+        msg: Msg,
+        wired: &mut Wired,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Fires(fires) => {
                 let decisions = wired.state.fires(fires);

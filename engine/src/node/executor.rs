@@ -137,7 +137,12 @@ impl State {
 
     /// Aborts runs and records them as failed with `reason`.
     fn kill(&mut self, which: impl Fn(&FireId) -> bool, reason: &str) -> usize {
-        let ids: Vec<FireId> = self.running.keys().filter(|id| which(id)).cloned().collect();
+        let ids: Vec<FireId> = self
+            .running
+            .keys()
+            .filter(|id| which(id))
+            .cloned()
+            .collect();
         for id in &ids {
             if let Some((abort, mut record)) = self.running.remove(id) {
                 abort.abort();
@@ -178,7 +183,12 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
     record.started_ms = Some(started_us.div_euclid(1000));
     let attempts = spec.retry.max_retries + 1;
     for attempt in 1..=attempts {
-        let ctx = FireContext { fire: id.clone(), job_name: spec.name.clone(), attempt, node: env.node.clone() };
+        let ctx = FireContext {
+            fire: id.clone(),
+            job_name: spec.name.clone(),
+            attempt,
+            node: env.node.clone(),
+        };
         record.started_ms = Some(env.clock.now_ms());
         let result = attempt_once(env, &spec.target, ctx).await;
         record.attempt = attempt;
@@ -194,7 +204,11 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
     record.ended_ms = Some(env.clock.now_ms());
     if fire.kind == FireKind::Redelivery {
         let why = "redelivered: the previous owner left no record (at_least_once)";
-        record.reason = Some(record.reason.map_or_else(|| why.to_owned(), |r| format!("{why}; {r}")));
+        record.reason = Some(
+            record
+                .reason
+                .map_or_else(|| why.to_owned(), |r| format!("{why}; {r}")),
+        );
     }
     record
 }
@@ -226,7 +240,12 @@ async fn attempt_once(env: &RunEnv, target: &Target, ctx: FireContext) -> Attemp
                 None => run.await,
             };
             match result {
-                Ok(Ok(())) => AttemptResult { outcome: Outcome::Succeeded, code: None, output: String::new(), reason: None },
+                Ok(Ok(())) => AttemptResult {
+                    outcome: Outcome::Succeeded,
+                    code: None,
+                    output: String::new(),
+                    reason: None,
+                },
                 Ok(Err(message)) => failed(None, &message),
                 Err(_) => failed(None, "handler panicked"),
             }
@@ -235,12 +254,19 @@ async fn attempt_once(env: &RunEnv, target: &Target, ctx: FireContext) -> Attemp
 }
 
 fn failed(code: Option<i32>, reason: &str) -> AttemptResult {
-    AttemptResult { outcome: Outcome::Failed, code, output: String::new(), reason: Some(reason.to_owned()) }
+    AttemptResult {
+        outcome: Outcome::Failed,
+        code,
+        output: String::new(),
+        reason: Some(reason.to_owned()),
+    }
 }
 
 /// FNV-1a of the fire id's text: stable across processes and versions (unlike `DefaultHasher`).
 fn stable_hash(id: &FireId) -> u64 {
-    id.to_string().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    id.to_string().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Actor for Executor {
@@ -248,7 +274,11 @@ impl Actor for Executor {
     type State = State;
     type Arguments = Arguments;
 
-    async fn pre_start(&self, _myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Msg>,
+        args: Arguments,
+    ) -> Result<State, ActorProcessingErr> {
         let env = RunEnv {
             node: args.node,
             clock: args.clock,
@@ -267,7 +297,12 @@ impl Actor for Executor {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Run(fires) => {
                 if state.draining.is_some() {

@@ -20,8 +20,8 @@ use tracing::{debug, info, warn};
 use super::{recorder, timer};
 use crate::clock::Clock;
 use crate::coordinator::{
-    Assignment, CoordError, Coordinator, JobEvent, JobSnapshot, Member, Membership as Members, NodeId, NodeInfo,
-    Session, SessionState,
+    Assignment, CoordError, Coordinator, JobEvent, JobSnapshot, Member, Membership as Members,
+    NodeId, NodeInfo, Session, SessionState,
 };
 use crate::job::{Job, JobId};
 
@@ -159,7 +159,9 @@ impl State {
                 if *owner != me {
                     continue;
                 }
-                let Some(job) = self.jobs.get(id) else { continue };
+                let Some(job) = self.jobs.get(id) else {
+                    continue;
+                };
                 if self.owned.get(id) != Some(&job.revision) {
                     upserts.push(job.clone());
                 }
@@ -181,8 +183,10 @@ impl State {
             JobEvent::Put(job) => {
                 let job = Arc::new(job);
                 let known = self.jobs.insert(job.id.clone(), job.clone());
-                let placement_changed =
-                    known.as_ref().is_none_or(|old| old.spec.node_labels != job.spec.node_labels || old.spec.weight != job.spec.weight);
+                let placement_changed = known.as_ref().is_none_or(|old| {
+                    old.spec.node_labels != job.spec.node_labels
+                        || old.spec.weight != job.spec.weight
+                });
                 self.dirty |= placement_changed;
                 if self.owner_of(&job.id) == Some(&self.node.id) {
                     self.owned.insert(job.id.clone(), job.revision);
@@ -211,11 +215,16 @@ impl State {
     fn set_lease(&mut self, valid_until_ms: Option<i64>) {
         self.valid_until_ms = valid_until_ms;
         let lease = match (&self.session, valid_until_ms) {
-            (Some(session), Some(valid_until_ms)) => Some(timer::Lease { session: session.id, valid_until_ms }),
+            (Some(session), Some(valid_until_ms)) => Some(timer::Lease {
+                session: session.id,
+                valid_until_ms,
+            }),
             _ => None,
         };
         let _ = self.timer.cast(timer::Msg::SessionChanged(lease));
-        let _ = self.recorder.cast(recorder::Msg::SessionChanged(lease.map(|l| l.session)));
+        let _ = self
+            .recorder
+            .cast(recorder::Msg::SessionChanged(lease.map(|l| l.session)));
     }
 
     fn lose_session(&mut self, myself: &ActorRef<Msg>) {
@@ -381,7 +390,11 @@ impl Actor for Membership {
     type State = State;
     type Arguments = Arguments;
 
-    async fn pre_start(&self, myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        args: Arguments,
+    ) -> Result<State, ActorProcessingErr> {
         let mut tasks = spawn_feeds(args.coordinator.clone(), myself.clone());
         tasks.push(spawn_job_feed(args.coordinator.clone(), myself.clone()));
         let keep_alive = (args.config.ttl / 3).max(Duration::from_millis(50));
@@ -409,14 +422,27 @@ impl Actor for Membership {
         })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Msg>, state: &mut State) -> Result<(), ActorProcessingErr> {
-        for task in state.tasks.drain(..) {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Msg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        for task in &state.tasks {
             task.abort();
+        }
+        // Wait until the aborted feeds are dropped, so nothing of this node holds the coordinator afterwards.
+        for task in state.tasks.drain(..) {
+            let _ = task.await;
         }
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Connect => {
                 if state.session.is_some() || state.leaving {
@@ -466,13 +492,19 @@ impl Actor for Membership {
                 let _ = myself.cast(Msg::Connect);
             }
             Msg::KeepAlive => {
-                let Some(session) = state.session.clone() else { return Ok(()) };
+                let Some(session) = state.session.clone() else {
+                    return Ok(());
+                };
                 let coordinator = state.coordinator.clone();
                 let sent_ms = state.clock.now_ms();
                 let me = myself.clone();
                 tokio::spawn(async move {
                     let result = coordinator.keep_alive(session.id).await;
-                    let _ = me.cast(Msg::KeptAlive { session: session.id, sent_ms, result });
+                    let _ = me.cast(Msg::KeptAlive {
+                        session: session.id,
+                        sent_ms,
+                        result,
+                    });
                 });
                 // Campaign every round: cheap, and a leader that lost its term finds out here.
                 match state.coordinator.campaign(session.id).await {
@@ -490,13 +522,20 @@ impl Actor for Membership {
                     }
                 }
             }
-            Msg::KeptAlive { session, sent_ms, result } => {
+            Msg::KeptAlive {
+                session,
+                sent_ms,
+                result,
+            } => {
                 if state.session.as_ref().map(|s| s.id) != Some(session) {
                     return Ok(());
                 }
                 match result {
                     Ok(()) => {
-                        let ttl = state.session.as_ref().map_or(0, |s| s.ttl.as_millis() as i64);
+                        let ttl = state
+                            .session
+                            .as_ref()
+                            .map_or(0, |s| s.ttl.as_millis() as i64);
                         let valid_until = sent_ms + ttl - state.margin();
                         if state.valid_until_ms.is_none_or(|v| valid_until > v) {
                             state.set_lease(Some(valid_until));
@@ -515,7 +554,11 @@ impl Actor for Membership {
                 }
             }
             Msg::JobsListed(snapshot) => {
-                state.jobs = snapshot.jobs.into_iter().map(|job| (job.id.clone(), Arc::new(job))).collect();
+                state.jobs = snapshot
+                    .jobs
+                    .into_iter()
+                    .map(|job| (job.id.clone(), Arc::new(job)))
+                    .collect();
                 state.dirty = true;
                 state.reconcile();
             }
@@ -537,13 +580,22 @@ impl Actor for Membership {
             }
             Msg::Publish => {
                 state.publish_pending = false;
-                if let (Some(epoch), Some(session)) = (state.leader_epoch, state.session.as_ref().map(|s| s.id)) {
+                if let (Some(epoch), Some(session)) =
+                    (state.leader_epoch, state.session.as_ref().map(|s| s.id))
+                {
                     state.dirty = false;
                     let previous = state.assignment.as_ref().map(|a| &a.owners);
-                    let owners: BTreeMap<JobId, NodeId> =
-                        crate::assign::place(state.jobs.values().map(|j| j.as_ref()), &state.members, previous);
+                    let owners: BTreeMap<JobId, NodeId> = crate::assign::place(
+                        state.jobs.values().map(|j| j.as_ref()),
+                        &state.members,
+                        previous,
+                    );
                     if previous != Some(&owners) {
-                        match state.coordinator.publish_assignment(session, epoch, owners).await {
+                        match state
+                            .coordinator
+                            .publish_assignment(session, epoch, owners)
+                            .await
+                        {
                             Ok(version) => debug!(epoch, version, "assignment published"),
                             Err(error) => {
                                 crate::metrics::coordinator_error("publish_assignment");

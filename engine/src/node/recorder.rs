@@ -92,7 +92,11 @@ impl Actor for Recorder {
     type State = State;
     type Arguments = Arguments;
 
-    async fn pre_start(&self, _myself: ActorRef<Msg>, args: Arguments) -> Result<State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Msg>,
+        args: Arguments,
+    ) -> Result<State, ActorProcessingErr> {
         Ok(State {
             coordinator: args.coordinator,
             session: None,
@@ -105,7 +109,12 @@ impl Actor for Recorder {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Record(records) => state.pending.extend(records),
             Msg::SessionChanged(session) => state.session = session,

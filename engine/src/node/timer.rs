@@ -24,7 +24,9 @@ use tracing::{debug, warn};
 use super::dispatcher;
 use super::fire::{Fire, FireKind};
 use crate::clock::Clock;
-use crate::coordinator::{ClaimResult, CoordError, Coordinator, FireClaim, JobClaim, RunQuery, SessionId};
+use crate::coordinator::{
+    ClaimResult, CoordError, Coordinator, FireClaim, JobClaim, RunQuery, SessionId,
+};
 use crate::job::{Delivery, FireId, Job, JobId};
 use crate::misfire;
 use crate::run::{Outcome, RunRecord};
@@ -126,7 +128,11 @@ impl Entry {
     /// Every instant of our claim up to here has a stored record.
     fn settled_ms(&self) -> i64 {
         let base = self.claim.map_or(i64::MIN, |(from, _)| from - 1);
-        let done = self.outstanding.iter().min().map_or(self.last_ms, |first| first - 1);
+        let done = self
+            .outstanding
+            .iter()
+            .min()
+            .map_or(self.last_ms, |first| first - 1);
         done.max(base)
     }
 }
@@ -192,7 +198,9 @@ impl State {
                 Some(slot) => {
                     self.dequeue(slot);
                     self.blocked.remove(&slot);
-                    let entry = self.slots[slot as usize].as_mut().expect("indexed slot is occupied");
+                    let entry = self.slots[slot as usize]
+                        .as_mut()
+                        .expect("indexed slot is occupied");
                     let after = entry.last_ms.max(now_ms);
                     entry.next_ms = next_instant(&job, tz, after);
                     entry.job = job;
@@ -201,8 +209,15 @@ impl State {
                 }
                 None => {
                     // No claim yet: the first claim decides where the instants start.
-                    let entry =
-                        Entry { job, tz, next_ms: None, claim: None, outstanding: Vec::new(), last_ms: i64::MIN, queued: false };
+                    let entry = Entry {
+                        job,
+                        tz,
+                        next_ms: None,
+                        claim: None,
+                        outstanding: Vec::new(),
+                        last_ms: i64::MIN,
+                        queued: false,
+                    };
                     let slot = match self.free.pop() {
                         Some(slot) => {
                             self.slots[slot as usize] = Some(entry);
@@ -213,7 +228,12 @@ impl State {
                             u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 jobs")
                         }
                     };
-                    let id = self.slots[slot as usize].as_ref().expect("just filled").job.id.clone();
+                    let id = self.slots[slot as usize]
+                        .as_ref()
+                        .expect("just filled")
+                        .job
+                        .id
+                        .clone();
                     self.index.insert(id, slot);
                     self.unclaimed.insert(slot);
                 }
@@ -226,11 +246,15 @@ impl State {
     pub fn remove(&mut self, ids: &[JobId]) -> Vec<(JobId, i64)> {
         let mut releases = Vec::new();
         for id in ids {
-            let Some(slot) = self.index.remove(id) else { continue };
+            let Some(slot) = self.index.remove(id) else {
+                continue;
+            };
             self.dequeue(slot);
             self.unclaimed.remove(&slot);
             self.blocked.remove(&slot);
-            let entry = self.slots[slot as usize].take().expect("indexed slot is occupied");
+            let entry = self.slots[slot as usize]
+                .take()
+                .expect("indexed slot is occupied");
             self.free.push(slot);
             if entry.claim.is_some() {
                 releases.push((id.clone(), entry.settled_ms().max(entry.last_ms)));
@@ -266,7 +290,9 @@ impl State {
         if self.draining {
             return None;
         }
-        self.queue.first().map(|&(t, _)| t.min(lease.valid_until_ms))
+        self.queue
+            .first()
+            .map(|&(t, _)| t.min(lease.valid_until_ms))
     }
 
     /// Emits what is due at `now_ms`.
@@ -283,9 +309,13 @@ impl State {
                 break;
             }
             self.queue.pop_first();
-            let entry = self.slots[slot as usize].as_mut().expect("queued slot is occupied");
+            let entry = self.slots[slot as usize]
+                .as_mut()
+                .expect("queued slot is occupied");
             entry.queued = false;
-            let Some((_, through)) = entry.claim else { continue };
+            let Some((_, through)) = entry.claim else {
+                continue;
+            };
             if t > through {
                 // Not claimed yet: it waits for the next grant (which re-queues it).
                 self.blocked.insert(slot);
@@ -295,9 +325,20 @@ impl State {
                 entry.last_ms = t;
                 entry.next_ms = next_instant(&entry.job, entry.tz, t);
             } else if t < now_ms - threshold {
-                Self::misfire(&self.node, entry, now_ms, now_ms - threshold, through, &mut fx);
+                Self::misfire(
+                    &self.node,
+                    entry,
+                    now_ms,
+                    now_ms - threshold,
+                    through,
+                    &mut fx,
+                );
             } else {
-                fx.fires.push(Fire { job: entry.job.clone(), scheduled_ms: t, kind: FireKind::Scheduled });
+                fx.fires.push(Fire {
+                    job: entry.job.clone(),
+                    scheduled_ms: t,
+                    kind: FireKind::Scheduled,
+                });
                 entry.outstanding.push(t);
                 entry.last_ms = t;
                 entry.next_ms = next_instant(&entry.job, entry.tz, t);
@@ -307,53 +348,88 @@ impl State {
         fx
     }
 
-    /// Handles the instants of `entry` that passed more than the threshold ago (up to `until`, within the
+    /// Handles the instants of `entry` that passed more than the threshold ago (before `until`, within the
     /// claim): the misfire policy decides which run late and which are recorded as misfired.
-    fn misfire(node: &crate::coordinator::NodeId, entry: &mut Entry, now_ms: i64, until: i64, through: i64, fx: &mut Effects) {
-        let mut missed = Vec::new();
-        let mut extra: u64 = 0;
+    fn misfire(
+        node: &crate::coordinator::NodeId,
+        entry: &mut Entry,
+        now_ms: i64,
+        until: i64,
+        through: i64,
+        fx: &mut Effects,
+    ) {
+        // Keep the newest MAX_MISSED_SCAN instants (the policy runs the newest); older ones are only counted.
+        let mut missed = std::collections::VecDeque::new();
+        let mut dropped: Option<(i64, i64, u64)> = None; // (first, last, count) of the older instants
         let mut cursor = entry.next_ms;
-        let limit = until.min(through);
+        let mut scanned = 0usize;
         while let Some(t) = cursor {
-            if t > limit {
+            if t >= until || t > through {
                 break;
             }
-            if missed.len() < MAX_MISSED_SCAN {
-                missed.push(t);
-            } else {
-                extra += 1;
+            if missed.len() == MAX_MISSED_SCAN {
+                let old = missed.pop_front().expect("full");
+                let d = dropped.get_or_insert((old, old, 0));
+                d.1 = old;
+                d.2 += 1;
             }
+            missed.push_back(t);
             entry.last_ms = t;
             cursor = next_instant(&entry.job, entry.tz, t);
-            if extra > 10 * MAX_MISSED_SCAN as u64 {
-                // A schedule this dense over this long a gap: skip ahead without counting further.
-                cursor = next_instant(&entry.job, entry.tz, limit);
+            scanned += 1;
+            if scanned >= 10 * MAX_MISSED_SCAN {
+                // A schedule this dense over this long a gap: stop enumerating. The record's count is then
+                // a lower bound, and its range still ends at the last instant passed over.
+                let last = (until - 1).min(through);
+                if let Some(d) = dropped.as_mut() {
+                    d.1 = d.1.max(missed.front().copied().unwrap_or(d.1));
+                }
+                cursor = next_instant(&entry.job, entry.tz, last);
                 break;
             }
         }
         entry.next_ms = cursor;
+        let missed: Vec<i64> = missed.into();
         let plan = misfire::plan(entry.job.spec.misfire, &missed, now_ms);
-        crate::metrics::misfired("late", (missed.len() as u64 + extra).saturating_sub(plan.run.len() as u64));
-        for (first, last, count) in plan.skip {
-            let mut record = RunRecord::new(&entry.job.fire_id(first), node.as_str(), Outcome::Misfired);
-            record.count = count.saturating_add(u32::try_from(extra).unwrap_or(u32::MAX));
-            record.last_scheduled_ms = (last != first || extra > 0).then_some(last.max(entry.last_ms));
-            record.reason = Some(format!("missed by more than {}", humantime::format_duration(Duration::from_millis(
-                u64::try_from(now_ms - first).unwrap_or(0)
-            ))));
+        let total = missed.len() as u64 + dropped.map_or(0, |d| d.2);
+        crate::metrics::misfired("late", total.saturating_sub(plan.run.len() as u64));
+        let mut skips = plan.skip;
+        if let Some((first, last, count)) = dropped {
+            let count = u32::try_from(count).unwrap_or(u32::MAX);
+            match skips.first_mut() {
+                Some(skip) => *skip = (first, skip.1, skip.2.saturating_add(count)),
+                None => skips.push((first, last, count)),
+            }
+        }
+        for (first, last, count) in skips {
+            let mut record =
+                RunRecord::new(&entry.job.fire_id(first), node.as_str(), Outcome::Misfired);
+            record.count = count;
+            record.last_scheduled_ms = (last != first).then_some(last);
+            let late = Duration::from_millis(u64::try_from(now_ms - last).unwrap_or(0));
+            record.reason = Some(format!(
+                "missed: no node could fire it in time (last one {} late)",
+                humantime::format_duration(late)
+            ));
             entry.outstanding.push(first);
             fx.records.push(record);
         }
         for t in plan.run {
             entry.outstanding.push(t);
-            fx.fires.push(Fire { job: entry.job.clone(), scheduled_ms: t, kind: FireKind::CatchUp });
+            fx.fires.push(Fire {
+                job: entry.job.clone(),
+                scheduled_ms: t,
+                kind: FireKind::CatchUp,
+            });
         }
     }
 
     /// The claims to request now: first claims of new jobs and, with `renewals`, claims that run out soon
     /// (only entries due within the lookahead are looked at, so a tick costs what is due, not what is held).
     pub fn claims_due(&self, now_ms: i64, renewals: bool) -> Vec<FireClaim> {
-        let Some(lease) = self.lease else { return Vec::new() };
+        let Some(lease) = self.lease else {
+            return Vec::new();
+        };
         if self.draining || now_ms >= lease.valid_until_ms {
             return Vec::new();
         }
@@ -361,24 +437,44 @@ impl State {
         let through = (now_ms + lookahead).min(lease.valid_until_ms - 1);
         let renew_below = now_ms + lookahead / 2;
         let mut claims = Vec::new();
-        let due_soon = self.queue.range(..(now_ms + lookahead + 1, 0)).map(|&(_, slot)| slot);
+        let due_soon = self
+            .queue
+            .range(..(now_ms + lookahead + 1, 0))
+            .map(|&(_, slot)| slot);
         let candidates: Box<dyn Iterator<Item = u32>> = if renewals {
-            Box::new(self.unclaimed.iter().copied().chain(self.blocked.iter().copied()).chain(due_soon))
+            Box::new(
+                self.unclaimed
+                    .iter()
+                    .copied()
+                    .chain(self.blocked.iter().copied())
+                    .chain(due_soon),
+            )
         } else {
             Box::new(self.unclaimed.iter().copied())
         };
         for slot in candidates {
-            let Some(entry) = self.slots[slot as usize].as_ref() else { continue };
+            let Some(entry) = self.slots[slot as usize].as_ref() else {
+                continue;
+            };
             if entry.job.spec.paused {
                 continue;
             }
             let wanted = match entry.claim {
                 None => true,
-                Some((_, held)) => held < renew_below && entry.next_ms.is_some_and(|t| t <= now_ms + lookahead),
+                Some((_, held)) => {
+                    held < renew_below && entry.next_ms.is_some_and(|t| t <= now_ms + lookahead)
+                }
             };
             if wanted {
-                let from = entry.claim.map_or_else(|| first_owed_ms(&entry.job), |(from, _)| from);
-                claims.push(FireClaim { job: entry.job.id.clone(), from_ms: from, through_ms: through.max(from), settled_ms: entry.settled_ms() });
+                let from = entry
+                    .claim
+                    .map_or_else(|| first_owed_ms(&entry.job), |(from, _)| from);
+                claims.push(FireClaim {
+                    job: entry.job.id.clone(),
+                    from_ms: from,
+                    through_ms: through.max(from),
+                    settled_ms: entry.settled_ms(),
+                });
             }
         }
         claims
@@ -389,7 +485,9 @@ impl State {
         let mut fx = Effects::default();
         let Some(lease) = self.lease else { return fx };
         for grant in grants {
-            let Some(&slot) = self.index.get(&grant.job) else { continue };
+            let Some(&slot) = self.index.get(&grant.job) else {
+                continue;
+            };
             match grant.result {
                 ClaimResult::Granted { claim, previous } => {
                     if claim.session != lease.session {
@@ -398,7 +496,9 @@ impl State {
                     self.dequeue(slot);
                     self.unclaimed.remove(&slot);
                     self.blocked.remove(&slot);
-                    let entry = self.slots[slot as usize].as_mut().expect("indexed slot is occupied");
+                    let entry = self.slots[slot as usize]
+                        .as_mut()
+                        .expect("indexed slot is occupied");
                     if entry.claim.is_none() {
                         // A first claim: the instants start where the grant starts.
                         entry.next_ms = next_instant(&entry.job, entry.tz, claim.from_ms - 1);
@@ -406,7 +506,13 @@ impl State {
                     }
                     entry.claim = Some((claim.from_ms, claim.through_ms));
                     if let Some(previous) = previous.filter(|p| p.session != lease.session) {
-                        Self::settle_previous(&self.node, entry, &previous, &grant.in_doubt, &mut fx);
+                        Self::settle_previous(
+                            &self.node,
+                            entry,
+                            &previous,
+                            &grant.in_doubt,
+                            &mut fx,
+                        );
                     }
                     self.enqueue(slot);
                 }
@@ -421,7 +527,13 @@ impl State {
     }
 
     /// Accounts for the previous holder's unsettled instants, per the job's delivery mode.
-    fn settle_previous(node: &crate::coordinator::NodeId, entry: &mut Entry, previous: &JobClaim, in_doubt: &[i64], fx: &mut Effects) {
+    fn settle_previous(
+        node: &crate::coordinator::NodeId,
+        entry: &mut Entry,
+        previous: &JobClaim,
+        in_doubt: &[i64],
+        fx: &mut Effects,
+    ) {
         if in_doubt.is_empty() {
             return;
         }
@@ -429,14 +541,22 @@ impl State {
         match entry.job.spec.delivery {
             Delivery::AtMostOnce => {
                 for &t in in_doubt {
-                    let mut record = RunRecord::new(&entry.job.fire_id(t), node.as_str(), Outcome::InDoubt);
-                    record.reason = Some(format!("claimed by node {} (session {}) which left no record", previous.node, previous.session));
+                    let mut record =
+                        RunRecord::new(&entry.job.fire_id(t), node.as_str(), Outcome::InDoubt);
+                    record.reason = Some(format!(
+                        "claimed by node {} (session {}) which left no record",
+                        previous.node, previous.session
+                    ));
                     fx.records.push(record);
                 }
             }
             Delivery::AtLeastOnce => {
                 for &t in in_doubt {
-                    fx.fires.push(Fire { job: entry.job.clone(), scheduled_ms: t, kind: FireKind::Redelivery });
+                    fx.fires.push(Fire {
+                        job: entry.job.clone(),
+                        scheduled_ms: t,
+                        kind: FireKind::Redelivery,
+                    });
                 }
             }
         }
@@ -445,9 +565,17 @@ impl State {
     /// Marks instants as recorded.
     pub fn settled(&mut self, fires: &[FireId]) {
         for fire in fires {
-            let Some(&slot) = self.index.get(&fire.job) else { continue };
-            let entry = self.slots[slot as usize].as_mut().expect("indexed slot is occupied");
-            if let Some(pos) = entry.outstanding.iter().position(|&t| t == fire.scheduled_ms) {
+            let Some(&slot) = self.index.get(&fire.job) else {
+                continue;
+            };
+            let entry = self.slots[slot as usize]
+                .as_mut()
+                .expect("indexed slot is occupied");
+            if let Some(pos) = entry
+                .outstanding
+                .iter()
+                .position(|&t| t == fire.scheduled_ms)
+            {
                 entry.outstanding.swap_remove(pos);
             }
         }
@@ -460,12 +588,20 @@ impl State {
             .iter()
             .flatten()
             .filter(|e| e.claim.is_some())
-            .map(|e| (e.job.id.clone(), e.last_ms.max(e.claim.map_or(i64::MIN, |(from, _)| from - 1))))
+            .map(|e| {
+                (
+                    e.job.id.clone(),
+                    e.last_ms
+                        .max(e.claim.map_or(i64::MIN, |(from, _)| from - 1)),
+                )
+            })
             .collect()
     }
 
     fn enqueue(&mut self, slot: u32) {
-        let entry = self.slots[slot as usize].as_mut().expect("slot is occupied");
+        let entry = self.slots[slot as usize]
+            .as_mut()
+            .expect("slot is occupied");
         // Only claimed entries wait in the queue; unclaimed ones wait in `unclaimed` for their first grant.
         if let (Some(t), false, Some(_)) = (entry.next_ms, entry.queued, entry.claim) {
             entry.queued = true;
@@ -499,9 +635,10 @@ fn next_instant(job: &Job, tz: Tz, after_ms: i64) -> Option<i64> {
     }
 }
 
-/// The first instant a job is owed from: its last spec change (creation, update, resume).
+/// The first instant a job is owed from: just after its last spec change (creation, update, resume), so a job
+/// created at 10:00:00.000 with an every-minute schedule first fires at 10:01, as its preview says.
 fn first_owed_ms(job: &Job) -> i64 {
-    job.updated_ms.max(job.created_ms)
+    job.updated_ms.max(job.created_ms) + 1
 }
 
 fn duration_ms(d: Duration) -> i64 {
@@ -509,7 +646,11 @@ fn duration_ms(d: Duration) -> i64 {
 }
 
 /// The alarm: one task per timer that sleeps until the earliest deadline and sends `Wake`.
-fn spawn_alarm(clock: Arc<dyn Clock>, timer: ActorRef<Msg>, mut deadline: watch::Receiver<Option<i64>>) {
+fn spawn_alarm(
+    clock: Arc<dyn Clock>,
+    timer: ActorRef<Msg>,
+    mut deadline: watch::Receiver<Option<i64>>,
+) {
     tokio::spawn(async move {
         loop {
             let at = *deadline.borrow_and_update();
@@ -569,7 +710,9 @@ impl Running {
         }
         let now = self.clock.now_ms();
         let claims = self.state.claims_due(now, renewals);
-        let Some(lease) = self.state.lease else { return };
+        let Some(lease) = self.state.lease else {
+            return;
+        };
         if claims.is_empty() {
             return;
         }
@@ -585,7 +728,8 @@ impl Running {
             .collect();
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result = claim_round_trip(coordinator.as_ref(), lease.session, claims, &jobs, now).await;
+            let result =
+                claim_round_trip(coordinator.as_ref(), lease.session, claims, &jobs, now).await;
             let _ = myself.cast(Msg::Claimed(result));
         });
     }
@@ -604,7 +748,10 @@ async fn claim_round_trip(
         let results = coordinator.claim_fires(session, chunk).await?;
         for (claim, result) in chunk.iter().zip(results) {
             let mut in_doubt = Vec::new();
-            if let ClaimResult::Granted { previous: Some(previous), .. } = &result
+            if let ClaimResult::Granted {
+                previous: Some(previous),
+                ..
+            } = &result
                 && previous.session != session
                 && let Some((job, tz)) = jobs.get(&claim.job)
             {
@@ -619,13 +766,28 @@ async fn claim_round_trip(
                     cursor = t;
                 }
                 if !candidates.is_empty() {
-                    let query = RunQuery { from_ms: Some(candidates[0]), before_ms: Some(until + 1), limit: candidates.len() + 1 };
-                    let recorded: BTreeSet<i64> =
-                        coordinator.runs(&claim.job, query).await?.iter().map(|r| r.scheduled_ms).collect();
-                    in_doubt = candidates.into_iter().filter(|t| !recorded.contains(t)).collect();
+                    let query = RunQuery {
+                        from_ms: Some(candidates[0]),
+                        before_ms: Some(until + 1),
+                        limit: candidates.len() + 1,
+                    };
+                    let recorded: BTreeSet<i64> = coordinator
+                        .runs(&claim.job, query)
+                        .await?
+                        .iter()
+                        .map(|r| r.scheduled_ms)
+                        .collect();
+                    in_doubt = candidates
+                        .into_iter()
+                        .filter(|t| !recorded.contains(t))
+                        .collect();
                 }
             }
-            out.push(Granted { job: claim.job.clone(), result, in_doubt });
+            out.push(Granted {
+                job: claim.job.clone(),
+                result,
+                in_doubt,
+            });
         }
     }
     Ok(out)
@@ -636,7 +798,11 @@ impl Actor for Timer {
     type State = Running;
     type Arguments = Arguments;
 
-    async fn pre_start(&self, myself: ActorRef<Msg>, args: Arguments) -> Result<Running, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        args: Arguments,
+    ) -> Result<Running, ActorProcessingErr> {
         let (alarm, deadline) = watch::channel(None);
         spawn_alarm(args.clock.clone(), myself.clone(), deadline);
         // Renew claims four times per lookahead, so a claim is renewed well before it runs out.
@@ -652,7 +818,12 @@ impl Actor for Timer {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<Msg>, msg: Msg, running: &mut Running) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        msg: Msg,
+        running: &mut Running,
+    ) -> Result<(), ActorProcessingErr> {
         let now = running.clock.now_ms();
         match msg {
             Msg::Upsert(jobs) => {
@@ -664,7 +835,9 @@ impl Actor for Timer {
                 if let (Some(lease), false) = (running.state.lease, releases.is_empty()) {
                     let coordinator = running.coordinator.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = coordinator.release_claims(lease.session, &releases).await {
+                        if let Err(error) =
+                            coordinator.release_claims(lease.session, &releases).await
+                        {
                             crate::metrics::coordinator_error("release_claims");
                             warn!(%error, "releasing claims of removed jobs failed");
                         }
@@ -702,7 +875,10 @@ impl Actor for Timer {
             Msg::Drain { reply } => {
                 let releases = running.state.drain();
                 if let (Some(lease), false) = (running.state.lease, releases.is_empty())
-                    && let Err(error) = running.coordinator.release_claims(lease.session, &releases).await
+                    && let Err(error) = running
+                        .coordinator
+                        .release_claims(lease.session, &releases)
+                        .await
                 {
                     warn!(%error, "releasing claims on drain failed");
                 }

@@ -1,1 +1,292 @@
-//! Unit tests of the timer state, without spawning the actor.
+//! Unit tests of the timer state, without spawning the actor: claims gate emission, self-fencing, misfires,
+//! takeovers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::coordinator::NodeId;
+use crate::job::{HandlerTarget, JobSpec, MisfirePolicy, Target};
+use crate::schedule::Schedule;
+
+const T0: i64 = 1_790_000_000_000; // a whole second
+const SESSION: SessionId = SessionId(7);
+
+fn node() -> NodeId {
+    NodeId::new("n1").unwrap()
+}
+
+fn job(id: &str, schedule: &str, created_ms: i64) -> Arc<Job> {
+    let spec = JobSpec::new(
+        id,
+        Schedule::parse(schedule).unwrap(),
+        Target::Handler(HandlerTarget::new("h")),
+    );
+    Arc::new(Job::new(JobId::new(id).unwrap(), spec, created_ms))
+}
+
+fn state() -> State {
+    let mut state = State::new(
+        node(),
+        Config {
+            lookahead: Duration::from_secs(5),
+            misfire_threshold: Duration::from_secs(2),
+        },
+    );
+    state.set_lease(Some(Lease {
+        session: SESSION,
+        valid_until_ms: T0 + 60_000,
+    }));
+    state
+}
+
+fn grant(claim: &FireClaim, previous: Option<JobClaim>, in_doubt: Vec<i64>) -> Granted {
+    let from = previous
+        .as_ref()
+        .map_or(claim.from_ms, |p| claim.from_ms.max(p.through_ms + 1));
+    Granted {
+        job: claim.job.clone(),
+        result: ClaimResult::Granted {
+            claim: JobClaim {
+                session: SESSION,
+                node: node(),
+                from_ms: from,
+                through_ms: claim.through_ms,
+                settled_ms: claim.settled_ms,
+            },
+            previous,
+        },
+        in_doubt,
+    }
+}
+
+fn instants(fx: &Effects) -> Vec<i64> {
+    fx.fires.iter().map(|f| f.scheduled_ms).collect()
+}
+
+#[test]
+fn nothing_fires_before_the_first_claim_then_instants_fire_in_order() {
+    let mut s = state();
+    s.upsert(vec![job("a", "* * * * * *", T0)], T0);
+    assert!(
+        s.wake(T0 + 3000).fires.is_empty(),
+        "an unclaimed job must not fire"
+    );
+    let claims = s.claims_due(T0, false);
+    assert_eq!(claims.len(), 1);
+    assert_eq!(
+        claims[0].from_ms,
+        T0 + 1,
+        "a new job is owed from just after its creation"
+    );
+    assert_eq!(claims[0].through_ms, T0 + 5000);
+    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    assert_eq!(s.deadline(), Some(T0 + 1000));
+    assert_eq!(instants(&s.wake(T0 + 1000)), vec![T0 + 1000]);
+    assert_eq!(instants(&s.wake(T0 + 2999)), vec![T0 + 2000]);
+    assert_eq!(s.deadline(), Some(T0 + 3000));
+}
+
+#[test]
+fn instants_beyond_the_claim_wait_for_a_renewal() {
+    let mut s = state();
+    s.upsert(vec![job("a", "* * * * * *", T0)], T0);
+    let claims = s.claims_due(T0, false);
+    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    for i in 1..=5 {
+        assert_eq!(instants(&s.wake(T0 + i * 1000)), vec![T0 + i * 1000]);
+    }
+    assert!(s.wake(T0 + 6000).fires.is_empty(), "T0+6s is not claimed");
+    let renew = s.claims_due(T0 + 6000, true);
+    assert_eq!(renew.len(), 1, "a blocked entry is renewed");
+    assert_eq!(renew[0].through_ms, T0 + 11_000);
+    s.granted(
+        renew
+            .iter()
+            .map(|c| {
+                grant(
+                    &FireClaim {
+                        from_ms: T0,
+                        ..c.clone()
+                    },
+                    None,
+                    vec![],
+                )
+            })
+            .collect(),
+        T0 + 6000,
+    );
+    assert_eq!(instants(&s.wake(T0 + 6000)), vec![T0 + 6000]);
+}
+
+#[test]
+fn a_node_whose_lease_ran_out_fires_nothing() {
+    let mut s = state();
+    s.upsert(vec![job("a", "* * * * * *", T0)], T0);
+    let claims = s.claims_due(T0, false);
+    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    s.set_lease(Some(Lease {
+        session: SESSION,
+        valid_until_ms: T0 + 1500,
+    }));
+    assert_eq!(instants(&s.wake(T0 + 1000)), vec![T0 + 1000]);
+    assert!(
+        s.wake(T0 + 2000).fires.is_empty(),
+        "self-fencing: no fire once the lease ran out"
+    );
+    assert!(
+        s.claims_due(T0 + 2000, true).is_empty(),
+        "and no claim either"
+    );
+    s.set_lease(None);
+    assert_eq!(s.deadline(), None);
+}
+
+#[test]
+fn claims_never_reach_beyond_the_lease() {
+    let mut s = state();
+    s.set_lease(Some(Lease {
+        session: SESSION,
+        valid_until_ms: T0 + 2000,
+    }));
+    s.upsert(vec![job("a", "* * * * * *", T0)], T0);
+    let claims = s.claims_due(T0, false);
+    assert!(claims[0].through_ms < T0 + 2000, "{claims:?}");
+}
+
+#[test]
+fn a_late_first_claim_applies_the_misfire_policy() {
+    let mut s = state();
+    // Created 10 s before the node could claim it: 10 instants passed.
+    s.upsert(vec![job("a", "* * * * * *", T0 - 10_000)], T0);
+    let claims = s.claims_due(T0, false);
+    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    let fx = s.wake(T0);
+    // fire_once: the newest missed instant (older than the 2 s threshold) runs; the rest are one record.
+    assert_eq!(instants(&fx), vec![T0 - 3000, T0 - 2000, T0 - 1000, T0]);
+    assert_eq!(fx.fires[0].kind, FireKind::CatchUp);
+    assert_eq!(fx.records.len(), 1);
+    let record = &fx.records[0];
+    assert_eq!(record.outcome, Outcome::Misfired);
+    assert_eq!(
+        (record.scheduled_ms, record.last_ms(), record.count),
+        (T0 - 9000, T0 - 4000, 6)
+    );
+    let accounted = fx.fires.len() as u32 + record.count;
+    assert_eq!(accounted, 10, "every passed instant is run or recorded");
+}
+
+#[test]
+fn skip_policy_runs_nothing_late() {
+    let mut s = state();
+    let mut j = (*job("a", "* * * * * *", T0 - 10_000)).clone();
+    j.spec.misfire = MisfirePolicy::Skip;
+    s.upsert(vec![Arc::new(j)], T0);
+    let claims = s.claims_due(T0, false);
+    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    let fx = s.wake(T0);
+    assert!(
+        fx.fires.iter().all(|f| f.kind == FireKind::Scheduled),
+        "{:?}",
+        instants(&fx)
+    );
+    assert_eq!(fx.records[0].count, 7); // T0-9s .. T0-3s; T0-2s .. T0 are within the threshold
+}
+
+#[test]
+fn takeover_settles_the_previous_holders_instants_per_delivery() {
+    for delivery in [Delivery::AtMostOnce, Delivery::AtLeastOnce] {
+        let mut s = state();
+        let mut j = (*job("a", "* * * * * *", T0 - 60_000)).clone();
+        j.spec.delivery = delivery;
+        s.upsert(vec![Arc::new(j)], T0);
+        let claims = s.claims_due(T0, false);
+        let previous = JobClaim {
+            session: SessionId(3),
+            node: NodeId::new("n0").unwrap(),
+            from_ms: T0 - 60_000,
+            through_ms: T0 - 1,
+            settled_ms: T0 - 3000,
+        };
+        let fx = s.granted(
+            claims
+                .iter()
+                .map(|c| grant(c, Some(previous.clone()), vec![T0 - 2000, T0 - 1000]))
+                .collect(),
+            T0,
+        );
+        match delivery {
+            Delivery::AtMostOnce => {
+                assert!(fx.fires.is_empty());
+                assert_eq!(
+                    fx.records
+                        .iter()
+                        .map(|r| (r.scheduled_ms, r.outcome))
+                        .collect::<Vec<_>>(),
+                    vec![(T0 - 2000, Outcome::InDoubt), (T0 - 1000, Outcome::InDoubt)]
+                );
+            }
+            Delivery::AtLeastOnce => {
+                assert!(fx.records.is_empty());
+                assert_eq!(instants(&fx), vec![T0 - 2000, T0 - 1000]);
+                assert!(fx.fires.iter().all(|f| f.kind == FireKind::Redelivery));
+            }
+        }
+        // The new tenure starts after the previous holder's claim: T0 itself is ours.
+        assert_eq!(instants(&s.wake(T0)), vec![T0]);
+    }
+}
+
+#[test]
+fn paused_jobs_emit_and_claim_nothing() {
+    let mut s = state();
+    let mut j = (*job("a", "* * * * * *", T0)).clone();
+    j.spec.paused = true;
+    s.upsert(vec![Arc::new(j)], T0);
+    assert!(s.claims_due(T0, true).is_empty());
+    assert!(s.wake(T0 + 3000).fires.is_empty());
+}
+
+#[test]
+fn settled_tracks_the_oldest_unrecorded_instant_and_drain_releases_after_the_last_emitted() {
+    let mut s = state();
+    s.upsert(vec![job("a", "* * * * * *", T0)], T0);
+    let claims = s.claims_due(T0, false);
+    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    s.wake(T0 + 2000);
+    let id = JobId::new("a").unwrap();
+    assert_eq!(
+        s.claims_due(T0 + 4000, true)[0].settled_ms,
+        T0 + 999,
+        "nothing recorded yet: settled up to the first emitted instant"
+    );
+    s.settled(&[FireId::new(id.clone(), T0 + 1000)]);
+    assert_eq!(
+        s.claims_due(T0 + 4000, true)[0].settled_ms,
+        T0 + 1999,
+        "up to the oldest unrecorded instant"
+    );
+    let releases = s.drain();
+    assert_eq!(releases, vec![(id, T0 + 2000)]);
+    assert!(
+        s.wake(T0 + 3000).fires.is_empty(),
+        "a draining timer emits nothing"
+    );
+}
+
+#[test]
+fn an_update_takes_effect_from_the_next_instant_and_remove_releases_the_claim() {
+    let mut s = state();
+    s.upsert(vec![job("a", "* * * * * *", T0)], T0);
+    let claims = s.claims_due(T0, false);
+    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    assert_eq!(instants(&s.wake(T0 + 1000)), vec![T0 + 1000]);
+    s.upsert(vec![job("a", "*/2 * * * * *", T0)], T0 + 1000);
+    assert_eq!(s.deadline(), Some(T0 + 2000));
+    assert_eq!(instants(&s.wake(T0 + 3000)), vec![T0 + 2000]);
+    assert_eq!(s.deadline(), Some(T0 + 4000));
+    let releases = s.remove(&[JobId::new("a").unwrap()]);
+    assert_eq!(releases.len(), 1);
+    assert!(s.is_empty());
+    assert_eq!(s.deadline(), None);
+}

@@ -1,0 +1,239 @@
+//! A job's life on one node: fires at its instants, pause, resume, one-shot, update, delete, trigger, backfill.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use campanile::job::Overlap;
+use campanile::{JobId, Outcome};
+use campanile_inproc::InprocCoordinator;
+
+use super::*;
+
+fn id(s: &str) -> JobId {
+    JobId::new(s).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_every_second_for_ten_seconds_has_ten_runs_and_no_duplicates() {
+    let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    let job = scheduler
+        .create_with_id(id("tick"), recording("tick", "* * * * * *"))
+        .await
+        .unwrap();
+    let fired = until_fired(&mut rx, &job.id, T0 + 10_000).await;
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    let fired: Vec<i64> = fired.iter().map(|f| f.scheduled_ms).collect();
+    assert_eq!(
+        fired,
+        (1..=10).map(|i| T0 + i * 1000).collect::<Vec<_>>(),
+        "each instant fired once, in order"
+    );
+    let runs = history(&scheduler, &job.id).await;
+    let in_window: Vec<_> = runs
+        .iter()
+        .filter(|r| r.scheduled_ms <= T0 + 10_000)
+        .collect();
+    assert_eq!(in_window.len(), 10, "{runs:#?}");
+    assert!(
+        in_window
+            .iter()
+            .all(|r| r.outcome == Outcome::Succeeded && r.node == "node-1" && r.attempt == 1)
+    );
+    let unique: BTreeSet<i64> = runs.iter().map(|r| r.scheduled_ms).collect();
+    assert_eq!(unique.len(), runs.len(), "one record per fire id");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_job_records_nothing_and_a_resumed_one_continues() {
+    let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    let clock = scheduler
+        .create_with_id(id("clock"), recording("clock", "* * * * * *"))
+        .await
+        .unwrap();
+    let mut spec = recording("paused", "* * * * * *");
+    spec.paused = true;
+    let paused = scheduler.create_with_id(id("paused"), spec).await.unwrap();
+    let seen = until_fired(&mut rx, &clock.id, T0 + 5000).await;
+    assert!(
+        seen.iter().all(|f| f.job == clock.id),
+        "the paused job fired: {seen:?}"
+    );
+    assert!(history(&scheduler, &paused.id).await.is_empty());
+    assert!(
+        scheduler
+            .next_fires(&paused.id, 3)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a paused job has no next fires"
+    );
+
+    let resumed = scheduler.resume(&paused.id).await.unwrap();
+    assert!(!resumed.spec.paused);
+    let seen = until_fired(&mut rx, &paused.id, T0 + 8000).await;
+    let resumed_fires: Vec<i64> = seen
+        .iter()
+        .filter(|f| f.job == paused.id)
+        .map(|f| f.scheduled_ms)
+        .collect();
+    assert_eq!(
+        resumed_fires.first().copied(),
+        Some(T0 + 6000),
+        "resumes from its next instant, no replay: {resumed_fires:?}"
+    );
+    scheduler.pause(&paused.id).await.unwrap();
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+    let runs = history(&scheduler, &paused.id).await;
+    assert!(
+        runs.iter().all(|r| r.scheduled_ms >= T0 + 6000),
+        "nothing recorded while paused: {runs:#?}"
+    );
+    assert!(runs.iter().all(|r| r.outcome == Outcome::Succeeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_one_shot_fires_once() {
+    let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    let clock = scheduler
+        .create_with_id(id("clock"), recording("clock", "* * * * * *"))
+        .await
+        .unwrap();
+    let at = chrono::DateTime::from_timestamp_millis(T0 + 2000)
+        .unwrap()
+        .to_rfc3339();
+    let once = scheduler
+        .create_with_id(id("once"), recording("once", &format!("@at {at}")))
+        .await
+        .unwrap();
+    let seen = until_fired(&mut rx, &clock.id, T0 + 6000).await;
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+    let once_fires: Vec<_> = seen.iter().filter(|f| f.job == once.id).collect();
+    assert_eq!(once_fires.len(), 1);
+    assert_eq!(once_fires[0].scheduled_ms, T0 + 2000);
+    assert_eq!(history(&scheduler, &once.id).await.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_takes_effect_on_the_next_fire_and_a_delete_stops_fires() {
+    let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    let clock = scheduler
+        .create_with_id(id("clock"), recording("clock", "* * * * * *"))
+        .await
+        .unwrap();
+    let job = scheduler
+        .create_with_id(id("job"), recording("job", "* * * * * *"))
+        .await
+        .unwrap();
+    until_fired(&mut rx, &job.id, T0 + 2000).await;
+
+    let stale = job.revision;
+    let updated = scheduler
+        .update(&job.id, recording("job", "*/5 * * * * *"), None)
+        .await
+        .unwrap();
+    assert!(updated.revision > stale);
+    let err = scheduler
+        .update(&job.id, recording("job", "* * * * * *"), Some(stale))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, campanile::SchedulerError::Conflict { .. }),
+        "{err}"
+    );
+
+    let seen = until_fired(&mut rx, &job.id, T0 + 10_000).await;
+    let job_fires: Vec<i64> = seen
+        .iter()
+        .filter(|f| f.job == job.id)
+        .map(|f| f.scheduled_ms)
+        .collect();
+    assert!(
+        job_fires.iter().all(|t| t % 5000 == 0),
+        "after the update only */5 instants fire: {job_fires:?}"
+    );
+
+    scheduler.delete(&job.id, None).await.unwrap();
+    let seen = until_fired(&mut rx, &clock.id, T0 + 16_000).await;
+    assert!(
+        seen.iter().all(|f| f.job == clock.id),
+        "a deleted job fired: {seen:?}"
+    );
+    assert!(scheduler.get(&job.id).await.unwrap().is_none());
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn trigger_backfill_clone_and_preview() {
+    let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    let mut spec = recording("hourly", "0 * * * *");
+    spec.overlap = Overlap::Allow;
+    let job = scheduler.create_with_id(id("hourly"), spec).await.unwrap();
+
+    let next = scheduler.next_fires(&job.id, 3).await.unwrap();
+    assert_eq!(next.len(), 3);
+    assert!(
+        next.windows(2).all(|w| w[1] - w[0] == 3_600_000),
+        "{next:?}"
+    );
+
+    let fire = scheduler.trigger(&job.id).await.unwrap();
+    let seen = until_fired(&mut rx, &job.id, fire.scheduled_ms).await;
+    assert_eq!(seen.last(), Some(&fire));
+
+    let from = T0 - 3 * 3_600_000;
+    let backfilled = scheduler.backfill(&job.id, from, T0).await.unwrap();
+    assert_eq!(backfilled.len(), 3, "{backfilled:?}");
+    for fire in &backfilled {
+        until_fired(&mut rx, &job.id, fire.scheduled_ms).await;
+    }
+    let copy = scheduler
+        .clone_job(&job.id, Some(id("hourly-copy")), Some("copy".into()))
+        .await
+        .unwrap();
+    assert_eq!(copy.spec.schedule, job.spec.schedule);
+    assert_eq!(copy.spec.name, "copy");
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    let runs = history(&scheduler, &job.id).await;
+    assert_eq!(runs.len(), 4, "{runs:#?}");
+    assert!(
+        runs.iter()
+            .all(|r| r.manual && r.outcome == Outcome::Succeeded)
+    );
+    // A second backfill of the same range runs nothing: every instant has its record.
+    assert!(
+        scheduler
+            .coordinator()
+            .runs(&job.id, Default::default())
+            .await
+            .unwrap()
+            .len()
+            == 4
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_input_is_rejected_with_the_field() {
+    let (scheduler, _rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    let mut spec = recording("x", "* * * * * *");
+    spec.timezone = "Nowhere/Atlantis".into();
+    let err = scheduler.create(spec).await.unwrap_err().to_string();
+    assert!(
+        err.contains("timezone") && err.contains("Nowhere/Atlantis"),
+        "{err}"
+    );
+    let err = scheduler
+        .backfill(&id("missing"), T0, T0 - 1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("to"), "{err}");
+    let err = scheduler.trigger(&id("missing")).await.unwrap_err();
+    assert!(
+        matches!(err, campanile::SchedulerError::NotFound(_)),
+        "{err}"
+    );
+    scheduler.shutdown(Duration::from_secs(1)).await.unwrap();
+}
