@@ -50,11 +50,20 @@ impl JobSpec {
     /// Checks what the types cannot: names, time zone, bounds, target fields, policy numbers.
     /// The schedule itself was checked when it was parsed.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if self.name.trim().is_empty() || self.name.len() > 256 {
+        if self.name.trim().is_empty() || self.name.chars().count() > 256 {
             return Err(ValidationError::new(
                 "name",
                 &self.name,
                 "must be 1 to 256 characters, not blank",
+            ));
+        }
+        // The name reaches targets as `CAMPANILE_JOB_NAME`: a NUL would fail every spawn, a newline would
+        // forge log lines.
+        if let Some(c) = self.name.chars().find(|c| c.is_control()) {
+            return Err(ValidationError::new(
+                "name",
+                self.name.escape_debug(),
+                format!("must not contain control characters like {c:?}"),
             ));
         }
         if self.namespace.is_empty()
@@ -151,7 +160,7 @@ fn validate_target(target: &Target) -> Result<(), ValidationError> {
             if let Some((i, arg)) = cmd.argv.iter().enumerate().find(|(_, a)| a.contains('\0')) {
                 return Err(ValidationError::new(
                     format!("argv[{i}]"),
-                    arg.escape_default(),
+                    arg.escape_debug(),
                     "contains a NUL byte",
                 ));
             }
@@ -162,8 +171,25 @@ fn validate_target(target: &Target) -> Result<(), ValidationError> {
             {
                 return Err(ValidationError::new(
                     "env",
-                    key.escape_default(),
+                    key.escape_debug(),
                     "is not a valid variable name",
+                ));
+            }
+            // The OS takes environment values and paths as C strings.
+            if let Some((key, value)) = cmd.env.iter().find(|(_, v)| v.contains('\0')) {
+                return Err(ValidationError::new(
+                    format!("env.{key}"),
+                    value.escape_debug(),
+                    "contains a NUL byte",
+                ));
+            }
+            if let Some(cwd) = &cmd.cwd
+                && cwd.as_os_str().as_encoded_bytes().contains(&0)
+            {
+                return Err(ValidationError::new(
+                    "cwd",
+                    cwd.display().to_string().escape_debug(),
+                    "contains a NUL byte",
                 ));
             }
             if let Some(timeout) = cmd.timeout
@@ -173,13 +199,25 @@ fn validate_target(target: &Target) -> Result<(), ValidationError> {
             }
         }
         Target::Http(http) => {
-            if !(http.url.starts_with("http://") || http.url.starts_with("https://"))
-                || http.url.len() < 8
+            let scheme_len = ["http://", "https://"]
+                .into_iter()
+                .find(|scheme| {
+                    http.url
+                        .get(..scheme.len())
+                        .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+                })
+                .map(str::len);
+            let host_starts = scheme_len.and_then(|n| http.url[n..].chars().next());
+            if !host_starts.is_some_and(|c| !matches!(c, '/' | '?' | '#'))
+                || http
+                    .url
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
             {
                 return Err(ValidationError::new(
                     "url",
-                    &http.url,
-                    "must be an http:// or https:// URL",
+                    http.url.escape_debug(),
+                    "must be an http:// or https:// URL with a host and no whitespace",
                 ));
             }
             if http.method.is_empty() || !http.method.chars().all(|c| c.is_ascii_uppercase()) {
@@ -200,6 +238,30 @@ fn validate_target(target: &Target) -> Result<(), ValidationError> {
                     "must be 100 to 599",
                 ));
             }
+            // HTTP header names are tokens (RFC 9110 5.6.2); values must not end the header early.
+            let is_token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if let Some(name) = http
+                .headers
+                .keys()
+                .find(|k| k.is_empty() || !k.chars().all(is_token))
+            {
+                return Err(ValidationError::new(
+                    "headers",
+                    name.escape_debug(),
+                    "is not a valid header name",
+                ));
+            }
+            if let Some((name, value)) = http
+                .headers
+                .iter()
+                .find(|(_, v)| v.contains(['\r', '\n', '\0']))
+            {
+                return Err(ValidationError::new(
+                    format!("headers.{name}"),
+                    value.escape_debug(),
+                    "must not contain CR, LF or NUL",
+                ));
+            }
             if http.timeout.is_zero() {
                 return Err(ValidationError::new("timeout", "0s", "must be positive"));
             }
@@ -211,6 +273,9 @@ fn validate_target(target: &Target) -> Result<(), ValidationError> {
                     "",
                     "must name a registered handler",
                 ));
+            }
+            if handler.timeout.is_some_and(|t| t.is_zero()) {
+                return Err(ValidationError::new("timeout", "0s", "must be positive"));
             }
         }
     }
