@@ -59,9 +59,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .await?;
         runs.reverse();
+        let last_printed = printed;
         for run in runs
             .into_iter()
-            .filter(|r| printed.is_none_or(|p| r.scheduled_ms > p))
+            .filter(|r| last_printed.is_none_or(|p| r.scheduled_ms > p))
         {
             let lateness = run
                 .started_ms

@@ -180,6 +180,7 @@ pub struct JobSnapshot {
 
 /// A change in the job store.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // A transient message; boxing the job would cost an allocation per event.
 pub enum JobEvent {
     /// A job was created or updated; `job.revision` is the change's revision.
     Put(Job),

@@ -58,7 +58,7 @@ pub enum Overlap {
 }
 
 /// Retries of a failed or timed-out run; all attempts belong to the same fire and share its fire id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts after the first one; 0 disables retries.
@@ -67,15 +67,6 @@ pub struct RetryPolicy {
     /// Delay between attempts.
     #[serde(default)]
     pub backoff: Backoff,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: 0,
-            backoff: Backoff::default(),
-        }
-    }
 }
 
 /// Delay before retry `n` (1-based): `initial * factor^(n-1)`, capped at `max`.

@@ -60,8 +60,8 @@ pub enum Msg {
     SessionExpired(crate::coordinator::SessionId),
     /// A consistent snapshot of all jobs (at start, and after a compaction).
     JobsListed(JobSnapshot),
-    /// A job changed.
-    JobChanged(JobEvent),
+    /// A job changed (boxed: a job is large, the other messages are small).
+    JobChanged(Box<JobEvent>),
     /// The assignment changed.
     AssignmentChanged(Option<Arc<Assignment>>),
     /// The members changed.
@@ -293,7 +293,7 @@ fn spawn_job_feed(coordinator: Arc<dyn Coordinator>, myself: ActorRef<Msg>) -> J
                     match item {
                         Ok(event) => {
                             revision = event.revision();
-                            if myself.cast(Msg::JobChanged(event)).is_err() {
+                            if myself.cast(Msg::JobChanged(Box::new(event))).is_err() {
                                 return;
                             }
                         }
@@ -562,7 +562,7 @@ impl Actor for Membership {
                 state.dirty = true;
                 state.reconcile();
             }
-            Msg::JobChanged(event) => state.job_changed(event),
+            Msg::JobChanged(event) => state.job_changed(*event),
             Msg::AssignmentChanged(assignment) => {
                 let newer = match (&state.assignment, &assignment) {
                     (Some(old), Some(new)) => new.version > old.version,

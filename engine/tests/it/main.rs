@@ -3,6 +3,7 @@
 
 mod command;
 mod lifecycle;
+mod observability;
 mod restart;
 
 use std::sync::Arc;

@@ -1,0 +1,81 @@
+//! The metrics a node reports, read through a local debugging recorder on a current-thread runtime (so every
+//! actor's metrics land in it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use campanile::JobId;
+use campanile_inproc::InprocCoordinator;
+use metrics_util::MetricKind;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+use super::*;
+
+#[test]
+fn fires_lateness_runs_and_ownership_are_reported() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+            let job = scheduler
+                .create_with_id(JobId::new("m").unwrap(), recording("m", "* * * * * *"))
+                .await
+                .unwrap();
+            until_fired(&mut rx, &job.id, T0 + 3000).await;
+            scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+        });
+    });
+    let metrics: Vec<_> = snapshotter.snapshot().into_vec();
+    let find = |kind: MetricKind, name: &str, label: Option<(&str, &str)>| {
+        metrics
+            .iter()
+            .find(|(key, _, _, _)| {
+                key.kind() == kind
+                    && key.key().name() == name
+                    && label.is_none_or(|(k, v)| {
+                        key.key().labels().any(|l| l.key() == k && l.value() == v)
+                    })
+            })
+            .map(|(_, _, _, value)| value)
+            .unwrap_or_else(|| panic!("metric {name} {label:?} was not reported"))
+    };
+    let DebugValue::Counter(fires) = find(MetricKind::Counter, campanile::metrics::FIRES, None)
+    else {
+        panic!()
+    };
+    assert!(*fires >= 3, "fires {fires}");
+    let DebugValue::Counter(succeeded) = find(
+        MetricKind::Counter,
+        campanile::metrics::RUNS,
+        Some(("outcome", "succeeded")),
+    ) else {
+        panic!()
+    };
+    assert!(*succeeded >= 3, "succeeded runs {succeeded}");
+    let DebugValue::Histogram(lateness) =
+        find(MetricKind::Histogram, campanile::metrics::LATENESS, None)
+    else {
+        panic!()
+    };
+    assert!(lateness.len() >= 3);
+    assert!(
+        lateness.iter().all(|l| l.into_inner() >= 0.0),
+        "lateness is start minus scheduled instant"
+    );
+    let DebugValue::Gauge(owned) = find(MetricKind::Gauge, campanile::metrics::JOBS_OWNED, None)
+    else {
+        panic!()
+    };
+    assert_eq!(owned.into_inner(), 1.0);
+    let DebugValue::Gauge(in_flight) = find(MetricKind::Gauge, campanile::metrics::IN_FLIGHT, None)
+    else {
+        panic!()
+    };
+    assert_eq!(in_flight.into_inner(), 0.0, "nothing runs after shutdown");
+}
