@@ -28,8 +28,9 @@
 //!
 //! # Behaviour the contract leaves to the backend
 //!
-//! - A session that expires keeps its claims as they are (the successor settles them: instants without a
-//!   run record are in doubt). A session that is closed ends each claim at its `settled_ms`.
+//! - A session that expires or is closed keeps its claims exactly as they are: the successor starts after
+//!   each claim's `through_ms` and settles `(settled_ms, through_ms]` from the run records (instants
+//!   without one are in doubt). A leaving node releases what it will not fire before it closes.
 //! - A claim is granted only to the node the current assignment names. A takeover starts at
 //!   `max(from_ms, previous.through_ms + 1)`; if the requested `through_ms` ends before that, the grant is
 //!   empty (`through_ms = from_ms - 1`) but the job changes hands. `settled_ms` is stored as the claimer

@@ -187,31 +187,21 @@ impl State {
         Ok(((), vec![Change::KeepAlive { id, deadline }]))
     }
 
-    /// Plans a graceful leave: each claim of the session ends at its `settled_ms` (never below
-    /// `from_ms - 1`, never extended), then the session ends. Nothing to do for an expired session.
+    /// Plans a graceful leave: the session ends (it leaves the members and drops leadership). Its claims
+    /// stay exactly as they are: `settled_ms` may lag behind the records actually written, so ending a claim
+    /// there could hand executed instants to a successor. A leaving node gives back what it will not fire
+    /// with `release_claims` before it closes. Nothing to do for an expired session.
     pub(crate) fn close_session(&self, id: SessionId) -> Plan<()> {
-        if !self.sessions.contains_key(&id) {
-            return Ok(((), Vec::new()));
-        }
-        // A scan of every job: closes are rare, and an index by session would cost memory on every job.
-        let mut changes: Vec<Change> = self
-            .jobs
-            .iter()
-            .filter_map(|(job, entry)| {
-                let claim = entry.claim.as_ref().filter(|c| c.session == id)?;
-                let released = truncate(claim, claim.settled_ms)?;
-                Some(Change::Claim {
-                    job: job.clone(),
-                    claim: released,
-                })
-            })
-            .collect();
-        changes.push(Change::EndSession(id));
+        let changes = if self.sessions.contains_key(&id) {
+            vec![Change::EndSession(id)]
+        } else {
+            Vec::new()
+        };
         Ok(((), changes))
     }
 
-    /// The changes that end every session whose deadline is at or before `now`. Their claims stay as they
-    /// are: the successor settles them (what has no run record is in doubt).
+    /// The changes that end every session whose deadline is at or before `now`. As on a close, their claims
+    /// stay as they are: the successor settles them (what has no run record is in doubt).
     pub(crate) fn expired_sessions(&self, now: Instant) -> Vec<Change> {
         self.sessions
             .iter()

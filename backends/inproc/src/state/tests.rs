@@ -241,24 +241,25 @@ fn a_release_of_a_claim_held_by_another_session_is_ignored() {
 }
 
 #[test]
-fn closing_ends_claims_at_their_settled_instant_and_expiry_keeps_them() {
+fn closing_and_expiry_keep_claims_as_they_are() {
     let (mut s, a, b) = cluster("a");
-    commit(&mut s, |s| {
-        s.claim_fires(a, &[request("j", 1000, 5000, 2000)])
-    });
+    let (held_a, _) = granted(
+        &commit(&mut s, |s| {
+            s.claim_fires(a, &[request("j", 1000, 5000, 2000)])
+        })[0],
+    );
     commit(&mut s, |s| s.close_session(a));
-    let claim = s.claim_of(&job_id("j")).expect("claimed");
-    assert_eq!((claim.through_ms, claim.settled_ms), (2000, 2000));
+    assert_eq!(s.claim_of(&job_id("j")), Some(held_a.clone()));
     assert_eq!(s.leader(), None, "leadership ends with the session");
     assert_eq!(s.members().members.len(), 1);
 
-    // b leads now, takes the job, and expires: its claim stays as it was.
+    // b leads now, takes the job over after everything a held, and expires: its claim stays as it was.
     let epoch = commit(&mut s, |s| s.campaign(b)).expect("b leads").epoch;
     assign(&mut s, b, epoch, "b");
     let (held, previous) =
         granted(&commit(&mut s, |s| s.claim_fires(b, &[request("j", 0, 8000, 4000)]))[0]);
-    assert_eq!(held.from_ms, 2001);
-    assert!(previous.is_some());
+    assert_eq!(held.from_ms, 5001);
+    assert_eq!(previous, Some(held_a));
     let later = Instant::now() + TTL * 2;
     for change in s.expired_sessions(later) {
         s.apply(change);
