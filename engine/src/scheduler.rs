@@ -7,7 +7,7 @@
 //! use campanile::job::HandlerTarget;
 //!
 //! let scheduler = Scheduler::builder()
-//!     .coordinator(Arc::new(my_coordinator()))
+//!     .coordinator(my_coordinator()) // e.g. Arc::new(campanile_inproc::InprocCoordinator::memory())
 //!     .node_id("node-1")
 //!     .handler("hello", |ctx| async move {
 //!         println!("fire {} (attempt {})", ctx.fire, ctx.attempt);
@@ -20,7 +20,7 @@
 //! # let _ = job;
 //! scheduler.shutdown(std::time::Duration::from_secs(10)).await?;
 //! # Ok(()) }
-//! # fn my_coordinator() -> impl campanile::Coordinator { unimplemented!() }
+//! # fn my_coordinator() -> std::sync::Arc<dyn campanile::Coordinator> { unimplemented!() }
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
