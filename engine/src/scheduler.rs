@@ -508,6 +508,26 @@ impl Scheduler {
         Ok(report)
     }
 
+    /// Stops the node at once, without handover: no claim is released, running runs are dropped (their
+    /// processes killed), the session is left to expire. What a crash does, minus the process exit; the
+    /// successor (this node restarted, or another) accounts for the instants per policy after the session's
+    /// TTL. Prefer [`Scheduler::shutdown`]; this exists for tests, simulations and last-resort exits.
+    pub async fn abort(&self) {
+        let cell = self.inner.node.get_cell();
+        for child in cell.get_children() {
+            child.kill();
+        }
+        cell.kill();
+        let _ = cell
+            .stop_and_wait(None, Some(Duration::from_secs(10)))
+            .await;
+    }
+
+    /// The node supervisor's actor, for tests and tools that inspect the actor tree.
+    pub fn actor(&self) -> ractor::ActorCell {
+        self.inner.node.get_cell()
+    }
+
     async fn modify(
         &self,
         id: &JobId,

@@ -2,6 +2,7 @@
 //! creating a job to its run records, on paused tokio time (except where a real process runs).
 
 mod command;
+mod crash;
 mod lifecycle;
 mod observability;
 mod restart;
