@@ -1,0 +1,130 @@
+//! The checks behind the fuzz targets: each takes arbitrary bytes and panics when it finds a bug.
+//!
+//! They are plain functions so that the libFuzzer targets (`fuzz_targets/`, nightly, `cargo fuzz`) and the
+//! corpus replay (`src/bin/replay.rs`, stable) run the same code.
+
+use campanile::job::DstPolicy;
+use campanile::{Job, JobSpec, Schedule};
+use chrono_tz::Tz;
+
+/// Zones with and without DST, a half-hour shift, and a skipped day (Samoa, 2011-12-30).
+const ZONES: [Tz; 6] = [
+    chrono_tz::UTC,
+    chrono_tz::Europe::London,
+    chrono_tz::America::New_York,
+    chrono_tz::Australia::Lord_Howe,
+    chrono_tz::Pacific::Apia,
+    chrono_tz::Asia::Kolkata,
+];
+
+/// Start instants (Unix ms): around the 2026 transitions of London and New York, the Samoa gap, the
+/// epoch, and the ends of the range, where arithmetic overflows if it is careless.
+const STARTS: [i64; 9] = [
+    1_774_745_400_000, // 2026-03-29T00:50:00Z, ten minutes before London springs forward
+    1_792_889_400_000, // 2026-10-25T00:50:00Z, ten minutes before London falls back
+    1_793_511_000_000, // 2026-11-01T05:30:00Z, New York, first pass of the repeated hour
+    1_793_514_600_000, // 2026-11-01T06:30:00Z, New York, second pass
+    1_325_224_800_000, // 2011-12-30T06:00:00Z, just before Samoa skips a day
+    0,                 // the epoch
+    -1,                // just before it
+    253_402_300_799_000, // 9999-12-31T23:59:59Z
+    i64::MAX - 1,      // far outside every calendar
+];
+
+/// How many instants each check walks.
+const STEPS: usize = 16;
+
+/// A cheap hash that spreads inputs over zones, policies and starts without spending the fuzzer's time.
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Arbitrary text as a schedule: parsing never panics; a rejection names the field `schedule` and quotes the
+/// value; a parsed schedule re-parses from `as_str` (and from its JSON) to an equal schedule; `next_after`
+/// is always later than its input, and iterating it never repeats an instant.
+pub fn schedule_parse(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let schedule = match Schedule::parse(&text) {
+        Ok(schedule) => schedule,
+        Err(err) => {
+            assert_eq!(err.field, "schedule", "{err}");
+            assert!(!err.reason.is_empty(), "{err}");
+            let shown = err.value.trim_end_matches('…');
+            assert!(text.starts_with(shown), "{err} does not quote {text:?}");
+            return;
+        }
+    };
+    let again = Schedule::parse(schedule.as_str());
+    assert_eq!(
+        again.as_ref().ok(),
+        Some(&schedule),
+        "{text:?} -> {schedule:?} -> {again:?}"
+    );
+    assert_eq!(schedule.to_string(), schedule.as_str());
+    let json = serde_json::to_string(&schedule).expect("a schedule serializes");
+    let back: Schedule = serde_json::from_str(&json).expect("a schedule's JSON parses");
+    assert_eq!(back, schedule);
+
+    let hash = fnv(data);
+    let tz = ZONES[(hash % ZONES.len() as u64) as usize];
+    let dst = if hash & 0x100 == 0 {
+        DstPolicy::Cronie
+    } else {
+        DstPolicy::SkipGap
+    };
+    let start = STARTS[((hash >> 16) % STARTS.len() as u64) as usize];
+    let mut previous = start;
+    for _ in 0..STEPS {
+        let Some(next) = schedule.next_after(previous, tz, dst) else {
+            break;
+        };
+        assert!(
+            next > previous,
+            "{schedule:?} in {tz}: {next} after {previous}"
+        );
+        // Nothing fires in between, so a search from just before finds the same instant.
+        assert_eq!(
+            schedule.next_after(next - 1, tz, dst),
+            Some(next),
+            "{schedule:?} in {tz} from {}",
+            next - 1
+        );
+        previous = next;
+    }
+    for extreme in [i64::MIN, i64::MAX] {
+        if let Some(next) = schedule.next_after(extreme, tz, dst) {
+            assert!(next > extreme, "{schedule:?}: {next} after {extreme}");
+        }
+    }
+}
+
+/// Arbitrary bytes as job JSON: nothing panics; a spec that validates round-trips through JSON to an equal
+/// spec that still validates, and so does a stored job.
+pub fn job_json(data: &[u8]) {
+    if let Ok(job) = serde_json::from_slice::<Job>(data) {
+        let _ = job.spec.validate();
+        let json = serde_json::to_vec(&job).expect("a job serializes");
+        let back: Job = serde_json::from_slice(&json).expect("a job's JSON parses");
+        assert_eq!(back, job);
+    }
+    let Ok(spec) = serde_json::from_slice::<JobSpec>(data) else {
+        return;
+    };
+    if spec.validate().is_err() {
+        return;
+    }
+    spec.tz().expect("a valid spec has a time zone");
+    let json = serde_json::to_vec(&spec).expect("a spec serializes");
+    let back: JobSpec = match serde_json::from_slice(&json) {
+        Ok(back) => back,
+        Err(e) => panic!(
+            "{} does not parse back: {e}",
+            String::from_utf8_lossy(&json)
+        ),
+    };
+    assert_eq!(back, spec, "{}", String::from_utf8_lossy(&json));
+    back.validate()
+        .expect("a round-tripped spec still validates");
+}
