@@ -69,6 +69,10 @@ pub enum Msg {
         /// The answer.
         reply: RpcReplyPort<membership::NodeStatus>,
     },
+    /// Freeze every actor of the node for this long, as if the process were stopped (SIGSTOP): used by the
+    /// cluster simulation and chaos tests. Runs already started keep running, as threads of a real process
+    /// would not; everything else (timer, keep-alives, claims, records) stands still.
+    Freeze(Duration),
     /// Graceful leave: stop firing, hand claims back, wait for running runs up to `deadline`, store their
     /// records, close the session, stop.
     Shutdown {
@@ -270,6 +274,15 @@ impl Actor for Node {
                     .children
                     .dispatcher
                     .cast(dispatcher::Msg::Fires(fires))?;
+            }
+            Msg::Freeze(pause) => {
+                let children = &state.children;
+                children.membership.cast(membership::Msg::Freeze(pause))?;
+                children.timer.cast(timer::Msg::Freeze(pause))?;
+                children.dispatcher.cast(dispatcher::Msg::Freeze(pause))?;
+                children.executor.cast(executor::Msg::Freeze(pause))?;
+                children.recorder.cast(recorder::Msg::Freeze(pause))?;
+                tokio::time::sleep(pause).await;
             }
             Msg::Status { reply } => {
                 let status = ractor::call!(state.children.membership, |reply| {

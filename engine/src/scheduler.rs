@@ -523,6 +523,16 @@ impl Scheduler {
             .await;
     }
 
+    /// Freezes the whole node for `pause`, as if its process were stopped (SIGSTOP) and continued: for the
+    /// cluster simulation and chaos tests. Returns at once; the node resumes by itself and must then find out
+    /// that its session (and so its claims) may be gone before it fires anything.
+    pub fn freeze(&self, pause: Duration) -> Result<(), SchedulerError> {
+        self.inner
+            .node
+            .cast(node::Msg::Freeze(pause))
+            .map_err(|_| SchedulerError::Stopped)
+    }
+
     /// The node supervisor's actor, for tests and tools that inspect the actor tree.
     pub fn actor(&self) -> ractor::ActorCell {
         self.inner.node.get_cell()

@@ -24,6 +24,8 @@ pub enum Msg {
     Fires(Vec<Fire>),
     /// Records to store as they are (no run).
     Record(Vec<RunRecord>),
+    /// Process nothing for this long (the simulation's model of a frozen process: SIGSTOP, a long GC pause).
+    Freeze(std::time::Duration),
     /// A run of `job` finished (whatever its outcome).
     Finished(JobId),
 }
@@ -184,6 +186,7 @@ impl Actor for Dispatcher {
             Msg::Record(records) => {
                 let _ = wired.recorder.cast(recorder::Msg::Record(records));
             }
+            Msg::Freeze(pause) => tokio::time::sleep(pause).await,
             Msg::Finished(job) => {
                 if let Some(next) = wired.state.finished(&job) {
                     let _ = wired.executor.cast(executor::Msg::Run(vec![next]));

@@ -52,6 +52,8 @@ pub enum Msg {
     },
     /// The drain deadline passed.
     DrainDeadline,
+    /// Process nothing for this long (the simulation's model of a frozen process: SIGSTOP, a long GC pause).
+    Freeze(std::time::Duration),
     /// Runs in flight and queued.
     Load {
         /// `(running, queued)`.
@@ -69,6 +71,7 @@ impl std::fmt::Debug for Msg {
             Msg::Drain { deadline, .. } => write!(f, "Drain({deadline:?})"),
             Msg::DrainDeadline => f.write_str("DrainDeadline"),
             Msg::Load { .. } => f.write_str("Load"),
+            Msg::Freeze(pause) => write!(f, "Freeze({pause:?})"),
         }
     }
 }
@@ -333,6 +336,7 @@ impl Actor for Executor {
                 // Stay in drain mode: no new runs start.
                 state.max_concurrent = 0;
             }
+            Msg::Freeze(pause) => tokio::time::sleep(pause).await,
             Msg::Load { reply } => {
                 let _ = reply.send((state.running.len(), state.queue.len()));
             }

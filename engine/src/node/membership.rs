@@ -73,6 +73,8 @@ pub enum Msg {
         /// Answered when the session is closed.
         reply: RpcReplyPort<()>,
     },
+    /// Process nothing for this long (the simulation's model of a frozen process: SIGSTOP, a long GC pause).
+    Freeze(std::time::Duration),
     /// What this node knows.
     Status {
         /// The answer.
@@ -619,6 +621,7 @@ impl Actor for Membership {
                 }
                 let _ = reply.send(());
             }
+            Msg::Freeze(pause) => tokio::time::sleep(pause).await,
             Msg::Status { reply } => {
                 let _ = reply.send(state.status());
             }

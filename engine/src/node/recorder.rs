@@ -36,6 +36,8 @@ pub enum Msg {
     Written(Vec<RunRecord>, Result<Vec<RecordResult>, CoordError>),
     /// Try writing again after a failure.
     Retry,
+    /// Process nothing for this long (the simulation's model of a frozen process: SIGSTOP, a long GC pause).
+    Freeze(std::time::Duration),
     /// Answer once everything received so far is stored (or the deadline passed).
     Flush {
         /// Answered with whether everything was stored.
@@ -150,6 +152,7 @@ impl Actor for Recorder {
                     }
                 }
             }
+            Msg::Freeze(pause) => tokio::time::sleep(pause).await,
             Msg::Flush { reply } => state.waiting.push(reply),
         }
         state.write_next(&myself);

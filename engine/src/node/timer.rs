@@ -77,6 +77,8 @@ pub enum Msg {
         /// Answered when the claims are released.
         reply: RpcReplyPort<()>,
     },
+    /// Process nothing for this long (the simulation's model of a frozen process: SIGSTOP, a long GC pause).
+    Freeze(std::time::Duration),
     /// How many jobs the timer holds.
     Count {
         /// The answer.
@@ -884,6 +886,7 @@ impl Actor for Timer {
                 }
                 let _ = reply.send(());
             }
+            Msg::Freeze(pause) => tokio::time::sleep(pause).await,
             Msg::Count { reply } => {
                 let _ = reply.send(running.state.len());
             }

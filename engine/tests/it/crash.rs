@@ -110,3 +110,40 @@ async fn a_dead_child_actor_is_restarted_and_the_node_resumes_by_itself() {
     scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
     accounted_once(&history(&scheduler, &job).await);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_node_frozen_past_its_ttl_fences_itself_and_rejoins() {
+    let coordinator: Arc<dyn Coordinator> = Arc::new(InprocCoordinator::memory());
+    let job = JobId::new("tick").unwrap();
+    let (scheduler, mut rx) = node(coordinator.clone()).await;
+    scheduler
+        .create_with_id(job.clone(), recording("tick", "* * * * * *"))
+        .await
+        .unwrap();
+    until_fired(&mut rx, &job, T0 + 2000).await;
+    let before = scheduler
+        .status()
+        .await
+        .unwrap()
+        .session
+        .expect("a session");
+
+    // Frozen for 10 s, more than twice the 4 s TTL: the session expires meanwhile.
+    scheduler.freeze(Duration::from_secs(10)).unwrap();
+    let seen = until_fired(&mut rx, &job, T0 + 20_000).await;
+    let after = scheduler
+        .status()
+        .await
+        .unwrap()
+        .session
+        .expect("a session again");
+    assert_ne!(before, after, "the node rejoined with a new session");
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    let runs = history(&scheduler, &job).await;
+    accounted_once(&runs);
+    let mut fired: Vec<i64> = seen.iter().map(|f| f.scheduled_ms).collect();
+    let count = fired.len();
+    fired.dedup();
+    assert_eq!(fired.len(), count, "an instant fired twice: {fired:?}");
+}
