@@ -123,6 +123,11 @@ impl Coordinator for FaultyCoordinator {
         .await
     }
 
+    async fn drain(&self, session: SessionId) -> CoordResult<()> {
+        self.call(Method::Drain, Some(session), || self.inner.drain(session))
+            .await
+    }
+
     async fn close_session(&self, session: SessionId) -> CoordResult<()> {
         self.call(Method::CloseSession, Some(session), || {
             self.inner.close_session(session)

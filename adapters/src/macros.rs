@@ -54,6 +54,7 @@ macro_rules! __conformance_cases {
             restart_keeps_ids_epochs_and_revisions_growing,
             members_follow_joins_and_leaves,
             watch_members_sees_expiry,
+            drain_marks_the_member_leaving,
             campaign_elects_exactly_one_leader,
             epochs_increase_across_terms,
             leadership_ends_with_session,

@@ -91,7 +91,9 @@ pub use jobs::{
 pub use leadership::{
     campaign_elects_exactly_one_leader, epochs_increase_across_terms, leadership_ends_with_session,
 };
-pub use members::{members_follow_joins_and_leaves, watch_members_sees_expiry};
+pub use members::{
+    drain_marks_the_member_leaving, members_follow_joins_and_leaves, watch_members_sees_expiry,
+};
 pub use runs::{
     record_runs_once_per_fire_id, records_of_missing_job_are_dropped, run_history_keeps_newest,
     runs_query_filters_newest_first,

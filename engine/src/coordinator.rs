@@ -82,6 +82,15 @@ pub trait Coordinator: Send + Sync + 'static {
     ///   actually written), not released.
     async fn close_session(&self, session: SessionId) -> CoordResult<()>;
 
+    /// Marks the session's member as leaving (graceful shutdown, first step): it stays a member, keeps its
+    /// claims and any leadership, and `Member::draining` is set, so the leader places no job on it.
+    ///
+    /// ### To ensure correctness:
+    /// - After it returns, [`Coordinator::members`] and the members watch show the member with `draining`,
+    ///   and the members' `version` has grown.
+    /// - Idempotent; an expired or closed session fails with `SessionExpired`.
+    async fn drain(&self, session: SessionId) -> CoordResult<()>;
+
     /// Observes the session's liveness. The receiver sees `Expired` when the session expires or is closed.
     ///
     /// ### To ensure correctness:

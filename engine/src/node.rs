@@ -293,10 +293,30 @@ impl Actor for Node {
             Msg::Shutdown { deadline, reply } => {
                 state.stopping = true;
                 let children = &state.children;
-                // 1. Stop emitting and hand back every claimed instant not yet emitted.
+                // 1. Tell the cluster we are leaving. If another node can take our jobs, the leader moves them
+                //    away and the timer runs out each claim while the successor's claim starts right after:
+                //    no instant missed, none late. Bounded: whatever is left after the wait is given back.
+                let successors = ractor::call_t!(
+                    children.membership,
+                    |reply| membership::Msg::Drain { reply },
+                    10_000
+                )
+                .unwrap_or(false);
+                if successors {
+                    let config = &state.args.config;
+                    let handover = config.lookahead.min(config.ttl / 2) * 2
+                        + config.rebalance_delay
+                        + Duration::from_secs(5);
+                    let _ = ractor::call_t!(
+                        children.timer,
+                        |reply| timer::Msg::WhenEmpty { reply },
+                        handover.as_millis() as u64
+                    );
+                }
+                // 2. Stop emitting and hand back every claimed instant not yet emitted.
                 let _ =
                     ractor::call_t!(children.timer, |reply| timer::Msg::Drain { reply }, 10_000);
-                // 2. Let running runs finish, up to the deadline.
+                // 3. Let running runs finish, up to the deadline.
                 let wait_ms = (deadline + Duration::from_secs(5)).as_millis() as u64;
                 let killed = ractor::call_t!(
                     children.executor,
@@ -304,14 +324,14 @@ impl Actor for Node {
                     wait_ms
                 )
                 .unwrap_or_default();
-                // 3. Store their records.
+                // 4. Store their records.
                 let records_stored = ractor::call_t!(
                     children.recorder,
                     |reply| recorder::Msg::Flush { reply },
                     10_000
                 )
                 .unwrap_or(false);
-                // 4. Leave: close the session, so successors take over at once.
+                // 5. Leave: close the session.
                 let _ = ractor::call_t!(
                     children.membership,
                     |reply| membership::Msg::Leave { reply },

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 pub enum Method {
     OpenSession,
     KeepAlive,
+    Drain,
     CloseSession,
     WatchSession,
     Members,
@@ -41,9 +42,10 @@ pub enum Method {
 
 impl Method {
     /// Every method.
-    pub const ALL: [Method; 22] = [
+    pub const ALL: [Method; 23] = [
         Method::OpenSession,
         Method::KeepAlive,
+        Method::Drain,
         Method::CloseSession,
         Method::WatchSession,
         Method::Members,
@@ -67,9 +69,10 @@ impl Method {
     ];
 
     /// The methods that change the backend's state.
-    pub const WRITES: [Method; 11] = [
+    pub const WRITES: [Method; 12] = [
         Method::OpenSession,
         Method::KeepAlive,
+        Method::Drain,
         Method::CloseSession,
         Method::Campaign,
         Method::Resign,
@@ -86,6 +89,7 @@ impl Method {
         match self {
             Method::OpenSession => "open_session",
             Method::KeepAlive => "keep_alive",
+            Method::Drain => "drain",
             Method::CloseSession => "close_session",
             Method::WatchSession => "watch_session",
             Method::Members => "members",

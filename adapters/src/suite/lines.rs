@@ -65,6 +65,12 @@ pub const WATCH_MEMBERS_EXPIRY: &str = "watch_members: a member whose session ex
 /// `watch_members`: versions.
 pub const WATCH_MEMBERS_VERSION: &str = "watch_members: version grows with every change";
 
+/// `drain`: the member is shown leaving.
+pub const DRAIN_SHOWN: &str = "drain: after it returns, members and the members watch show the member with draining, and the members' version has grown";
+/// `drain`: idempotent, fenced.
+pub const DRAIN_IDEMPOTENT: &str =
+    "drain: idempotent; an expired or closed session fails with SessionExpired";
+
 /// `campaign`: one leader.
 pub const CAMPAIGN_ONE: &str = "campaign: at most one live session is leader at any time";
 /// `campaign`: growing epochs.
@@ -193,6 +199,8 @@ pub const ALL: &[&str] = &[
     WATCH_MEMBERS_LATEST,
     WATCH_MEMBERS_EXPIRY,
     WATCH_MEMBERS_VERSION,
+    DRAIN_SHOWN,
+    DRAIN_IDEMPOTENT,
     CAMPAIGN_ONE,
     CAMPAIGN_EPOCH,
     CAMPAIGN_EPOCH_RESTART,

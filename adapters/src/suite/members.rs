@@ -1,5 +1,6 @@
 //! Cases of membership: `members` and `watch_members` following joins, leaves and expiries.
 
+use campanile::CoordError;
 use campanile::coordinator::{Membership, SessionId};
 
 use super::lines::*;
@@ -169,4 +170,72 @@ pub async fn watch_members_sees_expiry<F: CoordinatorFactory + ?Sized>(factory: 
         "after the expiry",
     );
     ctx.finish().await;
+}
+
+/// `drain` marks the member as leaving: it stays a member with `draining` set (seen by `members` and by the
+/// watch, with a new version), twice is fine, and a closed session cannot drain.
+pub async fn drain_marks_the_member_leaving<F: CoordinatorFactory + ?Sized>(factory: &F) {
+    let Some(ctx) = Ctx::new(
+        factory,
+        "drain_marks_the_member_leaving",
+        NamespaceOptions::clients(2),
+    )
+    .await
+    else {
+        return;
+    };
+    let a = ctx.open(0, "node-a").await;
+    let b = ctx.open(0, "node-b").await;
+    let mut rx = ok(
+        ctx.c(1).watch_members().await,
+        WATCH_MEMBERS_LATEST,
+        "watch_members",
+    );
+    let before = ok(ctx.c(1).members().await, MEMBERS_EXACT, "members");
+    ok(ctx.c(0).drain(a.id).await, DRAIN_SHOWN, "drain");
+    let after = ok(ctx.c(1).members().await, MEMBERS_EXACT, "members");
+    check!(
+        after.version > before.version,
+        DRAIN_SHOWN,
+        "version {} did not grow from {}",
+        after.version,
+        before.version
+    );
+    let flags: Vec<(String, bool)> = after
+        .members
+        .iter()
+        .map(|m| (m.node.id.to_string(), m.draining))
+        .collect();
+    check!(
+        flags == vec![("node-a".to_owned(), true), ("node-b".to_owned(), false)],
+        DRAIN_SHOWN,
+        "after draining node-a the members are {flags:?}"
+    );
+    let deadline = ctx.notify_deadline();
+    loop {
+        let seen = rx.borrow_and_update().clone();
+        if seen.members.iter().any(|m| m.session == a.id && m.draining) {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            _ => fail!(
+                DRAIN_SHOWN,
+                "the members watch never showed node-a draining; last seen {:?}",
+                seen.members
+            ),
+        }
+    }
+    ok(ctx.c(0).drain(a.id).await, DRAIN_IDEMPOTENT, "drain twice");
+    ok(
+        ctx.c(0).close_session(b.id).await,
+        CLOSE_LEAVES,
+        "close_session",
+    );
+    let closed = ctx.c(0).drain(b.id).await;
+    check!(
+        matches!(closed, Err(CoordError::SessionExpired { .. })),
+        DRAIN_IDEMPOTENT,
+        "drain of a closed session returned {closed:?}"
+    );
 }

@@ -77,6 +77,8 @@ pub(crate) enum Change {
         /// Its new expiry.
         deadline: Instant,
     },
+    /// Marks a live session's member as leaving.
+    Drain(SessionId),
     /// Ends a session (closed or expired): it leaves the members and drops leadership.
     EndSession(SessionId),
     /// Sets or clears the leader.
@@ -98,6 +100,7 @@ impl Change {
             | Change::SessionCounter(_) => true,
             Change::OpenSession { .. }
             | Change::KeepAlive { .. }
+            | Change::Drain(_)
             | Change::EndSession(_)
             | Change::Leader(_) => false,
         }

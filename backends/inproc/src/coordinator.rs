@@ -213,6 +213,10 @@ impl Coordinator for InprocCoordinator {
         self.write(|state, now| state.keep_alive(session, now))
     }
 
+    async fn drain(&self, session: SessionId) -> CoordResult<()> {
+        self.write(|state, _| state.drain(session))
+    }
+
     async fn close_session(&self, session: SessionId) -> CoordResult<()> {
         self.write(|state, _| state.close_session(session))
     }

@@ -90,6 +90,8 @@ struct LiveSession {
     state: watch::Sender<SessionState>,
     /// The task that expires the session at its deadline without any call; aborted when it ends earlier.
     reaper: Option<AbortHandle>,
+    /// Marked as leaving by `drain`.
+    draining: bool,
 }
 
 /// The coordinator's data. See the module docs for the plan/commit/apply discipline.
@@ -185,6 +187,12 @@ impl State {
         // old deadline stands (the session is not extended, which is the safe side).
         let deadline = now.checked_add(session.ttl).unwrap_or(session.deadline);
         Ok(((), vec![Change::KeepAlive { id, deadline }]))
+    }
+
+    /// Plans marking the session's member as leaving.
+    pub(crate) fn drain(&self, id: SessionId) -> Plan<()> {
+        self.live(id)?;
+        Ok(((), vec![Change::Drain(id)]))
     }
 
     /// Plans a graceful leave: the session ends (it leaves the members and drops leadership). Its claims
@@ -608,6 +616,7 @@ impl State {
                     deadline,
                     state: watch::Sender::new(SessionState::Alive),
                     reaper: None,
+                    draining: false,
                 };
                 self.sessions.insert(id, session);
                 self.publish_members();
@@ -615,6 +624,14 @@ impl State {
             Change::KeepAlive { id, deadline } => {
                 if let Some(session) = self.sessions.get_mut(&id) {
                     session.deadline = deadline;
+                }
+            }
+            Change::Drain(id) => {
+                if let Some(session) = self.sessions.get_mut(&id)
+                    && !session.draining
+                {
+                    session.draining = true;
+                    self.publish_members();
                 }
             }
             Change::EndSession(id) => {
@@ -642,6 +659,7 @@ impl State {
             .map(|(id, s)| Member {
                 node: s.node.clone(),
                 session: *id,
+                draining: s.draining,
             })
             .collect();
         members.sort_by(|a, b| a.node.id.cmp(&b.node.id));

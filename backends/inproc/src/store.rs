@@ -396,6 +396,7 @@ fn stage(
             }
             Change::OpenSession { .. }
             | Change::KeepAlive { .. }
+            | Change::Drain(_)
             | Change::EndSession(_)
             | Change::Leader(_) => {}
         }

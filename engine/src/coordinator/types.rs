@@ -123,6 +123,9 @@ pub struct Member {
     pub node: NodeInfo,
     /// Its session.
     pub session: SessionId,
+    /// The node is leaving (graceful shutdown): the leader places no job on it.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// The set of live members at a point in the backend's history.

@@ -68,6 +68,12 @@ pub enum Msg {
     MembersChanged(Members),
     /// Leader: publish the assignment now (debounced).
     Publish,
+    /// Mark this node as leaving, so the leader moves its jobs away; answered with whether another live
+    /// node can take them.
+    Drain {
+        /// Answered with whether another live, non-draining member exists.
+        reply: RpcReplyPort<bool>,
+    },
     /// Close the session (graceful leave); answered when closed.
     Leave {
         /// Answered when the session is closed.
@@ -170,12 +176,21 @@ impl State {
                 still_owned.insert(id.clone(), job.revision);
             }
         }
+        let mut revokes = Vec::new();
         for id in self.owned.keys() {
             if !still_owned.contains_key(id) {
-                removes.push(id.clone());
+                // Reassigned (the job exists): run out the claim. Deleted: stop now.
+                if self.jobs.contains_key(id) {
+                    revokes.push(id.clone());
+                } else {
+                    removes.push(id.clone());
+                }
             }
         }
         self.owned = still_owned;
+        if !revokes.is_empty() {
+            let _ = self.timer.cast(timer::Msg::Revoke(revokes));
+        }
         self.send(upserts, removes);
     }
 
@@ -587,9 +602,16 @@ impl Actor for Membership {
                 {
                     state.dirty = false;
                     let previous = state.assignment.as_ref().map(|a| &a.owners);
+                    // A leaving member takes nothing (it runs out what it has, then goes).
+                    let placeable: Vec<Member> = state
+                        .members
+                        .iter()
+                        .filter(|m| !m.draining)
+                        .cloned()
+                        .collect();
                     let owners: BTreeMap<JobId, NodeId> = crate::assign::place(
                         state.jobs.values().map(|j| j.as_ref()),
-                        &state.members,
+                        &placeable,
                         previous,
                     );
                     if previous != Some(&owners) {
@@ -610,6 +632,23 @@ impl Actor for Membership {
                         }
                     }
                 }
+            }
+            Msg::Drain { reply } => {
+                let mut successors = false;
+                if let Some(session) = state.session.as_ref().map(|s| s.id) {
+                    match state.coordinator.drain(session).await {
+                        Ok(()) => {
+                            successors = state
+                                .members
+                                .iter()
+                                .any(|m| m.session != session && !m.draining);
+                            // Our own placement (if we lead) must leave us out from now on.
+                            state.dirty = true;
+                        }
+                        Err(error) => warn!(%error, "marking the node as leaving failed"),
+                    }
+                }
+                let _ = reply.send(successors);
             }
             Msg::Leave { reply } => {
                 state.leaving = true;

@@ -8,6 +8,15 @@
 //! Claims: an instant is emitted only if this node's session holds a claim covering it, and only while the
 //! session is provably valid (`now < valid_until`). Claims never reach beyond `valid_until`, so a node that
 //! loses its session has claimed nothing a successor cannot account for.
+//!
+//! Handover: a job reassigned away (`Revoke`) is not dropped at once: the timer stops renewing its claim and
+//! keeps firing the instants already claimed, then lets the job go. The successor's grant starts right after
+//! that claim, so no instant falls between the two owners and none is fired by both, without any extra round
+//! trip. A deleted job (`Remove`) stops at once and its claim is released.
+//!
+//! Settling a predecessor: when a grant takes a job over from another session, that session's unsettled
+//! instants `(settled_ms, through_ms]` are settled only once the predecessor is gone (its session no longer
+//! live) or every one of them has a record: a live predecessor is still firing and recording them.
 
 #[cfg(test)]
 mod tests;
@@ -60,7 +69,10 @@ pub struct Config {
 pub enum Msg {
     /// These jobs are now owned by this node (new, taken over, or updated).
     Upsert(Vec<Arc<Job>>),
-    /// These jobs are no longer owned (deleted or reassigned): stop firing them, release their claims.
+    /// These jobs were reassigned to another node: stop renewing their claims, fire what is claimed, then
+    /// let them go.
+    Revoke(Vec<JobId>),
+    /// These jobs were deleted: stop firing them now and release their claims.
     Remove(Vec<JobId>),
     /// The session changed: a (renewed) lease, or `None` when it was lost (stop firing now).
     SessionChanged(Option<Lease>),
@@ -69,7 +81,7 @@ pub enum Msg {
     /// Time to renew claims.
     ClaimTick,
     /// A claim round trip finished.
-    Claimed(Result<Vec<Granted>, CoordError>),
+    Claimed(Result<RoundTrip, CoordError>),
     /// Run records of these instants are stored in the coordinator.
     Settled(Vec<FireId>),
     /// Stop emitting and give back every claimed instant not yet emitted (graceful leave).
@@ -83,6 +95,11 @@ pub enum Msg {
     Count {
         /// The answer.
         reply: RpcReplyPort<usize>,
+    },
+    /// Answer once the timer holds no job (every revoked claim has run out).
+    WhenEmpty {
+        /// Answered when empty.
+        reply: RpcReplyPort<()>,
     },
 }
 
@@ -100,15 +117,34 @@ pub struct Arguments {
     pub config: Config,
 }
 
-/// The outcome of one claim, with what the claimer found out about a previous holder.
+/// The outcome of one claim.
 #[derive(Debug, Clone)]
 pub struct Granted {
     /// The job.
     pub job: JobId,
     /// What the coordinator answered.
     pub result: ClaimResult,
-    /// Instants of the previous holder's claim that have passed without a run record.
+}
+
+/// The settlement of a predecessor's claim: it is gone (or recorded everything), and these of its instants
+/// passed without a record.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    /// The job.
+    pub job: JobId,
+    /// The predecessor's claim that is now settled.
+    pub previous: JobClaim,
+    /// Its instants without a run record.
     pub in_doubt: Vec<i64>,
+}
+
+/// What one claim round trip found.
+#[derive(Debug, Clone, Default)]
+pub struct RoundTrip {
+    /// The answers to the claims.
+    pub grants: Vec<Granted>,
+    /// Predecessors settled in this round.
+    pub settlements: Vec<Settlement>,
 }
 
 struct Entry {
@@ -124,6 +160,10 @@ struct Entry {
     last_ms: i64,
     /// Whether `(next_ms, slot)` is in the queue.
     queued: bool,
+    /// Reassigned away: no renewal; dropped once the claim has run out.
+    revoked: bool,
+    /// The claim of the session we took the job over from, until it is settled.
+    predecessor: Option<JobClaim>,
 }
 
 impl Entry {
@@ -207,6 +247,10 @@ impl State {
                     entry.next_ms = next_instant(&job, tz, after);
                     entry.job = job;
                     entry.tz = tz;
+                    entry.revoked = false;
+                    if entry.claim.is_none() {
+                        self.unclaimed.insert(slot);
+                    }
                     self.enqueue(slot);
                 }
                 None => {
@@ -219,6 +263,8 @@ impl State {
                         outstanding: Vec::new(),
                         last_ms: i64::MIN,
                         queued: false,
+                        revoked: false,
+                        predecessor: None,
                     };
                     let slot = match self.free.pop() {
                         Some(slot) => {
@@ -244,26 +290,51 @@ impl State {
         metrics::gauge!(crate::metrics::JOBS_OWNED).set(self.index.len() as f64);
     }
 
-    /// Drops jobs; returns the claims to release: `(job, last instant kept)`.
+    /// Drops deleted jobs now; returns the claims to release: `(job, last instant kept)`.
     pub fn remove(&mut self, ids: &[JobId]) -> Vec<(JobId, i64)> {
         let mut releases = Vec::new();
         for id in ids {
-            let Some(slot) = self.index.remove(id) else {
+            let Some(&slot) = self.index.get(id) else {
                 continue;
             };
-            self.dequeue(slot);
-            self.unclaimed.remove(&slot);
-            self.blocked.remove(&slot);
-            let entry = self.slots[slot as usize]
-                .take()
-                .expect("indexed slot is occupied");
-            self.free.push(slot);
+            let entry = self.drop_slot(slot);
             if entry.claim.is_some() {
                 releases.push((id.clone(), entry.settled_ms().max(entry.last_ms)));
             }
         }
-        metrics::gauge!(crate::metrics::JOBS_OWNED).set(self.index.len() as f64);
         releases
+    }
+
+    /// Jobs reassigned away: no more renewals; each keeps firing what it has claimed and is dropped when its
+    /// claim has run out (at once if it has none).
+    pub fn revoke(&mut self, ids: &[JobId]) {
+        for id in ids {
+            let Some(&slot) = self.index.get(id) else {
+                continue;
+            };
+            let entry = self.slots[slot as usize]
+                .as_mut()
+                .expect("indexed slot is occupied");
+            entry.revoked = true;
+            let exhausted = match entry.claim {
+                None => true,
+                Some((_, through)) => entry.next_ms.is_none_or(|t| t > through),
+            };
+            if exhausted {
+                self.drop_slot(slot);
+            }
+        }
+    }
+
+    fn drop_slot(&mut self, slot: u32) -> Entry {
+        self.dequeue(slot);
+        self.unclaimed.remove(&slot);
+        self.blocked.remove(&slot);
+        let entry = self.slots[slot as usize].take().expect("slot is occupied");
+        self.index.remove(&entry.job.id);
+        self.free.push(slot);
+        metrics::gauge!(crate::metrics::JOBS_OWNED).set(self.index.len() as f64);
+        entry
     }
 
     /// A new or renewed lease, or `None`: the session is lost, so every claim is void.
@@ -275,6 +346,14 @@ impl State {
             // (that may be this node's new session). Start over from the first claim.
             self.blocked.clear();
             for slot in 0..self.slots.len() as u32 {
+                if self.slots[slot as usize]
+                    .as_ref()
+                    .is_some_and(|e| e.revoked)
+                {
+                    // Not ours any more, and the claim that kept it here is void.
+                    self.drop_slot(slot);
+                    continue;
+                }
                 self.dequeue(slot);
                 if let Some(entry) = self.slots[slot as usize].as_mut() {
                     entry.claim = None;
@@ -319,8 +398,13 @@ impl State {
                 continue;
             };
             if t > through {
-                // Not claimed yet: it waits for the next grant (which re-queues it).
-                self.blocked.insert(slot);
+                if entry.revoked {
+                    // Its claim has run out: the successor's begins right after.
+                    self.drop_slot(slot);
+                } else {
+                    // Not claimed yet: it waits for the next grant (which re-queues it).
+                    self.blocked.insert(slot);
+                }
                 continue;
             }
             if entry.job.spec.paused {
@@ -345,7 +429,11 @@ impl State {
                 entry.last_ms = t;
                 entry.next_ms = next_instant(&entry.job, entry.tz, t);
             }
-            self.enqueue(slot);
+            if entry.revoked && entry.next_ms.is_none_or(|next| next > through) {
+                self.drop_slot(slot);
+            } else {
+                self.enqueue(slot);
+            }
         }
         fx
     }
@@ -458,7 +546,7 @@ impl State {
             let Some(entry) = self.slots[slot as usize].as_ref() else {
                 continue;
             };
-            if entry.job.spec.paused {
+            if entry.job.spec.paused || entry.revoked {
                 continue;
             }
             let wanted = match entry.claim {
@@ -483,9 +571,8 @@ impl State {
     }
 
     /// Applies the coordinator's answers to a claim request.
-    pub fn granted(&mut self, grants: Vec<Granted>, now_ms: i64) -> Effects {
-        let mut fx = Effects::default();
-        let Some(lease) = self.lease else { return fx };
+    pub fn granted(&mut self, grants: Vec<Granted>) {
+        let Some(lease) = self.lease else { return };
         for grant in grants {
             let Some(&slot) = self.index.get(&grant.job) else {
                 continue;
@@ -508,13 +595,8 @@ impl State {
                     }
                     entry.claim = Some((claim.from_ms, claim.through_ms));
                     if let Some(previous) = previous.filter(|p| p.session != lease.session) {
-                        Self::settle_previous(
-                            &self.node,
-                            entry,
-                            &previous,
-                            &grant.in_doubt,
-                            &mut fx,
-                        );
+                        // Settled later, once the predecessor is gone or has recorded everything.
+                        entry.predecessor = Some(previous);
                     }
                     self.enqueue(slot);
                 }
@@ -524,7 +606,39 @@ impl State {
                 ClaimResult::NoSuchJob => {}
             }
         }
-        let _ = now_ms;
+    }
+
+    /// Predecessor claims still to settle, with what is needed to list their instants.
+    pub fn pending_settlements(&self) -> Vec<(JobClaim, Arc<Job>, Tz)> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.predecessor.clone()?, e.job.clone(), e.tz)))
+            .collect()
+    }
+
+    /// Applies settlements: the in-doubt instants are recorded or run again, per the job's delivery mode.
+    pub fn settle(&mut self, settlements: Vec<Settlement>) -> Effects {
+        let mut fx = Effects::default();
+        for settlement in settlements {
+            let Some(&slot) = self.index.get(&settlement.job) else {
+                continue;
+            };
+            let entry = self.slots[slot as usize]
+                .as_mut()
+                .expect("indexed slot is occupied");
+            if entry.predecessor.as_ref() != Some(&settlement.previous) {
+                continue; // settled already, or superseded
+            }
+            entry.predecessor = None;
+            Self::settle_previous(
+                &self.node,
+                entry,
+                &settlement.previous,
+                &settlement.in_doubt,
+                &mut fx,
+            );
+        }
         fx
     }
 
@@ -690,6 +804,7 @@ pub struct Running {
     dispatcher: ActorRef<dispatcher::Msg>,
     alarm: watch::Sender<Option<i64>>,
     claim_in_flight: bool,
+    empty_waiters: Vec<RpcReplyPort<()>>,
 }
 
 impl Running {
@@ -710,12 +825,17 @@ impl Running {
         if self.claim_in_flight {
             return;
         }
-        let now = self.clock.now_ms();
-        let claims = self.state.claims_due(now, renewals);
         let Some(lease) = self.state.lease else {
             return;
         };
-        if claims.is_empty() {
+        let now = self.clock.now_ms();
+        let claims = self.state.claims_due(now, renewals);
+        let pending = if renewals {
+            self.state.pending_settlements()
+        } else {
+            Vec::new()
+        };
+        if claims.is_empty() && pending.is_empty() {
             return;
         }
         self.claim_in_flight = true;
@@ -730,26 +850,36 @@ impl Running {
             .collect();
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result =
-                claim_round_trip(coordinator.as_ref(), lease.session, claims, &jobs, now).await;
+            let result = claim_round_trip(
+                coordinator.as_ref(),
+                lease.session,
+                claims,
+                &jobs,
+                pending,
+                now,
+            )
+            .await;
             let _ = myself.cast(Msg::Claimed(result));
         });
     }
 }
 
-/// Claims, then, for each takeover, reads the previous holder's records to find its instants in doubt.
+/// Claims, then settles the predecessors that can be settled: gone (session no longer live) or fully recorded.
+/// A failure while settling leaves those predecessors pending for the next round; only a failed claim fails
+/// the round trip.
 async fn claim_round_trip(
     coordinator: &dyn Coordinator,
     session: SessionId,
     claims: Vec<FireClaim>,
     jobs: &HashMap<JobId, (Arc<Job>, Tz)>,
+    pending: Vec<(JobClaim, Arc<Job>, Tz)>,
     now_ms: i64,
-) -> Result<Vec<Granted>, CoordError> {
-    let mut out = Vec::with_capacity(claims.len());
+) -> Result<RoundTrip, CoordError> {
+    let mut trip = RoundTrip::default();
+    let mut to_settle = pending;
     for chunk in claims.chunks(10_000) {
         let results = coordinator.claim_fires(session, chunk).await?;
         for (claim, result) in chunk.iter().zip(results) {
-            let mut in_doubt = Vec::new();
             if let ClaimResult::Granted {
                 previous: Some(previous),
                 ..
@@ -757,42 +887,65 @@ async fn claim_round_trip(
                 && previous.session != session
                 && let Some((job, tz)) = jobs.get(&claim.job)
             {
-                let until = previous.through_ms.min(now_ms);
-                let mut candidates = Vec::new();
-                let mut cursor = previous.settled_ms;
-                while let Some(t) = next_instant(job, *tz, cursor) {
-                    if t > until || candidates.len() >= MAX_MISSED_SCAN {
-                        break;
-                    }
-                    candidates.push(t);
-                    cursor = t;
-                }
-                if !candidates.is_empty() {
-                    let query = RunQuery {
-                        from_ms: Some(candidates[0]),
-                        before_ms: Some(until + 1),
-                        limit: candidates.len() + 1,
-                    };
-                    let recorded: BTreeSet<i64> = coordinator
-                        .runs(&claim.job, query)
-                        .await?
-                        .iter()
-                        .map(|r| r.scheduled_ms)
-                        .collect();
-                    in_doubt = candidates
-                        .into_iter()
-                        .filter(|t| !recorded.contains(t))
-                        .collect();
-                }
+                to_settle.push((previous.clone(), job.clone(), *tz));
             }
-            out.push(Granted {
+            trip.grants.push(Granted {
                 job: claim.job.clone(),
                 result,
+            });
+        }
+    }
+    if to_settle.is_empty() {
+        return Ok(trip);
+    }
+    let live: std::collections::HashSet<SessionId> = match coordinator.members().await {
+        Ok(members) => members.members.iter().map(|m| m.session).collect(),
+        Err(error) => {
+            debug!(%error, "members unavailable; settling later");
+            return Ok(trip);
+        }
+    };
+    for (previous, job, tz) in to_settle {
+        let alive = live.contains(&previous.session);
+        if alive && previous.through_ms >= now_ms {
+            continue; // still in its tenure: it fires and records these itself
+        }
+        let mut candidates = Vec::new();
+        let mut cursor = previous.settled_ms;
+        while let Some(t) = next_instant(&job, tz, cursor) {
+            if t > previous.through_ms || candidates.len() >= MAX_MISSED_SCAN {
+                break;
+            }
+            candidates.push(t);
+            cursor = t;
+        }
+        let mut in_doubt = candidates;
+        if let (Some(&first), Some(&last)) = (in_doubt.first(), in_doubt.last()) {
+            let query = RunQuery {
+                from_ms: Some(first),
+                before_ms: Some(last + 1),
+                limit: in_doubt.len() + 1,
+            };
+            match coordinator.runs(&job.id, query).await {
+                Ok(runs) => {
+                    let recorded: BTreeSet<i64> = runs.iter().map(|r| r.scheduled_ms).collect();
+                    in_doubt.retain(|t| !recorded.contains(t));
+                }
+                Err(error) => {
+                    debug!(%error, job = %job.id, "runs unavailable; settling later");
+                    continue;
+                }
+            }
+        }
+        if in_doubt.is_empty() || !alive {
+            trip.settlements.push(Settlement {
+                job: job.id.clone(),
+                previous,
                 in_doubt,
             });
         }
     }
-    Ok(out)
+    Ok(trip)
 }
 
 impl Actor for Timer {
@@ -817,6 +970,7 @@ impl Actor for Timer {
             dispatcher: args.dispatcher,
             alarm,
             claim_in_flight: false,
+            empty_waiters: Vec::new(),
         })
     }
 
@@ -832,6 +986,7 @@ impl Actor for Timer {
                 running.state.upsert(jobs, now);
                 running.request_claims(&myself, false);
             }
+            Msg::Revoke(ids) => running.state.revoke(&ids),
             Msg::Remove(ids) => {
                 let releases = running.state.remove(&ids);
                 if let (Some(lease), false) = (running.state.lease, releases.is_empty()) {
@@ -858,8 +1013,9 @@ impl Actor for Timer {
             Msg::Claimed(result) => {
                 running.claim_in_flight = false;
                 match result {
-                    Ok(grants) => {
-                        let fx = running.state.granted(grants, now);
+                    Ok(trip) => {
+                        running.state.granted(trip.grants);
+                        let fx = running.state.settle(trip.settlements);
                         running.apply(fx);
                         // Instants that became due while the claim was in flight go out now.
                         let fx = running.state.wake(running.clock.now_ms());
@@ -889,6 +1045,12 @@ impl Actor for Timer {
             Msg::Freeze(pause) => tokio::time::sleep(pause).await,
             Msg::Count { reply } => {
                 let _ = reply.send(running.state.len());
+            }
+            Msg::WhenEmpty { reply } => running.empty_waiters.push(reply),
+        }
+        if running.state.is_empty() {
+            for waiter in running.empty_waiters.drain(..) {
+                let _ = waiter.send(());
             }
         }
         running.publish_deadline();

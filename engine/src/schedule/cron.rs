@@ -311,7 +311,13 @@ fn check_field(field: &Field, value: &str) -> Result<(), String> {
             }
         }
     }
+    if value.contains('?') && value != "?" {
+        return Err(format!(
+            "{name} field {value:?}: ? stands alone, for any day"
+        ));
+    }
     for item in value.split(',') {
+        check_modifiers(field, value, item)?;
         let range = item.split('/').next().unwrap_or_default();
         if let Some((low, high)) = range.split_once('-')
             && let (Ok(low), Ok(high)) = (low.parse::<u32>(), high.parse::<u32>())
@@ -324,6 +330,40 @@ fn check_field(field: &Field, value: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `L`, `W` and `#` only in the shapes cron gives them a meaning: croner ignores what follows them
+/// (it took `1W9` for `1W` and `MON#4L` for something).
+fn check_modifiers(field: &Field, value: &str, item: &str) -> Result<(), String> {
+    let name = field.name;
+    let upper = item.to_ascii_uppercase();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let weekday = |s: &str| digits(s) || WEEKDAYS.contains(&s);
+    let expected = match field.kind {
+        FieldKind::DayOfMonth if upper.contains(['L', 'W']) => {
+            let ok = upper == "L" || upper == "LW" || upper.strip_suffix('W').is_some_and(digits);
+            (!ok).then_some(
+                "L (the last day), LW (the last weekday) or a day and W (15W: the weekday nearest the 15th)",
+            )
+        }
+        FieldKind::DayOfWeek if upper.contains('#') => {
+            let ok = upper
+                .split_once('#')
+                .is_some_and(|(day, nth)| weekday(day) && digits(nth));
+            (!ok).then_some("a weekday and #n, like 5#3 or FRI#3 (the third Friday)")
+        }
+        FieldKind::DayOfWeek if upper.contains('L') => {
+            (!upper.strip_suffix('L').is_some_and(digits))
+                .then_some("a weekday and L, like 5L (the last Friday)")
+        }
+        _ => None,
+    };
+    match expected {
+        Some(expected) => Err(format!(
+            "{name} field {value:?}: {item:?} is not {expected}"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Rejects a day of month that no month of the pattern has (`0 0 30 2 *`): such a job would never fire.

@@ -484,7 +484,31 @@ fn common_mistakes_get_specific_errors() {
         ("-5 * * * *", "minute field \"-5\": Invalid start of range"),
         (
             "0 0 W * *",
-            "day-of-month field \"W\": Invalid day for closest weekday",
+            "day-of-month field \"W\": \"W\" is not L (the last day), LW (the last weekday) or a day and W (15W: the weekday nearest the 15th)",
+        ),
+        (
+            "0 9 1W9 * *",
+            "day-of-month field \"1W9\": \"1W9\" is not L (the last day), LW (the last weekday) or a day and W (15W: the weekday nearest the 15th)",
+        ),
+        (
+            "0 0 L-2 * *",
+            "day-of-month field \"L-2\": \"L-2\" is not L (the last day), LW (the last weekday) or a day and W (15W: the weekday nearest the 15th)",
+        ),
+        (
+            "0 9 * * MON#4L",
+            "day-of-week field \"MON#4L\": \"MON#4L\" is not a weekday and #n, like 5#3 or FRI#3 (the third Friday)",
+        ),
+        (
+            "0 9 * * 1,5L5",
+            "day-of-week field \"1,5L5\": \"5L5\" is not a weekday and L, like 5L (the last Friday)",
+        ),
+        (
+            "0 1 L * ?/2",
+            "day-of-week field \"?/2\": ? stands alone, for any day",
+        ),
+        (
+            "0 0 5-? * *",
+            "day-of-month field \"5-?\": ? stands alone, for any day",
         ),
         (
             "@reboot",

@@ -40,7 +40,7 @@ fn state() -> State {
     state
 }
 
-fn grant(claim: &FireClaim, previous: Option<JobClaim>, in_doubt: Vec<i64>) -> Granted {
+fn grant(claim: &FireClaim, previous: Option<JobClaim>) -> Granted {
     let from = previous
         .as_ref()
         .map_or(claim.from_ms, |p| claim.from_ms.max(p.through_ms + 1));
@@ -56,7 +56,6 @@ fn grant(claim: &FireClaim, previous: Option<JobClaim>, in_doubt: Vec<i64>) -> G
             },
             previous,
         },
-        in_doubt,
     }
 }
 
@@ -80,7 +79,7 @@ fn nothing_fires_before_the_first_claim_then_instants_fire_in_order() {
         "a new job is owed from just after its creation"
     );
     assert_eq!(claims[0].through_ms, T0 + 5000);
-    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
     assert_eq!(s.deadline(), Some(T0 + 1000));
     assert_eq!(instants(&s.wake(T0 + 1000)), vec![T0 + 1000]);
     assert_eq!(instants(&s.wake(T0 + 2999)), vec![T0 + 2000]);
@@ -92,7 +91,7 @@ fn instants_beyond_the_claim_wait_for_a_renewal() {
     let mut s = state();
     s.upsert(vec![job("a", "* * * * * *", T0)], T0);
     let claims = s.claims_due(T0, false);
-    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
     for i in 1..=5 {
         assert_eq!(instants(&s.wake(T0 + i * 1000)), vec![T0 + i * 1000]);
     }
@@ -110,11 +109,9 @@ fn instants_beyond_the_claim_wait_for_a_renewal() {
                         ..c.clone()
                     },
                     None,
-                    vec![],
                 )
             })
             .collect(),
-        T0 + 6000,
     );
     assert_eq!(instants(&s.wake(T0 + 6000)), vec![T0 + 6000]);
 }
@@ -124,7 +121,7 @@ fn a_node_whose_lease_ran_out_fires_nothing() {
     let mut s = state();
     s.upsert(vec![job("a", "* * * * * *", T0)], T0);
     let claims = s.claims_due(T0, false);
-    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
     s.set_lease(Some(Lease {
         session: SESSION,
         valid_until_ms: T0 + 1500,
@@ -160,7 +157,7 @@ fn a_late_first_claim_applies_the_misfire_policy() {
     // Created 10 s before the node could claim it: 10 instants passed.
     s.upsert(vec![job("a", "* * * * * *", T0 - 10_000)], T0);
     let claims = s.claims_due(T0, false);
-    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
     let fx = s.wake(T0);
     // fire_once: the newest missed instant (older than the 2 s threshold) runs; the rest are one record.
     assert_eq!(instants(&fx), vec![T0 - 3000, T0 - 2000, T0 - 1000, T0]);
@@ -183,7 +180,7 @@ fn skip_policy_runs_nothing_late() {
     j.spec.misfire = MisfirePolicy::Skip;
     s.upsert(vec![Arc::new(j)], T0);
     let claims = s.claims_due(T0, false);
-    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
     let fx = s.wake(T0);
     assert!(
         fx.fires.iter().all(|f| f.kind == FireKind::Scheduled),
@@ -208,12 +205,32 @@ fn takeover_settles_the_previous_holders_instants_per_delivery() {
             through_ms: T0 - 1,
             settled_ms: T0 - 3000,
         };
-        let fx = s.granted(
+        s.granted(
             claims
                 .iter()
-                .map(|c| grant(c, Some(previous.clone()), vec![T0 - 2000, T0 - 1000]))
+                .map(|c| grant(c, Some(previous.clone())))
                 .collect(),
-            T0,
+        );
+        assert_eq!(
+            s.pending_settlements().len(),
+            1,
+            "the predecessor waits to be settled"
+        );
+        let fx = s.settle(vec![Settlement {
+            job: JobId::new("a").unwrap(),
+            previous: previous.clone(),
+            in_doubt: vec![T0 - 2000, T0 - 1000],
+        }]);
+        assert!(s.pending_settlements().is_empty());
+        assert!(
+            s.settle(vec![Settlement {
+                job: JobId::new("a").unwrap(),
+                previous: previous.clone(),
+                in_doubt: vec![T0 - 2000]
+            }])
+            .records
+            .is_empty(),
+            "a predecessor is settled once"
         );
         match delivery {
             Delivery::AtMostOnce => {
@@ -252,7 +269,7 @@ fn settled_tracks_the_oldest_unrecorded_instant_and_drain_releases_after_the_las
     let mut s = state();
     s.upsert(vec![job("a", "* * * * * *", T0)], T0);
     let claims = s.claims_due(T0, false);
-    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
     s.wake(T0 + 2000);
     let id = JobId::new("a").unwrap();
     assert_eq!(
@@ -279,7 +296,7 @@ fn an_update_takes_effect_from_the_next_instant_and_remove_releases_the_claim() 
     let mut s = state();
     s.upsert(vec![job("a", "* * * * * *", T0)], T0);
     let claims = s.claims_due(T0, false);
-    s.granted(claims.iter().map(|c| grant(c, None, vec![])).collect(), T0);
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
     assert_eq!(instants(&s.wake(T0 + 1000)), vec![T0 + 1000]);
     s.upsert(vec![job("a", "*/2 * * * * *", T0)], T0 + 1000);
     assert_eq!(s.deadline(), Some(T0 + 2000));
@@ -289,4 +306,48 @@ fn an_update_takes_effect_from_the_next_instant_and_remove_releases_the_claim() 
     assert_eq!(releases.len(), 1);
     assert!(s.is_empty());
     assert_eq!(s.deadline(), None);
+}
+
+#[test]
+fn a_revoked_job_fires_what_it_claimed_then_lets_go() {
+    let mut s = state();
+    s.upsert(vec![job("a", "* * * * * *", T0)], T0);
+    let claims = s.claims_due(T0, false);
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
+    assert_eq!(instants(&s.wake(T0 + 1000)), vec![T0 + 1000]);
+    s.revoke(&[JobId::new("a").unwrap()]);
+    assert!(
+        s.claims_due(T0 + 2000, true).is_empty(),
+        "a revoked claim is not renewed"
+    );
+    for i in 2..=5 {
+        assert_eq!(
+            instants(&s.wake(T0 + i * 1000)),
+            vec![T0 + i * 1000],
+            "claimed instants still fire"
+        );
+    }
+    assert!(
+        s.is_empty(),
+        "let go once the claim (through T0+5s) has run out"
+    );
+    assert!(s.wake(T0 + 6000).fires.is_empty());
+}
+
+#[test]
+fn a_revoked_job_without_a_claim_goes_at_once_and_an_upsert_takes_it_back() {
+    let mut s = state();
+    s.upsert(vec![job("a", "* * * * * *", T0)], T0);
+    s.revoke(&[JobId::new("a").unwrap()]);
+    assert!(s.is_empty());
+    s.upsert(vec![job("b", "* * * * * *", T0)], T0);
+    let claims = s.claims_due(T0, false);
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
+    s.revoke(&[JobId::new("b").unwrap()]);
+    s.upsert(vec![job("b", "* * * * * *", T0)], T0);
+    assert_eq!(
+        s.claims_due(T0 + 4000, true).len(),
+        1,
+        "taken back: renewed again"
+    );
 }
