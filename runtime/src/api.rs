@@ -1,0 +1,207 @@
+//! The HTTP API: JSON under `/v1`, the OpenAPI document at `/v1/openapi.json` (generated from the handlers'
+//! `#[utoipa::path]` annotations and the types, by the same `routes!` calls that build the router, so the
+//! two cannot list different routes), and the open operational endpoints `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Every error is `{"error": {"code", "message", "field"?}}` (see [`error`]); bad input is a 4xx naming the
+//! field, never a 500. Bodies are limited to `max_body_bytes` (413 beyond).
+
+pub mod auth;
+pub mod body;
+pub mod cluster;
+pub mod error;
+pub mod jobs;
+pub mod ops;
+pub mod rebalance;
+pub mod runs;
+pub mod schema;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use campanile::Scheduler;
+use campanile::clock::Clock;
+use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use self::auth::Tokens;
+use self::error::ApiError;
+use crate::notify::Notifier;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The node.
+    pub scheduler: Scheduler,
+    /// Wall time (the engine's clock type, so the runtime reads time the same way).
+    pub clock: Arc<dyn Clock>,
+    /// Set once SIGTERM/SIGINT arrived: `/readyz` then answers 503.
+    pub shutting_down: Arc<AtomicBool>,
+    /// The Prometheus recorder, when one is installed.
+    pub metrics: Option<PrometheusHandle>,
+    /// Webhook notifications, when configured.
+    pub notifier: Option<Notifier>,
+    /// The OpenAPI document, serialized once.
+    pub openapi: Arc<OnceLock<String>>,
+}
+
+impl AppState {
+    /// Whether the node is shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+/// The document's root: title, version, auth scheme.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Campanile",
+        description = "A distributed cron scheduler's HTTP API. Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "jobs", description = "Jobs and their runs"),
+        (name = "cluster", description = "Members, leadership, assignment and rebalance plans"),
+        (name = "ops", description = "Health, readiness, metrics and this document (no token needed except for the document)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The router and its OpenAPI document, before state is attached.
+pub fn routes(tokens: Option<Tokens>) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let v1 = OpenApiRouter::<AppState>::new()
+        .routes(routes!(jobs::list_jobs, jobs::create_job))
+        .routes(routes!(
+            jobs::get_job,
+            jobs::replace_job,
+            jobs::patch_job,
+            jobs::delete_job
+        ))
+        .routes(routes!(jobs::pause_job))
+        .routes(routes!(jobs::resume_job))
+        .routes(routes!(jobs::trigger_job))
+        .routes(routes!(jobs::clone_job))
+        .routes(routes!(jobs::backfill_job))
+        .routes(routes!(jobs::next_fires))
+        .routes(routes!(runs::job_runs))
+        .routes(routes!(runs::all_runs))
+        .routes(routes!(cluster::cluster))
+        .routes(routes!(rebalance::plan_route))
+        .routes(routes!(ops::openapi))
+        .route_layer(middleware::from_fn_with_state(tokens, auth::require_token));
+    let open = OpenApiRouter::<AppState>::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(v1)
+        .merge(open)
+        .split_for_parts()
+}
+
+/// The whole service: routes, document, limits, JSON errors for everything, request metrics.
+pub fn router(state: AppState, tokens: Option<Tokens>, max_body_bytes: usize) -> Router {
+    let (router, mut doc) = routes(tokens);
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let json = doc.to_json().unwrap_or_else(|e| {
+        serde_json::json!({"error": format!("failed to serialize the document: {e}")}).to_string()
+    });
+    let _ = state.openapi.set(json);
+    router
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(json_errors))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn no_route(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        format!(
+            "no route {} {} (see /v1/openapi.json)",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {} (see /v1/openapi.json)",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// Counts each answer, and turns any error answer that is not JSON yet (from a layer or axum itself) into
+/// the JSON error form, so that clients can rely on it.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    metrics::counter!(
+        crate::telemetry::HTTP_REQUESTS,
+        "method" => method.to_string(),
+        "route" => route,
+        "status" => status.as_u16().to_string()
+    )
+    .increment(1);
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is larger than this server accepts (max_body_bytes)",
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
+        StatusCode::NOT_FOUND => ("no_route", "not found"),
+        s if s.is_client_error() => ("bad_request", "bad request"),
+        _ => ("internal", "internal error"),
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    // Keep headers like `Allow`.
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,212 @@
+//! Request extractors whose rejections are API errors naming the field: JSON bodies and query strings.
+//!
+//! A body is read whole (up to the router's `DefaultBodyLimit`, else 413), parsed as JSON (syntax errors are
+//! `bad_json` with line and column), and only then turned into a typed value, so that type errors carry the
+//! dotted path of the field (`target.timeout`) and never a line number.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+
+/// A request body that is a JSON object (an empty body reads as `{}`).
+#[derive(Debug, Clone, Default)]
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
+            let essence = content_type
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if !(essence == "application/json" || essence.ends_with("+json")) {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!(
+                        "Content-Type {essence:?} is not JSON; send application/json \
+                         (curl: -H 'Content-Type: application/json')"
+                    ),
+                )
+                .with_field("Content-Type"));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than this server accepts (max_body_bytes)",
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("failed to read the request body: {}", rejection.body_text()),
+                )
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(Map::new()));
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(Self(map)),
+            Ok(other) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("the body must be a JSON object, not {}", kind(&other)),
+            )),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("the body is not valid JSON: {e}"),
+            )),
+        }
+    }
+}
+
+impl JsonObject {
+    /// Removes and returns a key.
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        self.0.remove(key)
+    }
+
+    /// The rest of the object as a `T`; errors name the field.
+    pub fn into_typed<T: DeserializeOwned>(self) -> Result<T, ApiError> {
+        typed(Value::Object(self.0), "")
+    }
+}
+
+/// `value` as a `T`; errors name the field, prefixed with `prefix` (`""` at the root).
+pub fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let message = e.inner().to_string();
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        // serde_path_to_error already ends the path with an unknown key, not with a missing one.
+        let named = named_field(&message).unwrap_or_default();
+        let path = if path.rsplit('.').next() == Some(named.as_str()) {
+            path
+        } else {
+            join(&path, &named)
+        };
+        let field = join(prefix, &path);
+        let message = if field.is_empty() || message.starts_with(&format!("{field}:")) {
+            message
+        } else {
+            format!("{field}: {message}")
+        };
+        let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid", message);
+        if field.is_empty() {
+            error
+        } else {
+            error.with_field(field)
+        }
+    })
+}
+
+/// The field named by serde's "unknown field `x`" / "missing field `x`" messages, which report the path of
+/// the enclosing object.
+fn named_field(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("missing field `"))?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}.{b}"),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A query string as a `T` (usually with `deny_unknown_fields`); errors name the parameter.
+#[derive(Debug, Clone)]
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(Params)
+            .map_err(|e| {
+                let message = e.inner().to_string();
+                let path = e.path().to_string();
+                let field = if path == "." {
+                    named_field(&message).unwrap_or_default()
+                } else {
+                    path
+                };
+                let error = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("query parameter {field}: {message}"),
+                );
+                if field.is_empty() {
+                    error
+                } else {
+                    error.with_field(field)
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_errors_name_the_dotted_field() {
+        let value = serde_json::json!({"name": "x", "schedule": "61 * * * *",
+            "target": {"type": "command", "argv": ["true"]}});
+        let err = typed::<campanile::JobSpec>(value, "").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("schedule"), "{err:?}");
+        assert!(err.message.contains("61"), "{}", err.message);
+
+        let value = serde_json::json!({"name": "x", "schedule": "* * * * *", "colour": 1,
+            "target": {"type": "command", "argv": ["true"]}});
+        let err = typed::<campanile::JobSpec>(value, "").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("colour"), "{err:?}");
+
+        let value = serde_json::json!({"name": "x", "schedule": "* * * * *",
+            "target": {"type": "command", "argv": ["true"], "timeout": "soon"}});
+        let err = typed::<campanile::JobSpec>(value, "").unwrap_err();
+        assert!(
+            err.field.as_deref().unwrap().starts_with("target"),
+            "{err:?}"
+        );
+
+        let value = serde_json::json!({"schedule": "* * * * *",
+            "target": {"type": "command", "argv": ["true"]}});
+        let err = typed::<campanile::JobSpec>(value, "").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("name"), "{err:?}");
+    }
+}

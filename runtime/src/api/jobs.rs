@@ -1,0 +1,561 @@
+//! `/v1/jobs`: create, list, read, replace (PUT), merge-patch (PATCH), delete, pause, resume, trigger, clone,
+//! backfill and preview.
+//!
+//! Optimistic concurrency: every job answer carries `ETag: "<revision>"`; PUT, PATCH and DELETE honour
+//! `If-Match: "<revision>"` (412 when the job moved on) and PUT also a body `revision` (409 when it moved on).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use campanile::{Job, JobId, JobSpec, SchedulerError};
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::body::{JsonObject, Params, typed};
+use super::error::{ApiError, ErrorBody};
+use super::schema::{JobDoc, JobReplacementDoc, NewJobDoc};
+
+/// Most items one page holds.
+pub const MAX_PAGE: usize = 1000;
+
+/// `GET /v1/jobs` filters and page.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only jobs of this namespace.
+    pub namespace: Option<String>,
+    /// Only jobs carrying these labels: `key=value[,key=value...]` (a bare `key` matches any value).
+    pub label: Option<String>,
+    /// Only paused (`true`) or only active (`false`) jobs.
+    pub paused: Option<bool>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+    /// Continue after this job id (the previous page's `next_after`).
+    pub after: Option<String>,
+}
+
+/// A page of jobs, sorted by id.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// The jobs.
+    #[schema(value_type = Vec<JobDoc>)]
+    pub jobs: Vec<Job>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// `POST /v1/jobs/{id}/clone` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloneRequest {
+    /// Id of the copy; generated if absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Name of the copy; the source's if absent.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /v1/jobs/{id}/backfill` body: run every instant of the schedule in `[from, to]` that has no run
+/// record (at most 10,000).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    /// First instant (RFC 3339), inclusive.
+    #[schema(value_type = String, format = DateTime)]
+    pub from: DateTime<Utc>,
+    /// Last instant (RFC 3339), inclusive.
+    #[schema(value_type = String, format = DateTime)]
+    pub to: DateTime<Utc>,
+}
+
+/// Fires started by a trigger or a backfill (they run on the node that answered).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Fires {
+    /// Fire ids (`{job}@{scheduled_unix_ms}`), to find their run records.
+    pub fire_ids: Vec<String>,
+}
+
+/// `GET /v1/jobs/{id}/next` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NextParams {
+    /// How many instants, 1 to 1000 (default 10).
+    pub n: Option<usize>,
+}
+
+/// A job's next instants.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NextFires {
+    /// The job.
+    pub job: String,
+    /// Its time zone.
+    pub timezone: String,
+    /// The instants, in order (empty when paused or finished).
+    pub next: Vec<Instant>,
+}
+
+/// One instant.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Instant {
+    /// Unix ms.
+    pub unix_ms: i64,
+    /// RFC 3339, UTC.
+    pub utc: String,
+    /// RFC 3339, in the job's time zone.
+    pub local: String,
+}
+
+/// A job id from the path.
+pub fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    Ok(JobId::new(raw)?)
+}
+
+/// A job answer: the job JSON with `ETag: "<revision>"`.
+pub fn job_response(status: StatusCode, job: &Job) -> Response {
+    let mut response = (status, Json(job)).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", job.revision)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// The revision an `If-Match` header requires: `None` without the header or for `*`.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    bare.parse().map(Some).map_err(|_| {
+        ApiError::invalid(
+            "If-Match",
+            format!("If-Match: {text:?} is not a job revision like \"12\""),
+        )
+    })
+}
+
+/// Maps a conflict to 412 when the expectation came from `If-Match`.
+fn precondition(error: SchedulerError, from_header: bool) -> ApiError {
+    match error {
+        SchedulerError::Conflict { job, detail } if from_header => ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            format!("job {job} does not match If-Match: {detail}"),
+        ),
+        other => other.into(),
+    }
+}
+
+/// Reads a job or answers 404.
+async fn load(app: &AppState, id: &JobId) -> Result<Job, ApiError> {
+    app.scheduler
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))
+}
+
+fn label_filter(spec: &str) -> Result<Vec<(String, Option<String>)>, ApiError> {
+    spec.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some(("", _)) => Err(ApiError::invalid(
+                "label",
+                format!("label: {pair:?} has an empty key"),
+            )),
+            Some((k, v)) => Ok((k.to_owned(), Some(v.to_owned()))),
+            None => Ok((pair.to_owned(), None)),
+        })
+        .collect()
+}
+
+/// Checks a page size.
+pub fn page_size(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("limit: {limit} must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// List jobs, filtered and paginated by id. Filtering reads every job from the coordinator (one read),
+/// then filters in memory.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
+pub async fn list_jobs(
+    State(app): State<AppState>,
+    Params(params): Params<ListParams>,
+) -> Result<Json<JobList>, ApiError> {
+    let limit = page_size(params.limit, 100)?;
+    let labels = label_filter(params.label.as_deref().unwrap_or(""))?;
+    let after = params.after.as_deref().map(job_id).transpose()?;
+    let jobs = app.scheduler.list().await?;
+    let mut page: Vec<Job> = jobs
+        .into_iter()
+        .filter(|j| after.as_ref().is_none_or(|a| j.id > *a))
+        .filter(|j| {
+            params
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| j.spec.namespace == *ns)
+        })
+        .filter(|j| params.paused.is_none_or(|p| j.spec.paused == p))
+        .filter(|j| {
+            labels.iter().all(|(k, v)| match (j.spec.labels.get(k), v) {
+                (Some(have), Some(want)) => have == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            })
+        })
+        .take(limit + 1)
+        .collect();
+    let next_after = if page.len() > limit {
+        page.truncate(limit);
+        page.last().map(|j| j.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(JobList {
+        jobs: page,
+        next_after,
+    }))
+}
+
+/// Create a job (its id is generated unless the body names one).
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = NewJobDoc,
+    responses((status = 201, body = JobDoc, description = "Created; `ETag` holds the revision"),
+        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody, description = "The id exists"),
+        (status = 413, body = ErrorBody)))]
+pub async fn create_job(
+    State(app): State<AppState>,
+    mut body: JsonObject,
+) -> Result<Response, ApiError> {
+    let id = match body.take("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(job_id(&id)?),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "id",
+                format!("id: {other} is not a string"),
+            ));
+        }
+    };
+    let spec: JobSpec = body.into_typed()?;
+    let job = match id {
+        Some(id) => app.scheduler.create_with_id(id, spec).await?,
+        None => app.scheduler.create(spec).await?,
+    };
+    let mut response = job_response(StatusCode::CREATED, &job);
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Read a job.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobDoc, description = "`ETag` holds the revision"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    Ok(job_response(StatusCode::OK, &load(&app, &id).await?))
+}
+
+/// Replace a job's spec (or create it under this id if it does not exist and no revision is required).
+/// Takes effect from the next instant.
+#[utoipa::path(put, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id"),
+        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"")),
+    request_body = JobReplacementDoc,
+    responses((status = 200, body = JobDoc), (status = 201, body = JobDoc, description = "Created"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The body's revision is stale"),
+        (status = 412, body = ErrorBody, description = "If-Match is stale"), (status = 413, body = ErrorBody)))]
+pub async fn replace_job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    mut body: JsonObject,
+) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    match body.take("id") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(given)) if given == id.as_str() => {}
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "id",
+                format!("id: {other} differs from the path's id {id:?}"),
+            ));
+        }
+    }
+    let body_revision: Option<u64> = match body.take("revision") {
+        None | Some(Value::Null) => None,
+        Some(v) => typed(v, "revision")?,
+    };
+    for read_only in ["created_ms", "updated_ms"] {
+        body.take(read_only);
+    }
+    let header_revision = if_match(&headers)?;
+    if let (Some(h), Some(b)) = (header_revision, body_revision)
+        && h != b
+    {
+        return Err(ApiError::invalid(
+            "revision",
+            format!("revision: {b} disagrees with If-Match {h}"),
+        ));
+    }
+    let spec: JobSpec = body.into_typed()?;
+    let expected = header_revision.or(body_revision);
+    let exists_required = expected.is_some() || headers.contains_key(header::IF_MATCH);
+    if !exists_required && app.scheduler.get(&id).await?.is_none() {
+        let job = app.scheduler.create_with_id(id, spec).await?;
+        return Ok(job_response(StatusCode::CREATED, &job));
+    }
+    let job = app
+        .scheduler
+        .update(&id, spec, expected)
+        .await
+        .map_err(|e| precondition(e, header_revision.is_some()))?;
+    Ok(job_response(StatusCode::OK, &job))
+}
+
+/// Change some fields of a job: a JSON merge patch (RFC 7396) of the job JSON (`null` resets a field to its
+/// default). A `revision` in the patch or `If-Match` makes it conditional; otherwise it is retried on a
+/// concurrent change.
+#[utoipa::path(patch, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id"),
+        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"")),
+    request_body(content = Object, description = "Merge patch of the job JSON, e.g. {\"schedule\": \"0 * * * *\", \"paused\": true}",
+        content_type = "application/merge-patch+json"),
+    responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 412, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn patch_job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    mut body: JsonObject,
+) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    for read_only in ["id", "created_ms", "updated_ms"] {
+        if body.take(read_only).is_some() {
+            return Err(ApiError::invalid(
+                read_only,
+                format!("{read_only}: is read-only"),
+            ));
+        }
+    }
+    let body_revision: Option<u64> = match body.take("revision") {
+        None | Some(Value::Null) => None,
+        Some(v) => typed(v, "revision")?,
+    };
+    let header_revision = if_match(&headers)?;
+    let expected = header_revision.or(body_revision);
+    let patch = Value::Object(body.0);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let job = load(&app, &id).await?;
+        let mut merged =
+            serde_json::to_value(&job.spec).map_err(|e| ApiError::internal(e.to_string()))?;
+        merge_patch(&mut merged, &patch);
+        let spec: JobSpec = typed(merged, "")?;
+        match app
+            .scheduler
+            .update(&id, spec, Some(expected.unwrap_or(job.revision)))
+            .await
+        {
+            Ok(job) => return Ok(job_response(StatusCode::OK, &job)),
+            // Unconditional patches retry on a concurrent write, a few times.
+            Err(SchedulerError::Conflict { .. }) if expected.is_none() && attempts < 5 => continue,
+            Err(e) => return Err(precondition(e, header_revision.is_some())),
+        }
+    }
+}
+
+/// RFC 7396.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let map = target.as_object_mut().expect("made an object above");
+    for (key, value) in patch {
+        if value.is_null() {
+            map.remove(key);
+        } else {
+            merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+/// Delete a job and its history.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id"),
+        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"")),
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)))]
+pub async fn delete_job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let id = job_id(&id)?;
+    let expected = if_match(&headers)?;
+    app.scheduler
+        .delete(&id, expected)
+        .await
+        .map_err(|e| precondition(e, expected.is_some()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pause a job: its instants are not run (nor owed) until it is resumed.
+#[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn pause_job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    Ok(job_response(
+        StatusCode::OK,
+        &app.scheduler.pause(&id).await?,
+    ))
+}
+
+/// Resume a paused job from its next instant.
+#[utoipa::path(post, path = "/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn resume_job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    Ok(job_response(
+        StatusCode::OK,
+        &app.scheduler.resume(&id).await?,
+    ))
+}
+
+/// Run a job now, once, on the node that answers (outside its schedule).
+#[utoipa::path(post, path = "/v1/jobs/{id}/trigger", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 202, body = Fires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn trigger_job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Fires>), ApiError> {
+    let id = job_id(&id)?;
+    let fire = app.scheduler.trigger(&id).await?;
+    if let Some(notifier) = &app.notifier {
+        notifier.watch(id);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Fires {
+            fire_ids: vec![fire.to_string()],
+        }),
+    ))
+}
+
+/// Copy a job under a new id.
+#[utoipa::path(post, path = "/v1/jobs/{id}/clone", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    request_body(content = Option<CloneRequest>),
+    responses((status = 201, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn clone_job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    let request: CloneRequest = body.into_typed()?;
+    let new_id = request.id.as_deref().map(job_id).transpose()?;
+    let job = app.scheduler.clone_job(&id, new_id, request.name).await?;
+    Ok(job_response(StatusCode::CREATED, &job))
+}
+
+/// Run, on the node that answers, every instant of the job's schedule in `[from, to]` that has no run
+/// record (at most 10,000).
+#[utoipa::path(post, path = "/v1/jobs/{id}/backfill", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    request_body = BackfillRequest,
+    responses((status = 202, body = Fires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn backfill_job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: JsonObject,
+) -> Result<(StatusCode, Json<Fires>), ApiError> {
+    let id = job_id(&id)?;
+    let request: BackfillRequest = body.into_typed()?;
+    let fires = app
+        .scheduler
+        .backfill(
+            &id,
+            request.from.timestamp_millis(),
+            request.to.timestamp_millis(),
+        )
+        .await?;
+    if let Some(notifier) = &app.notifier {
+        notifier.watch(id);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Fires {
+            fire_ids: fires.iter().map(ToString::to_string).collect(),
+        }),
+    ))
+}
+
+/// Preview a job's next instants from now (empty when paused).
+#[utoipa::path(get, path = "/v1/jobs/{id}/next", tag = "jobs",
+    params(("id" = String, Path, description = "Job id"), NextParams),
+    responses((status = 200, body = NextFires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn next_fires(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Params(params): Params<NextParams>,
+) -> Result<Json<NextFires>, ApiError> {
+    let id = job_id(&id)?;
+    let n = params.n.unwrap_or(10);
+    if !(1..=1000).contains(&n) {
+        return Err(ApiError::invalid("n", format!("n: {n} must be 1 to 1000")));
+    }
+    let job = load(&app, &id).await?;
+    let tz = job.spec.tz()?;
+    let instants = app.scheduler.next_fires(&id, n).await?;
+    let next = instants
+        .into_iter()
+        .filter_map(|ms| {
+            let utc = Utc.timestamp_millis_opt(ms).single()?;
+            Some(Instant {
+                unix_ms: ms,
+                utc: utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                local: utc
+                    .with_timezone(&tz)
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+            })
+        })
+        .collect();
+    Ok(Json(NextFires {
+        job: id.to_string(),
+        timezone: job.spec.timezone,
+        next,
+    }))
+}

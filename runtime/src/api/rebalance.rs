@@ -1,0 +1,248 @@
+//! `POST /v1/rebalance/plan`: what the rebalancer would assign, for a given scenario or for the live
+//! cluster after a drain or a join. Planning changes nothing; read-only tokens may call it. The same
+//! scenario format is what `campanile rebalance plan --input FILE` reads offline.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use campanile::JobId;
+use campanile::coordinator::NodeId;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::body::{JsonObject, Params};
+use super::error::{ApiError, ErrorBody};
+
+/// A rebalance scenario.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"jobs": [{"id": "a"}, {"id": "b", "weight": 2, "labels": ["region=eu"]}],
+    "previous": {"a": "n1"}, "nodes": ["n1", {"id": "n2", "capacity": 10, "labels": ["region=eu"]}]}))]
+pub struct Scenario {
+    /// The jobs to place.
+    pub jobs: Vec<ScenarioJob>,
+    /// The previous assignment, job id → node id (nodes absent from `nodes` are gone or drained).
+    #[serde(default)]
+    pub previous: BTreeMap<String, String>,
+    /// The live nodes: an id, or an object with capacity and labels.
+    pub nodes: Vec<ScenarioNode>,
+}
+
+/// A job in a scenario.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioJob {
+    /// Job id.
+    pub id: String,
+    /// Load weight (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Labels a node must carry to own it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+}
+
+/// A node in a scenario: `"id"` or `{"id", "capacity"?, "labels"?}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ScenarioNode {
+    /// Just an id: no labels, unlimited capacity.
+    Id(String),
+    /// A node with capacity and labels.
+    Node(ScenarioNodeSpec),
+}
+
+/// A node with capacity and labels.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioNodeSpec {
+    /// Node id.
+    pub id: String,
+    /// Most total job weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u64>,
+    /// Node labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+}
+
+/// A plan.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Plan {
+    /// Job id → node id.
+    pub assignment: BTreeMap<String, String>,
+    /// Jobs whose owner changed from `previous` (jobs previously unowned do not count).
+    pub moves: usize,
+}
+
+/// `POST /v1/rebalance/plan` parameters, for a plan of the live cluster (no body).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PlanParams {
+    /// Plan as if this node left.
+    pub drain: Option<String>,
+    /// Plan as if a node with this id joined.
+    pub join: Option<String>,
+    /// Labels of the joining node, comma-separated.
+    pub join_labels: Option<String>,
+}
+
+impl ScenarioNode {
+    /// The node's id.
+    pub fn id(&self) -> &str {
+        match self {
+            ScenarioNode::Id(id) => id,
+            ScenarioNode::Node(node) => &node.id,
+        }
+    }
+}
+
+impl Scenario {
+    /// Checks ids, weights and references; the error names the field.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut jobs = BTreeSet::new();
+        for (i, job) in self.jobs.iter().enumerate() {
+            JobId::new(&job.id).map_err(|e| ApiError::from(e.within(&format!("jobs[{i}]"))))?;
+            if !jobs.insert(job.id.as_str()) {
+                return Err(ApiError::invalid(
+                    format!("jobs[{i}].id"),
+                    format!("jobs[{i}].id: {:?} is listed twice", job.id),
+                ));
+            }
+            if job.weight.is_some_and(|w| !(1..=1_000_000).contains(&w)) {
+                return Err(ApiError::invalid(
+                    format!("jobs[{i}].weight"),
+                    format!("jobs[{i}].weight: must be 1 to 1000000"),
+                ));
+            }
+        }
+        let mut nodes = BTreeSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            NodeId::new(node.id()).map_err(|e| {
+                ApiError::invalid(format!("nodes[{i}]"), format!("nodes[{i}]: {e}"))
+            })?;
+            if !nodes.insert(node.id()) {
+                return Err(ApiError::invalid(
+                    format!("nodes[{i}]"),
+                    format!("nodes[{i}]: {:?} is listed twice", node.id()),
+                ));
+            }
+        }
+        for (job, node) in &self.previous {
+            if !jobs.contains(job.as_str()) {
+                return Err(ApiError::invalid(
+                    format!("previous.{job}"),
+                    format!("previous.{job}: not one of the scenario's jobs"),
+                ));
+            }
+            NodeId::new(node).map_err(|e| {
+                ApiError::invalid(format!("previous.{job}"), format!("previous.{job}: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The plan for a validated scenario.
+///
+/// The minimal-move rebalancer (`campanile::rebalance::rebalance`, the cluster issue) has not landed in the
+/// engine yet; until it does, planning answers 501 rather than showing the placement the engine uses today,
+/// which does not balance loads and would mislead an operator planning a drain.
+pub fn plan(scenario: &Scenario) -> Result<Plan, ApiError> {
+    scenario.validate()?;
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_implemented",
+        "not available yet: rebalance plans need the engine's minimal-move rebalancer \
+         (campanile::rebalance::rebalance, the cluster issue), which has not landed",
+    ))
+}
+
+/// Plan a scenario (the body), or the live cluster after `?drain=NODE` / `?join=NODE` (no body).
+#[utoipa::path(post, path = "/v1/rebalance/plan", tag = "cluster", params(PlanParams),
+    request_body(content = Option<Scenario>),
+    responses((status = 200, body = Plan), (status = 400, body = ErrorBody),
+        (status = 501, body = ErrorBody, description = "The rebalancer is not in this build yet")))]
+pub async fn plan_route(
+    State(app): State<AppState>,
+    Params(params): Params<PlanParams>,
+    body: JsonObject,
+) -> Result<Json<Plan>, ApiError> {
+    let scenario = if body.0.is_empty() {
+        live_scenario(&app, &params).await?
+    } else {
+        if params.drain.is_some() || params.join.is_some() {
+            return Err(ApiError::invalid(
+                "drain",
+                "drain/join plan the live cluster: send them without a body",
+            ));
+        }
+        body.into_typed()?
+    };
+    Ok(Json(plan(&scenario)?))
+}
+
+async fn live_scenario(app: &AppState, params: &PlanParams) -> Result<Scenario, ApiError> {
+    let coordinator = app.scheduler.coordinator();
+    let jobs = app.scheduler.list().await?;
+    let members = coordinator.members().await?;
+    let assignment = coordinator.assignment().await?;
+    let mut nodes: Vec<ScenarioNode> = members
+        .members
+        .iter()
+        .filter(|m| params.drain.as_deref() != Some(m.node.id.as_str()))
+        .map(|m| {
+            ScenarioNode::Node(ScenarioNodeSpec {
+                id: m.node.id.to_string(),
+                capacity: m.node.capacity,
+                labels: m.node.labels.iter().cloned().collect(),
+            })
+        })
+        .collect();
+    if let Some(drain) = &params.drain
+        && !members.members.iter().any(|m| m.node.id.as_str() == drain)
+    {
+        return Err(ApiError::invalid(
+            "drain",
+            format!("drain: {drain:?} is not a live member"),
+        ));
+    }
+    if let Some(join) = &params.join {
+        nodes.push(ScenarioNode::Node(ScenarioNodeSpec {
+            id: join.clone(),
+            capacity: None,
+            labels: params
+                .join_labels
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }));
+    }
+    Ok(Scenario {
+        jobs: jobs
+            .iter()
+            .map(|j| ScenarioJob {
+                id: j.id.to_string(),
+                weight: Some(j.spec.weight),
+                labels: j.spec.node_labels.iter().cloned().collect(),
+            })
+            .collect(),
+        previous: assignment
+            .map(|a| {
+                a.owners
+                    .iter()
+                    .filter(|(j, _)| jobs.iter().any(|job| job.id == **j))
+                    .map(|(j, n)| (j.to_string(), n.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        nodes,
+    })
+}

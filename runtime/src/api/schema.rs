@@ -1,0 +1,440 @@
+//! OpenAPI schemas of the engine's types, which the engine cannot derive itself (it depends on no HTTP or
+//! OpenAPI crate): mirrors of `JobSpec`, `Job` and `RunRecord` with the same serde form.
+//!
+//! The API (de)serializes the engine's own types; these exist only for the document. A test
+//! (`tests::mirrors_match_the_engine`) round-trips fully populated values through both the engine type and
+//! its mirror, both with `deny_unknown_fields`, so a field added to one and not the other fails the build's
+//! tests rather than silently leaving the document behind.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The job JSON: what a user schedules (the engine's `JobSpec`). Only `name`, `schedule` and `target` are
+/// required.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = JobSpec, example = json!({
+    "name": "report", "schedule": "0 */5 * * * *", "timezone": "Europe/London",
+    "target": {"type": "command", "argv": ["/usr/bin/report", "--daily"], "timeout": "30s"},
+    "misfire": {"policy": "fire_once"}, "overlap": "skip"
+}))]
+pub struct JobSpecDoc {
+    /// Human name (1 to 256 characters); need not be unique.
+    pub name: String,
+    /// Namespace for listing (`[A-Za-z0-9_-]`, default `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Free-form labels (`team=payments`); a `notify` label selects webhooks (`notify=ops,pager`, `notify=none`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Cron with 5, 6 (leading seconds) or 7 (trailing year) fields, `L W # ?`, a macro (`@daily`),
+    /// `@every 30s [from RFC3339]`, or `@at RFC3339`.
+    #[schema(example = "0 */5 * * * *")]
+    pub schedule: String,
+    /// IANA time zone the cron fields are read in (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// DST handling of cron wall-clock times (default `cronie`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<DstPolicyDoc>,
+    /// What runs.
+    pub target: TargetDoc,
+    /// What happens to instants that passed while no node could fire them (default `fire_once`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misfire: Option<MisfireDoc>,
+    /// What happens when an instant comes while the previous run is still going (default `skip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<OverlapDoc>,
+    /// Retries of a failed run within the same fire (default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryDoc>,
+    /// Delivery of fires in doubt after a crash (default `at_most_once`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryDoc>,
+    /// Random delay in `[0, jitter]` added to each start (duration like `"10s"`, at most `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
+    /// No instant before this one fires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub start_at: Option<String>,
+    /// No instant after this one fires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub end_at: Option<String>,
+    /// A paused job keeps its schedule but runs nothing until resumed (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    /// Load weight for the rebalancer, 1 to 1000000 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Labels a node must carry to own this job (`["region=eu"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_labels: Vec<String>,
+}
+
+/// DST handling.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = DstPolicy)]
+pub enum DstPolicyDoc {
+    /// Like cronie: a time in the spring gap runs once right after the jump; the repeated hour runs once.
+    Cronie,
+    /// Fixed times in the spring gap do not run that day.
+    SkipGap,
+}
+
+/// What runs when a job fires, tagged by `type`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = Target)]
+pub enum TargetDoc {
+    /// A process started from an argv (no shell unless argv names one).
+    Command(CommandDoc),
+    /// An HTTP request.
+    Http(HttpDoc),
+    /// An in-process handler (embedded use only: the standalone binary registers none).
+    Handler(HandlerDoc),
+}
+
+/// A command target.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CommandTarget)]
+pub struct CommandDoc {
+    /// Program and arguments; `argv[0]` is looked up in `PATH` if it has no `/`.
+    pub argv: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Kill the process group after this long (`"30s"`); no limit if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// An HTTP target.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = HttpTarget)]
+pub struct HttpDoc {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Method (default `POST`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Extra request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Statuses counted as success; any 2xx if empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_status: Vec<u16>,
+    /// Whole-request timeout (default `"30s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// A handler target.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = HandlerTarget)]
+pub struct HandlerDoc {
+    /// The registered handler name.
+    pub name: String,
+    /// Abort after this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Misfire policy, tagged by `policy`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = MisfirePolicy)]
+pub enum MisfireDoc {
+    /// Record passed instants as misfired; run none.
+    Skip,
+    /// Run the most recent passed instant once (within 24 h); record the rest.
+    FireOnce,
+    /// Run up to `max_count` of the most recent passed instants within `window`, oldest first.
+    CatchUp {
+        /// At most this many (1 to 10000, default 10).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_count: Option<u32>,
+        /// Only instants at most this old (default `"1h"`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<String>,
+    },
+}
+
+/// Overlap policy.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Overlap)]
+pub enum OverlapDoc {
+    /// Start beside the running one.
+    Allow,
+    /// Record the new instant as skipped.
+    Skip,
+    /// Keep one pending instant; skip further ones.
+    BufferOne,
+    /// Kill the running one and start the new one.
+    CancelPrevious,
+}
+
+/// Retries.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RetryPolicy)]
+pub struct RetryDoc {
+    /// Attempts after the first (0 to 100, default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Delay between attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffDoc>,
+}
+
+/// Retry backoff: `initial * factor^(n-1)`, capped at `max`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Backoff)]
+pub struct BackoffDoc {
+    /// First delay (default `"1s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<String>,
+    /// Growth per retry, 1 to 10 (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    /// Largest delay (default `"1m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<String>,
+}
+
+/// Delivery of in-doubt fires.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Delivery)]
+pub enum DeliveryDoc {
+    /// Never run a fire twice: in-doubt fires are recorded, not re-run.
+    AtMostOnce,
+    /// Never lose a fire: in-doubt fires run again (targets de-duplicate by fire id).
+    AtLeastOnce,
+}
+
+/// A stored job: the job JSON plus its identity and revision (the engine's `Job`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = Job)]
+pub struct JobDoc {
+    /// Unique id (`[A-Za-z0-9._-]`, 1 to 128 characters).
+    pub id: String,
+    /// Store revision of the last write; send it back (body `revision` or `If-Match`) to update safely.
+    pub revision: u64,
+    /// Unix ms of creation.
+    pub created_ms: i64,
+    /// Unix ms of the last update.
+    pub updated_ms: i64,
+    /// The job JSON.
+    #[serde(flatten)]
+    pub spec: JobSpecDoc,
+}
+
+/// `POST /v1/jobs`: the job JSON, with an optional id (generated if absent).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = NewJob)]
+pub struct NewJobDoc {
+    /// The id to create the job under (`[A-Za-z0-9._-]`); generated if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The job JSON.
+    #[serde(flatten)]
+    pub spec: JobSpecDoc,
+}
+
+/// `PUT /v1/jobs/{id}`: the job JSON; a `Job` as read (with `id`, `revision`, `created_ms`, `updated_ms`)
+/// is accepted as it is, so GET → edit → PUT works.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = JobReplacement)]
+pub struct JobReplacementDoc {
+    /// Must equal the path's id when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Update only if the job is still at this revision (like `If-Match`); 409 otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// Ignored (read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_ms: Option<i64>,
+    /// Ignored (read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_ms: Option<i64>,
+    /// The job JSON.
+    #[serde(flatten)]
+    pub spec: JobSpecDoc,
+}
+
+/// How a fire ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Outcome)]
+pub enum OutcomeDoc {
+    /// Ran and succeeded.
+    Succeeded,
+    /// Ran and failed.
+    Failed,
+    /// Ran past its timeout and was killed.
+    TimedOut,
+    /// Not run on purpose (overlap policy, paused or deleted).
+    Skipped,
+    /// Not run because no node could fire it in time.
+    Misfired,
+    /// Claimed by an owner that vanished: it may or may not have run.
+    InDoubt,
+}
+
+/// The record of one fire (or, for `misfired`, of a range of missed instants).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RunRecord)]
+pub struct RunRecordDoc {
+    /// The job.
+    pub job: String,
+    /// Scheduled instant, Unix ms (the first of a range). The fire id is `{job}@{scheduled_ms}`.
+    pub scheduled_ms: i64,
+    /// Instants covered by a `misfired` record (1 if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Last instant of a range, Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scheduled_ms: Option<i64>,
+    /// Node that wrote the record.
+    pub node: String,
+    /// Attempts made (0 when the target never started).
+    pub attempt: u32,
+    /// Unix ms the last attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<i64>,
+    /// Unix ms the last attempt ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<i64>,
+    /// How it ended.
+    pub outcome: OutcomeDoc,
+    /// Exit code or HTTP status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// Why it ended this way, when not obvious.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Tail of the output (at most 4096 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Whether this was a manual trigger or backfill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use campanile::job::{Backoff, CommandTarget, HttpTarget, MisfirePolicy, RetryPolicy};
+    use campanile::{FireId, JobSpec, Outcome, RunRecord, Schedule, Target};
+    use std::time::Duration;
+
+    fn full_spec(target: Target) -> JobSpec {
+        let mut spec = JobSpec::new("n", Schedule::parse("* * * * *").unwrap(), target);
+        spec.namespace = "ns".into();
+        spec.labels.insert("a".into(), "b".into());
+        spec.timezone = "Europe/London".into();
+        spec.dst = campanile::job::DstPolicy::SkipGap;
+        spec.misfire = MisfirePolicy::CatchUp {
+            max_count: 3,
+            window: Duration::from_secs(60),
+        };
+        spec.overlap = campanile::job::Overlap::Allow;
+        spec.retry = RetryPolicy {
+            max_retries: 2,
+            backoff: Backoff::default(),
+        };
+        spec.delivery = campanile::job::Delivery::AtLeastOnce;
+        spec.jitter = Some(Duration::from_secs(1));
+        spec.start_at = Some("2026-01-01T00:00:00Z".parse().unwrap());
+        spec.end_at = Some("2027-01-01T00:00:00Z".parse().unwrap());
+        spec.paused = true;
+        spec.weight = 3;
+        spec.node_labels.insert("region=eu".into());
+        spec
+    }
+
+    /// Engine → mirror → engine, with `deny_unknown_fields` on both sides: every field of one is a field of
+    /// the other, with the same form.
+    fn round_trip<E, D>(engine: &E)
+    where
+        E: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+        D: Serialize + serde::de::DeserializeOwned,
+    {
+        let json = serde_json::to_value(engine).unwrap();
+        let doc: D = serde_json::from_value(json.clone())
+            .unwrap_or_else(|e| panic!("the mirror does not read {json}: {e}"));
+        let back = serde_json::to_value(&doc).unwrap();
+        let engine_again: E = serde_json::from_value(back.clone())
+            .unwrap_or_else(|e| panic!("the engine does not read the mirror's {back}: {e}"));
+        assert_eq!(&engine_again, engine);
+    }
+
+    #[test]
+    fn mirrors_match_the_engine() {
+        let mut command = CommandTarget::new(["echo", "hi"]);
+        command.env.insert("K".into(), "V".into());
+        command.cwd = Some("/tmp".into());
+        command.timeout = Some(Duration::from_secs(5));
+        round_trip::<JobSpec, JobSpecDoc>(&full_spec(Target::Command(command)));
+        let http = HttpTarget {
+            url: "http://127.0.0.1/x".into(),
+            method: "PUT".into(),
+            headers: [("X-A".to_owned(), "b".to_owned())].into(),
+            body: Some("{}".into()),
+            expected_status: vec![204],
+            timeout: Duration::from_secs(3),
+        };
+        round_trip::<JobSpec, JobSpecDoc>(&full_spec(Target::Http(http)));
+        round_trip::<JobSpec, JobSpecDoc>(&full_spec(Target::Handler(
+            campanile::job::HandlerTarget::new("h"),
+        )));
+        for misfire in [MisfirePolicy::Skip, MisfirePolicy::FireOnce] {
+            let mut spec = full_spec(Target::Handler(campanile::job::HandlerTarget::new("h")));
+            spec.misfire = misfire;
+            round_trip::<JobSpec, JobSpecDoc>(&spec);
+        }
+
+        let job = campanile::Job::new(
+            campanile::JobId::new("j").unwrap(),
+            full_spec(Target::Command(CommandTarget::new(["true"]))),
+            5,
+        );
+        let json = serde_json::to_value(&job).unwrap();
+        let doc: JobDoc = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&doc).unwrap(), json);
+
+        let mut record = RunRecord::new(
+            &FireId::new(campanile::JobId::new("j").unwrap(), 1000),
+            "node-1",
+            Outcome::Misfired,
+        );
+        record.count = 3;
+        record.last_scheduled_ms = Some(3000);
+        record.attempt = 1;
+        record.started_ms = Some(1);
+        record.ended_ms = Some(2);
+        record.code = Some(1);
+        record.reason = Some("late".into());
+        record.output = "out".into();
+        record.manual = true;
+        round_trip::<RunRecord, RunRecordDoc>(&record);
+    }
+}

@@ -1,0 +1,687 @@
+//! The node's configuration: defaults, then one TOML file (`--config`), then `CAMPANILE_*` environment
+//! variables, then flags; unknown keys are errors, durations are humane strings (`"5s"`), and
+//! [`Config::validate`] names the offending key and value.
+//!
+//! Every key is documented in `docs/operations.md`; a test checks that each key of [`Config`] appears there.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use campanile::ValidationError;
+use campanile::coordinator::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of `campanile serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's id, unique among live nodes (`[A-Za-z0-9._-]`, 1 to 64 characters).
+    pub node_id: String,
+    /// Labels that jobs' `node_labels` are matched against (`region=eu`).
+    pub labels: Vec<String>,
+    /// Most total job weight this node owns; unlimited if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u64>,
+    /// Address and port the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Address shown to operators in `/v1/cluster`; the listen address if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// Directory of the durable in-process store (the default coordinator); created if missing.
+    pub data_dir: PathBuf,
+    /// The coordination backend as one URL: `memory:`, `file://PATH`, `etcd://HOST:PORT[,...]/PREFIX` or
+    /// `zk://HOST:PORT[,...]/CHROOT`. Default: `file://{data_dir}/campanile.redb`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<String>,
+    /// File of API tokens (see [`crate::api::auth`]); without one the API is open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Largest request body accepted, in bytes; larger ones are answered 413.
+    pub max_body_bytes: usize,
+    /// On SIGTERM/SIGINT, how long running runs may take to finish before they are killed.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Logging.
+    pub log: LogConfig,
+    /// TLS for the HTTP listener; plain HTTP if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Engine tunables.
+    pub engine: EngineConfig,
+    /// Webhook notifications.
+    pub notify: NotifyConfig,
+}
+
+/// `[log]`: how the node logs (to stderr).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (human) or `json` (one object per line).
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, `campanile=debug,info`.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[tls]`: serve the API over TLS (rustls) with this certificate chain and key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// `[engine]`: the scheduler's tunables (see `campanile::Builder`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Session TTL: a crashed node's jobs move to other nodes after this long.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// How far ahead instants are claimed (capped at half the TTL).
+    #[serde(with = "humantime_serde")]
+    pub claim_lookahead: Duration,
+    /// An instant that could not start within this long is a misfire, handled by the job's policy.
+    #[serde(with = "humantime_serde")]
+    pub misfire_threshold: Duration,
+    /// Most runs at once on this node; further fires wait in order.
+    pub max_concurrent_runs: usize,
+    /// How long the leader waits after a change before publishing a new assignment.
+    #[serde(with = "humantime_serde")]
+    pub rebalance_delay: Duration,
+    /// Run records kept per job by the in-process backend (at least 100).
+    pub history_limit: usize,
+}
+
+/// `[notify]`: webhooks told about failed, timed-out, misfired and in-doubt runs and lost nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// How often run records of the jobs this node owns are checked for new events.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Events waiting per webhook; when full, new events are dropped (and counted), never waited for.
+    pub queue: usize,
+    /// The webhooks.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// `[[notify.webhooks]]`: one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Name a job's `notify` label can select (`notify=ops,pager`).
+    pub name: String,
+    /// `http://` or `https://` URL that receives a `POST` of the event JSON.
+    pub url: String,
+    /// Events sent; all of them if empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventKind>,
+    /// Extra request headers (`Authorization`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one delivery attempt.
+    #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts per event (1 = no retry); retries back off from 1 s, doubling, up to 60 s.
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+}
+
+/// What a notification is about.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A run failed.
+    RunFailed,
+    /// A run was killed at its timeout.
+    RunTimedOut,
+    /// Instants were not run on time (recorded `misfired`).
+    Misfired,
+    /// An instant's outcome is unknown after its owner vanished (recorded `in_doubt`).
+    InDoubt,
+    /// A member left the cluster (session expired or closed).
+    NodeLost,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 5] = [
+        EventKind::RunFailed,
+        EventKind::RunTimedOut,
+        EventKind::Misfired,
+        EventKind::InDoubt,
+        EventKind::NodeLost,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RunFailed => "run_failed",
+            EventKind::RunTimedOut => "run_timed_out",
+            EventKind::Misfired => "misfired",
+            EventKind::InDoubt => "in_doubt",
+            EventKind::NodeLost => "node_lost",
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: "node-1".to_owned(),
+            labels: Vec::new(),
+            capacity: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            advertise: None,
+            data_dir: PathBuf::from("campanile-data"),
+            coordinator: None,
+            token_file: None,
+            max_body_bytes: 1 << 20,
+            shutdown_timeout: Duration::from_secs(30),
+            log: LogConfig::default(),
+            tls: None,
+            engine: EngineConfig::default(),
+            notify: NotifyConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(10),
+            claim_lookahead: Duration::from_secs(5),
+            misfire_threshold: Duration::from_secs(5),
+            max_concurrent_runs: 10_000,
+            rebalance_delay: Duration::from_millis(100),
+            history_limit: 1000,
+        }
+    }
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(2),
+            queue: 1024,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_webhook_attempts() -> u32 {
+    5
+}
+
+/// The coordination backend, parsed from the `coordinator` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoordinatorUrl {
+    /// `memory:`: nothing survives the process.
+    Memory,
+    /// `file://PATH`: the durable in-process store in one redb file.
+    File(PathBuf),
+    /// `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`.
+    Etcd {
+        /// `HOST:PORT` of each endpoint.
+        endpoints: Vec<String>,
+        /// Key prefix.
+        prefix: String,
+    },
+    /// `zk://HOST:PORT[,HOST:PORT...]/CHROOT`.
+    ZooKeeper {
+        /// `HOST:PORT` of each server.
+        servers: Vec<String>,
+        /// Chroot path.
+        chroot: String,
+    },
+}
+
+impl FromStr for CoordinatorUrl {
+    type Err = ValidationError;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let err = |reason: &str| ValidationError::new("coordinator", url, reason);
+        if url == "memory:" || url == "memory" || url == "memory://" {
+            return Ok(CoordinatorUrl::Memory);
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(err(
+                    "file:// needs a path, like file://./campanile-data/campanile.redb",
+                ));
+            }
+            return Ok(CoordinatorUrl::File(PathBuf::from(path)));
+        }
+        let hosts_and_path =
+            |rest: &str, what: &str| -> Result<(Vec<String>, String), ValidationError> {
+                let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+                let hosts: Vec<String> = hosts.split(',').map(str::to_owned).collect();
+                if hosts.iter().any(|h| {
+                    h.rsplit_once(':')
+                        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+                }) {
+                    return Err(err(&format!(
+                        "expected {what}://HOST:PORT[,HOST:PORT...]/PATH with a port on every host"
+                    )));
+                }
+                Ok((hosts, format!("/{path}")))
+            };
+        if let Some(rest) = url.strip_prefix("etcd://") {
+            let (endpoints, prefix) = hosts_and_path(rest, "etcd")?;
+            return Ok(CoordinatorUrl::Etcd { endpoints, prefix });
+        }
+        if let Some(rest) = url.strip_prefix("zk://") {
+            let (servers, chroot) = hosts_and_path(rest, "zk")?;
+            return Ok(CoordinatorUrl::ZooKeeper { servers, chroot });
+        }
+        Err(err(
+            "expected memory:, file://PATH, etcd://HOST:PORT[,...]/PREFIX or zk://HOST:PORT[,...]/CHROOT",
+        ))
+    }
+}
+
+impl fmt::Display for CoordinatorUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CoordinatorUrl::Memory => f.write_str("memory:"),
+            CoordinatorUrl::File(path) => write!(f, "file://{}", path.display()),
+            CoordinatorUrl::Etcd { endpoints, prefix } => {
+                write!(f, "etcd://{}{prefix}", endpoints.join(","))
+            }
+            CoordinatorUrl::ZooKeeper { servers, chroot } => {
+                write!(f, "zk://{}{chroot}", servers.join(","))
+            }
+        }
+    }
+}
+
+/// Settings given on the command line or in `CAMPANILE_*` variables; each one, when set, replaces the
+/// file's value.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// The coordination backend: memory:, file://PATH, etcd://HOST:PORT[,...]/PREFIX, zk://HOST:PORT[,...]/CHROOT.
+    #[arg(long, env = "CAMPANILE_COORDINATOR", value_name = "URL")]
+    pub coordinator: Option<String>,
+    /// Address the HTTP API listens on [default: 127.0.0.1:7070].
+    #[arg(long, env = "CAMPANILE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// This node's id [default: node-1].
+    #[arg(long, env = "CAMPANILE_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Node labels, comma-separated (region=eu,ssd).
+    #[arg(
+        long,
+        env = "CAMPANILE_LABELS",
+        value_name = "LABELS",
+        value_delimiter = ','
+    )]
+    pub labels: Option<Vec<String>>,
+    /// Directory of the default durable store [default: ./campanile-data].
+    #[arg(long, env = "CAMPANILE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// File of API tokens: one bare token per line grants admin; `read-only TOKEN` grants reads only.
+    #[arg(long, env = "CAMPANILE_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(
+        long,
+        env = "CAMPANILE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(
+        long,
+        env = "CAMPANILE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "CAMPANILE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter (info, debug, campanile=debug,info).
+    #[arg(long, env = "CAMPANILE_LOG", value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read config file {}", path.display()))?;
+        let config: Config = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// The configuration `campanile serve` runs with: the file (if any) under the overrides, validated.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut config = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Replaces the settings that `overrides` sets.
+    pub fn apply(&mut self, overrides: &Overrides) {
+        let o = overrides.clone();
+        if let Some(v) = o.coordinator {
+            self.coordinator = Some(v);
+        }
+        if let Some(v) = o.listen {
+            self.listen = v;
+        }
+        if let Some(v) = o.node_id {
+            self.node_id = v;
+        }
+        if let Some(v) = o.labels {
+            self.labels = v.into_iter().filter(|l| !l.is_empty()).collect();
+        }
+        if let Some(v) = o.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = o.token_file {
+            self.token_file = Some(v);
+        }
+        if let (Some(cert), Some(key)) = (o.tls_cert, o.tls_key) {
+            self.tls = Some(TlsConfig { cert, key });
+        }
+        if let Some(v) = o.log_format {
+            self.log.format = v;
+        }
+        if let Some(v) = o.log_level {
+            self.log.level = v;
+        }
+    }
+
+    /// The coordinator URL, with the default (`file://{data_dir}/campanile.redb`) filled in.
+    pub fn coordinator_url(&self) -> Result<CoordinatorUrl, ValidationError> {
+        match &self.coordinator {
+            Some(url) => url.parse(),
+            None => Ok(CoordinatorUrl::File(self.data_dir.join("campanile.redb"))),
+        }
+    }
+
+    /// Checks what the types cannot; the error names the key and the value.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        NodeId::new(&self.node_id)?;
+        if let Some(label) = self.labels.iter().find(|l| {
+            l.is_empty() || l.len() > 128 || l.chars().any(|c| c.is_whitespace() || c == ',')
+        }) {
+            return Err(ValidationError::new(
+                "labels",
+                label,
+                "a label is 1 to 128 characters without whitespace or commas",
+            ));
+        }
+        if self.capacity == Some(0) {
+            return Err(ValidationError::new("capacity", 0, "must be positive"));
+        }
+        self.coordinator_url()?;
+        if !(1024..=64 << 20).contains(&self.max_body_bytes) {
+            return Err(ValidationError::new(
+                "max_body_bytes",
+                self.max_body_bytes,
+                "must be 1024 to 67108864",
+            ));
+        }
+        if self.shutdown_timeout > Duration::from_secs(3600) {
+            return Err(ValidationError::new(
+                "shutdown_timeout",
+                humantime::format_duration(self.shutdown_timeout),
+                "must be at most 1h",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            ValidationError::new(
+                "log.level",
+                &self.log.level,
+                format!("not a log filter: {e}"),
+            )
+        })?;
+        let engine = &self.engine;
+        let dur = |field: &str, value: Duration, min: Duration, max: Duration| {
+            if value < min || value > max {
+                return Err(ValidationError::new(
+                    field,
+                    humantime::format_duration(value),
+                    format!(
+                        "must be {} to {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        let secs = Duration::from_secs;
+        dur(
+            "engine.session_ttl",
+            engine.session_ttl,
+            secs(1),
+            secs(86_400),
+        )?;
+        dur(
+            "engine.claim_lookahead",
+            engine.claim_lookahead,
+            Duration::from_millis(100),
+            secs(3600),
+        )?;
+        dur(
+            "engine.misfire_threshold",
+            engine.misfire_threshold,
+            Duration::ZERO,
+            secs(86_400),
+        )?;
+        dur(
+            "engine.rebalance_delay",
+            engine.rebalance_delay,
+            Duration::ZERO,
+            secs(60),
+        )?;
+        if engine.max_concurrent_runs == 0 {
+            return Err(ValidationError::new(
+                "engine.max_concurrent_runs",
+                0,
+                "must be positive",
+            ));
+        }
+        if engine.history_limit < 100 {
+            return Err(ValidationError::new(
+                "engine.history_limit",
+                engine.history_limit,
+                "must be at least 100",
+            ));
+        }
+        dur(
+            "notify.poll_interval",
+            self.notify.poll_interval,
+            Duration::from_millis(100),
+            secs(3600),
+        )?;
+        if !(1..=1_000_000).contains(&self.notify.queue) {
+            return Err(ValidationError::new(
+                "notify.queue",
+                self.notify.queue,
+                "must be 1 to 1000000",
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, hook) in self.notify.webhooks.iter().enumerate() {
+            let field = |name: &str| format!("notify.webhooks[{i}].{name}");
+            if hook.name.is_empty()
+                || !hook
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(ValidationError::new(
+                    field("name"),
+                    &hook.name,
+                    "must be 1 or more characters of [A-Za-z0-9._-]",
+                ));
+            }
+            if !names.insert(hook.name.as_str()) {
+                return Err(ValidationError::new(
+                    field("name"),
+                    &hook.name,
+                    "is used by another webhook",
+                ));
+            }
+            let lower = hook.url.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://"))
+                || reqwest::Url::parse(&hook.url).is_err()
+            {
+                return Err(ValidationError::new(
+                    field("url"),
+                    &hook.url,
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            if !(1..=20).contains(&hook.max_attempts) {
+                return Err(ValidationError::new(
+                    field("max_attempts"),
+                    hook.max_attempts,
+                    "must be 1 to 20",
+                ));
+            }
+            dur(
+                &field("timeout"),
+                hook.timeout,
+                Duration::from_millis(100),
+                secs(300),
+            )?;
+            for (name, value) in &hook.headers {
+                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(ValidationError::new(
+                        field("headers"),
+                        name,
+                        "is not a valid header name",
+                    ));
+                }
+                if reqwest::header::HeaderValue::from_str(value).is_err() {
+                    return Err(ValidationError::new(
+                        format!("{}.{name}", field("headers")),
+                        value,
+                        "is not a valid header value",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A configuration with every optional key set: the source of the key list checked against
+    /// `docs/operations.md`.
+    pub fn example() -> Self {
+        Config {
+            capacity: Some(1000),
+            labels: vec!["region=eu".to_owned()],
+            advertise: Some("10.0.0.5:7070".to_owned()),
+            coordinator: Some("file://./campanile-data/campanile.redb".to_owned()),
+            token_file: Some(PathBuf::from("/etc/campanile/tokens")),
+            tls: Some(TlsConfig {
+                cert: PathBuf::from("/etc/campanile/cert.pem"),
+                key: PathBuf::from("/etc/campanile/key.pem"),
+            }),
+            notify: NotifyConfig {
+                webhooks: vec![WebhookConfig {
+                    name: "ops".to_owned(),
+                    url: "https://hooks.example.com/campanile".to_owned(),
+                    events: vec![EventKind::RunFailed],
+                    headers: BTreeMap::from([("Authorization".to_owned(), "Bearer x".to_owned())]),
+                    timeout: default_webhook_timeout(),
+                    max_attempts: default_webhook_attempts(),
+                }],
+                ..NotifyConfig::default()
+            },
+            ..Config::default()
+        }
+    }
+
+    /// Every key of the configuration as a dotted path (`engine.session_ttl`, `notify.webhooks.url`).
+    pub fn keys() -> Vec<String> {
+        fn walk(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
+            match value {
+                toml::Value::Table(table) => {
+                    for (key, value) in table {
+                        let path = if prefix.is_empty() {
+                            key.clone()
+                        } else {
+                            format!("{prefix}.{key}")
+                        };
+                        let is_map = path.ends_with(".headers");
+                        out.push(path.clone());
+                        if !is_map {
+                            walk(&path, value, out);
+                        }
+                    }
+                }
+                toml::Value::Array(items) => {
+                    if let Some(first @ toml::Value::Table(_)) = items.first() {
+                        walk(prefix, first, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let value = toml::Value::try_from(Self::example()).expect("the example serializes");
+        let mut out = Vec::new();
+        walk("", &value, &mut out);
+        out
+    }
+}

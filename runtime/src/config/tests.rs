@@ -1,0 +1,115 @@
+//! Unit tests of the configuration: defaults, unknown keys, durations, URLs, overrides.
+
+use std::time::Duration;
+
+use super::*;
+
+#[test]
+fn defaults_are_valid_and_use_the_durable_store_under_the_data_dir() {
+    let config = Config::default();
+    config.validate().unwrap();
+    assert_eq!(config.listen.to_string(), "127.0.0.1:7070");
+    assert_eq!(
+        config.coordinator_url().unwrap(),
+        CoordinatorUrl::File(PathBuf::from("campanile-data/campanile.redb"))
+    );
+}
+
+#[test]
+fn a_file_reads_humane_durations_and_nested_tables() {
+    let config: Config = toml::from_str(
+        r#"
+        node_id = "a"
+        shutdown_timeout = "5s"
+        [engine]
+        session_ttl = "2s"
+        [[notify.webhooks]]
+        name = "ops"
+        url = "http://127.0.0.1:9/hook"
+        "#,
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
+    assert_eq!(config.engine.session_ttl, Duration::from_secs(2));
+    assert_eq!(config.notify.webhooks[0].max_attempts, 5);
+}
+
+#[test]
+fn unknown_keys_are_errors_that_name_the_key() {
+    let err = toml::from_str::<Config>("nod_id = \"a\"").unwrap_err();
+    assert!(err.to_string().contains("nod_id"), "{err}");
+    let err = toml::from_str::<Config>("[engine]\nttl = \"1s\"").unwrap_err();
+    assert!(err.to_string().contains("ttl"), "{err}");
+}
+
+#[test]
+fn bad_values_name_the_key_and_the_value() {
+    let err = toml::from_str::<Config>("shutdown_timeout = \"5 parsecs\"").unwrap_err();
+    assert!(err.to_string().contains("shutdown_timeout"), "{err}");
+    let mut config = Config {
+        node_id: "bad id".into(),
+        ..Config::default()
+    };
+    let err = config.validate().unwrap_err();
+    assert_eq!(
+        (err.field.as_str(), err.value.as_str()),
+        ("node_id", "bad id")
+    );
+    config.node_id = "a".into();
+    config.engine.session_ttl = Duration::from_millis(10);
+    assert_eq!(config.validate().unwrap_err().field, "engine.session_ttl");
+    config.engine.session_ttl = Duration::from_secs(10);
+    config.coordinator = Some("redis://x".into());
+    assert_eq!(config.validate().unwrap_err().field, "coordinator");
+}
+
+#[test]
+fn coordinator_urls_parse_and_print_back() {
+    for url in [
+        "memory:",
+        "file:///var/lib/campanile/campanile.redb",
+        "etcd://127.0.0.1:2379,127.0.0.2:2379/campanile",
+        "zk://127.0.0.1:2181/campanile",
+    ] {
+        let parsed: CoordinatorUrl = url.parse().unwrap();
+        assert_eq!(parsed.to_string(), url);
+    }
+    assert!("etcd://127.0.0.1/x".parse::<CoordinatorUrl>().is_err());
+    assert!("file://".parse::<CoordinatorUrl>().is_err());
+}
+
+#[test]
+fn overrides_replace_only_what_they_set() {
+    let mut config = Config {
+        node_id: "from-file".into(),
+        labels: vec!["a".into()],
+        ..Config::default()
+    };
+    config.apply(&Overrides {
+        listen: Some("127.0.0.1:9999".parse().unwrap()),
+        labels: Some(vec!["x=1".into(), "y".into()]),
+        ..Overrides::default()
+    });
+    assert_eq!(config.node_id, "from-file");
+    assert_eq!(config.listen.port(), 9999);
+    assert_eq!(config.labels, vec!["x=1", "y"]);
+}
+
+#[test]
+fn the_example_round_trips_and_lists_nested_keys() {
+    let example = Config::example();
+    example.validate().unwrap();
+    let text = toml::to_string(&example).unwrap();
+    assert_eq!(toml::from_str::<Config>(&text).unwrap(), example);
+    let keys = Config::keys();
+    for key in [
+        "node_id",
+        "engine.session_ttl",
+        "tls.cert",
+        "notify.webhooks.url",
+        "log.format",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+    }
+}

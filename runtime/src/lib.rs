@@ -1,0 +1,10 @@
+//! The standalone Campanile node, as a library behind the `campanile` binary: configuration, the HTTP API,
+//! the server, the CLI client and webhook notifications. See `docs/operations.md` for running it.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod notify;
+pub mod server;
+pub mod telemetry;

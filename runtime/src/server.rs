@@ -1,0 +1,183 @@
+//! `campanile serve`: one node: the coordinator, the engine, the HTTP API, and a graceful exit on
+//! SIGTERM/SIGINT.
+//!
+//! Start-up order: open the coordinator (creating the data directory for the default durable store), bind
+//! the listener (so a busy port fails before anything joins the cluster), start the engine, serve. On
+//! SIGTERM or SIGINT: `/readyz` turns 503, the engine leaves gracefully (`Scheduler::shutdown`: hands its
+//! claims back and waits for running runs up to `shutdown_timeout`), notifications get a few seconds to
+//! flush, open HTTP requests get a few seconds to finish, and the process exits 0. A second signal during
+//! that exits at once, as a crash would (the cluster recovers the node's jobs after its session TTL).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use campanile::Scheduler;
+use campanile::clock::SystemClock;
+use campanile::coordinator::Coordinator;
+use campanile_inproc::{InprocConfig, InprocCoordinator};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::api::{self, AppState, auth::Tokens};
+use crate::config::{Config, CoordinatorUrl};
+use crate::notify::Notifier;
+
+/// Opens the configured coordinator.
+pub fn open_coordinator(config: &Config) -> anyhow::Result<Arc<dyn Coordinator>> {
+    let inproc = InprocConfig {
+        history_limit: config.engine.history_limit,
+        ..InprocConfig::default()
+    };
+    match config.coordinator_url()? {
+        CoordinatorUrl::Memory => Ok(Arc::new(InprocCoordinator::memory_with(inproc))),
+        CoordinatorUrl::File(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("failed to create the data directory {}", dir.display())
+                })?;
+            }
+            let coordinator = InprocCoordinator::open_with(&path, inproc)
+                .with_context(|| format!("failed to open the store {}", path.display()))?;
+            Ok(Arc::new(coordinator))
+        }
+        CoordinatorUrl::Etcd { .. } => {
+            anyhow::bail!("coordinator etcd://...: not available yet: the etcd backend is issue 5")
+        }
+        CoordinatorUrl::ZooKeeper { .. } => anyhow::bail!(
+            "coordinator zk://...: not available yet: the ZooKeeper backend is issue 6"
+        ),
+    }
+}
+
+/// Runs a node until SIGTERM/SIGINT, then leaves gracefully.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = crate::telemetry::init_metrics()?;
+    let tokens = config.token_file.as_deref().map(Tokens::load).transpose()?;
+    if tokens.is_none() {
+        warn!("no token file: the API is open to anyone who can reach it");
+    }
+    let tls = match &config.tls {
+        Some(tls) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "failed to load TLS certificate {} and key {}",
+                        tls.cert.display(),
+                        tls.key.display()
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let coordinator = open_coordinator(&config)?;
+    let coordinator_url = config.coordinator_url()?;
+
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("failed to listen on {}", config.listen))?;
+    listener
+        .set_nonblocking(true)
+        .context("failed to set up the listener")?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .context("failed to read the listen address")?;
+
+    let mut builder = Scheduler::builder()
+        .coordinator(coordinator)
+        .node_id(&config.node_id)
+        .labels(config.labels.iter().cloned())
+        .address(config.advertise.clone().unwrap_or_else(|| addr.to_string()))
+        .session_ttl(config.engine.session_ttl)
+        .claim_lookahead(config.engine.claim_lookahead)
+        .misfire_threshold(config.engine.misfire_threshold)
+        .max_concurrent_runs(config.engine.max_concurrent_runs)
+        .rebalance_delay(config.engine.rebalance_delay);
+    if let Some(capacity) = config.capacity {
+        builder = builder.capacity(capacity);
+    }
+    let scheduler = builder.start().await.context("failed to start the node")?;
+    let notifier = Notifier::start(&config.notify, scheduler.clone());
+
+    let state = AppState {
+        scheduler: scheduler.clone(),
+        clock: SystemClock::new().shared(),
+        shutting_down: Arc::new(AtomicBool::new(false)),
+        metrics: Some(metrics),
+        notifier: notifier.clone(),
+        openapi: Arc::new(OnceLock::new()),
+    };
+    let app = api::router(state.clone(), tokens, config.max_body_bytes);
+    let handle = axum_server::Handle::new();
+    let service = app.into_make_service();
+    let mut server = match tls {
+        Some(tls) => tokio::spawn(
+            axum_server::from_tcp_rustls(listener, tls)
+                .context("failed to set up the TLS listener")?
+                .handle(handle.clone())
+                .serve(service),
+        ),
+        None => tokio::spawn(
+            axum_server::from_tcp(listener)
+                .context("failed to set up the listener")?
+                .handle(handle.clone())
+                .serve(service),
+        ),
+    };
+    info!(
+        addr = %addr,
+        node = %config.node_id,
+        coordinator = %coordinator_url,
+        tls = config.tls.is_some(),
+        "listening"
+    );
+
+    let mut term = signal(SignalKind::terminate()).context("failed to watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("failed to watch SIGINT")?;
+    let server_failed = tokio::select! {
+        biased;
+        _ = term.recv() => { info!(signal = "SIGTERM", "shutting down"); None }
+        _ = int.recv() => { info!(signal = "SIGINT", "shutting down"); None }
+        result = &mut server => Some(result),
+    };
+
+    state.shutting_down.store(true, Ordering::SeqCst);
+    let leave = async {
+        match scheduler.shutdown(config.shutdown_timeout).await {
+            Ok(report) => info!(
+                killed = report.killed,
+                records_stored = report.records_stored,
+                "left the cluster"
+            ),
+            Err(e) => error!(error = %e, "graceful leave failed"),
+        }
+        if let Some(notifier) = &notifier {
+            notifier.stop(Duration::from_secs(5)).await;
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = term.recv() => { warn!("second signal: exiting without finishing the handover"); std::process::exit(1) }
+        _ = int.recv() => { warn!("second signal: exiting without finishing the handover"); std::process::exit(1) }
+        () = leave => {}
+    }
+
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    match server_failed {
+        Some(result) => {
+            result
+                .context("the HTTP server task failed")?
+                .context("the HTTP server failed")?;
+            anyhow::bail!("the HTTP server stopped unexpectedly")
+        }
+        None => {
+            if let Ok(Err(e)) = server.await {
+                warn!(error = %e, "the HTTP server ended with an error");
+            }
+            info!("stopped");
+            Ok(())
+        }
+    }
+}
