@@ -12,6 +12,7 @@ pub mod job;
 pub mod metrics;
 pub mod misfire;
 pub mod node;
+pub mod rebalance;
 pub mod run;
 pub mod schedule;
 pub mod scheduler;

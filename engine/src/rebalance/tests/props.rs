@@ -1,0 +1,1 @@
+//! Properties of the rebalancer over generated clusters.
