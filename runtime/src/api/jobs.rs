@@ -201,7 +201,11 @@ pub async fn list_jobs(
 ) -> Result<Json<JobList>, ApiError> {
     let limit = page_size(params.limit, 100)?;
     let labels = label_filter(params.label.as_deref().unwrap_or(""))?;
-    let after = params.after.as_deref().map(job_id).transpose()?;
+    let after = params
+        .after
+        .as_deref()
+        .map(|a| JobId::new(a).map_err(|e| ApiError::invalid("after", format!("after: {e}"))))
+        .transpose()?;
     let jobs = app.scheduler.list().await?;
     let mut page: Vec<Job> = jobs
         .into_iter()

@@ -1,0 +1,296 @@
+//! The CLI against a running server: exit codes 0/1/2, tables and JSON.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::harness::{BIN, Server, eventually};
+
+fn campanile(server: &Server, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("CAMPANILE_SERVER", &server.url)
+        .env_remove("CAMPANILE_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(out: Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+#[tokio::test]
+async fn job_commands_against_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+
+    let out = ok(campanile(
+        &server,
+        &[
+            "job",
+            "add",
+            "--id",
+            "hello",
+            "--schedule",
+            "* * * * * *",
+            "--label",
+            "team=ops",
+            "--",
+            "echo",
+            "hi",
+        ],
+    ));
+    assert!(out.contains("created job hello"), "{out}");
+    let table = ok(campanile(&server, &["job", "ls"]));
+    assert!(table.lines().next().unwrap().starts_with("ID"), "{table}");
+    assert!(
+        table.contains("hello") && table.contains("echo hi"),
+        "{table}"
+    );
+    let json: Value = serde_json::from_str(&ok(campanile(
+        &server,
+        &["job", "ls", "--label", "team=ops", "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(json["jobs"][0]["id"], "hello");
+
+    eventually("a run listed by the CLI", || async {
+        let out = campanile(&server, &["job", "runs", "hello"]);
+        stdout(&out).contains("succeeded").then_some(())
+    })
+    .await;
+    let runs: Value = serde_json::from_str(&ok(campanile(
+        &server,
+        &["job", "runs", "hello", "--output", "json"],
+    )))
+    .unwrap();
+    assert_eq!(runs["runs"][0]["outcome"], "succeeded");
+
+    assert!(ok(campanile(&server, &["job", "get", "hello"])).contains("* * * * * *"));
+    let next = ok(campanile(&server, &["job", "next", "hello", "-n", "2"]));
+    assert_eq!(next.lines().count(), 3, "{next}");
+    ok(campanile(
+        &server,
+        &[
+            "job",
+            "edit",
+            "hello",
+            "--schedule",
+            "*/2 * * * * *",
+            "--set",
+            "overlap=allow",
+        ],
+    ));
+    let job: Value = serde_json::from_str(&ok(campanile(
+        &server,
+        &["job", "get", "hello", "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(
+        (job["schedule"].as_str(), job["overlap"].as_str()),
+        (Some("*/2 * * * * *"), Some("allow"))
+    );
+
+    // edit --file: a replacement checked against the revision read first.
+    let file = dir.path().join("hello.toml");
+    std::fs::write(&file, "name = \"hello\"\nschedule = \"* * * * * *\"\n[target]\ntype = \"command\"\nargv = [\"echo\", \"toml\"]\n").unwrap();
+    ok(campanile(
+        &server,
+        &["job", "edit", "hello", "--file", file.to_str().unwrap()],
+    ));
+    let job: Value = serde_json::from_str(&ok(campanile(
+        &server,
+        &["job", "get", "hello", "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(job["target"]["argv"][1], "toml");
+
+    ok(campanile(&server, &["job", "pause", "hello"]));
+    ok(campanile(&server, &["job", "resume", "hello"]));
+    assert!(ok(campanile(&server, &["job", "trigger", "hello"])).contains("triggered hello@"));
+    assert!(
+        ok(campanile(
+            &server,
+            &["job", "clone", "hello", "--id", "copy"]
+        ))
+        .contains("created job copy")
+    );
+    let backfill = ok(campanile(
+        &server,
+        &[
+            "job",
+            "backfill",
+            "copy",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-01-01T00:00:02Z",
+        ],
+    ));
+    assert!(backfill.contains("3 instants"), "{backfill}");
+    assert!(ok(campanile(&server, &["cluster"])).contains("node-1"));
+
+    // job add from a JSON file.
+    let file = dir.path().join("job.json");
+    std::fs::write(&file, r#"{"id": "from-file", "name": "f", "schedule": "@daily", "target": {"type": "http", "url": "http://127.0.0.1:9/x"}}"#).unwrap();
+    ok(campanile(
+        &server,
+        &[
+            "job",
+            "add",
+            "--file",
+            file.to_str().unwrap(),
+            "--tz",
+            "Europe/London",
+        ],
+    ));
+    let job: Value = serde_json::from_str(&ok(campanile(
+        &server,
+        &["job", "get", "from-file", "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(job["timezone"], "Europe/London");
+
+    // Errors: exit 1, with the server's message naming the field.
+    let bad = campanile(
+        &server,
+        &["job", "add", "--schedule", "61 * * * *", "--", "true"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("schedule") && stderr(&bad).contains("61"),
+        "{}",
+        stderr(&bad)
+    );
+    let bad = campanile(
+        &server,
+        &[
+            "job",
+            "add",
+            "--schedule",
+            "* * * * *",
+            "--tz",
+            "Mars/Base",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("timezone"), "{}", stderr(&bad));
+    let missing = campanile(&server, &["job", "get", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("404"), "{}", stderr(&missing));
+    // Usage errors: exit 2.
+    assert_eq!(
+        campanile(&server, &["job", "explode"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        campanile(&server, &["job", "add", "--bogus"]).status.code(),
+        Some(2)
+    );
+
+    ok(campanile(&server, &["job", "rm", "hello"]));
+    assert_eq!(
+        campanile(&server, &["job", "get", "hello"]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_server_that_is_not_there_is_an_error_not_a_hang() {
+    let out = Command::new(BIN)
+        .args(["job", "ls", "--server", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("failed to reach"), "{}", stderr(&out));
+}
+
+#[test]
+fn config_check_and_offline_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "node_id = \"a\"\n[engine]\nsession_ttl = \"5s\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("session_ttl = \"5s\""),
+        "{}",
+        stdout(&out)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "node_id = \"a\"\nlisten_on = \"x\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("listen_on"), "{}", stderr(&out));
+
+    let bad = dir.path().join("bad-ttl.toml");
+    std::fs::write(&bad, "[engine]\nsession_ttl = \"1ms\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("engine.session_ttl"),
+        "{}",
+        stderr(&out)
+    );
+
+    let scenario = dir.path().join("scenario.json");
+    std::fs::write(
+        &scenario,
+        r#"{"jobs": [{"id": "a"}, {"id": "a"}], "nodes": ["n1"]}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["rebalance", "plan", "--input"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("listed twice"), "{}", stderr(&out));
+
+    for (url, issue) in [
+        ("etcd://127.0.0.1:2379/x", "issue 5"),
+        ("zk://127.0.0.1:2181/x", "issue 6"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--coordinator", url])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("not available yet") && stderr(&out).contains(issue),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
