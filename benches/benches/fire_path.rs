@@ -9,6 +9,9 @@
 //! - `fire_path/one_fire`: one job due; the time is wake → that handler running.
 //! - `fire_path/batch_1000`: 1,000 jobs due at one instant; throughput is per fire (criterion's `elem/s`).
 //! - `fire_path/timer_wake_1000`: the timer's `wake` alone for 1,000 due jobs (no actors), for comparison.
+//! - `fire_path/peer_spawn_one`, `fire_path/peer_spawn_1000`: the peer, measured in the same run: the bare
+//!   floor of any design that starts a task per fire: `tokio::spawn` of the same no-op handler and the same
+//!   signal, with no scheduler logic at all.
 //!
 //! Design targets (design.md): ≤ 2 µs per fire, ≥ 1 M fires/s to no-op handlers.
 
@@ -190,11 +193,9 @@ fn armed_timer(jobs: usize, node: &NodeId, session: SessionId) -> (timer::State,
                 },
                 previous: None,
             },
-            in_doubt: Vec::new(),
         })
         .collect();
-    let fx = state.granted(grants, T0 - 1);
-    assert!(fx.fires.is_empty() && fx.records.is_empty());
+    state.granted(grants);
     (state, ids)
 }
 
@@ -250,6 +251,28 @@ impl Rig {
     }
 }
 
+/// The peer: spawns `n` tasks that each signal a start, `iters` times; the time from the first spawn until
+/// every task has started, summed.
+fn spawn_floor(rt: &Runtime, n: usize, iters: u64) -> Duration {
+    let started = Arc::new(Started::default());
+    let task = rt.spawn(async move {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            started.expect(n);
+            let begin = Instant::now();
+            for _ in 0..n {
+                let started = started.clone();
+                tokio::spawn(async move { started.one() });
+            }
+            started.notify.notified().await;
+            total += begin.elapsed();
+        }
+        total
+    });
+    rt.block_on(task)
+        .expect("the benchmark loop does not panic")
+}
+
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -272,6 +295,15 @@ fn fire_path(c: &mut Criterion) {
         b.iter_custom(|iters| batch.run(&rt, iters))
     });
     batch.stop(&rt);
+
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("peer_spawn_one", |b| {
+        b.iter_custom(|iters| spawn_floor(&rt, 1, iters))
+    });
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("peer_spawn_1000", |b| {
+        b.iter_custom(|iters| spawn_floor(&rt, 1000, iters))
+    });
 
     // The timer's share of a batch: `wake` for 1,000 due jobs, fires dropped untimed.
     let node = NodeId::new("bench").expect("valid node id");

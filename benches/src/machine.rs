@@ -24,6 +24,17 @@ pub fn describe() -> String {
     format!("nproc {cpus}, {model}, {memory}, Linux {kernel}")
 }
 
+/// The 1-minute load average (`/proc/loadavg`): on a shared machine, how many other runnable threads a
+/// measurement competed with.
+pub fn load_average() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// This process's resident set size, in bytes (`VmRSS` of `/proc/self/status`); `None` off Linux.
 pub fn resident_bytes() -> Option<u64> {
     status_kib("/proc/self/status", "VmRSS:").map(|kib| kib * 1024)

@@ -1,5 +1,6 @@
 //! A minimal `metrics` recorder for the harness: it keeps the few engine metrics the harness needs
-//! (jobs the timer holds, fires handed to executors, misfires) in atomics and drops everything else.
+//! (jobs the timer holds, fires handed to executors, misfires, skipped runs) in atomics and drops everything
+//! else.
 //!
 //! The engine records through the `metrics` facade only, so installing this recorder is how the harness learns
 //! that the timer (not only the membership actor) holds every job, without reaching into the actors.
@@ -18,6 +19,8 @@ pub struct Probe {
     fires: Arc<AtomicU64>,
     /// `campanile_misfires_total`, all reasons.
     misfires: Arc<AtomicU64>,
+    /// `campanile_runs_total{outcome="skipped"}`: instants not run because of the overlap policy.
+    skipped: Arc<AtomicU64>,
 }
 
 impl Probe {
@@ -42,6 +45,11 @@ impl Probe {
     pub fn misfires(&self) -> u64 {
         self.misfires.load(Ordering::Relaxed)
     }
+
+    /// Records of instants skipped by the overlap policy, stored so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
 }
 
 impl Recorder for Probe {
@@ -54,6 +62,13 @@ impl Recorder for Probe {
         match key.name() {
             campanile::metrics::FIRES => Counter::from_arc(self.fires.clone()),
             campanile::metrics::MISFIRES => Counter::from_arc(self.misfires.clone()),
+            campanile::metrics::RUNS
+                if key
+                    .labels()
+                    .any(|l| l.key() == "outcome" && l.value() == "skipped") =>
+            {
+                Counter::from_arc(self.skipped.clone())
+            }
             _ => Counter::noop(),
         }
     }

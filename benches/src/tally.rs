@@ -25,8 +25,8 @@ struct Inner {
     lateness_us: Histogram<u64>,
     /// Fires that started before their instant (recorded as 0 µs late).
     early: u64,
-    /// Fires per scheduled instant.
-    per_instant: HashMap<i64, u64>,
+    /// Fires and the largest lateness (µs) per scheduled instant.
+    per_instant: HashMap<i64, (u64, u64)>,
 }
 
 /// What a tally saw.
@@ -48,6 +48,9 @@ pub struct Summary {
     pub per_instant: (u64, u64),
     /// Distinct scheduled instants seen.
     pub instants: usize,
+    /// The three latest 100 ms spans of the window: `(span start − window start in ms, largest lateness in µs)`,
+    /// latest first. Shows whether lateness is spread out or comes from a few stalls.
+    pub worst_spans: Vec<(i64, u64)>,
 }
 
 impl Default for Tally {
@@ -90,10 +93,11 @@ impl Tally {
         if late < 0 {
             inner.early += 1;
         }
-        inner
-            .lateness_us
-            .saturating_record(u64::try_from(late).unwrap_or(0).clamp(1, MAX_US));
-        *inner.per_instant.entry(scheduled_ms).or_default() += 1;
+        let late = u64::try_from(late).unwrap_or(0).clamp(1, MAX_US);
+        inner.lateness_us.saturating_record(late);
+        let instant = inner.per_instant.entry(scheduled_ms).or_default();
+        instant.0 += 1;
+        instant.1 = instant.1.max(late);
     }
 
     /// Fires seen outside the window so far.
@@ -108,7 +112,16 @@ impl Tally {
         let (lo, hi) = inner
             .per_instant
             .values()
-            .fold((u64::MAX, 0), |(lo, hi), &n| (lo.min(n), hi.max(n)));
+            .fold((u64::MAX, 0), |(lo, hi), &(n, _)| (lo.min(n), hi.max(n)));
+        let from = self.from_ms.load(Ordering::Relaxed);
+        let mut spans: HashMap<i64, u64> = HashMap::new();
+        for (&at, &(_, late)) in &inner.per_instant {
+            let span = spans.entry((at - from).div_euclid(100) * 100).or_default();
+            *span = (*span).max(late);
+        }
+        let mut worst_spans: Vec<(i64, u64)> = spans.into_iter().collect();
+        worst_spans.sort_by_key(|&(at, late)| (std::cmp::Reverse(late), at));
+        worst_spans.truncate(3);
         Summary {
             fires: h.len(),
             early: inner.early,
@@ -122,6 +135,7 @@ impl Tally {
                 (lo, hi)
             },
             instants: inner.per_instant.len(),
+            worst_spans,
         }
     }
 }

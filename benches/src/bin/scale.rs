@@ -165,7 +165,7 @@ fn main() {
     }
 }
 
-/// One measurement in this process; prints one `RESULT key=value;...` line.
+/// One measurement in this process; prints one `RESULT key=value<TAB>...` line.
 fn run_worker(mode: &str, system: &str, options: &Options) {
     let jobs = options.jobs.first().copied().unwrap_or(100_000);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -196,11 +196,17 @@ fn run_worker(mode: &str, system: &str, options: &Options) {
         }
     });
     let line = match result {
-        Ok(fields) => fields
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(";"),
+        Ok(mut fields) => {
+            // On a shared machine, what else ran matters: the 1-minute load average at the end of the run.
+            let load =
+                machine::load_average().map_or_else(|| "-".to_owned(), |l| format!("{l:.1}"));
+            fields.insert("loadavg", load);
+            fields
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\t")
+        }
         Err(error) => format!("error={error}"),
     };
     println!("RESULT {line}");
@@ -215,6 +221,10 @@ fn run_parent(args: &[String], options: &Options) {
         args.join(" ")
     );
     println!("machine: {}", machine::describe());
+    println!(
+        "load average at start: {} (other work on the machine competes with every figure below)",
+        machine::load_average().map_or_else(|| "-".to_owned(), |l| format!("{l:.2}"))
+    );
     println!(
         "campanile {} (git {}), tokio-cron-scheduler 0.15",
         env!("CARGO_PKG_VERSION"),
@@ -268,7 +278,7 @@ fn parse_result(stdout: &str) -> BTreeMap<String, String> {
             "the worker printed no result".to_owned(),
         )]);
     };
-    line.split(';')
+    line.split('\t')
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
@@ -284,18 +294,19 @@ fn print_load(rows: &[Row]) {
     println!("## load: time to take N typical jobs, memory per job");
     println!();
     println!(
-        "| system | jobs | load time | RSS/job | heap/job | detail |\n|---|---:|---:|---:|---:|---|"
+        "| system | jobs | load time | RSS/job | heap/job | load avg | detail |\n|---|---:|---:|---:|---:|---:|---|"
     );
     for (system, jobs, f) in rows {
         if let Some(error) = f.get("error") {
-            println!("| {system} | {jobs} | error: {error} | | | |");
+            println!("| {system} | {jobs} | error: {error} | | | | |");
             continue;
         }
         println!(
-            "| {system} | {jobs} | {} s | {} B | {} B | {} |",
+            "| {system} | {jobs} | {} s | {} B | {} B | {} | {} |",
             get(f, "load_s"),
             get(f, "rss_per_job"),
             get(f, "heap_per_job"),
+            get(f, "loadavg"),
             get(f, "detail"),
         );
     }
@@ -313,16 +324,16 @@ fn print_lateness(mode: Mode, seconds: u64, rows: &[Row]) {
     );
     println!();
     println!(
-        "| system | jobs | fires (expected) | missed | p50 | p99 | p99.9 | max | fires/instant | detail |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "| system | jobs | fires (expected) | missed | p50 | p99 | p99.9 | max | fires/instant | latest 100 ms spans | load avg | detail |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"
     );
     for (system, jobs, f) in rows {
         if let Some(error) = f.get("error") {
-            println!("| {system} | {jobs} | error: {error} | | | | | | | |");
+            println!("| {system} | {jobs} | error: {error} | | | | | | | | | |");
             continue;
         }
         println!(
-            "| {system} | {jobs} | {} ({}) | {} | {} | {} | {} | {} | {} | {} |",
+            "| {system} | {jobs} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             get(f, "fires"),
             get(f, "expected"),
             get(f, "missed"),
@@ -331,6 +342,8 @@ fn print_lateness(mode: Mode, seconds: u64, rows: &[Row]) {
             get(f, "p999"),
             get(f, "max"),
             get(f, "per_instant"),
+            get(f, "worst_spans"),
+            get(f, "loadavg"),
             get(f, "detail"),
         );
     }
@@ -376,6 +389,15 @@ pub fn lateness_fields(
             },
         ),
         ("outside", tally.outside().to_string()),
+        (
+            "worst_spans",
+            summary
+                .worst_spans
+                .iter()
+                .map(|&(at, late)| format!("+{:.1} s: {}", at as f64 / 1e3, human_us(late)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
     ])
 }
 

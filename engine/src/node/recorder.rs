@@ -1,9 +1,11 @@
 //! The recorder actor: writes run records to the coordinator in batches and tells the timer which instants
 //! are settled.
 //!
-//! Batching is natural: a write starts as soon as there is something to write and no write is in flight;
-//! whatever arrives meanwhile goes into the next batch. So the coordinator sees one call per round trip, not
-//! one per run, however many runs end at once. A failed write is retried with backoff; records are kept until
+//! Batching by time window: a write starts when there is something to write, no write is in flight, and at
+//! least [`MIN_INTERVAL`] passed since the previous one (or a full batch is waiting); whatever arrives
+//! meanwhile goes into the next batch. So a node makes at most about `1 / MIN_INTERVAL` record calls per
+//! second plus one per [`MAX_BATCH`] records, however many runs end, and a sparse schedule still sees its
+//! records within [`MIN_INTERVAL`]. A failed write is retried with backoff; records are kept until
 //! stored (records are not fenced by ownership, only by a live session, so a new session can write them).
 
 use std::collections::VecDeque;
@@ -18,7 +20,10 @@ use crate::coordinator::{CoordError, Coordinator, RecordResult, SessionId};
 use crate::run::RunRecord;
 
 /// Largest batch per coordinator call.
-const MAX_BATCH: usize = 5_000;
+pub const MAX_BATCH: usize = 5_000;
+
+/// Shortest time between two record writes (unless a full batch waits).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The recorder actor.
 pub struct Recorder;
@@ -34,8 +39,10 @@ pub enum Msg {
     SetTimer(ActorRef<timer::Msg>),
     /// A write finished.
     Written(Vec<RunRecord>, Result<Vec<RecordResult>, CoordError>),
-    /// Try writing again after a failure.
+    /// Try writing again after a failure backoff.
     Retry,
+    /// The minimum interval since the last write has passed.
+    WindowOpen,
     /// Process nothing for this long (the simulation's model of a frozen process: SIGSTOP, a long GC pause).
     Freeze(std::time::Duration),
     /// Answer once everything received so far is stored (or the deadline passed).
@@ -59,6 +66,10 @@ pub struct State {
     pending: VecDeque<RunRecord>,
     in_flight: bool,
     retry_scheduled: bool,
+    /// When the last write started.
+    last_write: Option<tokio::time::Instant>,
+    /// A `Retry` is scheduled to start the next window's write.
+    window_scheduled: bool,
     failures: u32,
     waiting: Vec<RpcReplyPort<bool>>,
 }
@@ -69,6 +80,18 @@ impl State {
             return;
         }
         let Some(session) = self.session else { return };
+        let now = tokio::time::Instant::now();
+        if let Some(last) = self.last_write
+            && self.pending.len() < MAX_BATCH
+            && now < last + MIN_INTERVAL
+        {
+            if !self.window_scheduled {
+                self.window_scheduled = true;
+                myself.send_after(last + MIN_INTERVAL - now, || Msg::WindowOpen);
+            }
+            return;
+        }
+        self.last_write = Some(now);
         let take = self.pending.len().min(MAX_BATCH);
         let batch: Vec<RunRecord> = self.pending.drain(..take).collect();
         self.in_flight = true;
@@ -106,6 +129,8 @@ impl Actor for Recorder {
             pending: VecDeque::new(),
             in_flight: false,
             retry_scheduled: false,
+            last_write: None,
+            window_scheduled: false,
             failures: 0,
             waiting: Vec::new(),
         })
@@ -122,6 +147,7 @@ impl Actor for Recorder {
             Msg::SessionChanged(session) => state.session = session,
             Msg::SetTimer(timer) => state.timer = Some(timer),
             Msg::Retry => state.retry_scheduled = false,
+            Msg::WindowOpen => state.window_scheduled = false,
             Msg::Written(batch, result) => {
                 state.in_flight = false;
                 match result {

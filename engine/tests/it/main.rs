@@ -7,6 +7,7 @@ mod crash;
 mod lifecycle;
 mod observability;
 mod restart;
+mod writes;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -183,7 +183,7 @@ pub async fn lateness(workload: Workload, jobs: usize, seconds: u64) -> Result<F
     let load = t0.elapsed();
     let (from, to) = workload::window(clock.now_ms(), 3000, seconds);
     tally.set_window(from, to);
-    let misfires_before = probe.misfires();
+    let (misfires_before, skipped_before) = (probe.misfires(), probe.skipped());
     // Fires of the window's last instants may start a little after it: wait 3 s more.
     tokio::time::sleep_until(clock.deadline(to + 3000)).await;
     let summary = tally.summary();
@@ -192,9 +192,11 @@ pub async fn lateness(workload: Workload, jobs: usize, seconds: u64) -> Result<F
     fields.insert(
         "detail",
         format!(
-            "loaded in {:.1} s; {} misfire records during the window; {} early",
+            "loaded in {:.1} s; during the window {} instants misfired and {} were recorded skipped (overlap: \
+             the job's previous run had not reported its end); {} early",
             load.as_secs_f64(),
             probe.misfires() - misfires_before,
+            probe.skipped() - skipped_before,
             summary.early
         ),
     );
