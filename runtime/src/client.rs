@@ -524,7 +524,12 @@ pub async fn rebalance_plan(args: &PlanArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&plan_value)?);
         return Ok(());
     }
-    println!("moves: {}", text(&plan_value["moves"]));
+    println!(
+        "moves: {}, evicted: {}, unplaced: {}",
+        text(&plan_value["moves"]),
+        text(&plan_value["evicted"]),
+        plan_value["unplaced"].as_array().map_or(0, Vec::len)
+    );
     let mut table = Table::new(["JOB", "NODE"]);
     for (job, node) in plan_value["assignment"].as_object().into_iter().flatten() {
         table.row([job.clone(), text(node)]);

@@ -19,7 +19,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable machine-readable code: `bad_json`, `invalid`, `not_found`, `conflict`, `precondition_failed`,
     /// `unauthorized`, `forbidden`, `payload_too_large`, `unsupported_media_type`, `no_route`,
-    /// `method_not_allowed`, `unavailable`, `not_implemented`, `internal`.
+    /// `method_not_allowed`, `unavailable`, `internal`.
     pub code: String,
     /// Human-readable explanation, naming the value when there is one.
     pub message: String,

@@ -2,13 +2,14 @@
 //! cluster after a drain or a join. Planning changes nothing; read-only tokens may call it. The same
 //! scenario format is what `campanile rebalance plan --input FILE` reads offline.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use campanile::JobId;
 use campanile::coordinator::NodeId;
+use campanile::rebalance::{JobLoad, NodeSlot, rebalance};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -72,10 +73,15 @@ pub struct ScenarioNodeSpec {
 /// A plan.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Plan {
-    /// Job id → node id.
+    /// Job id → node id, for every placed job.
     pub assignment: BTreeMap<String, String>,
-    /// Jobs whose owner changed from `previous` (jobs previously unowned do not count).
+    /// Jobs that leave a node that is still live and still eligible for them: the moves chosen for balance.
+    /// Orphans of gone nodes and new jobs are placed, not moved.
     pub moves: usize,
+    /// Jobs whose previous owner is live but no longer eligible (labels): they must move; not in `moves`.
+    pub evicted: usize,
+    /// Jobs no eligible node has room for.
+    pub unplaced: Vec<String>,
 }
 
 /// `POST /v1/rebalance/plan` parameters, for a plan of the live cluster (no body).
@@ -147,26 +153,54 @@ impl Scenario {
     }
 }
 
-/// The plan for a validated scenario.
-///
-/// The minimal-move rebalancer (`campanile::rebalance::rebalance`, the cluster issue) has not landed in the
-/// engine yet; until it does, planning answers 501 rather than showing the placement the engine uses today,
-/// which does not balance loads and would mislead an operator planning a drain.
+/// The plan for a scenario: validated, then computed by the engine's minimal-move rebalancer
+/// (`campanile::rebalance::rebalance`), the same pure function the leader uses.
 pub fn plan(scenario: &Scenario) -> Result<Plan, ApiError> {
     scenario.validate()?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "not available yet: rebalance plans need the engine's minimal-move rebalancer \
-         (campanile::rebalance::rebalance, the cluster issue), which has not landed",
-    ))
+    let set = |labels: &[String]| labels.iter().cloned().collect::<BTreeSet<String>>();
+    let mut jobs = Vec::with_capacity(scenario.jobs.len());
+    for job in &scenario.jobs {
+        jobs.push(
+            JobLoad::new(JobId::new(&job.id)?)
+                .with_weight(job.weight.unwrap_or(1))
+                .with_labels(Cow::<BTreeSet<String>>::Owned(set(&job.labels))),
+        );
+    }
+    let mut nodes = Vec::with_capacity(scenario.nodes.len());
+    for node in &scenario.nodes {
+        let id = NodeId::new(node.id())?;
+        nodes.push(match node {
+            ScenarioNode::Id(_) => NodeSlot::new(id),
+            ScenarioNode::Node(spec) => {
+                let slot = NodeSlot::new(id).with_labels(set(&spec.labels));
+                match spec.capacity {
+                    Some(capacity) => slot.with_capacity(capacity),
+                    None => slot,
+                }
+            }
+        });
+    }
+    let mut previous = BTreeMap::new();
+    for (job, node) in &scenario.previous {
+        previous.insert(JobId::new(job)?, NodeId::new(node)?);
+    }
+    let plan = rebalance(&jobs, &nodes, &previous);
+    Ok(Plan {
+        assignment: plan
+            .owners
+            .iter()
+            .map(|(job, node)| (job.to_string(), node.to_string()))
+            .collect(),
+        moves: plan.moves,
+        evicted: plan.evicted,
+        unplaced: plan.unplaced.iter().map(ToString::to_string).collect(),
+    })
 }
 
 /// Plan a scenario (the body), or the live cluster after `?drain=NODE` / `?join=NODE` (no body).
 #[utoipa::path(post, path = "/v1/rebalance/plan", tag = "cluster", params(PlanParams),
     request_body(content = Option<Scenario>),
-    responses((status = 200, body = Plan), (status = 400, body = ErrorBody),
-        (status = 501, body = ErrorBody, description = "The rebalancer is not in this build yet")))]
+    responses((status = 200, body = Plan), (status = 400, body = ErrorBody)))]
 pub async fn plan_route(
     State(app): State<AppState>,
     Params(params): Params<PlanParams>,

@@ -87,6 +87,23 @@ async fn a_job_fires_every_second_and_its_runs_are_listed() {
     assert_eq!(cluster["leader"]["node"], "node-1");
     assert_eq!(cluster["members"][0]["id"], "node-1");
     assert_eq!(cluster["members"][0]["jobs_owned"], 1);
+
+    // Rebalance plans of the live cluster: every job stays placed on a join; a drain of the only node
+    // leaves it unplaced.
+    let (status, plan) = server
+        .send(Method::POST, "/v1/rebalance/plan?join=node-2", None)
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["assignment"].as_object().unwrap().len(), 1, "{plan}");
+    let (status, plan) = server
+        .send(Method::POST, "/v1/rebalance/plan?drain=node-1", None)
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(
+        plan["unplaced"],
+        json!(["tick"]),
+        "draining the only node leaves the job unplaced: {plan}"
+    );
 }
 
 #[tokio::test]

@@ -278,6 +278,37 @@ fn config_check_and_offline_plans() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("listed twice"), "{}", stderr(&out));
 
+    std::fs::write(
+        &scenario,
+        r#"{"jobs": [{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "d"}],
+            "previous": {"a": "n1", "b": "n1", "c": "n1", "d": "n1"}, "nodes": ["n1", {"id": "n2"}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["rebalance", "plan", "-o", "json", "--input"])
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["moves"], 2, "{plan}");
+    let on_n2 = plan["assignment"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|n| *n == "n2")
+        .count();
+    assert_eq!(on_n2, 2, "{plan}");
+    let toml = dir.path().join("scenario.toml");
+    std::fs::write(&toml, "nodes = [\"n1\"]\n[[jobs]]\nid = \"a\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["rebalance", "plan", "--input"])
+        .arg(&toml)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("moves: 0"), "{}", stdout(&out));
+
     for (url, issue) in [
         ("etcd://127.0.0.1:2379/x", "issue 5"),
         ("zk://127.0.0.1:2181/x", "issue 6"),
