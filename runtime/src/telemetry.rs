@@ -8,6 +8,7 @@
 //! | `campanile_notifications_total` | counter | `webhook`, `result` | webhook deliveries: `sent`, `failed` (after every attempt), `dropped` (queue full) |
 //! | `campanile_node_ready` | gauge | | 1 while this node holds a valid session |
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,6 +30,7 @@ pub fn init_logs(config: &LogConfig) -> anyhow::Result<()> {
         .with_context(|| format!("invalid log filter {:?}", config.level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match config.format {
         LogFormat::Text => builder.try_init(),
