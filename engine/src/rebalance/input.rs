@@ -1,13 +1,19 @@
 //! The canonical form of a rebalance problem: nodes and jobs in id order, eligibility groups, sticky holders.
 //!
 //! Everything after this module works on indices into the canonical order, so the result cannot depend on the
-//! order of the caller's slices. Building it is linear when the jobs come sorted by id (as a `BTreeMap` gives
-//! them); otherwise jobs are found through a hash map keyed by id while walking `previous`, which is sorted,
-//! and only the jobs that `previous` does not know (new ones) are sorted.
+//! order of the caller's slices.
+//!
+//! With a million jobs the cost is memory latency, not comparisons: jobs usually come in hash-map order, and
+//! every random access to a job or its id text is a cache miss. So the jobs are read once, in the caller's
+//! order, into compact arrays (weight, label set, and a 16-byte big-endian prefix of the id); the prefixes are
+//! sorted as integers, which for ids of up to 15 bytes is exactly id order; `previous` (a sorted map) is then
+//! merged in one pass, and the ids that go into the plan are cloned from `previous` where it has them, since
+//! its entries sit together in memory.
 
-use std::collections::hash_map::{DefaultHasher, Entry};
+use std::cmp::Ordering;
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::BuildHasherDefault;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::{JobLoad, NodeSlot, Plan};
 use crate::coordinator::NodeId;
@@ -17,8 +23,33 @@ use crate::job::JobId;
 pub(super) const NONE: u32 = u32::MAX;
 
 /// SipHash with fixed keys: deterministic, and no read of the OS's randomness (the rebalancer does no IO).
-/// Lookups only; no result depends on the iteration order of these maps.
+/// Lookups only; no result depends on the iteration order of these maps. For label sets, which users write.
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+
+/// Node ids (a few hundred, written by operators) are looked up once per job: a cheaper hash.
+type NodeMap<'p> = HashMap<&'p str, u32, BuildHasherDefault<FxHasher>>;
+
+/// The multiply-rotate hash of the Rust compiler (`FxHasher`), eight bytes at a time.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0_u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// The jobs that may run on the same set of nodes.
 #[derive(Debug, Clone)]
@@ -70,21 +101,20 @@ impl<'p> Problem<'p> {
                     .map_or(i64::MAX, |c| i64::try_from(c).unwrap_or(i64::MAX))
             })
             .collect();
-        let node_index: Map<&str, u32> = nodes
+        let node_index: NodeMap<'p> = nodes
             .iter()
             .enumerate()
             .map(|(i, n)| (n.id.as_str(), index(i)))
             .collect();
-        let order = canonical_jobs(jobs, previous);
-
-        // Label sets → eligible node sets → groups. Most jobs carry no labels: skip the lookup for them.
+        // One pass in the caller's order: everything later needs, in compact arrays.
         let mut label_sets: Vec<&BTreeSet<String>> = Vec::new();
         let mut label_set_of: Map<&BTreeSet<String>, u32> = Map::default();
-        let mut job_label_set = Vec::with_capacity(order.len());
         let empty = BTreeSet::new();
         label_sets.push(&empty);
-        for &(i, _) in &order {
-            let labels = jobs[i as usize].labels.as_ref();
+        let mut keys = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            // Most jobs carry no labels: skip the lookup for them.
+            let labels = job.labels.as_ref();
             let set = if labels.is_empty() {
                 0
             } else {
@@ -93,8 +123,16 @@ impl<'p> Problem<'p> {
                     index(label_sets.len() - 1)
                 })
             };
-            job_label_set.push(set);
+            keys.push(Key {
+                prefix: prefix(job.id.as_str()),
+                input: index(i),
+                weight: job.weight.max(1),
+                set,
+            });
         }
+        sort_keys(jobs, &mut keys);
+        let count = keys.len();
+
         let eligible_of_set: Vec<Vec<u32>> = label_sets
             .iter()
             .map(|labels| {
@@ -132,15 +170,14 @@ impl<'p> Problem<'p> {
             })
             .collect();
 
-        let mut ids = Vec::with_capacity(order.len());
-        let mut weight = Vec::with_capacity(order.len());
-        let mut group = Vec::with_capacity(order.len());
-        let mut holder = Vec::with_capacity(order.len());
+        let mut ids = Vec::with_capacity(count);
+        let mut weight = Vec::with_capacity(count);
+        let mut group = Vec::with_capacity(count);
+        let mut holder = Vec::with_capacity(count);
         let mut evicted = 0;
-        for (&(i, owner), &set) in order.iter().zip(&job_label_set) {
-            let job = &jobs[i as usize];
-            let w = job.weight.max(1);
-            let g = group_of_set[set as usize];
+        for Ordered { key, owner, id } in merge_previous(jobs, keys, previous) {
+            let w = key.weight;
+            let g = group_of_set[key.set as usize];
             let owner = owner.and_then(|o| node_index.get(o.as_str()).copied());
             let mut h = NONE;
             if let Some(owner) = owner {
@@ -156,7 +193,7 @@ impl<'p> Problem<'p> {
                 grp.total += i64::from(w);
                 grp.w_max = grp.w_max.max(w);
             }
-            ids.push(&job.id);
+            ids.push(id);
             weight.push(w);
             group.push(g);
             holder.push(h);
@@ -212,81 +249,110 @@ fn canonical_nodes(nodes: &[NodeSlot]) -> Vec<&NodeSlot> {
     sorted
 }
 
-/// The jobs in id order (as input indices), each with its owner in `previous`. Of repeated ids the lowest
-/// `(weight, labels)` is kept.
-fn canonical_jobs<'p>(
-    jobs: &'p [JobLoad<'_>],
-    previous: &'p BTreeMap<JobId, NodeId>,
-) -> Vec<(u32, Option<&'p NodeId>)> {
-    let mut order = Vec::with_capacity(jobs.len());
-    if jobs.windows(2).all(|w| w[0].id < w[1].id) {
-        // Merge-join two sorted sequences. `==` first: equal ids usually share their `Arc`, which `==` sees
-        // without reading the text.
-        let mut prev = previous.iter().peekable();
-        for (i, job) in jobs.iter().enumerate() {
-            let mut owner = None;
-            while let Some(&(id, node)) = prev.peek() {
-                if *id == job.id {
-                    owner = Some(node);
-                    prev.next();
-                    break;
-                }
-                if *id < job.id {
-                    prev.next();
-                } else {
-                    break;
-                }
-            }
-            order.push((index(i), owner));
-        }
-        return order;
-    }
+/// The first 16 bytes of an id, big-endian, zero-padded. Ids contain no zero byte, so for ids shorter than 16
+/// bytes (a zero last byte) prefixes compare exactly as the ids do; longer ids may tie.
+fn prefix(id: &str) -> u128 {
+    let bytes = id.as_bytes();
+    let mut buf = [0_u8; 16];
+    let n = bytes.len().min(16);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u128::from_be_bytes(buf)
+}
 
-    let mut by_id: Map<&str, u32> = Map::default();
-    by_id.reserve(jobs.len());
-    for (i, job) in jobs.iter().enumerate() {
-        match by_id.entry(job.id.as_str()) {
-            Entry::Vacant(e) => {
-                e.insert(index(i));
-            }
-            Entry::Occupied(mut e) => {
-                let kept = &jobs[*e.get() as usize];
-                if (job.weight, job.labels.as_ref()) < (kept.weight, kept.labels.as_ref()) {
-                    e.insert(index(i));
-                }
-            }
-        }
-    }
-    let mut known = vec![false; jobs.len()];
-    for (id, node) in previous {
-        if let Some(&i) = by_id.get(id.as_str()) {
-            known[i as usize] = true;
-            order.push((i, Some(node)));
-        }
-    }
-    let mut new: Vec<u32> = by_id
-        .values()
-        .copied()
-        .filter(|&i| !known[i as usize])
-        .collect();
-    if new.is_empty() {
-        return order;
-    }
-    new.sort_unstable_by(|&a, &b| jobs[a as usize].id.cmp(&jobs[b as usize].id));
-    let old = std::mem::take(&mut order);
-    let (mut a, mut b) = (old.into_iter().peekable(), new.into_iter().peekable());
-    loop {
-        let take_old = match (a.peek(), b.peek()) {
-            (Some(&(x, _)), Some(&y)) => jobs[x as usize].id < jobs[y as usize].id,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => break,
-        };
-        if take_old {
-            order.extend(a.next());
+/// Compares two ids whose prefixes are `a` and `b`, reading the text only if the prefixes tie on long ids.
+fn compare(a: u128, a_id: &JobId, b: u128, b_id: &JobId) -> Ordering {
+    a.cmp(&b).then_with(|| {
+        if a & 0xff == 0 {
+            Ordering::Equal
         } else {
-            order.extend(b.next().map(|y| (y, None)));
+            a_id.cmp(b_id)
         }
+    })
+}
+
+/// What the canonical order needs of a job, read in one pass over the caller's slice and then sorted along
+/// with the order, so that nothing reads the slice at random.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    /// The id's [`prefix`].
+    prefix: u128,
+    /// Its index in the caller's slice.
+    input: u32,
+    /// Its weight, at least 1.
+    weight: u32,
+    /// Its label set (an index into the distinct label sets).
+    set: u32,
+}
+
+/// A job in canonical order.
+struct Ordered<'p> {
+    /// What we read of it.
+    key: Key,
+    /// Its owner in `previous`.
+    owner: Option<&'p NodeId>,
+    /// Its id: `previous`'s copy when it has one (it is cheaper to clone, see the module docs).
+    id: &'p JobId,
+}
+
+/// Sorts the keys into id order. Of repeated ids the lowest `(weight, labels)` is kept.
+fn sort_keys(jobs: &[JobLoad<'_>], keys: &mut Vec<Key>) {
+    keys.sort_unstable_by_key(|k| (k.prefix, k.input));
+    // Runs of equal prefixes (long ids sharing 16 bytes, or repeated ids): order them by the whole id, then by
+    // (weight, labels) so that the repeat kept does not depend on the input order.
+    let mut start = 0;
+    while start < keys.len() {
+        let mut end = start + 1;
+        while end < keys.len() && keys[end].prefix == keys[start].prefix {
+            end += 1;
+        }
+        if end - start > 1 {
+            keys[start..end].sort_by(|a, b| {
+                let (x, y) = (&jobs[a.input as usize], &jobs[b.input as usize]);
+                (&x.id, x.weight, x.labels.as_ref()).cmp(&(&y.id, y.weight, y.labels.as_ref()))
+            });
+        }
+        start = end;
     }
-    order
+    keys.dedup_by(|later, first| {
+        later.prefix == first.prefix
+            && jobs[later.input as usize].id == jobs[first.input as usize].id
+    });
+}
+
+/// The jobs, from their sorted keys, each with its owner in `previous` (one pass over both).
+fn merge_previous<'p>(
+    jobs: &'p [JobLoad<'_>],
+    keys: Vec<Key>,
+    previous: &'p BTreeMap<JobId, NodeId>,
+) -> impl Iterator<Item = Ordered<'p>> {
+    let mut prev = previous.iter();
+    let mut next_prev = prev
+        .next()
+        .map(|(id, node)| (prefix(id.as_str()), id, node));
+    keys.into_iter().map(move |key| {
+        let id = &jobs[key.input as usize].id;
+        let mut owner = None;
+        let mut canonical_id = id;
+        while let Some((p, prev_id, node)) = next_prev {
+            match compare(p, prev_id, key.prefix, id) {
+                Ordering::Less => {}
+                Ordering::Equal => {
+                    owner = Some(node);
+                    canonical_id = prev_id;
+                }
+                Ordering::Greater => break,
+            }
+            next_prev = prev
+                .next()
+                .map(|(id, node)| (prefix(id.as_str()), id, node));
+            if owner.is_some() {
+                break;
+            }
+        }
+        Ordered {
+            key,
+            owner,
+            id: canonical_id,
+        }
+    })
 }
