@@ -24,38 +24,12 @@ pub trait Clock: Send + Sync + 'static {
         tokio::time::Instant::now() + Duration::from_micros(wait_us as u64)
     }
 
-    /// Whether this clock is real time, so that waits may finish with a short spin below tokio's 1 ms timer
-    /// resolution. False for virtual clocks (paused tokio time), where spinning would never see time move.
+    /// Whether this clock is real time, so that the timer may wait on an OS thread (below tokio's 1 ms timer
+    /// resolution). False for virtual clocks (paused tokio time), whose waits must go through `tokio::time`.
     fn is_real_time(&self) -> bool {
         false
     }
-
-    /// Waits until wall time reaches `at_ms`.
-    ///
-    /// tokio's timer rounds sleeps up to the next millisecond, which alone makes a fire about 1 ms late at the
-    /// median. On a real-time clock this sleeps with tokio until [`SPIN_MARGIN`] before the instant and then
-    /// yields the thread until the instant, bounded by twice the margin, for sub-millisecond lateness.
-    fn sleep_until_ms(
-        &self,
-        at_ms: i64,
-    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let target = self.deadline(at_ms);
-            if !self.is_real_time() {
-                tokio::time::sleep_until(target).await;
-                return;
-            }
-            tokio::time::sleep_until(target.checked_sub(SPIN_MARGIN).unwrap_or(target)).await;
-            let give_up = tokio::time::Instant::now() + 2 * SPIN_MARGIN;
-            while self.now_us() < at_ms * 1000 && tokio::time::Instant::now() < give_up {
-                std::thread::yield_now();
-            }
-        })
-    }
 }
-
-/// How long before an instant a real-time wait stops sleeping and starts spinning.
-pub const SPIN_MARGIN: Duration = Duration::from_micros(1200);
 
 /// Wall time from a monotonic tokio instant plus a fixed offset, taken once from the system clock (or given).
 #[derive(Debug, Clone, Copy)]

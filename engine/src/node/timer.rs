@@ -761,8 +761,115 @@ fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The alarm: one task per timer that sleeps until the earliest deadline and sends `Wake`.
-fn spawn_alarm(
+/// The alarm: wakes the timer at the earliest deadline. One per timer, never one per job.
+///
+/// On a real-time clock it is a dedicated OS thread that sleeps on a condition variable with a timeout: the
+/// kernel wakes it within tens of microseconds, below tokio's 1 ms timer resolution, and it takes nothing from
+/// the runtime's workers. On a virtual clock (paused tokio time: tests, the simulation) it is a tokio task, so
+/// that `tokio::time` drives it.
+enum Alarm {
+    Virtual(watch::Sender<Option<i64>>),
+    Thread(Arc<ThreadAlarm>),
+}
+
+#[derive(Default)]
+struct ThreadAlarm {
+    state: std::sync::Mutex<AlarmState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct AlarmState {
+    deadline: Option<i64>,
+    /// Bumped by every `set`, so the thread can tell a new deadline from the one it just fired.
+    generation: u64,
+    closed: bool,
+}
+
+impl Alarm {
+    fn start(clock: Arc<dyn Clock>, timer: ActorRef<Msg>) -> Self {
+        if !clock.is_real_time() {
+            let (tx, rx) = watch::channel(None);
+            spawn_virtual_alarm(clock, timer, rx);
+            return Alarm::Virtual(tx);
+        }
+        let shared = Arc::new(ThreadAlarm::default());
+        let thread = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("campanile-alarm".to_owned())
+            .spawn(move || run_thread_alarm(&thread, clock.as_ref(), &timer));
+        if let Err(error) = spawned {
+            warn!(%error, "no alarm thread; falling back to a tokio timer");
+        }
+        Alarm::Thread(shared)
+    }
+
+    /// The next deadline (Unix ms), or none.
+    fn set(&self, deadline: Option<i64>) {
+        match self {
+            Alarm::Virtual(tx) => {
+                tx.send_replace(deadline);
+            }
+            Alarm::Thread(shared) => {
+                let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.deadline = deadline;
+                state.generation += 1;
+                shared.changed.notify_one();
+            }
+        }
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        if let Alarm::Thread(shared) = self {
+            shared
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .closed = true;
+            shared.changed.notify_one();
+        }
+    }
+}
+
+fn run_thread_alarm(shared: &ThreadAlarm, clock: &dyn Clock, timer: &ActorRef<Msg>) {
+    let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    let mut fired: Option<u64> = None; // the generation whose deadline was fired
+    loop {
+        if state.closed {
+            return;
+        }
+        let wait_us = match state.deadline {
+            Some(at) if fired != Some(state.generation) => at * 1000 - clock.now_us(),
+            _ => {
+                // Nothing to wait for until the timer sets a (new) deadline.
+                state = shared
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+        };
+        if wait_us <= 0 {
+            fired = Some(state.generation);
+            drop(state);
+            if timer.cast(Msg::Wake).is_err() {
+                return;
+            }
+            state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            continue;
+        }
+        let timeout = Duration::from_micros(wait_us as u64);
+        state = shared
+            .changed
+            .wait_timeout(state, timeout)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+fn spawn_virtual_alarm(
     clock: Arc<dyn Clock>,
     timer: ActorRef<Msg>,
     mut deadline: watch::Receiver<Option<i64>>,
@@ -780,7 +887,7 @@ fn spawn_alarm(
                     tokio::select! {
                         biased;
                         changed = deadline.changed() => if changed.is_err() { return },
-                        () = clock.sleep_until_ms(at_ms) => {
+                        () = tokio::time::sleep_until(clock.deadline(at_ms)) => {
                             if timer.cast(Msg::Wake).is_err() {
                                 return;
                             }
@@ -802,14 +909,14 @@ pub struct Running {
     clock: Arc<dyn Clock>,
     coordinator: Arc<dyn Coordinator>,
     dispatcher: ActorRef<dispatcher::Msg>,
-    alarm: watch::Sender<Option<i64>>,
+    alarm: Alarm,
     claim_in_flight: bool,
     empty_waiters: Vec<RpcReplyPort<()>>,
 }
 
 impl Running {
     fn publish_deadline(&self) {
-        self.alarm.send_replace(self.state.deadline());
+        self.alarm.set(self.state.deadline());
     }
 
     fn apply(&self, fx: Effects) {
@@ -958,8 +1065,7 @@ impl Actor for Timer {
         myself: ActorRef<Msg>,
         args: Arguments,
     ) -> Result<Running, ActorProcessingErr> {
-        let (alarm, deadline) = watch::channel(None);
-        spawn_alarm(args.clock.clone(), myself.clone(), deadline);
+        let alarm = Alarm::start(args.clock.clone(), myself.clone());
         // Renew claims four times per lookahead, so a claim is renewed well before it runs out.
         let tick = (args.config.lookahead / 4).max(Duration::from_millis(50));
         myself.send_interval(tick, || Msg::ClaimTick);

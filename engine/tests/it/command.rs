@@ -12,7 +12,9 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_gets_its_fire_identity_and_a_slow_one_is_killed_at_its_timeout() {
-    let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    // The real clock: this test also runs the timer's OS-thread alarm.
+    let clock = campanile::clock::SystemClock::new().shared();
+    let (scheduler, mut rx) = node_with_clock(Arc::new(InprocCoordinator::memory()), clock).await;
     let clock = scheduler
         .create_with_id(
             JobId::new("clock").unwrap(),

@@ -34,11 +34,19 @@ pub async fn node_at(
     coordinator: Arc<dyn Coordinator>,
     start_ms: i64,
 ) -> (Scheduler, mpsc::UnboundedReceiver<FireId>) {
+    node_with_clock(coordinator, SystemClock::starting_at(start_ms).shared()).await
+}
+
+/// Like [`node`], with the given clock.
+pub async fn node_with_clock(
+    coordinator: Arc<dyn Coordinator>,
+    clock: Arc<dyn campanile::clock::Clock>,
+) -> (Scheduler, mpsc::UnboundedReceiver<FireId>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let scheduler = Scheduler::builder()
         .coordinator(coordinator)
         .node_id("node-1")
-        .clock(SystemClock::starting_at(start_ms).shared())
+        .clock(clock)
         .session_ttl(Duration::from_secs(4))
         .handler("record", move |ctx| {
             let tx = tx.clone();
