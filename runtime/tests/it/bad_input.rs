@@ -330,6 +330,27 @@ async fn job_bodies() {
         None,
     );
 
+    // PUT on a new id creates (201); with a revision it is an update (200) that needs the job to exist.
+    let (status, created) = put("/v1/jobs/fresh", job(json!({}))).await;
+    assert_eq!(status, 201, "{created}");
+    let revision = created["revision"].clone();
+    let (status, fresh) = put(
+        "/v1/jobs/fresh",
+        job(json!({"revision": revision, "name": "y"})),
+    )
+    .await;
+    assert_eq!(
+        (status, fresh["name"].as_str()),
+        (200, Some("y")),
+        "{fresh}"
+    );
+    assert_error(
+        &put("/v1/jobs/absent", job(json!({"revision": 1}))).await,
+        404,
+        "not_found",
+        None,
+    );
+
     // The job survived all of it unchanged.
     let (status, dup) = server.get("/v1/jobs/dup").await;
     assert_eq!((status, dup["revision"].as_u64()), (200, Some(1)), "{dup}");
