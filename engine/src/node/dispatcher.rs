@@ -26,8 +26,8 @@ pub enum Msg {
     Record(Vec<RunRecord>),
     /// Process nothing for this long (the simulation's model of a frozen process: SIGSTOP, a long GC pause).
     Freeze(std::time::Duration),
-    /// A run of `job` finished (whatever its outcome).
-    Finished(JobId),
+    /// Runs of these jobs finished (whatever their outcome), one entry per run.
+    Finished(Vec<JobId>),
 }
 
 /// What the dispatcher is started with.
@@ -187,9 +187,13 @@ impl Actor for Dispatcher {
                 let _ = wired.recorder.cast(recorder::Msg::Record(records));
             }
             Msg::Freeze(pause) => tokio::time::sleep(pause).await,
-            Msg::Finished(job) => {
-                if let Some(next) = wired.state.finished(&job) {
-                    let _ = wired.executor.cast(executor::Msg::Run(vec![next]));
+            Msg::Finished(jobs) => {
+                let next: Vec<Fire> = jobs
+                    .iter()
+                    .filter_map(|job| wired.state.finished(job))
+                    .collect();
+                if !next.is_empty() {
+                    let _ = wired.executor.cast(executor::Msg::Run(next));
                 }
             }
         }

@@ -39,8 +39,9 @@ pub enum Msg {
     Run(Vec<Fire>),
     /// Stop every running run of this job (overlap `cancel_previous`); each is recorded as failed.
     Cancel(JobId),
-    /// A run task finished.
-    Done(FireId, RunRecord),
+    /// Run tasks finished: their records wait in the completions buffer (one message per batch, not per
+    /// run: under load the executor handles many completions per message).
+    Completed,
     /// Where run ends are reported (set once the dispatcher exists).
     SetDispatcher(ActorRef<dispatcher::Msg>),
     /// Stop starting runs; answer when none is running, or when `deadline` passed, after killing the rest.
@@ -66,7 +67,7 @@ impl std::fmt::Debug for Msg {
         match self {
             Msg::Run(fires) => write!(f, "Run({} fires)", fires.len()),
             Msg::Cancel(job) => write!(f, "Cancel({job})"),
-            Msg::Done(fire, _) => write!(f, "Done({fire})"),
+            Msg::Completed => f.write_str("Completed"),
             Msg::SetDispatcher(_) => f.write_str("SetDispatcher"),
             Msg::Drain { deadline, .. } => write!(f, "Drain({deadline:?})"),
             Msg::DrainDeadline => f.write_str("DrainDeadline"),
@@ -107,6 +108,8 @@ pub struct State {
     dispatcher: Option<ActorRef<dispatcher::Msg>>,
     queue: VecDeque<Fire>,
     running: HashMap<FireId, (AbortHandle, RunRecord)>,
+    /// Records of finished runs, waiting for the executor to take them (see `Msg::Completed`).
+    completions: Arc<std::sync::Mutex<Vec<(FireId, RunRecord)>>>,
     draining: Option<RpcReplyPort<usize>>,
 }
 
@@ -128,10 +131,19 @@ impl State {
             };
             let env = self.env.clone();
             let myself = myself.clone();
+            let completions = self.completions.clone();
             let fire_id = id.clone();
             let task = tokio::spawn(async move {
                 let record = run_fire(&env, fire).await;
-                let _ = myself.cast(Msg::Done(fire_id, record));
+                let first = {
+                    let mut done = completions.lock().unwrap_or_else(|p| p.into_inner());
+                    done.push((fire_id, record));
+                    done.len() == 1
+                };
+                // Only the first completion of a batch wakes the executor; it takes them all.
+                if first {
+                    let _ = myself.cast(Msg::Completed);
+                }
             });
             self.running.insert(id, (task.abort_handle(), placeholder));
             metrics::gauge!(crate::metrics::IN_FLIGHT).set(self.running.len() as f64);
@@ -146,22 +158,38 @@ impl State {
             .filter(|id| which(id))
             .cloned()
             .collect();
+        let mut records = Vec::with_capacity(ids.len());
         for id in &ids {
             if let Some((abort, mut record)) = self.running.remove(id) {
                 abort.abort();
                 record.reason = Some(reason.to_owned());
                 record.ended_ms = Some(self.env.clock.now_ms());
-                self.finish(record);
+                records.push(record);
             }
         }
+        self.finish(records);
         ids.len()
     }
 
-    fn finish(&mut self, record: RunRecord) {
-        if let Some(dispatcher) = &self.dispatcher {
-            let _ = dispatcher.cast(dispatcher::Msg::Finished(record.job.clone()));
+    /// Takes every completed run from the buffer.
+    fn completed(&mut self) {
+        let done = std::mem::take(&mut *self.completions.lock().unwrap_or_else(|p| p.into_inner()));
+        let records = done
+            .into_iter()
+            .filter_map(|(id, record)| self.running.remove(&id).map(|_| record))
+            .collect();
+        self.finish(records);
+    }
+
+    fn finish(&mut self, records: Vec<RunRecord>) {
+        if records.is_empty() {
+            return;
         }
-        let _ = self.recorder.cast(recorder::Msg::Record(vec![record]));
+        if let Some(dispatcher) = &self.dispatcher {
+            let jobs = records.iter().map(|r| r.job.clone()).collect();
+            let _ = dispatcher.cast(dispatcher::Msg::Finished(jobs));
+        }
+        let _ = self.recorder.cast(recorder::Msg::Record(records));
         metrics::gauge!(crate::metrics::IN_FLIGHT).set(self.running.len() as f64);
     }
 }
@@ -296,6 +324,7 @@ impl Actor for Executor {
             dispatcher: None,
             queue: VecDeque::new(),
             running: HashMap::new(),
+            completions: Arc::default(),
             draining: None,
         })
     }
@@ -317,11 +346,7 @@ impl Actor for Executor {
             Msg::Cancel(job) => {
                 state.kill(|id| id.job == job, "cancelled: overlap cancel_previous");
             }
-            Msg::Done(id, record) => {
-                if state.running.remove(&id).is_some() {
-                    state.finish(record);
-                }
-            }
+            Msg::Completed => state.completed(),
             Msg::SetDispatcher(dispatcher) => state.dispatcher = Some(dispatcher),
             Msg::Drain { deadline, reply } => {
                 state.queue.clear();
