@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use campanile::Scheduler;
 use campanile::clock::Clock;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -133,7 +134,20 @@ pub fn router(state: AppState, tokens: Option<Tokens>, max_body_bytes: usize) ->
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// A handler panicked: a bug, never the input's fault. Answer a JSON 500 and log it, rather than drop the
+/// connection.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = detail, "an API handler panicked");
+    ApiError::internal("the server hit a bug while answering; see its log").into_response()
 }
 
 async fn no_route(request: Request) -> ApiError {

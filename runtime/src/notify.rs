@@ -152,14 +152,14 @@ impl Notifier {
         // The poller owned the senders: with it gone, each delivery task ends after its queue.
         let tasks: Vec<_> =
             std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        let all = futures_join(tasks);
+        let all = join_all(tasks);
         if tokio::time::timeout(grace, all).await.is_err() {
             warn!("webhook deliveries still pending at shutdown were dropped");
         }
     }
 }
 
-async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+async fn join_all(tasks: Vec<JoinHandle<()>>) {
     for task in tasks {
         let _ = task.await;
     }
