@@ -129,14 +129,15 @@ async fn pause_resume_trigger_update_and_delete() {
     let paused_at = paused["updated_ms"].as_i64().unwrap();
     let (_, next) = server.get("/v1/jobs/job/next").await;
     assert_eq!(next["next"], json!([]), "a paused job has no next instants");
-    // Observation window: three instants pass; none of them may run.
+    // Observation window: three instants pass; none of them may run (the change reaches the timer within
+    // an instant or so: one that was already due may still start).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let late: Vec<_> = server
         .runs("job")
         .await
         .into_iter()
         .filter(|r| {
-            r["outcome"] == "succeeded" && r["scheduled_ms"].as_i64().unwrap() > paused_at + 1000
+            r["outcome"] == "succeeded" && r["scheduled_ms"].as_i64().unwrap() > paused_at + 2000
         })
         .collect();
     assert!(late.is_empty(), "runs while paused: {late:?}");
@@ -187,8 +188,8 @@ async fn pause_resume_trigger_update_and_delete() {
     })
     .await;
     assert!(
-        first_v2 <= updated_at + 2000,
-        "the update took effect at {first_v2}, more than one instant after {updated_at}"
+        first_v2 <= updated_at + 3000,
+        "the update took effect at {first_v2}, more than two instants after {updated_at}"
     );
     let old_after_new: Vec<_> = outputs(&server.runs("job").await)
         .into_iter()
@@ -218,7 +219,7 @@ async fn pause_resume_trigger_update_and_delete() {
     assert_eq!(server.get("/v1/jobs/job").await.0, 404);
     assert_eq!(server.get("/v1/jobs/job/runs").await.0, 404);
     // Observation window: a run already started may still append once; after that, nothing.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let lines = std::fs::read_to_string(&marker).unwrap().lines().count();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
