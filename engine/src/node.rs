@@ -104,6 +104,8 @@ pub struct Arguments {
     pub handlers: Arc<HashMap<String, executor::Handler>>,
     /// Tunables.
     pub config: Config,
+    /// Where the recorder announces stored records.
+    pub stored: tokio::sync::broadcast::Sender<crate::run::RunRecord>,
 }
 
 struct Children {
@@ -169,6 +171,7 @@ async fn spawn_children(
         recorder::Recorder,
         recorder::Arguments {
             coordinator: args.coordinator.clone(),
+            stored: args.stored.clone(),
         },
         cell.clone(),
     )

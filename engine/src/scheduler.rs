@@ -44,6 +44,9 @@ use crate::run::RunRecord;
 /// Most instants one backfill may run.
 pub const MAX_BACKFILL: usize = 10_000;
 
+/// Records a [`Scheduler::subscribe_runs`] receiver may fall behind by before it loses the oldest.
+pub const RUN_FEED_CAPACITY: usize = 4096;
+
 /// Why a scheduler call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -240,12 +243,14 @@ impl Builder {
             capacity: self.capacity,
             address: self.address,
         };
+        let (stored, _) = tokio::sync::broadcast::channel(RUN_FEED_CAPACITY);
         let args = node::Arguments {
             coordinator: coordinator.clone(),
             clock: clock.clone(),
             info,
             handlers: Arc::new(self.handlers),
             config: self.config,
+            stored: stored.clone(),
         };
         let (node, _) = Actor::spawn(None, node::Node, args)
             .await
@@ -256,6 +261,7 @@ impl Builder {
                 clock,
                 node,
                 node_id,
+                stored,
                 rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
             }),
         })
@@ -267,6 +273,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     node: ActorRef<node::Msg>,
     node_id: NodeId,
+    stored: tokio::sync::broadcast::Sender<RunRecord>,
     rng: Mutex<rand::rngs::StdRng>,
 }
 
@@ -482,6 +489,13 @@ impl Scheduler {
         query: RunQuery,
     ) -> Result<Vec<RunRecord>, SchedulerError> {
         Ok(self.inner.coordinator.runs(id, query).await?)
+    }
+
+    /// Every run record this node stores from now on (executed, skipped, misfired, in doubt), as it is stored:
+    /// for notifications and dashboards without polling the coordinator. Records of other nodes are not seen.
+    /// A receiver that falls more than [`RUN_FEED_CAPACITY`] records behind gets `Lagged` and skips ahead.
+    pub fn subscribe_runs(&self) -> tokio::sync::broadcast::Receiver<RunRecord> {
+        self.inner.stored.subscribe()
     }
 
     /// This node's view of itself: session, leadership, jobs owned.

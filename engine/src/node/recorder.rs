@@ -56,11 +56,14 @@ pub enum Msg {
 pub struct Arguments {
     /// Where records go.
     pub coordinator: Arc<dyn Coordinator>,
+    /// Where every stored record is announced (see `Scheduler::subscribe_runs`).
+    pub stored: tokio::sync::broadcast::Sender<RunRecord>,
 }
 
 /// The recorder's state.
 pub struct State {
     coordinator: Arc<dyn Coordinator>,
+    stored: tokio::sync::broadcast::Sender<RunRecord>,
     session: Option<SessionId>,
     timer: Option<ActorRef<timer::Msg>>,
     pending: VecDeque<RunRecord>,
@@ -124,6 +127,7 @@ impl Actor for Recorder {
     ) -> Result<State, ActorProcessingErr> {
         Ok(State {
             coordinator: args.coordinator,
+            stored: args.stored,
             session: None,
             timer: None,
             pending: VecDeque::new(),
@@ -154,11 +158,15 @@ impl Actor for Recorder {
                     Ok(results) => {
                         state.failures = 0;
                         let mut settled = Vec::with_capacity(batch.len());
+                        let announce = state.stored.receiver_count() > 0;
                         for (record, result) in batch.into_iter().zip(results) {
+                            settled.push(record.fire_id());
                             if result == RecordResult::Recorded {
                                 crate::metrics::run_recorded(record.outcome, record.count);
+                                if announce {
+                                    let _ = state.stored.send(record);
+                                }
                             }
-                            settled.push(record.fire_id());
                         }
                         if let Some(timer) = &state.timer {
                             let _ = timer.cast(timer::Msg::Settled(settled));

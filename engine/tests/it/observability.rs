@@ -79,3 +79,34 @@ fn fires_lateness_runs_and_ownership_are_reported() {
     };
     assert_eq!(in_flight.into_inner(), 0.0, "nothing runs after shutdown");
 }
+
+#[tokio::test(start_paused = true)]
+async fn subscribers_see_every_record_this_node_stores() {
+    let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    let mut feed = scheduler.subscribe_runs();
+    let job = scheduler
+        .create_with_id(JobId::new("fed").unwrap(), recording("fed", "* * * * * *"))
+        .await
+        .unwrap();
+    until_fired(&mut rx, &job.id, T0 + 3000).await;
+    let mut fed = Vec::new();
+    while fed.len() < 3 {
+        let record = feed
+            .recv()
+            .await
+            .expect("the feed stays open while the node runs");
+        fed.push(record.scheduled_ms);
+    }
+    assert_eq!(fed, vec![T0 + 1000, T0 + 2000, T0 + 3000]);
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+    let stored: Vec<i64> = history(&scheduler, &job.id)
+        .await
+        .iter()
+        .map(|r| r.scheduled_ms)
+        .collect();
+    assert_eq!(
+        &stored[..3],
+        &fed[..],
+        "the feed announces what the coordinator stored"
+    );
+}
