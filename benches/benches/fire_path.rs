@@ -98,6 +98,8 @@ async fn rig(jobs: usize) -> Rig {
         recorder::Recorder,
         recorder::Arguments {
             coordinator: coordinator.clone(),
+            // Nobody subscribes: the recorder then skips announcing records.
+            stored: tokio::sync::broadcast::channel(1).0,
         },
     )
     .await
