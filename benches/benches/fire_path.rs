@@ -116,6 +116,8 @@ async fn rig(jobs: usize) -> Rig {
             handlers: Arc::new(HashMap::from([("bench".to_owned(), handler)])),
             max_concurrent: 10_000,
             recorder: recorder.clone(),
+            // The bench's session never lapses.
+            fence: Arc::new(std::sync::Mutex::new(Some((session.id, i64::MAX)))),
         },
     )
     .await

@@ -36,6 +36,13 @@ use tracing::{error, info, warn};
 use crate::clock::Clock;
 use crate::coordinator::{Coordinator, NodeInfo};
 
+/// The node's session and the wall time (Unix ms) until which it is proven valid, written by the membership
+/// actor and read by the executor right before a run starts (`None`: no valid session). A fire starts only
+/// if it was claimed under that very session and the time is before the end: a shared value rather than a
+/// message, so that a fire queued behind others (or behind a freeze) cannot start on stale news, and a new
+/// session does not make an old session's fires valid again.
+pub type Fence = Arc<std::sync::Mutex<Option<(crate::coordinator::SessionId, i64)>>>;
+
 /// Restarts allowed within [`RESTART_WINDOW`].
 pub const MAX_RESTARTS: usize = 3;
 /// The window in which restarts are counted.
@@ -166,6 +173,7 @@ async fn spawn_children(
 ) -> Result<Children, ActorProcessingErr> {
     let cell = myself.get_cell();
     let node = args.info.id.clone();
+    let fence: Fence = Arc::default();
     let (recorder, _) = Actor::spawn_linked(
         None,
         recorder::Recorder,
@@ -185,6 +193,7 @@ async fn spawn_children(
             handlers: args.handlers.clone(),
             max_concurrent: args.config.max_concurrent,
             recorder: recorder.clone(),
+            fence: fence.clone(),
         },
         cell.clone(),
     )
@@ -232,6 +241,7 @@ async fn spawn_children(
             },
             timer: timer.clone(),
             recorder: recorder.clone(),
+            fence,
         },
         cell,
     )

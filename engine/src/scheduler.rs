@@ -383,6 +383,7 @@ impl Scheduler {
             job,
             scheduled_ms: now,
             kind: FireKind::Manual,
+            session: None,
         };
         let fire_id = fire.id();
         self.inner
@@ -448,6 +449,7 @@ impl Scheduler {
                 job: job.clone(),
                 scheduled_ms: t,
                 kind: FireKind::Manual,
+                session: None,
             })
             .collect();
         let ids = fires.iter().map(Fire::id).collect();

@@ -89,12 +89,15 @@ pub struct Arguments {
     pub max_concurrent: usize,
     /// Where records go.
     pub recorder: ActorRef<recorder::Msg>,
+    /// Wall time (Unix ms) until which the node's session is proven valid (see `node::Fence`).
+    pub fence: super::Fence,
 }
 
 /// Everything a run task needs, shared.
 struct RunEnv {
     node: NodeId,
     clock: Arc<dyn Clock>,
+    fence: super::Fence,
     handlers: Arc<HashMap<String, Handler>>,
     #[cfg(feature = "http")]
     http: reqwest::Client,
@@ -214,6 +217,30 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
     record.started_ms = Some(started_us.div_euclid(1000));
     let attempts = spec.retry.max_retries + 1;
     for attempt in 1..=attempts {
+        // Fencing, last line: a fire handed on before the session was lost (queued behind the concurrency
+        // limit, buffered by `buffer_one`, delayed by jitter or a freeze) must not start once the session can
+        // no longer be proven valid, or was replaced by a new one; a successor may own the job by now. Manual
+        // fires are not claimed (`session` is `None`).
+        let fenced = fire.session.is_some_and(|claimed_under| {
+            let valid = *env.fence.lock().unwrap_or_else(|p| p.into_inner());
+            !valid.is_some_and(|(session, until)| {
+                session == claimed_under && env.clock.now_ms() < until
+            })
+        });
+        if fenced {
+            let why =
+                "fenced: the node could not prove its session valid when the run was due to start";
+            if attempt == 1 {
+                record.outcome = Outcome::Skipped;
+                record.started_ms = None;
+            }
+            record.reason = Some(
+                record
+                    .reason
+                    .map_or_else(|| why.to_owned(), |r| format!("{r}; {why}")),
+            );
+            break;
+        }
         let ctx = FireContext {
             fire: id.clone(),
             job_name: spec.name.clone(),
@@ -313,6 +340,7 @@ impl Actor for Executor {
         let env = RunEnv {
             node: args.node,
             clock: args.clock,
+            fence: args.fence,
             handlers: args.handlers,
             #[cfg(feature = "http")]
             http: reqwest::Client::new(),

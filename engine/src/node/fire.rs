@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::coordinator::SessionId;
 use crate::job::{FireId, Job};
 
 /// Why an instant is being run.
@@ -26,6 +27,9 @@ pub struct Fire {
     pub scheduled_ms: i64,
     /// Why it runs.
     pub kind: FireKind,
+    /// The session under which it may run (whose claim covers it); the executor starts it only while that
+    /// session is proven valid. `None` for manual fires, which are not claimed.
+    pub session: Option<SessionId>,
 }
 
 impl Fire {

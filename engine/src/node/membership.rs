@@ -121,6 +121,8 @@ pub struct Arguments {
     pub timer: ActorRef<timer::Msg>,
     /// Told about the session.
     pub recorder: ActorRef<recorder::Msg>,
+    /// Where the proven validity of the session is published for the executor.
+    pub fence: super::Fence,
 }
 
 /// The membership actor's state.
@@ -131,6 +133,7 @@ pub struct State {
     config: Config,
     timer: ActorRef<timer::Msg>,
     recorder: ActorRef<recorder::Msg>,
+    fence: super::Fence,
     session: Option<Session>,
     valid_until_ms: Option<i64>,
     leader_epoch: Option<u64>,
@@ -231,6 +234,8 @@ impl State {
 
     fn set_lease(&mut self, valid_until_ms: Option<i64>) {
         self.valid_until_ms = valid_until_ms;
+        *self.fence.lock().unwrap_or_else(|p| p.into_inner()) =
+            self.session.as_ref().map(|s| s.id).zip(valid_until_ms);
         let lease = match (&self.session, valid_until_ms) {
             (Some(session), Some(valid_until_ms)) => Some(timer::Lease {
                 session: session.id,
@@ -424,6 +429,7 @@ impl Actor for Membership {
             config: args.config,
             timer: args.timer,
             recorder: args.recorder,
+            fence: args.fence,
             session: None,
             valid_until_ms: None,
             leader_epoch: None,

@@ -164,6 +164,8 @@ struct Entry {
     revoked: bool,
     /// The claim of the session we took the job over from, until it is settled.
     predecessor: Option<JobClaim>,
+    /// Set when this node saw the job resumed: instants before are not owed (they passed while paused).
+    resumed_ms: Option<i64>,
 }
 
 impl Entry {
@@ -245,6 +247,9 @@ impl State {
                         .expect("indexed slot is occupied");
                     let after = entry.last_ms.max(now_ms);
                     entry.next_ms = next_instant(&job, tz, after);
+                    if entry.job.spec.paused && !job.spec.paused {
+                        entry.resumed_ms = Some(now_ms);
+                    }
                     entry.job = job;
                     entry.tz = tz;
                     entry.revoked = false;
@@ -265,6 +270,7 @@ impl State {
                         queued: false,
                         revoked: false,
                         predecessor: None,
+                        resumed_ms: None,
                     };
                     let slot = match self.free.pop() {
                         Some(slot) => {
@@ -365,10 +371,11 @@ impl State {
         }
     }
 
-    /// The instant the alarm should go off at, if any.
-    pub fn deadline(&self) -> Option<i64> {
+    /// The instant the alarm should go off at, if any: the next instant, or the lease's end if that comes
+    /// first; none while the lease has run out (nothing can fire until a renewal, which sets a new lease).
+    pub fn deadline(&self, now_ms: i64) -> Option<i64> {
         let lease = self.lease?;
-        if self.draining {
+        if self.draining || now_ms >= lease.valid_until_ms {
             return None;
         }
         self.queue
@@ -413,6 +420,7 @@ impl State {
             } else if t < now_ms - threshold {
                 Self::misfire(
                     &self.node,
+                    lease.session,
                     entry,
                     now_ms,
                     now_ms - threshold,
@@ -424,6 +432,7 @@ impl State {
                     job: entry.job.clone(),
                     scheduled_ms: t,
                     kind: FireKind::Scheduled,
+                    session: Some(lease.session),
                 });
                 entry.outstanding.push(t);
                 entry.last_ms = t;
@@ -442,6 +451,7 @@ impl State {
     /// claim): the misfire policy decides which run late and which are recorded as misfired.
     fn misfire(
         node: &crate::coordinator::NodeId,
+        session: SessionId,
         entry: &mut Entry,
         now_ms: i64,
         until: i64,
@@ -510,6 +520,7 @@ impl State {
                 job: entry.job.clone(),
                 scheduled_ms: t,
                 kind: FireKind::CatchUp,
+                session: Some(session),
             });
         }
     }
@@ -556,9 +567,10 @@ impl State {
                 }
             };
             if wanted {
-                let from = entry
-                    .claim
-                    .map_or_else(|| first_owed_ms(&entry.job), |(from, _)| from);
+                let from = entry.claim.map_or_else(
+                    || first_owed_ms(&entry.job).max(entry.resumed_ms.map_or(i64::MIN, |t| t + 1)),
+                    |(from, _)| from,
+                );
                 claims.push(FireClaim {
                     job: entry.job.id.clone(),
                     from_ms: from,
@@ -620,6 +632,7 @@ impl State {
     /// Applies settlements: the in-doubt instants are recorded or run again, per the job's delivery mode.
     pub fn settle(&mut self, settlements: Vec<Settlement>) -> Effects {
         let mut fx = Effects::default();
+        let Some(lease) = self.lease else { return fx };
         for settlement in settlements {
             let Some(&slot) = self.index.get(&settlement.job) else {
                 continue;
@@ -633,6 +646,7 @@ impl State {
             entry.predecessor = None;
             Self::settle_previous(
                 &self.node,
+                lease.session,
                 entry,
                 &settlement.previous,
                 &settlement.in_doubt,
@@ -645,6 +659,7 @@ impl State {
     /// Accounts for the previous holder's unsettled instants, per the job's delivery mode.
     fn settle_previous(
         node: &crate::coordinator::NodeId,
+        session: SessionId,
         entry: &mut Entry,
         previous: &JobClaim,
         in_doubt: &[i64],
@@ -672,6 +687,7 @@ impl State {
                         job: entry.job.clone(),
                         scheduled_ms: t,
                         kind: FireKind::Redelivery,
+                        session: Some(session),
                     });
                 }
             }
@@ -751,10 +767,12 @@ fn next_instant(job: &Job, tz: Tz, after_ms: i64) -> Option<i64> {
     }
 }
 
-/// The first instant a job is owed from: just after its last spec change (creation, update, resume), so a job
-/// created at 10:00:00.000 with an every-minute schedule first fires at 10:01, as its preview says.
+/// The first instant a job is owed from, when no claim of it exists yet: just after its creation, so a job
+/// created at 10:00:00.000 with an every-minute schedule first fires at 10:01, as its preview says. Not after
+/// its last update: an update (even of the overlap policy) must not erase instants that passed unclaimed
+/// before it. When a claim exists, the grant starts after it whatever this says.
 fn first_owed_ms(job: &Job) -> i64 {
-    job.updated_ms.max(job.created_ms) + 1
+    job.created_ms + 1
 }
 
 fn duration_ms(d: Duration) -> i64 {
@@ -916,7 +934,7 @@ pub struct Running {
 
 impl Running {
     fn publish_deadline(&self) {
-        self.alarm.set(self.state.deadline());
+        self.alarm.set(self.state.deadline(self.clock.now_ms()));
     }
 
     fn apply(&self, fx: Effects) {
@@ -1028,15 +1046,21 @@ async fn claim_round_trip(
         }
         let mut in_doubt = candidates;
         if let (Some(&first), Some(&last)) = (in_doubt.first(), in_doubt.last()) {
+            // Records starting in the range, plus the newest one starting before it: a `misfired` record may
+            // cover a range of instants that begins earlier (the records of one job never overlap).
             let query = RunQuery {
-                from_ms: Some(first),
+                from_ms: None,
                 before_ms: Some(last + 1),
                 limit: in_doubt.len() + 1,
             };
             match coordinator.runs(&job.id, query).await {
                 Ok(runs) => {
-                    let recorded: BTreeSet<i64> = runs.iter().map(|r| r.scheduled_ms).collect();
-                    in_doubt.retain(|t| !recorded.contains(t));
+                    let covered: Vec<(i64, i64)> = runs
+                        .iter()
+                        .filter(|r| r.last_ms() >= first)
+                        .map(|r| (r.scheduled_ms, r.last_ms()))
+                        .collect();
+                    in_doubt.retain(|&t| !covered.iter().any(|&(from, to)| from <= t && t <= to));
                 }
                 Err(error) => {
                     debug!(%error, job = %job.id, "runs unavailable; settling later");

@@ -60,13 +60,6 @@ const CI_SEEDS: &[u64] = &[22, 57, 69];
 /// An engine bug the simulation exposes (the report of the cluster issue has each one's trace and diagnosis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KnownBug {
-    /// The timer's alarm busy-loops once the lease has run out while a claimed job is still queued:
-    /// `timer::State::deadline` returns `min(next instant, valid_until)`, which is then in the past, `wake`
-    /// returns early (self-fencing) without moving the entry out of the queue, and the alarm task fires
-    /// `Wake` again at once. It lasts until the lease is renewed or the session is declared lost; in paused
-    /// time that never comes (virtual time only advances when every task is idle), in real time it burns a
-    /// core for the whole outage or partition.
-    TimerSpinsAfterLeaseEnd,
     /// The leader still publishes `assign::place`, the sticky placement that never moves a job to even out
     /// loads: a node that joins (or rejoins after a crash) stays empty. The minimal-move rebalancer
     /// (`rebalance.rs`) is not wired in yet.
@@ -79,16 +72,6 @@ enum KnownBug {
     /// Settling a predecessor enumerates its instants with the job's *current* schedule: after a schedule
     /// change it records `in_doubt` for instants the job never had and misses instants of the old schedule.
     SettlementUsesCurrentSchedule,
-    /// Settling a predecessor reads only the `scheduled_ms` of its run records, so the later instants of a
-    /// `misfired` range record are recorded a second time, as `in_doubt`.
-    SettlementIgnoresRanges,
-    /// Fires already handed to the dispatcher or executor (a `buffer_one` instant waiting for the running
-    /// one, a fire queued behind a freeze) start after the node has lost its session and another node owns
-    /// the job: nothing after the timer checks the lease.
-    NoFencingAfterDispatch,
-    /// A new owner's first claim starts at `updated_ms + 1` (`first_owed_ms`), so instants that passed
-    /// unclaimed before an update of the job (any update, even of its overlap policy) are never recorded.
-    UpdateResetsOwedWindow,
 }
 
 /// A seed that fails today because of known bugs.
@@ -106,18 +89,22 @@ struct KnownFailure {
 /// that does not stall also fails `convergence` until the rebalancer is wired in.
 const KNOWN_FAILING_SEEDS: &[KnownFailure] = {
     use KnownBug::*;
+    // Fixed since these seeds were recorded (timer.rs): the alarm no longer wakes while the lease is out
+    // (seeds 3, 8 hung on it), settlement reads `misfired` ranges (87), an update no longer resets the
+    // window of owed instants (79), and the executor starts a fire only under the session that claimed it,
+    // while proven valid (62: a node frozen with a buffered fire started it after its successor, under a
+    // session it had opened after the freeze).
     &[
-        // An error episode on every call (seed 3) or a partition (seed 8) lets a lease run out: the timer
-        // spins and virtual time stops at the lease's end.
+        // An error episode on every call: after the heal an instant is accounted for by no record.
         KnownFailure {
             seed: 3,
-            fails: &["liveness"],
-            bugs: &[TimerSpinsAfterLeaseEnd],
+            fails: &["no_silent_miss", "convergence"],
+            bugs: &[SettlementNotDurable, RebalancerNotWired],
         },
         KnownFailure {
             seed: 8,
-            fails: &["liveness"],
-            bugs: &[TimerSpinsAfterLeaseEnd],
+            fails: &["convergence"],
+            bugs: &[RebalancerNotWired],
         },
         // Crashes and a join leave node-1 empty after the heal.
         KnownFailure {
@@ -134,35 +121,26 @@ const KNOWN_FAILING_SEEDS: &[KnownFailure] = {
         },
         // job-04 (*/2) is held by node-5 (session 6) when an outage starts at +7.1 s, and switches to every
         // second at +9.3 s. node-4 settles session 6 with the new schedule and records +5 s, never an instant
-        // of */2, in doubt; its own first claim starts after the update, so +8 s is never recorded.
+        // of */2, in doubt.
         KnownFailure {
             seed: 16,
             fails: &["no_silent_miss", "convergence"],
-            bugs: &[
-                SettlementUsesCurrentSchedule,
-                UpdateResetsOwedWindow,
-                RebalancerNotWired,
-            ],
+            bugs: &[SettlementUsesCurrentSchedule, RebalancerNotWired],
         },
-        // job-02: node-2 records +2..+4 s as one misfired range, node-3 then records +4 s in doubt.
         KnownFailure {
             seed: 87,
-            fails: &["no_silent_miss", "convergence"],
-            bugs: &[SettlementIgnoresRanges, RebalancerNotWired],
+            fails: &["convergence"],
+            bugs: &[RebalancerNotWired],
         },
-        // node-1 is frozen at +2.98 s with job-05's +1 s running and +2 s buffered (buffer_one); it starts
-        // +2 s at +6.53 s, after node-4, the new owner, started +4 s.
         KnownFailure {
             seed: 62,
-            fails: &["single_owner", "convergence"],
-            bugs: &[NoFencingAfterDispatch, RebalancerNotWired],
+            fails: &["convergence"],
+            bugs: &[RebalancerNotWired],
         },
-        // An outage from +8.9 s to +13.85 s; job-06's overlap policy is updated at +13.45 s; its instants
-        // +10..+13 s are never recorded.
         KnownFailure {
             seed: 79,
-            fails: &["no_silent_miss", "convergence"],
-            bugs: &[UpdateResetsOwedWindow, RebalancerNotWired],
+            fails: &["convergence"],
+            bugs: &[RebalancerNotWired],
         },
     ]
 };
