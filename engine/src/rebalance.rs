@@ -125,14 +125,41 @@ pub struct Plan {
     pub unplaced: Vec<JobId>,
 }
 
-/// Assigns every job to a live, eligible node with room, as evenly as possible, keeping as many jobs as possible
-/// where `previous` put them. See the module docs for the exact promises.
-pub fn rebalance(
-    jobs: &[JobLoad<'_>],
-    nodes: &[NodeSlot],
-    previous: &BTreeMap<JobId, NodeId>,
-) -> Plan {
-    let problem = input::Problem::new(jobs, nodes, previous);
+/// Most extra passes for weighted jobs under labels or capacities.
+const MAX_SETTLE_PASSES: usize = 16;
+
+/// Whether one pass already gives a fixed point of [`rebalance`]: unit weights reach their targets exactly (the
+/// optimum, which a second pass keeps), and weights on a single group without capacities end inside bands that
+/// the next pass's targets still contain (docs/rebalancer.md has both arguments).
+fn settles_at_once(problem: &input::Problem<'_>) -> bool {
+    problem.groups.iter().all(|g| g.w_max == 1)
+        || (problem.groups.len() == 1 && problem.capacity.iter().all(|&c| c == i64::MAX))
+}
+
+/// Weighted jobs under labels or capacities: packing can leave a node outside its band, and a pass from that
+/// result may see targets that fit it better and move jobs again. So pass again from each result until one
+/// repeats. A fixed point is the answer; on a cycle (a job that fits two places equally badly, handed back and
+/// forth) the answer is the cycle's least member in job order, which is also what a pass from any member of the
+/// cycle reaches. Either way `rebalance` of the answer is the answer.
+fn settle(problem: &input::Problem<'_>, first: Vec<u32>) -> Vec<u32> {
+    let mut seen = vec![first];
+    for _ in 0..MAX_SETTLE_PASSES {
+        let last = seen.last().expect("not empty");
+        let next = assign(&problem.with_holders(last));
+        if let Some(at) = seen.iter().position(|s| *s == next) {
+            return seen.swap_remove(
+                (at..seen.len())
+                    .min_by(|&a, &b| seen[a].cmp(&seen[b]))
+                    .expect("a cycle has a member"),
+            );
+        }
+        seen.push(next);
+    }
+    seen.pop().expect("not empty")
+}
+
+/// Targets, then owners, per job in canonical order.
+fn assign(problem: &input::Problem<'_>) -> Vec<u32> {
     let targets = if problem.groups.len() <= 1 {
         problem
             .groups
@@ -142,6 +169,20 @@ pub fn rebalance(
     } else {
         flow::targets(&problem.groups, &problem.capacity)
     };
-    let owner = realize::realize(&problem, &targets);
+    realize::realize(problem, &targets)
+}
+
+/// Assigns every job to a live, eligible node with room, as evenly as possible, keeping as many jobs as possible
+/// where `previous` put them. See the module docs for the exact promises.
+pub fn rebalance(
+    jobs: &[JobLoad<'_>],
+    nodes: &[NodeSlot],
+    previous: &BTreeMap<JobId, NodeId>,
+) -> Plan {
+    let problem = input::Problem::new(jobs, nodes, previous);
+    let mut owner = assign(&problem);
+    if !settles_at_once(&problem) {
+        owner = settle(&problem, owner);
+    }
     problem.plan(&owner)
 }

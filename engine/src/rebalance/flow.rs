@@ -1,17 +1,22 @@
 //! Target loads for several groups (labels): a min-cost flow with a convex balance cost, solved by Δ-scaling.
 //!
-//! One unit of flow is one unit of job weight:
+//! One unit of flow is one unit of job weight; `x_gv` is the weight of group g that node v is to hold:
 //!
 //! ```text
-//! source ──total_g──▶ group g ──keep (≤ sticky_gv, −1 per unit) ─▶ node v ──Σ load_v² (≤ capacity_v)──▶ sink
-//!    │                        └─free (0) ─────────────────────────▶                                      ▲
-//!    └──────────────────────────── unplaced (1 per unit) ────────────────────────────────────────────────┘
+//! source ──total_g──▶ group g ──band distance of sticky_gv from [x_gv − δ_g, x_gv + δ_g]──▶ node v ──load_v², ≤ capacity_v──▶ sink
+//!    └──────────────────────────────── unplaced, 1 per unit ─────────────────────────────────────────────────────────────────▲
 //! ```
 //!
-//! Costs are lexicographic vectors `[artificial, unplaced, Σ load², −kept]`, so the optimum first places as much
-//! weight as possible, then minimizes the sum of squared loads (for unit weights this is the same as making the
-//! sorted load vector lexicographically smallest, Harvey–Ladner–Lovász–Tamir, "Semi-matchings"), then keeps as
-//! much weight where it was as possible. Artificial arcs (every vertex to a root and back, cost 1 in the first
+//! Costs are lexicographic vectors `[artificial, unplaced, Σ load², band distance]`, so the optimum first places
+//! as much weight as possible, then minimizes the sum of squared loads (for unit weights this is the same as
+//! making the sorted load vector lexicographically smallest: Harvey, Ladner, Lovász, Tamir, "Semi-matchings for
+//! bipartite graphs and load balancing"), then keeps each group's weight on each node as close to its band as
+//! possible. `δ_g = w_max − 1` is the slack the realization allows with weights (`realize.rs`); the distance
+//! `max(0, sticky − δ − x) + max(0, x − sticky − δ)` is convex in `x` and built from three parallel linear arcs
+//! (−1 per unit up to `sticky − δ`, free up to `sticky + δ`, +1 beyond). With unit weights (`δ = 0`) it is
+//! `|x − sticky|`, which per group is twice the jobs that leave plus a constant: the fewest moves. With weights,
+//! a result whose groups all sit inside their bands has distance 0, so the next run finds targets that still
+//! contain it and moves nothing. Artificial arcs (every vertex to a root and back, cost 1 in the first
 //! component) only guarantee that every deficit is reachable while scaling; the optimum never uses them.
 //!
 //! The solver is the capacity-scaling algorithm for convex costs (Ahuja, Magnanti, Orlin, *Network Flows*,
@@ -25,13 +30,14 @@ use std::collections::BinaryHeap;
 
 use super::input::Group;
 
-/// A lexicographic cost: `[artificial, unplaced, Σ load², −kept]`.
+/// A lexicographic cost: `[artificial, unplaced, Σ load², band distance]`.
 type Cost = [i128; 4];
 
 const ZERO: Cost = [0; 4];
 const ARTIFICIAL: Cost = [1, 0, 0, 0];
 const UNPLACED: Cost = [0, 1, 0, 0];
-const KEEP: Cost = [0, 0, 0, -1];
+const INTO_BAND: Cost = [0, 0, 0, -1];
+const OUT_OF_BAND: Cost = [0, 0, 0, 1];
 
 fn add(a: Cost, b: Cost) -> Cost {
     [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]
@@ -53,26 +59,26 @@ pub(super) fn targets(groups: &[Group], capacity: &[i64]) -> Vec<Vec<i64>> {
     let mut arcs = Vec::with_capacity(groups.len());
     for (g, group) in groups.iter().enumerate() {
         net.add(source, group_vertex(g), group.total, Kind::Linear(ZERO));
-        let per_slot: Vec<[Option<usize>; 2]> = group
+        // The distance of the group's sticky weight `s` on a node from the band `[x − δ, x + δ]` around its
+        // target `x`, as parallel linear arcs: −1 per unit up to `s − δ`, free up to `s + δ`, +1 beyond.
+        let delta = i64::from(group.w_max) - 1;
+        let per_slot: Vec<Vec<usize>> = group
             .eligible
             .iter()
             .zip(&group.sticky)
             .map(|(&v, &sticky)| {
-                let keep = (sticky > 0).then(|| {
-                    net.add(
-                        group_vertex(g),
-                        node_vertex(v as usize),
-                        sticky,
-                        Kind::Linear(KEEP),
-                    )
-                });
-                let free = net.add(
-                    group_vertex(g),
-                    node_vertex(v as usize),
-                    group.total,
-                    Kind::Linear(ZERO),
-                );
-                [keep, Some(free)]
+                let (from, to) = (group_vertex(g), node_vertex(v as usize));
+                let low = sticky - delta;
+                let mut arcs = Vec::with_capacity(3);
+                if low > 0 {
+                    arcs.push(net.add(from, to, low, Kind::Linear(INTO_BAND)));
+                }
+                let free = (sticky + delta) - low.max(0);
+                if free > 0 {
+                    arcs.push(net.add(from, to, free, Kind::Linear(ZERO)));
+                }
+                arcs.push(net.add(from, to, group.total, Kind::Linear(OUT_OF_BAND)));
+                arcs
             })
             .collect();
         arcs.push(per_slot);
@@ -94,7 +100,7 @@ pub(super) fn targets(groups: &[Group], capacity: &[i64]) -> Vec<Vec<i64>> {
         .map(|per_slot| {
             per_slot
                 .iter()
-                .map(|pair| pair.iter().flatten().map(|&a| net.arcs[a].flow).sum())
+                .map(|arcs| arcs.iter().map(|&a| net.arcs[a].flow).sum())
                 .collect()
         })
         .collect()

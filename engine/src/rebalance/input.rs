@@ -67,6 +67,7 @@ pub(super) struct Group {
 }
 
 /// A rebalance problem in canonical order.
+#[derive(Clone)]
 pub(super) struct Problem<'p> {
     /// Live nodes by id, without repeats.
     pub nodes: Vec<&'p NodeSlot>,
@@ -208,6 +209,22 @@ impl<'p> Problem<'p> {
             groups,
             evicted,
         }
+    }
+
+    /// The same problem as if `owner` (per job, [`NONE`] for unplaced) were the previous assignment.
+    pub fn with_holders(&self, owner: &[u32]) -> Self {
+        let mut next = self.clone();
+        for group in &mut next.groups {
+            group.sticky.iter_mut().for_each(|s| *s = 0);
+        }
+        for (j, &o) in owner.iter().enumerate() {
+            next.holder[j] = o;
+            if o != NONE {
+                let group = &mut next.groups[self.group[j] as usize];
+                group.sticky[group.slot[o as usize] as usize] += i64::from(self.weight[j]);
+            }
+        }
+        next
     }
 
     /// The plan that gives job `j` (canonical index) to node `owner[j]`, or leaves it unplaced on [`NONE`].
