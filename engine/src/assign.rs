@@ -1,61 +1,118 @@
 //! Placement of jobs on live nodes, as the leader publishes it. Pure.
 //!
-//! This is the simple sticky placement the engine starts with: a job stays where it is while its owner is live
-//! and eligible; an orphan or new job goes to the least-loaded eligible node (ties by node id). It keeps
-//! ownership stable and is deterministic, but it does not move jobs to even out loads after a join; the
-//! minimal-move rebalancer (docs/rebalancer.md, cluster issue) replaces it.
+//! A thin adapter from the engine's types (jobs, members) to the minimal-move rebalancer
+//! ([`crate::rebalance::rebalance`], `docs/rebalancer.md`): jobs keep their owner where balance allows, a node
+//! that joins receives exactly the jobs needed to even out the loads, the jobs of a node that left are spread
+//! over the others, and nothing moves when nothing changed. The leader passes only the members that are not
+//! draining, so a leaving node is given nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use crate::coordinator::{Member, NodeId};
 use crate::job::{Job, JobId};
+use crate::rebalance::{JobLoad, NodeSlot, rebalance};
 
-/// Places every job on an eligible live member; jobs no member can take are left out (unowned).
+/// Places every job on an eligible live member; jobs no member can take (labels, capacity) are left out
+/// (unowned until a member that can take them joins).
 pub fn place<'a>(
     jobs: impl IntoIterator<Item = &'a Job>,
     members: &[Member],
     previous: Option<&BTreeMap<JobId, NodeId>>,
 ) -> BTreeMap<JobId, NodeId> {
-    let mut load: HashMap<&NodeId, u64> = members.iter().map(|m| (&m.node.id, 0)).collect();
-    let by_id: HashMap<&NodeId, &Member> = members.iter().map(|m| (&m.node.id, m)).collect();
-    let eligible = |job: &Job, member: &Member| job.spec.node_labels.is_subset(&member.node.labels);
-    let mut jobs: Vec<&Job> = jobs.into_iter().collect();
-    jobs.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut owners = BTreeMap::new();
-    let mut orphans = Vec::new();
-    for job in jobs {
-        let sticky = previous
-            .and_then(|p| p.get(&job.id))
-            .and_then(|owner| by_id.get(owner))
-            .filter(|m| eligible(job, m));
-        match sticky {
-            Some(member) => {
-                *load.get_mut(&member.node.id).expect("member has a load") +=
-                    u64::from(job.spec.weight);
-                owners.insert(job.id.clone(), member.node.id.clone());
+    let loads: Vec<JobLoad<'a>> = jobs
+        .into_iter()
+        .map(|job| {
+            JobLoad::new(job.id.clone())
+                .with_weight(job.spec.weight)
+                .with_labels(Cow::Borrowed(&job.spec.node_labels))
+        })
+        .collect();
+    let nodes: Vec<NodeSlot> = members
+        .iter()
+        .map(|m| {
+            let slot = NodeSlot::new(m.node.id.clone()).with_labels(m.node.labels.clone());
+            match m.node.capacity {
+                Some(capacity) => slot.with_capacity(capacity),
+                None => slot,
             }
-            None => orphans.push(job),
+        })
+        .collect();
+    let empty = BTreeMap::new();
+    rebalance(&loads, &nodes, previous.unwrap_or(&empty)).owners
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::coordinator::{NodeInfo, SessionId};
+    use crate::job::{HandlerTarget, JobSpec, Target};
+    use crate::schedule::Schedule;
+
+    fn job(i: usize) -> Job {
+        let spec = JobSpec::new(
+            "j",
+            Schedule::parse("@hourly").unwrap(),
+            Target::Handler(HandlerTarget::new("h")),
+        );
+        Job::new(JobId::new(format!("job-{i:02}")).unwrap(), spec, 0)
+    }
+
+    fn member(id: &str) -> Member {
+        Member {
+            node: NodeInfo::new(NodeId::new(id).unwrap()),
+            session: SessionId(1),
+            draining: false,
         }
     }
-    for job in orphans {
-        let best = members
+
+    fn loads(owners: &BTreeMap<JobId, NodeId>) -> BTreeMap<String, usize> {
+        owners.values().fold(BTreeMap::new(), |mut m, n| {
+            *m.entry(n.to_string()).or_default() += 1;
+            m
+        })
+    }
+
+    #[test]
+    fn a_joining_node_gets_its_share_and_only_that_moves() {
+        let jobs: Vec<Job> = (0..10).map(job).collect();
+        let two = [member("a"), member("b")];
+        let before = place(&jobs, &two, None);
+        assert_eq!(
+            loads(&before).values().copied().collect::<Vec<_>>(),
+            vec![5, 5]
+        );
+        let three = [member("a"), member("b"), member("c")];
+        let after = place(&jobs, &three, Some(&before));
+        let moved = jobs
             .iter()
-            .filter(|m| eligible(job, m))
-            .filter(|m| {
-                m.node
-                    .capacity
-                    .is_none_or(|cap| load[&m.node.id] + u64::from(job.spec.weight) <= cap)
-            })
-            .min_by(|a, b| {
-                load[&a.node.id]
-                    .cmp(&load[&b.node.id])
-                    .then_with(|| a.node.id.cmp(&b.node.id))
-            });
-        if let Some(member) = best {
-            *load.get_mut(&member.node.id).expect("member has a load") +=
-                u64::from(job.spec.weight);
-            owners.insert(job.id.clone(), member.node.id.clone());
-        }
+            .filter(|j| before[&j.id] != after[&j.id])
+            .count();
+        assert_eq!(
+            moved, 3,
+            "two consumers to three with 10 jobs moves 3: {after:?}"
+        );
+        let mut counts: Vec<usize> = loads(&after).values().copied().collect();
+        counts.sort();
+        assert_eq!(counts, vec![3, 3, 4]);
+        assert_eq!(
+            place(&jobs, &three, Some(&after)),
+            after,
+            "nothing changed, nothing moves"
+        );
     }
-    owners
+
+    #[test]
+    fn jobs_go_only_to_nodes_with_their_labels() {
+        let mut labelled = job(1);
+        labelled.spec.node_labels = BTreeSet::from(["region=eu".to_owned()]);
+        let mut eu = member("eu");
+        eu.node.labels = BTreeSet::from(["region=eu".to_owned()]);
+        let owners = place([&labelled, &job(2)], &[member("us"), eu], None);
+        assert_eq!(owners[&labelled.id].as_str(), "eu");
+        let owners = place([&labelled], &[member("us")], None);
+        assert!(owners.is_empty(), "no eligible node: left unowned");
+    }
 }
