@@ -384,6 +384,7 @@ impl Scheduler {
             scheduled_ms: now,
             kind: FireKind::Manual,
             session: None,
+            start_by_ms: None,
         };
         let fire_id = fire.id();
         self.inner
@@ -450,6 +451,7 @@ impl Scheduler {
                 scheduled_ms: t,
                 kind: FireKind::Manual,
                 session: None,
+                start_by_ms: None,
             })
             .collect();
         let ids = fires.iter().map(Fire::id).collect();

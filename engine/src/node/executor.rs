@@ -227,9 +227,14 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
                 session == claimed_under && env.clock.now_ms() < until
             })
         });
-        if fenced {
-            let why =
-                "fenced: the node could not prove its session valid when the run was due to start";
+        // Only the first attempt is bound by the claim window; retries belong to a fire that has started.
+        let too_late = attempt == 1 && fire.start_by_ms.is_some_and(|by| env.clock.now_ms() > by);
+        if fenced || too_late {
+            let why = if fenced {
+                "fenced: the node could not prove its session valid when the run was due to start"
+            } else {
+                "missed: it could not start before the end of its claim window"
+            };
             if attempt == 1 {
                 record.outcome = Outcome::Skipped;
                 record.started_ms = None;

@@ -417,6 +417,21 @@ impl State {
             if entry.job.spec.paused {
                 entry.last_ms = t;
                 entry.next_ms = next_instant(&entry.job, entry.tz, t);
+            } else if now_ms > through {
+                // The claim is a right to fire in a window of time, not only a set of instants: past its end a
+                // successor may already be firing later instants, so what was not started in time is recorded
+                // as misfired (never run late). postmortem: a renewal answered late let an old owner start an
+                // instant after its successor had started a later one (simulation seed 16).
+                Self::misfire(
+                    &self.node,
+                    lease.session,
+                    entry,
+                    now_ms,
+                    through + 1,
+                    through,
+                    false,
+                    &mut fx,
+                );
             } else if t < now_ms - threshold {
                 Self::misfire(
                     &self.node,
@@ -425,6 +440,7 @@ impl State {
                     now_ms,
                     now_ms - threshold,
                     through,
+                    true,
                     &mut fx,
                 );
             } else {
@@ -433,6 +449,7 @@ impl State {
                     scheduled_ms: t,
                     kind: FireKind::Scheduled,
                     session: Some(lease.session),
+                    start_by_ms: Some(through),
                 });
                 entry.outstanding.push(t);
                 entry.last_ms = t;
@@ -449,6 +466,7 @@ impl State {
 
     /// Handles the instants of `entry` that passed more than the threshold ago (before `until`, within the
     /// claim): the misfire policy decides which run late and which are recorded as misfired.
+    #[allow(clippy::too_many_arguments)] // One call site per reason; a struct would only rename them.
     fn misfire(
         node: &crate::coordinator::NodeId,
         session: SessionId,
@@ -456,6 +474,7 @@ impl State {
         now_ms: i64,
         until: i64,
         through: i64,
+        may_run: bool,
         fx: &mut Effects,
     ) {
         // Keep the newest MAX_MISSED_SCAN instants (the policy runs the newest); older ones are only counted.
@@ -490,7 +509,12 @@ impl State {
         }
         entry.next_ms = cursor;
         let missed: Vec<i64> = missed.into();
-        let plan = misfire::plan(entry.job.spec.misfire, &missed, now_ms);
+        let policy = if may_run {
+            entry.job.spec.misfire
+        } else {
+            crate::job::MisfirePolicy::Skip
+        };
+        let plan = misfire::plan(policy, &missed, now_ms);
         let total = missed.len() as u64 + dropped.map_or(0, |d| d.2);
         crate::metrics::misfired("late", total.saturating_sub(plan.run.len() as u64));
         let mut skips = plan.skip;
@@ -521,6 +545,7 @@ impl State {
                 scheduled_ms: t,
                 kind: FireKind::CatchUp,
                 session: Some(session),
+                start_by_ms: Some(through),
             });
         }
     }
@@ -688,6 +713,7 @@ impl State {
                         scheduled_ms: t,
                         kind: FireKind::Redelivery,
                         session: Some(session),
+                        start_by_ms: entry.claim.map(|(_, through)| through),
                     });
                 }
             }
