@@ -216,6 +216,9 @@ pub trait Coordinator: Send + Sync + 'static {
     ///   after that session's `through_ms` (at `max(from_ms, previous.through_ms + 1)`); the previous claim is
     ///   returned so the new owner can settle it.
     /// - A holder extending its own claim keeps its `from_ms`; `through_ms` and `settled_ms` never decrease.
+    /// - A grant that takes over keeps `settled_ms` at most the previous holder's: the instants the previous
+    ///   holder left unsettled stay unsettled in the claim until the new holder settles them and raises it (so
+    ///   a new holder that dies first does not hide them from its own successor).
     /// - Of concurrent claimers of the same job, only the assigned owner's session is granted.
     async fn claim_fires(
         &self,

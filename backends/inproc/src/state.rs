@@ -429,7 +429,12 @@ impl State {
                 // A takeover starts after everything the previous holder was granted.
                 Some(held) => {
                     let from_ms = request.from_ms.max(held.through_ms.saturating_add(1));
-                    (new_claim(id, session, request, from_ms), Some(held.clone()))
+                    let mut claim = new_claim(id, session, request, from_ms);
+                    // The previous holder's unsettled instants stay unsettled in the claim until the new
+                    // holder has settled them (and raises `settled_ms`): should it die first, its own
+                    // successor still sees them.
+                    claim.settled_ms = claim.settled_ms.min(held.settled_ms);
+                    (claim, Some(held.clone()))
                 }
                 None => (new_claim(id, session, request, request.from_ms), None),
             };
@@ -682,7 +687,8 @@ impl Drop for State {
 }
 
 /// A fresh claim of `request` by `session`, starting at `from_ms` (an empty claim, `through_ms = from_ms -
-/// 1`, if the request ends before that). `settled_ms` is kept as the claimer gave it.
+/// 1`, if the request ends before that). `settled_ms` is kept as the claimer gave it (a takeover then lowers
+/// it to the previous holder's).
 fn new_claim(id: SessionId, session: &LiveSession, request: &FireClaim, from_ms: i64) -> JobClaim {
     JobClaim {
         session: id,

@@ -169,15 +169,22 @@ struct Entry {
 }
 
 impl Entry {
-    /// Every instant of our claim up to here has a stored record.
+    /// Every instant of our claim up to here has a stored record; while a predecessor is not settled yet, no
+    /// further than its own `settled_ms` (its unsettled instants stay visible in the claim).
     fn settled_ms(&self) -> i64 {
         let base = self.claim.map_or(i64::MIN, |(from, _)| from - 1);
-        let done = self
+        let own = self.last_ms.max(base);
+        // Instants waiting for their record hold `settled` back, also those before our claim (a
+        // predecessor's instants we record as in doubt).
+        let settled = self
             .outstanding
             .iter()
             .min()
-            .map_or(self.last_ms, |first| first - 1);
-        done.max(base)
+            .map_or(own, |first| own.min(first - 1));
+        match &self.predecessor {
+            Some(previous) => settled.min(previous.settled_ms),
+            None => settled,
+        }
     }
 }
 
@@ -600,7 +607,13 @@ impl State {
                     job: entry.job.id.clone(),
                     from_ms: from,
                     through_ms: through.max(from),
-                    settled_ms: entry.settled_ms(),
+                    // A first claim has settled nothing of its own yet: everything before it, as far as this
+                    // node knows (a takeover lowers it to the predecessor's).
+                    settled_ms: if entry.claim.is_some() {
+                        entry.settled_ms()
+                    } else {
+                        from - 1
+                    },
                 });
             }
         }
@@ -703,11 +716,13 @@ impl State {
                         "claimed by node {} (session {}) which left no record",
                         previous.node, previous.session
                     ));
+                    entry.outstanding.push(t);
                     fx.records.push(record);
                 }
             }
             Delivery::AtLeastOnce => {
                 for &t in in_doubt {
+                    entry.outstanding.push(t);
                     fx.fires.push(Fire {
                         job: entry.job.clone(),
                         scheduled_ms: t,
