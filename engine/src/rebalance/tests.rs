@@ -132,6 +132,67 @@ pub(super) fn unit_lower_bound(
     excess - r.min(above)
 }
 
+/// A lower bound on the moves of any assignment with every load within `W/n ± w_max` (weights; no labels or
+/// capacities): the larger of the jobs that must leave nodes above `W/n + w_max` (each node's heaviest first),
+/// and the jobs that must arrive, beyond what orphans bring, on nodes below `W/n − w_max` (the heaviest jobs of
+/// the other nodes first).
+pub(super) fn weighted_lower_bound(
+    jobs: &[JobLoad<'_>],
+    nodes: &[NodeSlot],
+    previous: &BTreeMap<JobId, NodeId>,
+) -> usize {
+    if nodes.is_empty() {
+        return 0;
+    }
+    let n = nodes.len() as i64;
+    let total: i64 = jobs.iter().map(|j| i64::from(j.weight.max(1))).sum();
+    let w_max = jobs
+        .iter()
+        .map(|j| i64::from(j.weight.max(1)))
+        .max()
+        .unwrap_or(0);
+    let high = (total + n * w_max).div_euclid(n);
+    let low = (total - n * w_max + n - 1).div_euclid(n);
+    let mut held: BTreeMap<&NodeId, Vec<i64>> = nodes.iter().map(|v| (&v.id, Vec::new())).collect();
+    let mut orphans = 0;
+    for job in jobs {
+        match previous.get(&job.id).and_then(|o| held.get_mut(o)) {
+            Some(weights) => weights.push(i64::from(job.weight.max(1))),
+            None => orphans += i64::from(job.weight.max(1)),
+        }
+    }
+    let mut shed = 0;
+    let mut deficit = 0;
+    for weights in held.values_mut() {
+        weights.sort_unstable_by(|a, b| b.cmp(a));
+        let mut load: i64 = weights.iter().sum();
+        deficit += (low - load).max(0);
+        for w in weights.iter() {
+            if load <= high {
+                break;
+            }
+            load -= w;
+            shed += 1;
+        }
+    }
+    let mut all: Vec<i64> = held
+        .into_values()
+        .filter(|weights| weights.iter().sum::<i64>() >= low)
+        .flatten()
+        .collect();
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    let mut need = deficit - orphans;
+    let mut fill = 0;
+    for w in all {
+        if need <= 0 {
+            break;
+        }
+        need -= w;
+        fill += 1;
+    }
+    shed.max(fill)
+}
+
 /// Nodes that gave away a job that could have stayed, and nodes that received a job that was not theirs.
 pub(super) fn donors_and_receivers(
     previous: &BTreeMap<JobId, NodeId>,
@@ -228,6 +289,27 @@ fn nothing_changed_moves_nothing_and_a_second_pass_is_a_no_op() {
     let second = rebalance(&jobs, &nodes, &first.owners);
     assert_eq!(second.moves, 0);
     assert_eq!(second, first);
+}
+
+#[test]
+fn weighted_jobs_fill_a_starved_node_with_as_few_moves_as_its_deficit_needs() {
+    // Two nodes hold 50 unit jobs each, the third one job of weight 10: W/n ± w_max is 36.7 ± 10. Shedding down
+    // to 46 frees only 8, so the third node must also be filled up to 27: 17 moves, which is also what any
+    // balanced assignment needs (the bound counts the jobs the deficit needs, not only those above the band).
+    let mut jobs = unit_jobs(0..100);
+    jobs.push(JobLoad::new(job_id(100)).with_weight(10));
+    let nodes = plain_nodes(0..3);
+    let previous: BTreeMap<JobId, NodeId> = (0..101)
+        .map(|j| (job_id(j), node_id(if j == 100 { 2 } else { j / 50 })))
+        .collect();
+    let plan = rebalance(&jobs, &nodes, &previous);
+    check_valid(&jobs, &nodes, &plan).unwrap();
+    let loads = loads(&jobs, &nodes, &plan);
+    assert!(loads.values().all(|&l| (27..=46).contains(&l)), "{loads:?}");
+    assert_eq!(weighted_lower_bound(&jobs, &nodes, &previous), 17);
+    assert_eq!(plan.moves, 17);
+    let (gave, got) = donors_and_receivers(&previous, &plan);
+    assert!(gave.is_disjoint(&got));
 }
 
 #[test]
