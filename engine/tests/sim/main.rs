@@ -60,15 +60,29 @@ const CI_SEEDS: &[u64] = &[3, 8, 11, 22, 57, 62, 69, 79, 87];
 /// An engine bug the simulation exposes (the report of the cluster issue has each one's trace and diagnosis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KnownBug {
-    /// An instant gets no record after a claim batch whose replies were lost and a crash of the claimer
-    /// (seed 6), and in about a third of random seeds (23 of 100..=160). Not diagnosed yet.
-    UndiagnosedSilentMiss,
-    /// Settling a predecessor enumerates its instants with the job's *current* schedule: after a schedule
-    /// change it records `in_doubt` for instants the job never had and misses instants of the old schedule.
+    /// A takeover grant whose reply is lost hides the predecessor. The write happened (the claim names the
+    /// new owner, `settled_ms` lowered to the predecessor's), but the new owner's timer does not know it; its
+    /// next request is answered as an *extension of its own claim*, with `previous: None`, so it never learns
+    /// it has a predecessor to settle, and its first renewal raises `settled_ms` to its own `from_ms - 1`,
+    /// past the predecessor's unsettled instants. If the predecessor never fired them (its own grant reply was
+    /// lost too), they get no record. Seed 6: node-2's claim of job-08 (+3.656..+5.088 s, replies lost) is
+    /// taken over by node-1 at +4.30 s (reply lost), re-granted as an extension after the faults stop, and
+    /// the claim's `settled_ms` goes from +3.655 to +5.088 s at +5.34 s: +4 s and +5 s are never recorded.
+    LostGrantHidesPredecessor,
+    /// The engine keeps no schedule history: every enumeration of past instants uses the job's *current*
+    /// schedule, both when settling a predecessor and when a new owner starts from the job's creation. After
+    /// a schedule change it records `in_doubt`, or even runs, instants the job never had, and misses instants
+    /// of the old schedule.
     SettlementUsesCurrentSchedule,
-    /// A node executes one fire id twice, about 2.5 s apart, after partitions, crashes and restarts (seeds
-    /// 113 and 156 of 100..=160). Not diagnosed yet.
-    UndiagnosedDoubleFire,
+    /// A node that gets back a job it had revoked replays instants it already fired. The revoked entry was
+    /// dropped when its claim ran out; the new owner never claimed (it was frozen, then expired); when the
+    /// job comes back, the coordinator still holds this session's own claim, so it answers the new request
+    /// as an extension that keeps the old `from_ms`, and `timer::State::granted` treats it as a first claim
+    /// (`entry.claim` is `None`) and restarts from `claim.from_ms`: every instant of the old claim is emitted
+    /// again (on time if within the misfire threshold, or through the catch-up policy). Seed 113: job-05
+    /// moves node-2 → node-4 at +13.52 s (node-4 frozen from +13.51 s) and back at +16.52 s; node-2 runs +14 s
+    /// at +14.0 s and again at +16.52 s. Seed 156: job-07, node-2 → node-3 (frozen) → node-2, +8 s twice.
+    ReclaimReplaysOwnClaim,
 }
 
 /// A seed that fails today because of known bugs.
@@ -94,31 +108,31 @@ const KNOWN_FAILING_SEEDS: &[KnownFailure] = {
     // the predecessor's unsettled instants visible in the claim until they are settled (8, 11). Seeds 3, 8,
     // 11, 62, 79 and 87 now pass and run in CI.
     &[
-        // job-08, created at +3.66 s while claim_fires loses its replies, is claimed by node-3, which crashes
-        // at +4.66 s: +4 s and +5 s get no record.
+        // job-08, created at +3.66 s while claim_fires loses its replies: node-2's grant and node-1's takeover
+        // grant are both lost; +4 s and +5 s get no record.
         KnownFailure {
             seed: 6,
             fails: &["no_silent_miss"],
-            bugs: &[UndiagnosedSilentMiss],
+            bugs: &[LostGrantHidesPredecessor],
         },
-        // job-04 (*/2) is held by node-5 (session 6) when an outage starts at +7.1 s, and switches to every
-        // second at +9.3 s. node-4 settles session 6 with the new schedule and records +5 s, never an instant
-        // of */2, in doubt.
+        // job-04 is */2 until +9.3 s, then every second: node-4 records +1, +3 and +5 s in doubt and runs +7
+        // and +9 s, none of them an instant of */2.
         KnownFailure {
             seed: 16,
             fails: &["no_silent_miss"],
             bugs: &[SettlementUsesCurrentSchedule],
         },
-        // job-05@+14 s executed by node-2 at +14.0 s and again at +16.5 s.
+        // job-05@+14 s executed by node-2 at +14.0 s and again at +16.5 s, after the job came back to it.
         KnownFailure {
             seed: 113,
             fails: &["no_double_fire"],
-            bugs: &[UndiagnosedDoubleFire],
+            bugs: &[ReclaimReplaysOwnClaim],
         },
+        // job-07@+8 s twice on node-2; job-02 (*/2 until +15.9 s) gets +15 s in doubt.
         KnownFailure {
             seed: 156,
             fails: &["no_double_fire", "no_silent_miss"],
-            bugs: &[UndiagnosedDoubleFire, UndiagnosedSilentMiss],
+            bugs: &[ReclaimReplaysOwnClaim, SettlementUsesCurrentSchedule],
         },
     ]
 };
@@ -127,8 +141,8 @@ const KNOWN_FAILING_SEEDS: &[KnownFailure] = {
 const RANDOM_SEEDS: usize = 2;
 
 /// FIXME(known engine bugs): the invariants a random seed must pass today. Random seeds still hit the
-/// [`KnownBug`]s (23 of 61 `UndiagnosedSilentMiss`, 2 of 61 `UndiagnosedDoubleFire`), and a CI run
-/// that fails on a draw would block every change, so random seeds gate nothing for now: every failure is
+/// [`KnownBug`]s (about a third of seeds 100..=160 fail `no_silent_miss`, 2 of 61 `no_double_fire`), and a
+/// CI run that fails on a draw would block every change, so random seeds gate nothing for now: every failure is
 /// printed with its REPRODUCE line (the fixed seeds above gate every invariant). Add each invariant here
 /// once the bugs that break it are fixed.
 const RANDOM_SEED_GATE: &[&str] = &[];

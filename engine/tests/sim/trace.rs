@@ -160,6 +160,24 @@ impl Observed {
                 let _ = writeln!(out, "  deleted at {}", at(deleted));
             }
         }
+        let mut owner: Option<&String> = None;
+        for snapshot in &self.snapshots {
+            let now = snapshot
+                .owners
+                .iter()
+                .find(|(id, _)| id.as_str() == job)
+                .map(|(_, n)| n);
+            if now != owner {
+                let _ = writeln!(
+                    out,
+                    "  owner {} from {} (assignment version {:?})",
+                    now.map_or("none", |n| n.as_str()),
+                    at(snapshot.at_ms),
+                    snapshot.version
+                );
+                owner = now;
+            }
+        }
         for e in self
             .executions
             .iter()
