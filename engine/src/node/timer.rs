@@ -210,6 +210,13 @@ pub struct State {
     unclaimed: BTreeSet<u32>,
     /// Entries whose next instant came before their claim was renewed.
     blocked: BTreeSet<u32>,
+    /// For jobs this session let go (reassigned away): the last instant it emitted. If the job comes back
+    /// to the same session, the coordinator answers with the same claim (an extension keeps `from_ms`), and
+    /// the timer must resume after what it already fired, not at the claim's start.
+    released: HashMap<JobId, i64>,
+    /// Jobs answered `NotOwner`: not claimed again before the next claim tick (no claim storm while this
+    /// node's view of the assignment is behind the coordinator's).
+    refused: std::collections::HashSet<JobId>,
     lease: Option<Lease>,
     draining: bool,
 }
@@ -226,6 +233,8 @@ impl State {
             queue: BTreeSet::new(),
             unclaimed: BTreeSet::new(),
             blocked: BTreeSet::new(),
+            released: HashMap::new(),
+            refused: std::collections::HashSet::new(),
             lease: None,
             draining: false,
         }
@@ -334,8 +343,16 @@ impl State {
                 Some((_, through)) => entry.next_ms.is_none_or(|t| t > through),
             };
             if exhausted {
-                self.drop_slot(slot);
+                self.let_go(slot);
             }
+        }
+    }
+
+    /// Drops a revoked entry, remembering where this session stopped firing it.
+    fn let_go(&mut self, slot: u32) {
+        let entry = self.drop_slot(slot);
+        if entry.claim.is_some() {
+            self.released.insert(entry.job.id.clone(), entry.last_ms);
         }
     }
 
@@ -358,6 +375,7 @@ impl State {
             // Claims belong to the old session: whatever it did not settle is the successor's to account for
             // (that may be this node's new session). Start over from the first claim.
             self.blocked.clear();
+            self.released.clear(); // a new session's claims never extend the old one's
             for slot in 0..self.slots.len() as u32 {
                 if self.slots[slot as usize]
                     .as_ref()
@@ -414,7 +432,7 @@ impl State {
             if t > through {
                 if entry.revoked {
                     // Its claim has run out: the successor's begins right after.
-                    self.drop_slot(slot);
+                    self.let_go(slot);
                 } else {
                     // Not claimed yet: it waits for the next grant (which re-queues it).
                     self.blocked.insert(slot);
@@ -463,7 +481,7 @@ impl State {
                 entry.next_ms = next_instant(&entry.job, entry.tz, t);
             }
             if entry.revoked && entry.next_ms.is_none_or(|next| next > through) {
-                self.drop_slot(slot);
+                self.let_go(slot);
             } else {
                 self.enqueue(slot);
             }
@@ -575,6 +593,7 @@ impl State {
             .range(..(now_ms + lookahead + 1, 0))
             .map(|&(_, slot)| slot);
         let candidates: Box<dyn Iterator<Item = u32>> = if renewals {
+            // A tick: refused jobs may be tried again.
             Box::new(
                 self.unclaimed
                     .iter()
@@ -589,7 +608,10 @@ impl State {
             let Some(entry) = self.slots[slot as usize].as_ref() else {
                 continue;
             };
-            if entry.job.spec.paused || entry.revoked {
+            if entry.job.spec.paused
+                || entry.revoked
+                || (!renewals && self.refused.contains(&entry.job.id))
+            {
                 continue;
             }
             let wanted = match entry.claim {
@@ -639,9 +661,30 @@ impl State {
                         .as_mut()
                         .expect("indexed slot is occupied");
                     if entry.claim.is_none() {
-                        // A first claim: the instants start where the grant starts.
-                        entry.next_ms = next_instant(&entry.job, entry.tz, claim.from_ms - 1);
-                        entry.last_ms = claim.from_ms - 1;
+                        // A first claim: the instants start where the grant starts, or, if this session held
+                        // the job before and let it go, after the last instant it fired then (postmortem: a
+                        // job given back to the same session was fired again from its claim's start,
+                        // simulation seeds 113 and 156).
+                        let resume = (claim.from_ms - 1)
+                            .max(self.released.remove(&grant.job).unwrap_or(i64::MIN));
+                        entry.next_ms = next_instant(&entry.job, entry.tz, resume);
+                        entry.last_ms = resume;
+                        // A first grant without `previous` whose `settled_ms` lies before its start took the job
+                        // over earlier, in a call whose reply was lost (the retry is answered as an extension):
+                        // the takeover kept the predecessor's unsettled instants in the claim; settle them as
+                        // a predecessor's. postmortem: simulation seed 6.
+                        if previous.is_none()
+                            && claim.settled_ms < claim.from_ms - 1
+                            && entry.predecessor.is_none()
+                        {
+                            entry.predecessor = Some(JobClaim {
+                                session: SessionId(0), // unknown, and never live: settled as soon as possible
+                                node: claim.node.clone(),
+                                from_ms: claim.settled_ms + 1,
+                                through_ms: claim.from_ms - 1,
+                                settled_ms: claim.settled_ms,
+                            });
+                        }
                     }
                     entry.claim = Some((claim.from_ms, claim.through_ms));
                     if let Some(previous) = previous.filter(|p| p.session != lease.session) {
@@ -651,6 +694,7 @@ impl State {
                     self.enqueue(slot);
                 }
                 ClaimResult::NotOwner { owner } => {
+                    self.refused.insert(grant.job.clone());
                     debug!(job = %grant.job, owner = ?owner, "claim refused: not the owner");
                 }
                 ClaimResult::NoSuchJob => {}
@@ -1180,7 +1224,10 @@ impl Actor for Timer {
                 let fx = running.state.wake(now);
                 running.apply(fx);
             }
-            Msg::ClaimTick => running.request_claims(&myself, true),
+            Msg::ClaimTick => {
+                running.state.refused.clear();
+                running.request_claims(&myself, true);
+            }
             Msg::Claimed(result) => {
                 running.claim_in_flight = false;
                 match result {

@@ -354,3 +354,34 @@ fn a_revoked_job_without_a_claim_goes_at_once_and_an_upsert_takes_it_back() {
         "taken back: renewed again"
     );
 }
+
+#[test]
+fn a_job_given_back_to_the_same_session_resumes_after_what_it_fired() {
+    let mut s = state();
+    s.upsert(vec![job("a", "* * * * * *", T0)], T0);
+    let claims = s.claims_due(T0, false);
+    let first = claims[0].clone();
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
+    s.revoke(&[JobId::new("a").unwrap()]);
+    for i in 1..=5 {
+        assert_eq!(instants(&s.wake(T0 + i * 1000)), vec![T0 + i * 1000]);
+    }
+    assert!(s.is_empty(), "let go once its claim ran out");
+    // Given back: the coordinator extends the same session's claim, which keeps its start.
+    s.upsert(vec![job("a", "* * * * * *", T0)], T0 + 5500);
+    let again = s.claims_due(T0 + 5500, false);
+    s.granted(vec![grant(
+        &FireClaim {
+            from_ms: first.from_ms,
+            through_ms: T0 + 10_000,
+            ..again[0].clone()
+        },
+        None,
+    )]);
+    // postmortem: this re-emitted T0+1s..T0+5s (simulation seeds 113 and 156).
+    assert_eq!(
+        instants(&s.wake(T0 + 6000)),
+        vec![T0 + 6000],
+        "nothing fired twice"
+    );
+}
