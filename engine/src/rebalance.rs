@@ -12,11 +12,15 @@
 //! 3. Among the assignments that are that balanced, the fewest jobs leave a node that is still live and still
 //!    eligible ([`Plan::moves`]). With unit weights this is the exact minimum; without labels and capacities it
 //!    is `Σ_v max(0, a_v − q) − min(r, #{v : a_v > q})` (`q = ⌊J/n⌋`, `r = J mod n`, `a_v` = jobs that may stay
-//!    on v). Weighted jobs that may run anywhere move at most that bound plus one job per donor node. A node
-//!    that gives jobs away receives none (with labels: none of the jobs it gives away could have taken their
-//!    place).
+//!    on v). Weighted jobs that may run anywhere move at most one job per donor node more than a lower bound on
+//!    any assignment within `W/n ± w_max` (property-tested, with the exhaustive minimum on small cases; not
+//!    proven). Without labels a node that gives jobs away receives none; with labels (unit weights) it receives
+//!    none that could have taken the place of a job it gave away.
 //! 4. Nothing changed → nothing moves; `rebalance` of its own output is that output; the input order of
 //!    jobs and nodes does not matter.
+//!
+//! Weighted jobs under labels or capacities are a packing problem: there the loads are as even as a greedy
+//! packing toward the flow's targets gets them, with no bound promised.
 //!
 //! How: jobs are grouped by the set of nodes eligible for them, a per-group target load is computed for each
 //! node (closed form for one group, a min-cost flow with a convex balance cost for several), and the targets
