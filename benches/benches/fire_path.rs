@@ -118,6 +118,7 @@ async fn rig(jobs: usize) -> Rig {
             recorder: recorder.clone(),
             // The bench's session never lapses.
             fence: Arc::new(std::sync::Mutex::new(Some((session.id, i64::MAX)))),
+            revoked: Arc::default(),
         },
     )
     .await

@@ -43,6 +43,11 @@ use crate::coordinator::{Coordinator, NodeInfo};
 /// session does not make an old session's fires valid again.
 pub type Fence = Arc<std::sync::Mutex<Option<(crate::coordinator::SessionId, i64)>>>;
 
+/// Jobs reassigned away from this node whose claims it is running out, written by the timer and read by the
+/// executor: a fire of such a job must not start after the end of its claim window (a successor may be firing
+/// later instants by then). Fires of jobs still owned start whenever they can: their claims are renewed.
+pub type Revoked = Arc<std::sync::Mutex<std::collections::HashSet<crate::job::JobId>>>;
+
 /// Restarts allowed within [`RESTART_WINDOW`].
 pub const MAX_RESTARTS: usize = 3;
 /// The window in which restarts are counted.
@@ -174,6 +179,7 @@ async fn spawn_children(
     let cell = myself.get_cell();
     let node = args.info.id.clone();
     let fence: Fence = Arc::default();
+    let revoked: Revoked = Arc::default();
     let (recorder, _) = Actor::spawn_linked(
         None,
         recorder::Recorder,
@@ -194,6 +200,7 @@ async fn spawn_children(
             max_concurrent: args.config.max_concurrent,
             recorder: recorder.clone(),
             fence: fence.clone(),
+            revoked: revoked.clone(),
         },
         cell.clone(),
     )
@@ -219,6 +226,7 @@ async fn spawn_children(
             coordinator: args.coordinator.clone(),
             dispatcher: dispatcher.clone(),
             node: node.clone(),
+            revoked,
             config: timer::Config {
                 lookahead,
                 misfire_threshold: args.config.misfire_threshold,

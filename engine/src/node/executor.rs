@@ -91,6 +91,8 @@ pub struct Arguments {
     pub recorder: ActorRef<recorder::Msg>,
     /// Wall time (Unix ms) until which the node's session is proven valid (see `node::Fence`).
     pub fence: super::Fence,
+    /// Jobs whose claims this node is running out (see `node::Revoked`).
+    pub revoked: super::Revoked,
 }
 
 /// Everything a run task needs, shared.
@@ -98,6 +100,7 @@ struct RunEnv {
     node: NodeId,
     clock: Arc<dyn Clock>,
     fence: super::Fence,
+    revoked: super::Revoked,
     handlers: Arc<HashMap<String, Handler>>,
     #[cfg(feature = "http")]
     http: reqwest::Client,
@@ -228,7 +231,13 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
             })
         });
         // Only the first attempt is bound by the claim window; retries belong to a fire that has started.
-        let too_late = attempt == 1 && fire.start_by_ms.is_some_and(|by| env.clock.now_ms() > by);
+        let too_late = attempt == 1
+            && fire.start_by_ms.is_some_and(|by| env.clock.now_ms() > by)
+            && env
+                .revoked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&fire.job.id);
         if fenced || too_late {
             let why = if fenced {
                 "fenced: the node could not prove its session valid when the run was due to start"
@@ -346,6 +355,7 @@ impl Actor for Executor {
             node: args.node,
             clock: args.clock,
             fence: args.fence,
+            revoked: args.revoked,
             handlers: args.handlers,
             #[cfg(feature = "http")]
             http: reqwest::Client::new(),

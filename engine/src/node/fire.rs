@@ -30,8 +30,8 @@ pub struct Fire {
     /// The session under which it may run (whose claim covers it); the executor starts it only while that
     /// session is proven valid. `None` for manual fires, which are not claimed.
     pub session: Option<SessionId>,
-    /// The end of the claim that covers it (Unix ms): past it a successor may be firing later instants, so it
-    /// must not start any more. `None` for manual fires.
+    /// The end of the claim that covers it (Unix ms): if the job has been reassigned away meanwhile, a successor
+    /// may be firing later instants past it, so it must not start any more. `None` for manual fires.
     pub start_by_ms: Option<i64>,
 }
 

@@ -113,6 +113,8 @@ pub struct Arguments {
     pub dispatcher: ActorRef<dispatcher::Msg>,
     /// This node.
     pub node: crate::coordinator::NodeId,
+    /// Jobs this node is running out claims of, shared with the executor.
+    pub revoked: super::Revoked,
     /// Timing knobs.
     pub config: Config,
 }
@@ -1015,6 +1017,7 @@ pub struct Running {
     alarm: Alarm,
     claim_in_flight: bool,
     empty_waiters: Vec<RpcReplyPort<()>>,
+    revoked: super::Revoked,
 }
 
 impl Running {
@@ -1186,6 +1189,7 @@ impl Actor for Timer {
             alarm,
             claim_in_flight: false,
             empty_waiters: Vec::new(),
+            revoked: args.revoked,
         })
     }
 
@@ -1198,10 +1202,23 @@ impl Actor for Timer {
         let now = running.clock.now_ms();
         match msg {
             Msg::Upsert(jobs) => {
+                {
+                    let mut revoked = running.revoked.lock().unwrap_or_else(|p| p.into_inner());
+                    for job in &jobs {
+                        revoked.remove(&job.id); // taken back (or never revoked)
+                    }
+                }
                 running.state.upsert(jobs, now);
                 running.request_claims(&myself, false);
             }
-            Msg::Revoke(ids) => running.state.revoke(&ids),
+            Msg::Revoke(ids) => {
+                running
+                    .revoked
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(ids.iter().cloned());
+                running.state.revoke(&ids);
+            }
             Msg::Remove(ids) => {
                 let releases = running.state.remove(&ids);
                 if let (Some(lease), false) = (running.state.lease, releases.is_empty()) {

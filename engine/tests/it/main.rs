@@ -48,6 +48,11 @@ pub async fn node_with_clock(
         .node_id("node-1")
         .clock(clock)
         .session_ttl(Duration::from_secs(4))
+        .handler("slow", |_| async {
+            // Longer than half the claim lookahead (2 s with this TTL): its runs outlast their claim's end.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok(())
+        })
         .handler("record", move |ctx| {
             let tx = tx.clone();
             async move {
