@@ -225,14 +225,7 @@ impl Network {
                 if !self.excess.iter().any(|&e| e <= -delta) {
                     break;
                 }
-                let (dist, pred) = self.shortest_paths(k, delta);
-                for (p, d) in self.potential.iter_mut().zip(&dist) {
-                    *p = sub(*p, *d);
-                }
-                let l = (0..self.excess.len())
-                    .filter(|&i| self.excess[i] <= -delta)
-                    .min_by_key(|&i| (dist[i], i))
-                    .expect("a deficit vertex exists");
+                let (l, pred) = self.shortest_path(k, delta);
                 let mut v = l;
                 while v != k {
                     let h = pred[v];
@@ -270,8 +263,11 @@ impl Network {
     }
 
     /// Dijkstra from `k` over half-arcs with at least `delta` residual capacity, by reduced cost (non-negative
-    /// by Δ-optimality). Every vertex is reachable through the artificial arcs.
-    fn shortest_paths(&self, k: usize, delta: i64) -> (Vec<Cost>, Vec<usize>) {
+    /// by Δ-optimality), until the nearest vertex with a deficit of `delta` is settled. Every vertex is
+    /// reachable through the artificial arcs. Updates the potentials so that the path found has reduced cost 0
+    /// and every reduced cost stays non-negative: settled vertices by their distance, the others by the
+    /// deficit's. Returns that vertex and the half-arc into each vertex on the way.
+    fn shortest_path(&mut self, k: usize, delta: i64) -> (usize, Vec<usize>) {
         let vertices = self.excess.len();
         let mut dist: Vec<Option<Cost>> = vec![None; vertices];
         let mut pred = vec![usize::MAX; vertices];
@@ -279,11 +275,15 @@ impl Network {
         let mut heap = BinaryHeap::new();
         dist[k] = Some(ZERO);
         heap.push(Reverse((ZERO, k)));
-        while let Some(Reverse((d, u))) = heap.pop() {
+        let (reached, l) = loop {
+            let Reverse((d, u)) = heap.pop().expect("artificial arcs reach every vertex");
             if done[u] {
                 continue;
             }
             done[u] = true;
+            if self.excess[u] <= -delta {
+                break (d, u);
+            }
             for &h in &self.out[u] {
                 if self.residual(h) < delta {
                     continue;
@@ -298,11 +298,14 @@ impl Network {
                     heap.push(Reverse((nd, v)));
                 }
             }
+        };
+        for v in 0..vertices {
+            let d = match dist[v] {
+                Some(d) if done[v] => d,
+                _ => reached,
+            };
+            self.potential[v] = sub(self.potential[v], d);
         }
-        let dist = dist
-            .into_iter()
-            .map(|d| d.expect("artificial arcs reach every vertex"))
-            .collect();
-        (dist, pred)
+        (l, pred)
     }
 }
