@@ -269,12 +269,18 @@ fn canonical_nodes(nodes: &[NodeSlot]) -> Vec<&NodeSlot> {
 /// The first 16 bytes of an id, big-endian, zero-padded. Ids contain no zero byte, so for ids shorter than 16
 /// bytes (a zero last byte) prefixes compare exactly as the ids do; longer ids may tie.
 fn prefix(id: &str) -> u128 {
+    // Straight-line loads of whole words where the id is long enough: the fewer instructions per id, the more
+    // ids' cache misses the CPU waits for at once (reading the id text is most of the rebalancer's time).
     let bytes = id.as_bytes();
     if let Some(head) = bytes.first_chunk::<16>() {
         return u128::from_be_bytes(*head);
     }
-    // A short id: shift its bytes in one by one. Unlike a `memcpy` call into a zeroed buffer this compiles to
-    // straight-line code, which lets the CPU wait for several ids' cache misses at once.
+    let len = bytes.len();
+    if let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        // 8 ≤ len < 16: the tail word overlaps the head by 16 − len bytes; shift them out.
+        let low = u64::from_be_bytes(*tail) << (8 * (16 - len));
+        return u128::from(u64::from_be_bytes(*head)) << 64 | u128::from(low);
+    }
     let mut key = 0_u128;
     for (i, &b) in bytes.iter().enumerate() {
         key |= u128::from(b) << (120 - 8 * i);
