@@ -20,7 +20,7 @@
 //! # let _ = job;
 //! scheduler.shutdown(std::time::Duration::from_secs(10)).await?;
 //! # Ok(()) }
-//! # fn my_coordinator() -> std::sync::Arc<dyn campanile::Coordinator> { unimplemented!() }
+//! # fn my_coordinator() -> std::sync::Arc<dyn campanile::Coordinator> { std::sync::Arc::new(campanile_inproc::InprocCoordinator::memory()) }
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
