@@ -41,11 +41,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::coordinator::NodeId;
 use crate::job::JobId;
 
-/// A job as the rebalancer sees it. Borrows its labels, so that building one per stored job allocates nothing.
+/// A job as the rebalancer sees it. May borrow its id and labels, so that building one per stored job touches
+/// neither a reference count nor the allocator (with a million jobs, each cache miss on a job's `Arc` costs more
+/// than the rebalancing itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobLoad<'a> {
     /// The job's id; ids are unique (a repeated id keeps its lowest `(weight, labels)`).
-    pub id: JobId,
+    pub id: Cow<'a, JobId>,
     /// Its load weight; 0 counts as 1.
     pub weight: u32,
     /// Labels a node must carry to own it.
@@ -56,7 +58,7 @@ impl JobLoad<'static> {
     /// A job of weight 1 that any node may own.
     pub fn new(id: JobId) -> Self {
         Self {
-            id,
+            id: Cow::Owned(id),
             weight: 1,
             labels: Cow::Owned(BTreeSet::new()),
         }
@@ -64,13 +66,25 @@ impl JobLoad<'static> {
 }
 
 impl<'a> JobLoad<'a> {
+    /// A job of weight 1 that any node may own, borrowing its id.
+    pub fn borrowed(id: &'a JobId) -> Self {
+        Self {
+            id: Cow::Borrowed(id),
+            weight: 1,
+            labels: Cow::Owned(BTreeSet::new()),
+        }
+    }
+
     /// The same job with another weight.
     pub fn with_weight(self, weight: u32) -> Self {
         Self { weight, ..self }
     }
 
     /// The same job requiring these node labels.
-    pub fn with_labels<'b>(self, labels: impl Into<Cow<'b, BTreeSet<String>>>) -> JobLoad<'b> {
+    pub fn with_labels<'b>(self, labels: impl Into<Cow<'b, BTreeSet<String>>>) -> JobLoad<'b>
+    where
+        'a: 'b,
+    {
         JobLoad {
             id: self.id,
             weight: self.weight,

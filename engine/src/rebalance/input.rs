@@ -359,7 +359,7 @@ fn merge_previous<'p>(
         .next()
         .map(|(id, node)| (prefix(id.as_str()), id, node));
     keys.into_iter().map(move |key| {
-        let id = &jobs[key.input as usize].id;
+        let id: &JobId = &jobs[key.input as usize].id;
         let mut owner = None;
         let mut canonical_id = id;
         while let Some((p, prev_id, node)) = next_prev {

@@ -39,7 +39,7 @@ pub(super) fn loads(
 ) -> BTreeMap<NodeId, u64> {
     let weight: BTreeMap<&JobId, u64> = jobs
         .iter()
-        .map(|j| (&j.id, u64::from(j.weight.max(1))))
+        .map(|j| (&*j.id, u64::from(j.weight.max(1))))
         .collect();
     let mut loads: BTreeMap<NodeId, u64> = nodes.iter().map(|n| (n.id.clone(), 0)).collect();
     for (job, node) in &plan.owners {
@@ -56,7 +56,7 @@ pub(super) fn check_valid(
     plan: &Plan,
 ) -> Result<(), String> {
     let by_id: BTreeMap<&NodeId, &NodeSlot> = nodes.iter().map(|n| (&n.id, n)).collect();
-    let ids: BTreeSet<&JobId> = jobs.iter().map(|j| &j.id).collect();
+    let ids: BTreeSet<&JobId> = jobs.iter().map(|j| &*j.id).collect();
     let unplaced: BTreeSet<&JobId> = plan.unplaced.iter().collect();
     if unplaced.len() != plan.unplaced.len() {
         return Err("a job is listed twice as unplaced".into());
@@ -71,7 +71,7 @@ pub(super) fn check_valid(
     }
     let loads = loads(jobs, nodes, plan);
     for job in jobs {
-        match (plan.owners.get(&job.id), unplaced.contains(&job.id)) {
+        match (plan.owners.get(&*job.id), unplaced.contains(&*job.id)) {
             (Some(_), true) => return Err(format!("{} owned and unplaced", job.id)),
             (None, false) => return Err(format!("{} neither owned nor unplaced", job.id)),
             (Some(owner), false) => {
@@ -118,7 +118,7 @@ pub(super) fn unit_lower_bound(
     }
     let live: BTreeSet<&NodeId> = nodes.iter().map(|n| &n.id).collect();
     let mut a: BTreeMap<&NodeId, usize> = live.iter().map(|&n| (n, 0)).collect();
-    let ids: BTreeSet<&JobId> = jobs.iter().map(|j| &j.id).collect();
+    let ids: BTreeSet<&JobId> = jobs.iter().map(|j| &*j.id).collect();
     for (job, node) in previous {
         if ids.contains(job)
             && let Some(count) = a.get_mut(node)
@@ -156,7 +156,7 @@ pub(super) fn weighted_lower_bound(
     let mut held: BTreeMap<&NodeId, Vec<i64>> = nodes.iter().map(|v| (&v.id, Vec::new())).collect();
     let mut orphans = 0;
     for job in jobs {
-        match previous.get(&job.id).and_then(|o| held.get_mut(o)) {
+        match previous.get(&*job.id).and_then(|o| held.get_mut(o)) {
             Some(weights) => weights.push(i64::from(job.weight.max(1))),
             None => orphans += i64::from(job.weight.max(1)),
         }

@@ -41,7 +41,7 @@ impl Tiny {
             .iter()
             .enumerate()
             .map(|(i, (weight, labels))| JobLoad {
-                id: job_id(i),
+                id: Cow::Owned(job_id(i)),
                 weight: *weight,
                 labels: Cow::Borrowed(labels),
             })

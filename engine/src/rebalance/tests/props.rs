@@ -59,7 +59,7 @@ impl Cluster {
         self.jobs
             .iter()
             .map(|j| JobLoad {
-                id: job_id(j.id),
+                id: Cow::Owned(job_id(j.id)),
                 weight: j.weight,
                 labels: Cow::Borrowed(&j.labels),
             })
