@@ -10,6 +10,7 @@
 //! merged in one pass, and the ids that go into the plan are cloned from `previous` where it has them, since
 //! its entries sit together in memory.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -289,7 +290,7 @@ fn prefix(id: &str) -> u128 {
 }
 
 /// Compares two ids whose prefixes are `a` and `b`, reading the text only if the prefixes tie on long ids.
-fn compare(a: u128, a_id: &JobId, b: u128, b_id: &JobId) -> Ordering {
+fn compare(a: u128, a_id: &JobId, b: u128, b_id: &Cow<'_, JobId>) -> Ordering {
     a.cmp(&b).then_with(|| {
         if a & 0xff == 0 {
             Ordering::Equal
@@ -359,29 +360,27 @@ fn merge_previous<'p>(
         .next()
         .map(|(id, node)| (prefix(id.as_str()), id, node));
     keys.into_iter().map(move |key| {
-        let id: &JobId = &jobs[key.input as usize].id;
-        let mut owner = None;
-        let mut canonical_id = id;
+        // Only an address: the job itself is read (a cache miss, in hash order) only if `previous` lacks it or
+        // a long id ties on its prefix.
+        let id = &jobs[key.input as usize].id;
+        let mut found = None;
         while let Some((p, prev_id, node)) = next_prev {
-            match compare(p, prev_id, key.prefix, id) {
-                Ordering::Less => {}
-                Ordering::Equal => {
-                    owner = Some(node);
-                    canonical_id = prev_id;
-                }
-                Ordering::Greater => break,
+            let order = compare(p, prev_id, key.prefix, id);
+            if order == Ordering::Greater {
+                break;
             }
             next_prev = prev
                 .next()
                 .map(|(id, node)| (prefix(id.as_str()), id, node));
-            if owner.is_some() {
+            if order == Ordering::Equal {
+                found = Some((prev_id, node));
                 break;
             }
         }
         Ordered {
             key,
-            owner,
-            id: canonical_id,
+            owner: found.map(|(_, node)| node),
+            id: found.map_or_else(|| &**id, |(prev_id, _)| prev_id),
         }
     })
 }
