@@ -290,6 +290,7 @@ fn prefix(id: &str) -> u128 {
 }
 
 /// Compares two ids whose prefixes are `a` and `b`, reading the text only if the prefixes tie on long ids.
+#[allow(clippy::ptr_arg)] // `&JobId` would mean reading the job (a cache miss) before knowing there is a tie.
 fn compare(a: u128, a_id: &JobId, b: u128, b_id: &Cow<'_, JobId>) -> Ordering {
     a.cmp(&b).then_with(|| {
         if a & 0xff == 0 {
