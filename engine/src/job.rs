@@ -98,6 +98,93 @@ pub struct Job {
     /// What the user asked for.
     #[serde(flatten)]
     pub spec: JobSpec,
+    /// The schedules it had before updates changed it, oldest first: each owes its instants up to its
+    /// `until_ms`, and the current spec owes its instants after the last one's. Kept so that a node settling
+    /// instants claimed or missed before an update enumerates them as they were scheduled, not by the new
+    /// schedule (see [`Job::next_instant`]). At most [`MAX_PAST_SCHEDULES`] are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub past_schedules: Vec<PastSchedule>,
+}
+
+/// How many earlier schedules a job keeps. A claim or a missed range that reaches back across more schedule
+/// changes than this is enumerated with the oldest one kept.
+pub const MAX_PAST_SCHEDULES: usize = 16;
+
+/// A schedule a job had before an update changed when it fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PastSchedule {
+    /// The schedule then in force.
+    pub schedule: Schedule,
+    /// Its time zone.
+    pub timezone: String,
+    /// Its DST policy.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dst: DstPolicy,
+    /// Its lower bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Its upper bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The update that replaced it, Unix ms: its instants up to here (inclusive) are owed, later ones are not.
+    pub until_ms: i64,
+}
+
+impl PastSchedule {
+    /// The timing part of `spec`, in force until `until_ms`.
+    fn of(spec: &JobSpec, until_ms: i64) -> Self {
+        Self {
+            schedule: spec.schedule.clone(),
+            timezone: spec.timezone.clone(),
+            dst: spec.dst,
+            start_at: spec.start_at,
+            end_at: spec.end_at,
+            until_ms,
+        }
+    }
+
+    /// Whether `spec` fires at the same instants as this schedule.
+    fn same_timing(&self, spec: &JobSpec) -> bool {
+        self.schedule == spec.schedule
+            && self.timezone == spec.timezone
+            && self.dst == spec.dst
+            && self.start_at == spec.start_at
+            && self.end_at == spec.end_at
+    }
+
+    /// Its first instant strictly after `after_ms`, within its bounds (not cut at `until_ms`).
+    fn next_after(&self, after_ms: i64) -> Option<i64> {
+        let tz = self.timezone.parse().unwrap_or(chrono_tz::UTC);
+        next_within(
+            &self.schedule,
+            tz,
+            self.dst,
+            self.start_at,
+            self.end_at,
+            after_ms,
+        )
+    }
+}
+
+/// The first instant of `schedule` strictly after `after_ms` within the start/end bounds.
+fn next_within(
+    schedule: &Schedule,
+    tz: chrono_tz::Tz,
+    dst: DstPolicy,
+    start_at: Option<chrono::DateTime<chrono::Utc>>,
+    end_at: Option<chrono::DateTime<chrono::Utc>>,
+    after_ms: i64,
+) -> Option<i64> {
+    let after = match start_at.map(|t| t.timestamp_millis()) {
+        Some(start) if start > after_ms => start - 1,
+        _ => after_ms,
+    };
+    let next = schedule.next_after(after, tz, dst)?;
+    match end_at {
+        Some(end) if next > end.timestamp_millis() => None,
+        _ => Some(next),
+    }
 }
 
 impl Job {
@@ -109,7 +196,60 @@ impl Job {
             created_ms: now_ms,
             updated_ms: now_ms,
             spec,
+            past_schedules: Vec::new(),
         }
+    }
+
+    /// Replaces the spec at `now_ms` (an update). When the new spec fires at other instants than the old one,
+    /// the old timing is kept in [`Job::past_schedules`]: its instants up to `now_ms` stay owed, the new
+    /// spec's are owed after it.
+    pub fn update_spec(&mut self, spec: JobSpec, now_ms: i64) {
+        let changed = PastSchedule::of(&self.spec, now_ms);
+        if !changed.same_timing(&spec) {
+            self.past_schedules.push(changed);
+            let excess = self.past_schedules.len().saturating_sub(MAX_PAST_SCHEDULES);
+            self.past_schedules.drain(..excess);
+        }
+        self.spec = spec;
+        self.updated_ms = now_ms;
+    }
+
+    /// When the current spec's instants begin to be owed: after the last schedule change, or from the
+    /// beginning of time when it never changed.
+    pub fn schedule_since_ms(&self) -> i64 {
+        self.past_schedules.last().map_or(i64::MIN, |p| p.until_ms)
+    }
+
+    /// The job's first instant strictly after `after_ms`, by the schedule in force at that instant: an
+    /// instant up to a past schedule's `until_ms` is one of that schedule's, a later one is the current
+    /// spec's. `tz` is the current spec's parsed time zone.
+    pub fn next_instant(&self, tz: chrono_tz::Tz, after_ms: i64) -> Option<i64> {
+        let spec = &self.spec;
+        let current = |after_ms| {
+            next_within(
+                &spec.schedule,
+                tz,
+                spec.dst,
+                spec.start_at,
+                spec.end_at,
+                after_ms,
+            )
+        };
+        if after_ms >= self.schedule_since_ms() {
+            return current(after_ms);
+        }
+        // A past era: the rare path (settling or catching up across a schedule change).
+        let mut era_start = i64::MIN;
+        for past in &self.past_schedules {
+            if after_ms < past.until_ms
+                && let Some(t) = past.next_after(after_ms.max(era_start))
+                && t <= past.until_ms
+            {
+                return Some(t);
+            }
+            era_start = past.until_ms;
+        }
+        current(after_ms.max(era_start))
     }
 
     /// The fire id of this job's instant `scheduled_ms`.

@@ -6,7 +6,7 @@
 //! | `campanile_fires_total` | counter | | instants handed to an executor (scheduled, catch-up, manual) |
 //! | `campanile_fire_lateness_seconds` | histogram | | actual start − scheduled instant (jitter excluded) |
 //! | `campanile_runs_total` | counter | `outcome` | run records written, by outcome |
-//! | `campanile_misfires_total` | counter | `reason` | instants not run on time: `owner_gap`, `late`, `in_doubt` |
+//! | `campanile_misfires_total` | counter | `reason` | instants not run on time: `owner_gap`, `late`, `in_doubt`, `shutdown` |
 //! | `campanile_runs_in_flight` | gauge | | runs started and not finished on this node |
 //! | `campanile_jobs_owned` | gauge | | jobs this node owns |
 //! | `campanile_coordinator_errors_total` | counter | `op` | failed coordinator calls |

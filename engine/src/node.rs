@@ -334,10 +334,21 @@ impl Actor for Node {
                         handover.as_millis() as u64
                     );
                 }
-                // 2. Stop emitting and hand back every claimed instant not yet emitted.
+                // 2. Settle what predecessors left unrecorded before leaving: when the whole cluster stops at
+                //    once, a predecessor that is leaving too hands its dropped instants to us, and nobody
+                //    would account for them until a node starts again (postmortem: simulation seed 275).
+                //    Bounded: a predecessor that does not go away within two TTLs is left to our successor.
+                let settle_ms =
+                    (state.args.config.ttl * 2 + Duration::from_secs(1)).as_millis() as u64;
+                let _ = ractor::call_t!(
+                    children.timer,
+                    |reply| timer::Msg::WhenSettled { reply },
+                    settle_ms
+                );
+                // 3. Stop emitting and hand back every claimed instant not yet emitted.
                 let _ =
                     ractor::call_t!(children.timer, |reply| timer::Msg::Drain { reply }, 10_000);
-                // 3. Let running runs finish, up to the deadline.
+                // 4. Let running runs finish, up to the deadline.
                 let wait_ms = (deadline + Duration::from_secs(5)).as_millis() as u64;
                 let killed = ractor::call_t!(
                     children.executor,
@@ -345,14 +356,14 @@ impl Actor for Node {
                     wait_ms
                 )
                 .unwrap_or_default();
-                // 4. Store their records.
+                // 5. Store their records.
                 let records_stored = ractor::call_t!(
                     children.recorder,
                     |reply| recorder::Msg::Flush { reply },
                     10_000
                 )
                 .unwrap_or(false);
-                // 5. Leave: close the session.
+                // 6. Leave: close the session.
                 let _ = ractor::call_t!(
                     children.membership,
                     |reply| membership::Msg::Leave { reply },

@@ -327,7 +327,7 @@ impl Scheduler {
         expected_revision: Option<u64>,
     ) -> Result<Job, SchedulerError> {
         spec.validate()?;
-        self.modify(id, expected_revision, move |job| job.spec = spec)
+        self.modify(id, expected_revision, move |job| *job = spec)
             .await
     }
 
@@ -344,12 +344,12 @@ impl Scheduler {
 
     /// Pauses a job: its instants are not run (nor owed) until it is resumed.
     pub async fn pause(&self, id: &JobId) -> Result<Job, SchedulerError> {
-        self.modify(id, None, |job| job.spec.paused = true).await
+        self.modify(id, None, |spec| spec.paused = true).await
     }
 
     /// Resumes a paused job from its next instant.
     pub async fn resume(&self, id: &JobId) -> Result<Job, SchedulerError> {
-        self.modify(id, None, |job| job.spec.paused = false).await
+        self.modify(id, None, |spec| spec.paused = false).await
     }
 
     /// Copies a job under a new id (generated if `None`), with an optional new name.
@@ -560,7 +560,7 @@ impl Scheduler {
         &self,
         id: &JobId,
         expected_revision: Option<u64>,
-        change: impl FnOnce(&mut Job),
+        change: impl FnOnce(&mut JobSpec),
     ) -> Result<Job, SchedulerError> {
         let mut job = self
             .get(id)
@@ -574,8 +574,9 @@ impl Scheduler {
                 detail: format!("expected revision {expected}, found {}", job.revision),
             });
         }
-        change(&mut job);
-        job.updated_ms = self.inner.clock.now_ms();
+        let mut spec = job.spec.clone();
+        change(&mut spec);
+        job.update_spec(spec, self.inner.clock.now_ms());
         job.revision = self
             .inner
             .coordinator

@@ -11,7 +11,7 @@ use campanile::coordinator::{
 };
 use campanile::job::{
     Backoff, CommandTarget, Delivery, DstPolicy, HandlerTarget, HttpTarget, MisfirePolicy, Overlap,
-    RetryPolicy,
+    PastSchedule, RetryPolicy,
 };
 use campanile::{Coordinator, Job, JobId, JobSpec, Outcome, RunRecord, Schedule, Target};
 use tokio::sync::watch;
@@ -347,6 +347,14 @@ pub(crate) fn full_job(name: &str, variant: usize) -> Job {
         revision: 0,
         created_ms: 1_700_000_000_001,
         updated_ms: 1_700_000_100_002,
+        past_schedules: vec![PastSchedule {
+            schedule: Schedule::parse("*/5 * * * *").expect("a valid schedule"),
+            timezone: "America/New_York".into(),
+            dst: spec.dst,
+            start_at: None,
+            end_at: spec.end_at,
+            until_ms: 1_700_000_100_002,
+        }],
         spec,
     }
 }

@@ -236,6 +236,7 @@ fn stored_job_round_trips_through_json() {
         created_ms: 1_790_000_000_000,
         updated_ms: 1_790_000_100_000,
         spec: valid(),
+        past_schedules: Vec::new(),
     };
     let text = serde_json::to_string(&job).unwrap();
     assert!(text.starts_with(r#"{"id":"sync-1","revision":42,"created_ms":1790000000000,"updated_ms":1790000100000,"name":"nightly report""#), "{text}");
@@ -613,4 +614,77 @@ fn fire_id_round_trips() {
     assert_eq!(fire.to_string().parse::<FireId>().unwrap(), fire);
     assert!("job-1".parse::<FireId>().is_err());
     assert!("job-1@soon".parse::<FireId>().is_err());
+}
+
+/// A job every 2 s from `T`, changed to every second at `T + 5.5 s`, then to every 10 s at `T + 8.2 s`.
+fn job_with_eras() -> Job {
+    const T: i64 = 1_790_000_000_000;
+    let every = |s: &str| {
+        let mut spec = valid();
+        spec.schedule = Schedule::parse(s).unwrap();
+        spec.timezone = "UTC".into();
+        spec.start_at = None;
+        spec.end_at = None;
+        spec
+    };
+    let mut job = Job::new(JobId::new("eras").unwrap(), every("*/2 * * * * *"), T);
+    job.update_spec(every("* * * * * *"), T + 5_500);
+    let mut same_timing = job.spec.clone();
+    same_timing.paused = true;
+    job.update_spec(same_timing, T + 6_000);
+    job.update_spec(every("*/10 * * * * *"), T + 8_200);
+    job
+}
+
+#[test]
+fn past_instants_follow_the_schedule_in_force_then() {
+    const T: i64 = 1_790_000_000_000;
+    let job = job_with_eras();
+    // Only the two timing changes are kept, not the pause.
+    assert_eq!(job.past_schedules.len(), 2);
+    assert_eq!(job.past_schedules[0].until_ms, T + 5_500);
+    assert_eq!(job.schedule_since_ms(), T + 8_200);
+    let mut instants = Vec::new();
+    let mut cursor = T;
+    while let Some(t) = job.next_instant(chrono_tz::UTC, cursor) {
+        if t > T + 30_000 {
+            break;
+        }
+        instants.push((t - T) / 1_000);
+        cursor = t;
+    }
+    // */2 up to 5.5 s, every second up to 8.2 s, then */10.
+    assert_eq!(instants, [2, 4, 6, 7, 8, 10, 20, 30]);
+    // From inside an era, the same sequence.
+    assert_eq!(job.next_instant(chrono_tz::UTC, T + 4_000), Some(T + 6_000));
+    assert_eq!(
+        job.next_instant(chrono_tz::UTC, T + 8_000),
+        Some(T + 10_000)
+    );
+}
+
+#[test]
+fn past_schedules_are_bounded_and_round_trip() {
+    let mut job = job_with_eras();
+    let spec = job.spec.clone();
+    for i in 0..40 {
+        let mut next = spec.clone();
+        next.schedule =
+            Schedule::parse(if i % 2 == 0 { "* * * * * *" } else { "@hourly" }).unwrap();
+        job.update_spec(next, 1_790_000_100_000 + i);
+    }
+    assert_eq!(job.past_schedules.len(), MAX_PAST_SCHEDULES);
+    assert_eq!(
+        job.past_schedules.last().unwrap().until_ms,
+        1_790_000_100_039
+    );
+    let text = serde_json::to_string(&job).unwrap();
+    assert_eq!(serde_json::from_str::<Job>(&text).unwrap(), job);
+    // A job that never changed its schedule writes no history.
+    let plain = Job::new(JobId::new("plain").unwrap(), valid(), 1);
+    assert!(
+        !serde_json::to_string(&plain)
+            .unwrap()
+            .contains("past_schedules")
+    );
 }

@@ -11,6 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use super::executor;
 use super::fire::Fire;
 use super::recorder;
+use crate::coordinator::SessionId;
 use crate::job::{JobId, Overlap};
 use crate::run::{Outcome, RunRecord};
 
@@ -22,8 +23,8 @@ pub struct Dispatcher;
 pub enum Msg {
     /// Instants to run.
     Fires(Vec<Fire>),
-    /// Records to store as they are (no run).
-    Record(Vec<RunRecord>),
+    /// Records to store as they are (no run), made under this session (see [`recorder::Msg::Record`]).
+    Record(Option<SessionId>, Vec<RunRecord>),
     /// Process nothing for this long (the simulation's model of a frozen process: SIGSTOP, a long GC pause).
     Freeze(std::time::Duration),
     /// Runs of these jobs finished (whatever their outcome), one entry per run.
@@ -150,7 +151,9 @@ impl Wired {
             let _ = self.executor.cast(executor::Msg::Run(decisions.start));
         }
         if !decisions.records.is_empty() {
-            let _ = self.recorder.cast(recorder::Msg::Record(decisions.records));
+            let _ = self
+                .recorder
+                .cast(recorder::Msg::Record(None, decisions.records));
         }
     }
 }
@@ -183,8 +186,8 @@ impl Actor for Dispatcher {
                 let decisions = wired.state.fires(fires);
                 wired.apply(decisions);
             }
-            Msg::Record(records) => {
-                let _ = wired.recorder.cast(recorder::Msg::Record(records));
+            Msg::Record(session, records) => {
+                let _ = wired.recorder.cast(recorder::Msg::Record(session, records));
             }
             Msg::Freeze(pause) => tokio::time::sleep(pause).await,
             Msg::Finished(jobs) => {

@@ -177,6 +177,28 @@ impl State {
         ids.len()
     }
 
+    /// Records fires that will not start because the node is leaving as `misfired`: this node knows they
+    /// did not run, so it says so rather than leaving them in doubt for a successor, which may be leaving
+    /// too when the whole cluster stops at once (postmortem: simulation seed 448, a fire buffered behind a
+    /// slow run was dropped by the last node to leave and had no record).
+    fn not_started(&mut self, fires: Vec<Fire>) {
+        if fires.is_empty() {
+            return;
+        }
+        crate::metrics::misfired("shutdown", fires.len() as u64);
+        let records = fires
+            .iter()
+            .map(|fire| {
+                let mut record =
+                    RunRecord::new(&fire.id(), self.env.node.as_str(), Outcome::Misfired);
+                record.reason = Some("missed: the node shut down before it could start".into());
+                record.manual = fire.kind == super::fire::FireKind::Manual;
+                record
+            })
+            .collect();
+        let _ = self.recorder.cast(recorder::Msg::Record(None, records));
+    }
+
     /// Takes every completed run from the buffer.
     fn completed(&mut self) {
         let done = std::mem::take(&mut *self.completions.lock().unwrap_or_else(|p| p.into_inner()));
@@ -195,7 +217,7 @@ impl State {
             let jobs = records.iter().map(|r| r.job.clone()).collect();
             let _ = dispatcher.cast(dispatcher::Msg::Finished(jobs));
         }
-        let _ = self.recorder.cast(recorder::Msg::Record(records));
+        let _ = self.recorder.cast(recorder::Msg::Record(None, records));
         metrics::gauge!(crate::metrics::IN_FLIGHT).set(self.running.len() as f64);
     }
 }
@@ -380,8 +402,10 @@ impl Actor for Executor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Run(fires) => {
-                if state.draining.is_some() {
-                    // Shutting down: these instants stay unsettled and are accounted for by the next owner.
+                if state.draining.is_some() || state.max_concurrent == 0 {
+                    // Shutting down: a fire released after the drain began (one buffered behind a run that
+                    // just ended) does not start; say so.
+                    state.not_started(fires);
                     return Ok(());
                 }
                 state.queue.extend(fires);
@@ -392,7 +416,8 @@ impl Actor for Executor {
             Msg::Completed => state.completed(),
             Msg::SetDispatcher(dispatcher) => state.dispatcher = Some(dispatcher),
             Msg::Drain { deadline, reply } => {
-                state.queue.clear();
+                let queued: Vec<Fire> = state.queue.drain(..).collect();
+                state.not_started(queued);
                 state.draining = Some(reply);
                 myself.send_after(deadline, || Msg::DrainDeadline);
             }

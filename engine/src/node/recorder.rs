@@ -31,14 +31,20 @@ pub struct Recorder;
 /// Messages of the recorder.
 #[derive(Debug)]
 pub enum Msg {
-    /// Records to store.
-    Record(Vec<RunRecord>),
+    /// Records to store, made under this session (`None`: the session current when they arrive). A record
+    /// is written only under the session it was made under: once that session is gone, its successor (maybe
+    /// this node's next session) accounts for the instant, so a late write could count it twice.
+    Record(Option<SessionId>, Vec<RunRecord>),
     /// The session to write with (`None`: hold records until there is one).
     SessionChanged(Option<SessionId>),
     /// Where to report settled instants (set once the timer exists).
     SetTimer(ActorRef<timer::Msg>),
-    /// A write finished.
-    Written(Vec<RunRecord>, Result<Vec<RecordResult>, CoordError>),
+    /// A write under a session finished.
+    Written(
+        SessionId,
+        Vec<RunRecord>,
+        Result<Vec<RecordResult>, CoordError>,
+    ),
     /// Try writing again after a failure backoff.
     Retry,
     /// The minimum interval since the last write has passed.
@@ -66,7 +72,8 @@ pub struct State {
     stored: tokio::sync::broadcast::Sender<RunRecord>,
     session: Option<SessionId>,
     timer: Option<ActorRef<timer::Msg>>,
-    pending: VecDeque<RunRecord>,
+    /// Records to write, each with the session it was made under.
+    pending: VecDeque<(Option<SessionId>, RunRecord)>,
     in_flight: bool,
     retry_scheduled: bool,
     /// When the last write started.
@@ -82,7 +89,9 @@ impl State {
         if self.in_flight || self.retry_scheduled || self.pending.is_empty() {
             return;
         }
-        let Some(session) = self.session else { return };
+        let Some(session) = self.pending.front().and_then(|(s, _)| *s).or(self.session) else {
+            return;
+        };
         let now = tokio::time::Instant::now();
         if let Some(last) = self.last_write
             && self.pending.len() < MAX_BATCH
@@ -95,14 +104,20 @@ impl State {
             return;
         }
         self.last_write = Some(now);
-        let take = self.pending.len().min(MAX_BATCH);
-        let batch: Vec<RunRecord> = self.pending.drain(..take).collect();
+        // One batch per session: the longest run of records made under the front one's.
+        let take = self
+            .pending
+            .iter()
+            .take(MAX_BATCH)
+            .take_while(|(s, _)| s.unwrap_or(session) == session)
+            .count();
+        let batch: Vec<RunRecord> = self.pending.drain(..take).map(|(_, r)| r).collect();
         self.in_flight = true;
         let coordinator = self.coordinator.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
             let result = coordinator.record_runs(session, batch.clone()).await;
-            let _ = myself.cast(Msg::Written(batch, result));
+            let _ = myself.cast(Msg::Written(session, batch, result));
         });
     }
 
@@ -147,12 +162,17 @@ impl Actor for Recorder {
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            Msg::Record(records) => state.pending.extend(records),
+            Msg::Record(session, records) => {
+                let session = session.or(state.session);
+                state
+                    .pending
+                    .extend(records.into_iter().map(|r| (session, r)));
+            }
             Msg::SessionChanged(session) => state.session = session,
             Msg::SetTimer(timer) => state.timer = Some(timer),
             Msg::Retry => state.retry_scheduled = false,
             Msg::WindowOpen => state.window_scheduled = false,
-            Msg::Written(batch, result) => {
+            Msg::Written(session, batch, result) => {
                 state.in_flight = false;
                 match result {
                     Ok(results) => {
@@ -172,13 +192,23 @@ impl Actor for Recorder {
                             let _ = timer.cast(timer::Msg::Settled(settled));
                         }
                     }
+                    Err(error)
+                        if error.is_fatal_for_session() && state.session != Some(session) =>
+                    {
+                        // Made under a session that is gone: the instants are its successor's to account
+                        // for (recorded `in_doubt` or run again, per delivery mode). Writing them under a
+                        // later session could account for an instant twice (postmortem: simulation seeds
+                        // 191 and 261, a `misfired` range written after the successor settled it).
+                        crate::metrics::coordinator_error("record_runs");
+                        warn!(%error, records = batch.len(), session = session.0, "dropping run records of a session that is gone; its successor accounts for them");
+                    }
                     Err(error) => {
                         crate::metrics::coordinator_error("record_runs");
                         state.failures += 1;
                         warn!(%error, records = batch.len(), failures = state.failures, "writing run records failed");
                         // Put the batch back in front, in order, and retry after a backoff.
                         for record in batch.into_iter().rev() {
-                            state.pending.push_front(record);
+                            state.pending.push_front((Some(session), record));
                         }
                         state.retry_scheduled = true;
                         let backoff = Duration::from_millis(50 * 2u64.pow(state.failures.min(6)));

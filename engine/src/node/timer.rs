@@ -101,6 +101,12 @@ pub enum Msg {
         /// Answered when empty.
         reply: RpcReplyPort<()>,
     },
+    /// Answer once no predecessor claim waits to be settled (each predecessor is gone or fully recorded, and
+    /// its unrecorded instants are accounted for).
+    WhenSettled {
+        /// Answered when nothing is pending.
+        reply: RpcReplyPort<()>,
+    },
 }
 
 /// What the timer is started with.
@@ -263,7 +269,16 @@ impl State {
                     let entry = self.slots[slot as usize]
                         .as_mut()
                         .expect("indexed slot is occupied");
-                    let after = entry.last_ms.max(now_ms);
+                    // An update goes on after the last instant handled: through the old schedule's
+                    // instants up to the update and the new one's after it, even those that passed before
+                    // the update reached this node (late ones go through the misfire policy). Pausing or
+                    // resuming takes effect from now: a paused job owes nothing. (Without a claim, the grant
+                    // sets the start.)
+                    let after = if entry.job.spec.paused || job.spec.paused {
+                        entry.last_ms.max(now_ms)
+                    } else {
+                        entry.last_ms
+                    };
                     entry.next_ms = next_instant(&job, tz, after);
                     if entry.job.spec.paused && !job.spec.paused {
                         entry.resumed_ms = Some(now_ms);
@@ -552,6 +567,9 @@ impl State {
                 None => skips.push((first, last, count)),
             }
         }
+        if !skips.is_empty() {
+            debug!(job = %entry.job.id, ?skips, "instants misfired");
+        }
         for (first, last, count) in skips {
             let mut record =
                 RunRecord::new(&entry.job.fire_id(first), node.as_str(), Outcome::Misfired);
@@ -688,6 +706,24 @@ impl State {
                             });
                         }
                     }
+                    if entry.claim.is_none() || previous.is_some() {
+                        debug!(
+                            job = %grant.job,
+                            from = claim.from_ms,
+                            through = claim.through_ms,
+                            settled = claim.settled_ms,
+                            previous = ?previous,
+                            next = ?entry.next_ms,
+                            "claim granted"
+                        );
+                    }
+                    // A new tenure that starts after instants this entry still had to fire (another
+                    // session held the job in between, and fires those): go on from the tenure's start.
+                    // postmortem: simulation seed 548 emitted an instant of the other holder's claim.
+                    if entry.next_ms.is_some_and(|t| t < claim.from_ms) {
+                        entry.last_ms = entry.last_ms.max(claim.from_ms - 1);
+                        entry.next_ms = next_instant(&entry.job, entry.tz, entry.last_ms);
+                    }
                     entry.claim = Some((claim.from_ms, claim.through_ms));
                     if let Some(previous) = previous.filter(|p| p.session != lease.session) {
                         // Settled later, once the predecessor is gone or has recorded everything.
@@ -702,6 +738,11 @@ impl State {
                 ClaimResult::NoSuchJob => {}
             }
         }
+    }
+
+    /// Whether a predecessor claim waits to be settled.
+    pub fn settling(&self) -> bool {
+        self.slots.iter().flatten().any(|e| e.predecessor.is_some())
     }
 
     /// Predecessor claims still to settle, with what is needed to list their instants.
@@ -753,6 +794,7 @@ impl State {
             return;
         }
         crate::metrics::misfired("in_doubt", in_doubt.len() as u64);
+        debug!(job = %entry.job.id, ?in_doubt, ?previous, "predecessor settled");
         match entry.job.spec.delivery {
             Delivery::AtMostOnce => {
                 for &t in in_doubt {
@@ -840,18 +882,10 @@ impl State {
     }
 }
 
-/// The job's first instant strictly after `after_ms` within its start/end bounds.
+/// The job's first instant strictly after `after_ms`, by the schedule in force then (see
+/// [`Job::next_instant`]).
 fn next_instant(job: &Job, tz: Tz, after_ms: i64) -> Option<i64> {
-    let start = job.spec.start_at.map(|t| t.timestamp_millis());
-    let after = match start {
-        Some(start) if start > after_ms => start - 1,
-        _ => after_ms,
-    };
-    let next = job.spec.schedule.next_after(after, tz, job.spec.dst)?;
-    match job.spec.end_at {
-        Some(end) if next > end.timestamp_millis() => None,
-        _ => Some(next),
-    }
+    job.next_instant(tz, after_ms)
 }
 
 /// The first instant a job is owed from, when no claim of it exists yet: just after its creation, so a job
@@ -1017,6 +1051,7 @@ pub struct Running {
     alarm: Alarm,
     claim_in_flight: bool,
     empty_waiters: Vec<RpcReplyPort<()>>,
+    settled_waiters: Vec<RpcReplyPort<()>>,
     revoked: super::Revoked,
 }
 
@@ -1030,7 +1065,10 @@ impl Running {
             let _ = self.dispatcher.cast(dispatcher::Msg::Fires(fx.fires));
         }
         if !fx.records.is_empty() {
-            let _ = self.dispatcher.cast(dispatcher::Msg::Record(fx.records));
+            let session = self.state.lease.map(|l| l.session);
+            let _ = self
+                .dispatcher
+                .cast(dispatcher::Msg::Record(session, fx.records));
         }
     }
 
@@ -1189,6 +1227,7 @@ impl Actor for Timer {
             alarm,
             claim_in_flight: false,
             empty_waiters: Vec::new(),
+            settled_waiters: Vec::new(),
             revoked: args.revoked,
         })
     }
@@ -1282,6 +1321,12 @@ impl Actor for Timer {
                 let _ = reply.send(running.state.len());
             }
             Msg::WhenEmpty { reply } => running.empty_waiters.push(reply),
+            Msg::WhenSettled { reply } => running.settled_waiters.push(reply),
+        }
+        if !running.settled_waiters.is_empty() && !running.state.settling() {
+            for waiter in running.settled_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
         }
         if running.state.is_empty() {
             for waiter in running.empty_waiters.drain(..) {

@@ -445,25 +445,27 @@ impl Cluster {
         }
         let id = live[(pick % live.len() as u64) as usize].clone();
         let mut job = self.stored(&id).await;
+        let mut spec = job.spec.clone();
         let what = match change {
             JobChange::Schedule => {
                 let next = SCHEDULES
                     .iter()
-                    .find(|s| **s != job.spec.schedule.as_str())
+                    .find(|s| **s != spec.schedule.as_str())
                     .expect("two schedules");
-                job.spec.schedule = Schedule::parse(next).expect("simulation schedules parse");
+                spec.schedule = Schedule::parse(next).expect("simulation schedules parse");
                 format!("schedule {next:?}")
             }
             JobChange::Misfire(policy) => {
-                job.spec.misfire = *policy;
+                spec.misfire = *policy;
                 format!("misfire {policy:?}")
             }
             JobChange::Overlap(policy) => {
-                job.spec.overlap = *policy;
+                spec.overlap = *policy;
                 format!("overlap {policy:?}")
             }
         };
-        job.updated_ms = self.clock.now_ms();
+        // As `Scheduler::update` does: the old timing is kept for the instants it still owes.
+        job.update_spec(spec, self.clock.now_ms());
         let revision = job.revision;
         self.inner
             .put_job(job, Precondition::Revision(revision))

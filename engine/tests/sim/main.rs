@@ -55,67 +55,29 @@ use trace::{Observed, Trace};
 pub const T0: i64 = 1_790_000_000_000;
 
 /// Seeds that pass every invariant today: CI runs them on every change, and they must keep passing.
-const CI_SEEDS: &[u64] = &[3, 6, 8, 11, 22, 57, 62, 69, 79, 87, 113, 174];
+const CI_SEEDS: &[u64] = &[
+    3, 6, 8, 11, 16, 22, 57, 62, 69, 79, 87, 100, 109, 113, 156, 174, 191, 192, 242, 261, 275, 325,
+    448, 548,
+];
 
-/// An engine bug the simulation exposes (the report of the cluster issue has each one's trace and diagnosis).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KnownBug {
-    /// The engine keeps no schedule history: every enumeration of past instants uses the job's *current*
-    /// schedule, both when settling a predecessor and when a new owner starts from the job's creation. After
-    /// a schedule change it records `in_doubt`, or even runs, instants the job never had, and misses instants
-    /// of the old schedule.
-    SettlementUsesCurrentSchedule,
-}
-
-/// A seed that fails today because of known bugs.
-struct KnownFailure {
-    seed: u64,
-    /// Exactly the invariants that fail today.
-    fails: &'static [&'static str],
-    /// Why.
-    bugs: &'static [KnownBug],
-}
-
-/// FIXME(known engine bugs, see [`KnownBug`]): seeds that fail today. They stay out of [`CI_SEEDS`] but are
-/// still run: `known_failing_seeds_fail_as_recorded` asserts that exactly the listed invariants fail, so a fix
-/// shows up there as a changed outcome; then move the seed to `CI_SEEDS` (or update its entry). Every seed
-/// that does not stall also fails `convergence` until the rebalancer is wired in.
-const KNOWN_FAILING_SEEDS: &[KnownFailure] = {
-    use KnownBug::*;
-    // Fixed since these seeds were first recorded (engine/src/node/timer.rs, executor.rs, assign.rs): the
-    // alarm no longer wakes while the lease is out (3, 8 hung on it), settlement reads `misfired` ranges (87),
-    // an update no longer resets the window of owed instants (79), the executor starts a fire only under the
-    // session that claimed it, while proven valid (62), and never after the end of its claim window, the
-    // leader places jobs with the minimal-move rebalancer, so every seed converges, a takeover keeps the
-    // predecessor's unsettled instants visible in the claim until they are settled (8, 11), a first grant that
-    // inherited them from a lost takeover reply settles them (6), a job given back to the same session resumes
-    // after what it fired (113: it was fired twice), and a `NotOwner` answer waits for the next claim tick
-    // (174: a claim storm). Those seeds now pass and run in CI.
-    &[
-        // job-04 is */2 until +9.3 s, then every second: node-4 records +1, +3 and +5 s in doubt and runs +7
-        // and +9 s, none of them an instant of */2.
-        KnownFailure {
-            seed: 16,
-            fails: &["no_silent_miss"],
-            bugs: &[SettlementUsesCurrentSchedule],
-        },
-        // job-02 (*/2 until +15.9 s) gets +15 s in doubt.
-        KnownFailure {
-            seed: 156,
-            fails: &["no_silent_miss"],
-            bugs: &[SettlementUsesCurrentSchedule],
-        },
-    ]
-};
+// Every seed that once failed is in `CI_SEEDS` now, each fixed by a change in the engine (engine/src/node/timer.rs,
+// executor.rs, recorder.rs, node.rs, assign.rs, job.rs): the alarm no longer wakes while the lease is out (3, 8
+// hung on it), settlement reads `misfired` ranges (87), an update no longer resets the window of owed instants
+// (79), the executor starts a fire only under the session that claimed it, while proven valid (62), and never
+// after the end of its claim window, the leader places jobs with the minimal-move rebalancer, so every seed
+// converges, a takeover keeps the predecessor's unsettled instants visible in the claim until they are settled
+// (8, 11), a first grant that inherited them from a lost takeover reply settles them (6), a job given back to
+// the same session resumes after what it fired (113: it was fired twice), a `NotOwner` answer waits for the
+// next claim tick (174: a claim storm), past instants are enumerated by the schedule in force then (16, 156, 100
+// and most random failures: jobs keep their past schedules), an update goes on after the last instant handled
+// instead of skipping to now (109, 192, 242), a record is written only under the session it was made under
+// (191, 261: a `misfired` range written after the successor had settled it), a leaving node settles its
+// predecessors first (275), a fire that will not start because the node is leaving is recorded `misfired`
+// (448), and a new tenure after another holder's starts at its own start (548: an instant of the other claim
+// was emitted). Over seeds 100..=700 every invariant holds.
 
 /// Random seeds added to each CI run (printed, so that a failure can be replayed).
 const RANDOM_SEEDS: usize = 2;
-
-/// FIXME(known engine bugs): the invariants a random seed must pass today. Every one but `no_silent_miss`,
-/// which about 30 % of random seeds still break (`SettlementUsesCurrentSchedule` and causes not diagnosed
-/// yet: over seeds 100..=260, 49 failed it and nothing else failed). Those failures are printed with their
-/// REPRODUCE line. Add `no_silent_miss` once they are fixed.
-const RANDOM_SEED_GATE: &[&str] = &["no_double_fire", "single_owner", "convergence", "liveness"];
 
 /// An invariant: its name and its check (violations, one line each; empty when it holds).
 type Invariant = (&'static str, fn(&Observed) -> Vec<String>);
@@ -409,40 +371,15 @@ fn the_invariants_hold_for_the_ci_seeds() {
     );
 }
 
-/// FIXME: the seeds of [`KNOWN_FAILING_SEEDS`] fail exactly as recorded (today's wrong behaviour).
-#[test]
-fn known_failing_seeds_fail_as_recorded() {
-    if chosen_seeds().is_some() {
-        eprintln!("sim: CAMPANILE_SIM_SEED is set: only the chosen seeds run");
-        return;
-    }
-    let seeds: Vec<u64> = KNOWN_FAILING_SEEDS.iter().map(|k| k.seed).collect();
-    let mut changed = Vec::new();
-    for ((seed, names), known) in run_seeds(&seeds).into_iter().zip(KNOWN_FAILING_SEEDS) {
-        let expected: BTreeSet<&str> = known.fails.iter().copied().collect();
-        if names != expected {
-            changed.push(format!(
-                "seed {seed} ({:?}) now fails {names:?} instead of {expected:?}",
-                known.bugs
-            ));
-        }
-    }
-    assert!(
-        changed.is_empty(),
-        "known failures changed (a fix landed? update KNOWN_FAILING_SEEDS and CI_SEEDS):\n{}",
-        changed.join("\n")
-    );
-}
-
 /// A random seed from the process's random hasher keys (no clock, no thread RNG).
 fn random_seed() -> u64 {
     RandomState::new().hash_one(0x5eed_u64)
 }
 
-/// A few random seeds (`CAMPANILE_SIM_RANDOM` of them, default [`RANDOM_SEEDS`]), printed, pass the
-/// invariants of [`RANDOM_SEED_GATE`]; their other failures are reported.
+/// A few random seeds (`CAMPANILE_SIM_RANDOM` of them, default [`RANDOM_SEEDS`]), printed, pass every
+/// invariant. A failure prints its REPRODUCE line: add the seed to [`CI_SEEDS`] with the fix.
 #[test]
-fn random_seeds_pass_the_gated_invariants() {
+fn random_seeds_pass_every_invariant() {
     if chosen_seeds().is_some() {
         eprintln!("sim: CAMPANILE_SIM_SEED is set: only the chosen seeds run");
         return;
@@ -453,20 +390,13 @@ fn random_seeds_pass_the_gated_invariants() {
         .unwrap_or(RANDOM_SEEDS);
     let seeds: Vec<u64> = (0..count).map(|_| random_seed()).collect();
     eprintln!("sim: random seeds {seeds:?}");
-    let gated: Vec<(u64, Vec<&str>)> = run_seeds(&seeds)
+    let failed: Vec<(u64, BTreeSet<&str>)> = run_seeds(&seeds)
         .into_iter()
-        .map(|(seed, names)| {
-            let names = names
-                .into_iter()
-                .filter(|n| RANDOM_SEED_GATE.contains(n))
-                .collect::<Vec<_>>();
-            (seed, names)
-        })
         .filter(|(_, names)| !names.is_empty())
         .collect();
     assert!(
-        gated.is_empty(),
-        "random seeds failed gated invariants: {gated:?} (reports above)"
+        failed.is_empty(),
+        "random seeds failed: {failed:?} (reports above)"
     );
 }
 

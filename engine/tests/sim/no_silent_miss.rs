@@ -25,8 +25,14 @@ fn covers(job: &JobHistory, record: &RunRecord) -> Result<Vec<i64>, String> {
         return Ok(vec![record.scheduled_ms]);
     }
     let (first, last) = (record.scheduled_ms, record.last_ms());
-    for version in job.versions.iter().rev() {
-        let instants = JobHistory::instants(&version.schedule, first - 1, last);
+    // A range may span schedule changes: then it follows the schedule in force at each instant.
+    let spanning = job.sequence(first - 1, last);
+    let single = job
+        .versions
+        .iter()
+        .rev()
+        .map(|version| JobHistory::instants(&version.schedule, first - 1, last));
+    for instants in std::iter::once(spanning).chain(single) {
         if instants.first() == Some(&first)
             && instants.last() == Some(&last)
             && instants.len() == record.count as usize
@@ -329,5 +335,26 @@ mod tests {
         };
         assert_eq!(seconds(history.owed(T0 + 6000)), [1, 2, 3, 4, 6]);
         assert_eq!(seconds(history.allowed(T0 + 6000)), [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_misfired_range_may_span_a_schedule_change() {
+        // Every 2 s until T0 + 3.5 s, then every second: one range of 2, 4, 5, 6 accounts for all four.
+        let history = job(&[(0, "*/2 * * * * *"), (3500, "* * * * * *")]);
+        let observed = Observed {
+            jobs: vec![history],
+            records: [(JobId::new("a").unwrap(), vec![range(2, 6, 4)])].into(),
+            end_ms: T0 + 6500,
+            ..Observed::default()
+        };
+        assert_eq!(check(&observed), Vec::<String>::new());
+        // The same range with a count that fits no sequence is still reported.
+        let mut wrong = observed.clone();
+        wrong.records.get_mut(&JobId::new("a").unwrap()).unwrap()[0].count = 2;
+        assert!(
+            check(&wrong)
+                .iter()
+                .any(|v| v.contains("matches none of its schedules"))
+        );
     }
 }

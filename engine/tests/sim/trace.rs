@@ -81,6 +81,32 @@ impl JobHistory {
         out
     }
 
+    /// The job's instants in `(after_ms, until_ms]` by the schedule in force at each, as the engine
+    /// enumerates them (`Job::next_instant`): a version's instants up to the next version's `from_ms`, the
+    /// first version's also before its own `from_ms`.
+    pub fn sequence(&self, after_ms: i64, until_ms: i64) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut era_start = i64::MIN;
+        for (i, version) in self.versions.iter().enumerate() {
+            let end = self
+                .versions
+                .get(i + 1)
+                .map_or(until_ms, |next| next.from_ms.min(until_ms));
+            if end > after_ms {
+                out.extend(Self::instants(
+                    &version.schedule,
+                    after_ms.max(era_start),
+                    end,
+                ));
+            }
+            era_start = end;
+            if end >= until_ms {
+                break;
+            }
+        }
+        out
+    }
+
     /// The instants the job owes up to `until_ms`: each version's instants strictly after its `from_ms`, up to
     /// the next version's `from_ms` (an update takes effect from the next instant).
     pub fn owed(&self, until_ms: i64) -> BTreeSet<i64> {

@@ -312,7 +312,7 @@ pub async fn replace_job(
         None | Some(Value::Null) => None,
         Some(v) => typed(v, "revision")?,
     };
-    for read_only in ["created_ms", "updated_ms"] {
+    for read_only in ["created_ms", "updated_ms", "past_schedules"] {
         body.take(read_only);
     }
     let header_revision = if_match(&headers)?;
@@ -356,7 +356,7 @@ pub async fn patch_job(
     mut body: JsonObject,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
-    for read_only in ["id", "created_ms", "updated_ms"] {
+    for read_only in ["id", "created_ms", "updated_ms", "past_schedules"] {
         if body.take(read_only).is_some() {
             return Err(ApiError::invalid(
                 read_only,

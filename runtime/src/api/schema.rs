@@ -240,9 +240,36 @@ pub struct JobDoc {
     pub created_ms: i64,
     /// Unix ms of the last update.
     pub updated_ms: i64,
+    /// Read-only: the schedules the job had before updates changed when it fires (at most 16, oldest
+    /// first). Instants of a past schedule up to its `until_ms` stay owed; the current schedule's are owed
+    /// after the last one. Absent when the timing never changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub past_schedules: Vec<PastScheduleDoc>,
     /// The job JSON.
     #[serde(flatten)]
     pub spec: JobSpecDoc,
+}
+
+/// A schedule a job had before an update (read-only).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PastSchedule)]
+pub struct PastScheduleDoc {
+    /// The schedule then in force.
+    pub schedule: String,
+    /// Its time zone.
+    pub timezone: String,
+    /// Its DST policy, when not the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<DstPolicyDoc>,
+    /// Its lower bound (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    /// Its upper bound (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_at: Option<String>,
+    /// Unix ms of the update that replaced it: its instants up to here are owed.
+    pub until_ms: i64,
 }
 
 /// `POST /v1/jobs`: the job JSON, with an optional id (generated if absent).
@@ -274,6 +301,9 @@ pub struct JobReplacementDoc {
     /// Ignored (read-only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_ms: Option<i64>,
+    /// Ignored (read-only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub past_schedules: Vec<PastScheduleDoc>,
     /// The job JSON.
     #[serde(flatten)]
     pub spec: JobSpecDoc,
@@ -412,11 +442,17 @@ mod tests {
             round_trip::<JobSpec, JobSpecDoc>(&spec);
         }
 
-        let job = campanile::Job::new(
+        let mut job = campanile::Job::new(
             campanile::JobId::new("j").unwrap(),
             full_spec(Target::Command(CommandTarget::new(["true"]))),
             5,
         );
+        let mut every_minute = job.spec.clone();
+        every_minute.schedule = Schedule::parse("0 * * * * *").unwrap();
+        every_minute.dst = campanile::job::DstPolicy::default();
+        job.update_spec(every_minute, 7);
+        assert_eq!(job.past_schedules.len(), 1);
+        round_trip::<campanile::job::PastSchedule, PastScheduleDoc>(&job.past_schedules[0]);
         let json = serde_json::to_value(&job).unwrap();
         let doc: JobDoc = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(serde_json::to_value(&doc).unwrap(), json);
