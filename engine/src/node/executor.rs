@@ -104,6 +104,25 @@ struct RunEnv {
     handlers: Arc<HashMap<String, Handler>>,
     #[cfg(feature = "http")]
     http: reqwest::Client,
+    metrics: RunMetrics,
+}
+
+/// The per-fire metrics, registered once when the executor starts (a lookup per fire costs more than the
+/// update; a recorder installed later than the node's start does not see them, see `crate::metrics`).
+struct RunMetrics {
+    fires: metrics::Counter,
+    lateness: metrics::Histogram,
+    in_flight: metrics::Gauge,
+}
+
+impl RunMetrics {
+    fn register() -> Self {
+        Self {
+            fires: metrics::counter!(crate::metrics::FIRES),
+            lateness: metrics::histogram!(crate::metrics::LATENESS),
+            in_flight: metrics::gauge!(crate::metrics::IN_FLIGHT),
+        }
+    }
 }
 
 /// The executor's state.
@@ -121,6 +140,7 @@ pub struct State {
 
 impl State {
     fn start_queued(&mut self, myself: &ActorRef<Msg>) {
+        let mut started = false;
         while self.running.len() < self.max_concurrent
             && self.draining.is_none()
             && let Some(fire) = self.queue.pop_front()
@@ -152,7 +172,10 @@ impl State {
                 }
             });
             self.running.insert(id, (task.abort_handle(), placeholder));
-            metrics::gauge!(crate::metrics::IN_FLIGHT).set(self.running.len() as f64);
+            started = true;
+        }
+        if started {
+            self.env.metrics.in_flight.set(self.running.len() as f64);
         }
     }
 
@@ -218,7 +241,7 @@ impl State {
             let _ = dispatcher.cast(dispatcher::Msg::Finished(jobs));
         }
         let _ = self.recorder.cast(recorder::Msg::Record(None, records));
-        metrics::gauge!(crate::metrics::IN_FLIGHT).set(self.running.len() as f64);
+        self.env.metrics.in_flight.set(self.running.len() as f64);
     }
 }
 
@@ -232,10 +255,10 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
         tokio::time::sleep(delay).await;
     }
     let started_us = env.clock.now_us();
-    metrics::counter!(crate::metrics::FIRES).increment(1);
+    env.metrics.fires.increment(1);
     if fire.kind != FireKind::Manual {
         let lateness = (started_us - fire.scheduled_ms * 1000).max(0) as f64 / 1e6;
-        metrics::histogram!(crate::metrics::LATENESS).record(lateness);
+        env.metrics.lateness.record(lateness);
     }
     let mut record = RunRecord::new(&id, env.node.as_str(), Outcome::Failed);
     record.manual = fire.kind == FireKind::Manual;
@@ -309,9 +332,10 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
 
 async fn attempt_once(env: &RunEnv, target: &Target, ctx: FireContext) -> AttemptResult {
     match target {
-        Target::Command(cmd) => crate::exec::run_command(cmd, &ctx).await,
+        // Boxed: their futures are large, and every fire's task would carry (and move) their size.
+        Target::Command(cmd) => Box::pin(crate::exec::run_command(cmd, &ctx)).await,
         #[cfg(feature = "http")]
-        Target::Http(http) => crate::exec::run_http(&env.http, http, &ctx).await,
+        Target::Http(http) => Box::pin(crate::exec::run_http(&env.http, http, &ctx)).await,
         #[cfg(not(feature = "http"))]
         Target::Http(_) => failed(None, "HTTP targets need the engine's `http` feature"),
         Target::Handler(h) => {
@@ -379,6 +403,7 @@ impl Actor for Executor {
             fence: args.fence,
             revoked: args.revoked,
             handlers: args.handlers,
+            metrics: RunMetrics::register(),
             #[cfg(feature = "http")]
             http: reqwest::Client::new(),
         };

@@ -17,7 +17,7 @@ use tracing::warn;
 
 use super::timer;
 use crate::coordinator::{CoordError, Coordinator, RecordResult, SessionId};
-use crate::run::RunRecord;
+use crate::run::{Outcome, RunRecord};
 
 /// Largest batch per coordinator call.
 pub const MAX_BATCH: usize = 5_000;
@@ -82,6 +82,8 @@ pub struct State {
     window_scheduled: bool,
     failures: u32,
     waiting: Vec<RpcReplyPort<bool>>,
+    /// `campanile_runs_total` per outcome, in the order of [`Outcome::ALL`], registered once.
+    runs_total: Vec<metrics::Counter>,
 }
 
 impl State {
@@ -152,6 +154,10 @@ impl Actor for Recorder {
             window_scheduled: false,
             failures: 0,
             waiting: Vec::new(),
+            runs_total: Outcome::ALL
+                .iter()
+                .map(|outcome| crate::metrics::runs_counter(*outcome))
+                .collect(),
         })
     }
 
@@ -182,7 +188,10 @@ impl Actor for Recorder {
                         for (record, result) in batch.into_iter().zip(results) {
                             settled.push(record.fire_id());
                             if result == RecordResult::Recorded {
-                                crate::metrics::run_recorded(record.outcome, record.count);
+                                let slot = Outcome::ALL.iter().position(|o| *o == record.outcome);
+                                if let Some(counter) = slot.and_then(|i| state.runs_total.get(i)) {
+                                    counter.increment(u64::from(record.count));
+                                }
                                 if announce {
                                     let _ = state.stored.send(record);
                                 }
