@@ -117,7 +117,7 @@ pub struct EngineConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
-    /// How often run records of the jobs this node owns are checked for new events.
+    /// How often the member list is checked for lost nodes (run events are pushed, not polled).
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     /// Events waiting per webhook; when full, new events are dropped (and counted), never waited for.

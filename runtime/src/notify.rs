@@ -2,34 +2,29 @@
 //! JSON to the configured webhooks, with retries and backoff, from bounded queues that never block
 //! anything else (a full queue drops the event and counts it in `campanile_notifications_total`).
 //!
-//! The engine has no hook for finished runs yet, so the notifier reads what the engine writes: every
-//! `poll_interval` it reads the newest run records of the jobs this node owns (and of jobs it was asked to
-//! trigger or backfill), and reports records *this node* wrote that it has not seen before. That is one
-//! coordinator read per owned job per interval, which is why it runs only when a webhook is configured.
-//! Records present when the notifier first looks at a job are history, not news. A lost node is reported
-//! by the leader only, when a member leaves the member list (session expired or closed).
+//! Run events come from the engine's feed of the records this node stores (`Scheduler::subscribe_runs`), as
+//! they are stored: no coordinator read per job, and a record of a job owned elsewhere (a trigger run here)
+//! is seen like any other. Only records of this node are reported, so every event is sent once across the
+//! cluster; records stored before the notifier started are history, not news. If the notifier falls more
+//! than the feed's capacity behind (a burst of thousands of failures), the records it skipped are counted
+//! in `campanile_notifications_total{result="lagged"}` and logged. A lost node is reported by the leader
+//! only, when a member leaves the member list (session expired or closed), checked every `poll_interval`.
 //!
 //! A job chooses its webhooks with its `notify` label: `notify=ops,pager` sends only to those names,
 //! `notify=none` sends nothing; without the label every webhook gets the job's events.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use campanile::coordinator::RunQuery;
-use campanile::{Job, JobId, Outcome, RunRecord, Scheduler};
+use campanile::{Job, Outcome, RunRecord, Scheduler};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::{EventKind, NotifyConfig, WebhookConfig};
 use crate::telemetry::NOTIFICATIONS;
-
-/// Records read per job and poll.
-const RECENT: usize = 50;
-/// How long a job triggered or backfilled through this node is watched when it is not owned here.
-const WATCH_FOR_MS: i64 = 15 * 60 * 1000;
 
 /// A notification, as POSTed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -77,13 +72,11 @@ pub fn event_of(outcome: Outcome) -> Option<EventKind> {
     }
 }
 
-/// The handle: lets the API mark jobs to watch, and stops the tasks.
+/// The handle: stops the tasks.
 #[derive(Clone)]
 pub struct Notifier {
-    watched: Arc<Mutex<HashMap<JobId, i64>>>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     poller: Arc<Mutex<Option<JoinHandle<()>>>>,
-    clock: Arc<dyn campanile::clock::Clock>,
 }
 
 struct Hook {
@@ -92,7 +85,7 @@ struct Hook {
 }
 
 impl Notifier {
-    /// Starts the poller and one delivery task per webhook; `None` when no webhook is configured.
+    /// Starts the watcher and one delivery task per webhook; `None` when no webhook is configured.
     pub fn start(config: &NotifyConfig, scheduler: Scheduler) -> Option<Notifier> {
         if config.webhooks.is_empty() {
             return None;
@@ -113,33 +106,20 @@ impl Notifier {
             });
         }
         let notifier = Notifier {
-            watched: Arc::default(),
             tasks: Arc::new(Mutex::new(tasks)),
             poller: Arc::default(),
-            clock: clock.clone(),
         };
+        // Subscribed before the task starts: no record stored from here on is missed.
+        let runs = scheduler.subscribe_runs();
         let poller = Poller {
             scheduler,
             hooks,
             clock,
-            watched: notifier.watched.clone(),
-            seen: HashMap::new(),
             members: None,
-            started_ms: notifier.clock.now_ms(),
-            first_cycle: true,
         };
-        let handle = tokio::spawn(poller.run(config.poll_interval));
+        let handle = tokio::spawn(poller.run(runs, config.poll_interval));
         *notifier.poller.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Some(notifier)
-    }
-
-    /// Watches a job's records for a while even if another node owns it (its trigger runs here).
-    pub fn watch(&self, job: JobId) {
-        let until = self.clock.now_ms() + WATCH_FOR_MS;
-        self.watched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(job, until);
     }
 
     /// Stops polling and gives queued deliveries up to `grace` to finish.
@@ -169,107 +149,71 @@ struct Poller {
     scheduler: Scheduler,
     hooks: Vec<Hook>,
     clock: Arc<dyn campanile::clock::Clock>,
-    watched: Arc<Mutex<HashMap<JobId, i64>>>,
-    /// Per job: scheduled instants of the records already seen (newest kept).
-    seen: HashMap<JobId, BTreeSet<i64>>,
-    /// Member ids at the last poll.
+    /// Member ids at the last look.
     members: Option<BTreeSet<String>>,
-    /// When the notifier started: records of jobs first seen later are news if they end after this.
-    started_ms: i64,
-    /// Whether no poll has completed yet: everything found then is history.
-    first_cycle: bool,
 }
 
 impl Poller {
-    async fn run(mut self, every: Duration) {
+    async fn run(mut self, mut runs: broadcast::Receiver<RunRecord>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            match self.poll().await {
-                Ok(()) => self.first_cycle = false,
-                Err(e) => debug!(error = %e, "notification poll failed"),
+            tokio::select! {
+                record = runs.recv() => match record {
+                    Ok(record) => self.record(record).await,
+                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                        warn!(skipped, "notifications fell behind the run feed; skipped records are not reported");
+                        metrics::counter!(NOTIFICATIONS, "webhook" => "", "result" => "lagged")
+                            .increment(skipped);
+                    }
+                    // The node stopped: nothing more will be stored.
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => {
+                    if let Err(e) = self.members().await {
+                        debug!(error = %e, "member check failed");
+                    }
+                }
             }
         }
     }
 
-    async fn poll(&mut self) -> Result<(), campanile::SchedulerError> {
-        let me = self.scheduler.node_id().clone();
-        let coordinator = self.scheduler.coordinator().clone();
-        let now = self.clock.now_ms();
-
-        let mut jobs: BTreeSet<JobId> = coordinator
-            .assignment()
-            .await?
-            .map(|a| {
-                a.owners
-                    .iter()
-                    .filter(|(_, node)| **node == me)
-                    .map(|(job, _)| job.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        {
-            let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
-            watched.retain(|_, until| *until > now);
-            jobs.extend(watched.keys().cloned());
-        }
-        self.seen.retain(|job, _| jobs.contains(job));
-        for id in jobs {
-            let records = match self
-                .scheduler
-                .runs(
-                    &id,
-                    RunQuery {
-                        limit: RECENT,
-                        ..RunQuery::default()
-                    },
-                )
-                .await
-            {
-                Ok(records) => records,
-                Err(campanile::SchedulerError::NotFound(_)) => continue,
-                Err(e) => return Err(e),
-            };
-            let first_look = !self.seen.contains_key(&id);
-            let seen = self.seen.entry(id.clone()).or_default();
-            let mut fresh = Vec::new();
-            for record in records {
-                let news = if first_look {
-                    !self.first_cycle && record.last_ms() >= self.started_ms
-                } else {
-                    true
+    /// Reports a record this node stored, if it is an event.
+    async fn record(&mut self, record: RunRecord) {
+        let Some(kind) = event_of(record.outcome) else {
+            return;
+        };
+        let job = match self.scheduler.get(&record.job).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return, // deleted since: its history went with it
+            Err(e) => {
+                warn!(error = %e, job = %record.job, "job unavailable; its run event is sent without it");
+                let event = Event {
+                    event: kind,
+                    node: self.scheduler.node_id().to_string(),
+                    at_ms: self.clock.now_ms(),
+                    job: None,
+                    run: Some(record),
+                    lost_node: None,
                 };
-                if seen.insert(record.scheduled_ms) && news && record.node == me.as_str() {
-                    fresh.push(record);
-                }
+                self.send(None, event);
+                return;
             }
-            while seen.len() > 4 * RECENT {
-                seen.pop_first();
-            }
-            if fresh.iter().all(|r| event_of(r.outcome).is_none()) {
-                continue;
-            }
-            let Some(job) = self.scheduler.get(&id).await? else {
-                continue;
-            };
-            for record in fresh.into_iter().rev() {
-                if let Some(kind) = event_of(record.outcome) {
-                    self.send(
-                        Some(&job),
-                        Event {
-                            event: kind,
-                            node: me.to_string(),
-                            at_ms: now,
-                            job: Some(job_ref(&job)),
-                            run: Some(record),
-                            lost_node: None,
-                        },
-                    );
-                }
-            }
-        }
+        };
+        let event = Event {
+            event: kind,
+            node: self.scheduler.node_id().to_string(),
+            at_ms: self.clock.now_ms(),
+            job: Some(job_ref(&job)),
+            run: Some(record),
+            lost_node: None,
+        };
+        self.send(Some(&job), event);
+    }
 
+    /// Reports members that left since the last look (the leader only).
+    async fn members(&mut self) -> Result<(), campanile::SchedulerError> {
+        let coordinator = self.scheduler.coordinator().clone();
         let members: BTreeSet<String> = coordinator
             .members()
             .await?
@@ -286,8 +230,8 @@ impl Poller {
                         None,
                         Event {
                             event: EventKind::NodeLost,
-                            node: me.to_string(),
-                            at_ms: now,
+                            node: self.scheduler.node_id().to_string(),
+                            at_ms: self.clock.now_ms(),
                             job: None,
                             run: None,
                             lost_node: Some(lost.clone()),

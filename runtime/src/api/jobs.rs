@@ -468,9 +468,6 @@ pub async fn trigger_job(
 ) -> Result<(StatusCode, Json<Fires>), ApiError> {
     let id = job_id(&id)?;
     let fire = app.scheduler.trigger(&id).await?;
-    if let Some(notifier) = &app.notifier {
-        notifier.watch(id);
-    }
     Ok((
         StatusCode::ACCEPTED,
         Json(Fires {
@@ -516,9 +513,6 @@ pub async fn backfill_job(
             request.to.timestamp_millis(),
         )
         .await?;
-    if let Some(notifier) = &app.notifier {
-        notifier.watch(id);
-    }
     Ok((
         StatusCode::ACCEPTED,
         Json(Fires {

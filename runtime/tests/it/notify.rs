@@ -80,4 +80,30 @@ async fn failed_runs_reach_the_webhook() {
             .iter()
             .all(|e| e["job"]["id"] != "quiet")
     );
+
+    // A manual run of a paused job (no scheduled run) is reported too.
+    let manual = json!({"id": "manual", "name": "manual", "schedule": "@yearly", "paused": true,
+        "target": {"type": "command", "argv": ["false"]}});
+    assert_eq!(
+        server.send(Method::POST, "/v1/jobs", Some(manual)).await.0,
+        201
+    );
+    assert_eq!(
+        server
+            .send(Method::POST, "/v1/jobs/manual/trigger", None)
+            .await
+            .0,
+        202
+    );
+    let event = eventually("the manual run's event", || async {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| e["job"]["id"] == "manual")
+            .cloned()
+    })
+    .await;
+    assert_eq!(event["event"], "run_failed", "{event}");
+    assert_eq!(event["run"]["manual"], true, "{event}");
 }
