@@ -84,6 +84,11 @@ pub struct JobSpec {
 }
 
 /// A stored job: a spec plus its identity and the store revision it was last written at.
+///
+/// Unlike [`JobSpec`], a stored job tolerates fields it does not know: every node of a cluster reads it,
+/// and during a rolling upgrade a node of the older version must read jobs written by a newer one (an update
+/// made through the older node drops the fields it does not know). Users'
+/// input is checked as a `JobSpec`, which rejects unknown fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     /// Unique id, chosen by the client or generated.
