@@ -5,8 +5,10 @@
 #                                      and log live in DIR (default: a new temporary directory), wait until it
 #                                      answers `ruok`, and print its connect string (127.0.0.1:PORT) on stdout
 #   scripts/zookeeper.sh stop [DIR]    stop the server started in DIR and remove DIR
+#   scripts/zookeeper.sh halt DIR       stop the server started in DIR and keep its data (`start DIR` resumes it;
+#                                      set the same ZK_PORT)
 #
-# Without DIR, the directory of the last `start` is remembered in ${TMPDIR:-/tmp}/campanile-zookeeper.dir.
+# Without DIR, the directory of the last `start` without DIR is remembered in ${TMPDIR:-/tmp}/campanile-zookeeper.dir.
 # Environment: ZK_PORT (default: a free port), ZK_TICK_MS (default 200: sessions of 400 ms to 60 s are allowed).
 set -euo pipefail
 
@@ -51,9 +53,10 @@ four_letters() {
 
 start() {
   install_zookeeper
-  local dir="${1:-}"
+  local dir="${1:-}" remember=0
   if [ -z "$dir" ]; then
     dir="$(mktemp -d "${TMPDIR:-/tmp}/campanile-zookeeper.XXXXXX")"
+    remember=1
   fi
   mkdir -p "$dir/data" "$dir/conf"
   local port="${ZK_PORT:-$(free_port)}"
@@ -84,9 +87,11 @@ EOF
     >"$dir/stdout.log" 2>&1 </dev/null &
   echo $! >"$dir/pid"
   echo "$port" >"$dir/port"
-  echo "$dir" >"$state_file"
+  if [ "$remember" = 1 ]; then echo "$dir" >"$state_file"; fi
   local deadline=$((SECONDS + 60))
-  until [ "$(four_letters "$port" ruok 2>/dev/null)" = "imok" ]; do
+  # `ruok` answers as soon as the process runs; `srvr` shows a mode only once the server serves sessions.
+  until [ "$(four_letters "$port" ruok 2>/dev/null)" = "imok" ] &&
+    four_letters "$port" srvr 2>/dev/null | grep -q '^Mode:'; do
     if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
       log "the server exited; its output:"
       cat "$dir/stdout.log" "$dir/zookeeper.log" >&2 2>/dev/null || true
@@ -103,15 +108,9 @@ EOF
   echo "127.0.0.1:$port"
 }
 
-stop() {
-  local dir="${1:-}"
-  if [ -z "$dir" ] && [ -f "$state_file" ]; then
-    dir="$(cat "$state_file")"
-  fi
-  if [ -z "$dir" ] || [ ! -d "$dir" ]; then
-    log "nothing to stop"
-    return 0
-  fi
+# Stops the server of $1 and waits for its exit.
+kill_server() {
+  local dir="$1"
   if [ -f "$dir/pid" ]; then
     local pid
     pid="$(cat "$dir/pid")"
@@ -123,7 +122,26 @@ stop() {
       done
       kill -9 "$pid" 2>/dev/null || true
     fi
+    rm -f "$dir/pid"
   fi
+}
+
+halt() {
+  local dir="${1:?halt needs the directory of the server}"
+  kill_server "$dir"
+  log "halted ($dir, data kept)"
+}
+
+stop() {
+  local dir="${1:-}"
+  if [ -z "$dir" ] && [ -f "$state_file" ]; then
+    dir="$(cat "$state_file")"
+  fi
+  if [ -z "$dir" ] || [ ! -d "$dir" ]; then
+    log "nothing to stop"
+    return 0
+  fi
+  kill_server "$dir"
   case "$dir" in
     "${TMPDIR:-/tmp}"/campanile-zookeeper.*) rm -rf "$dir" ;;
     *) rm -rf "$dir/data" ;;
@@ -135,8 +153,9 @@ stop() {
 case "${1:-}" in
   start) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
+  halt) halt "${2:-}" ;;
   *)
-    echo "usage: $0 start [DIR] | stop [DIR]" >&2
+    echo "usage: $0 start [DIR] | stop [DIR] | halt DIR" >&2
     exit 2
     ;;
 esac

@@ -3,4 +3,5 @@
 //! by the server, bad input).
 
 mod conformance;
+mod faults;
 mod support;
