@@ -217,7 +217,9 @@ impl Inner {
                         version,
                         owners,
                     };
-                    self.remember_assignment((zk_version, Some(Arc::new(assignment))));
+                    let assignment = Arc::new(assignment);
+                    self.remember_assignment((zk_version, Some(Arc::clone(&assignment))));
+                    self.assignment_published(assignment);
                     return Ok(version);
                 }
                 Err(zk::MultiWriteError::OperationFailed { index: 0, .. }) => {
@@ -340,17 +342,7 @@ pub(crate) async fn follow_assignment(
                 {
                     *cached = Some((zk_version, assignment.clone()));
                 }
-                tx.send_if_modified(|current| {
-                    let newer = match (current.as_ref(), assignment.as_ref()) {
-                        (None, Some(_)) => true,
-                        (Some(old), Some(new)) => new.version > old.version,
-                        _ => false,
-                    };
-                    if newer {
-                        current.clone_from(&assignment);
-                    }
-                    newer
-                });
+                crate::coordinator::publish_newer(&tx, assignment);
                 failures = 0;
                 if !crate::coordinator::next_change(&mut watcher).await {
                     return Ok(());

@@ -81,6 +81,24 @@ pub(crate) struct Acting {
     pub(crate) local: Option<Arc<LocalSession>>,
 }
 
+/// Publishes `assignment` to `tx` if it is newer than what `tx` holds.
+pub(crate) fn publish_newer(
+    tx: &watch::Sender<Option<Arc<Assignment>>>,
+    assignment: Option<Arc<Assignment>>,
+) {
+    tx.send_if_modified(|current| {
+        let newer = match (current.as_ref(), assignment.as_ref()) {
+            (None, Some(_)) => true,
+            (Some(old), Some(new)) => new.version > old.version,
+            _ => false,
+        };
+        if newer {
+            *current = assignment;
+        }
+        newer
+    });
+}
+
 /// Waits for the next reason to re-read what a persistent watch covers: a node event, or a reconnect
 /// (events during a disconnection are not replayed, ZOOKEEPER-4698). False when the watch's session ended:
 /// the caller must watch again on a new connection (and must not wait on this watcher again).
@@ -535,6 +553,17 @@ impl Inner {
                 Ok::<_, CoordError>(tx)
             })
             .await?;
+        // The follower may not have caught up with a change made just before this call: a new receiver must
+        // hold the current set, so read it now.
+        let client = self.shared.reader().await?;
+        let current = crate::members::read_members(&client, self.config.request_timeout).await?;
+        tx.send_if_modified(|held| {
+            let newer = current.version > held.version;
+            if newer {
+                *held = current;
+            }
+            newer
+        });
         Ok(tx.subscribe())
     }
 
@@ -556,7 +585,19 @@ impl Inner {
                 Ok::<_, CoordError>(tx)
             })
             .await?;
+        // As for members: a new receiver holds the current assignment, even if the follower lags.
+        let client = self.shared.reader().await?;
+        let read = self.read_assignment(&client).await?;
+        self.remember_assignment(read.clone());
+        publish_newer(tx, read.1);
         Ok(tx.subscribe())
+    }
+
+    /// Shows a publication of this coordinator to its own assignment receivers at once.
+    pub(crate) fn assignment_published(&self, assignment: Arc<Assignment>) {
+        if let Some(tx) = self.assignment.get() {
+            publish_newer(tx, Some(assignment));
+        }
     }
 
     /// A failed session call whose local session ended meanwhile is `SessionExpired`.

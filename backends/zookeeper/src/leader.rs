@@ -105,6 +105,7 @@ impl Inner {
             *candidate = Some(Candidate {
                 path,
                 epoch: czxid as u64,
+                confirmed: false,
             });
             queue = self::queue(self, &client).await?;
         }
@@ -117,14 +118,24 @@ impl Inner {
         if first.as_deref() != Some(held.path.as_str()) {
             return Ok(None);
         }
+        let leader = Leader {
+            node: local.node.id.clone(),
+            session: id,
+            epoch: held.epoch,
+        };
+        if held.confirmed {
+            // Still first in the queue, and the candidate is ours: the term goes on, no write needed.
+            return Ok(Some(leader));
+        }
         let confirm = client.set_data(&held.path, local.node.id.as_str().as_bytes(), Some(0));
         match self.zk("campaign", Kind::Write, confirm).await? {
-            // Confirmed now, or confirmed by an earlier campaign.
-            Ok(_) | Err(zk::Error::BadVersion) => Ok(Some(Leader {
-                node: local.node.id.clone(),
-                session: id,
-                epoch: held.epoch,
-            })),
+            // Confirmed now, or by an earlier campaign whose answer was lost.
+            Ok(_) | Err(zk::Error::BadVersion) => {
+                if let Some(c) = candidate.as_mut() {
+                    c.confirmed = true;
+                }
+                Ok(Some(leader))
+            }
             Err(zk::Error::NoNode) => {
                 *candidate = None;
                 if local.is_ended() {

@@ -69,6 +69,8 @@ pub(crate) struct Candidate {
     pub(crate) path: String,
     /// Its czxid: the epoch of the term, should it lead.
     pub(crate) epoch: u64,
+    /// Whether a campaign confirmed it as leader (its znode is at version 1).
+    pub(crate) confirmed: bool,
 }
 
 /// A Campanile session opened by this process.
