@@ -58,6 +58,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Webhook notifications.
     pub notify: NotifyConfig,
+    /// Settings of a `zk://` coordinator.
+    pub zookeeper: ZooKeeperConfig,
 }
 
 /// `[log]`: how the node logs (to stderr).
@@ -109,8 +111,42 @@ pub struct EngineConfig {
     /// How long the leader waits after a change before publishing a new assignment.
     #[serde(with = "humantime_serde")]
     pub rebalance_delay: Duration,
-    /// Run records kept per job by the in-process backend (at least 100).
+    /// Run records kept per job by the in-process and ZooKeeper backends (at least 100).
     pub history_limit: usize,
+}
+
+/// `[zookeeper]`: how a `zk://` coordinator authenticates and encrypts (the URL says where).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZooKeeperConfig {
+    /// File holding `user:password` for digest authentication; the cluster's znodes are then created with
+    /// the ACL `auth::cdrwa` (only that user can read or write them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_file: Option<PathBuf>,
+    /// PEM CA certificates of the servers: connect with TLS (to their secure client port).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain, for servers that authenticate clients (with `tls_key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Deadline of every ZooKeeper request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ZooKeeperConfig {
+    fn default() -> Self {
+        Self {
+            auth_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// `[notify]`: webhooks told about failed, timed-out, misfired and in-doubt runs and lost nodes.
@@ -215,6 +251,7 @@ impl Default for Config {
             tls: None,
             engine: EngineConfig::default(),
             notify: NotifyConfig::default(),
+            zookeeper: ZooKeeperConfig::default(),
         }
     }
 }
@@ -516,6 +553,32 @@ impl Config {
             secs(86_400),
         )?;
         dur(
+            "zookeeper.request_timeout",
+            self.zookeeper.request_timeout,
+            Duration::from_millis(10),
+            secs(600),
+        )?;
+        let zk = &self.zookeeper;
+        if zk.tls_cert.is_some() != zk.tls_key.is_some() {
+            let given = zk.tls_cert.as_ref().or(zk.tls_key.as_ref());
+            return Err(ValidationError::new(
+                if zk.tls_cert.is_some() {
+                    "zookeeper.tls_cert"
+                } else {
+                    "zookeeper.tls_key"
+                },
+                given.map_or(String::new(), |p| p.display().to_string()),
+                "zookeeper.tls_cert and zookeeper.tls_key go together",
+            ));
+        }
+        if let (None, Some(cert)) = (&zk.tls_ca, &zk.tls_cert) {
+            return Err(ValidationError::new(
+                "zookeeper.tls_cert",
+                cert.display(),
+                "a client certificate needs zookeeper.tls_ca (TLS to the servers)",
+            ));
+        }
+        dur(
             "engine.claim_lookahead",
             engine.claim_lookahead,
             Duration::from_millis(100),
@@ -648,6 +711,13 @@ impl Config {
                     max_attempts: default_webhook_attempts(),
                 }],
                 ..NotifyConfig::default()
+            },
+            zookeeper: ZooKeeperConfig {
+                auth_file: Some(PathBuf::from("/etc/campanile/zookeeper-auth")),
+                tls_ca: Some(PathBuf::from("/etc/campanile/zookeeper-ca.pem")),
+                tls_cert: Some(PathBuf::from("/etc/campanile/zookeeper-cert.pem")),
+                tls_key: Some(PathBuf::from("/etc/campanile/zookeeper-key.pem")),
+                ..ZooKeeperConfig::default()
             },
             ..Config::default()
         }

@@ -18,6 +18,7 @@ use campanile::Scheduler;
 use campanile::clock::SystemClock;
 use campanile::coordinator::Coordinator;
 use campanile_inproc::{InprocConfig, InprocCoordinator};
+use campanile_zookeeper::{DigestAuth, ZkConfig, ZkCoordinator, ZkTls};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -46,10 +47,36 @@ pub fn open_coordinator(config: &Config) -> anyhow::Result<Arc<dyn Coordinator>>
         CoordinatorUrl::Etcd { .. } => {
             anyhow::bail!("coordinator etcd://...: not available yet: the etcd backend is issue 5")
         }
-        CoordinatorUrl::ZooKeeper { .. } => anyhow::bail!(
-            "coordinator zk://...: not available yet: the ZooKeeper backend is issue 6"
-        ),
+        CoordinatorUrl::ZooKeeper { servers, chroot } => {
+            Ok(Arc::new(open_zookeeper(config, servers, chroot)?))
+        }
     }
+}
+
+/// The `zk://` coordinator: the URL's servers and chroot, with the `[zookeeper]` settings.
+fn open_zookeeper(
+    config: &Config,
+    servers: Vec<String>,
+    chroot: String,
+) -> anyhow::Result<ZkCoordinator> {
+    let settings = &config.zookeeper;
+    let mut zk = ZkConfig::new(servers, chroot);
+    zk.history_limit = config.engine.history_limit;
+    zk.request_timeout = settings.request_timeout;
+    if let Some(path) = &settings.auth_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("zookeeper.auth_file: failed to read {}", path.display()))?;
+        let auth = DigestAuth::parse(text.trim())
+            .with_context(|| format!("zookeeper.auth_file: {}", path.display()))?;
+        zk.auth = Some(auth);
+    }
+    if let Some(ca) = &settings.tls_ca {
+        zk.tls = Some(ZkTls {
+            ca: ca.clone(),
+            identity: settings.tls_cert.clone().zip(settings.tls_key.clone()),
+        });
+    }
+    ZkCoordinator::new(zk).context("invalid zk:// coordinator")
 }
 
 /// Runs a node until SIGTERM/SIGINT, then leaves gracefully.

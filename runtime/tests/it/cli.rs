@@ -309,10 +309,9 @@ fn config_check_and_offline_plans() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("moves: 0"), "{}", stdout(&out));
 
-    for (url, issue) in [
-        ("etcd://127.0.0.1:2379/x", "issue 5"),
-        ("zk://127.0.0.1:2181/x", "issue 6"),
-    ] {
+    // Backends still to come; the list shrinks as they land.
+    #[allow(clippy::single_element_loop)]
+    for (url, issue) in [("etcd://127.0.0.1:2379/x", "issue 5")] {
         let out = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--coordinator", url])
             .output()

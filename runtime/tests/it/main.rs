@@ -13,3 +13,4 @@ mod docs;
 mod harness;
 mod notify;
 mod openapi;
+mod zk_cluster;
