@@ -1,0 +1,1 @@
+//! Private etcd servers for fault tests.
