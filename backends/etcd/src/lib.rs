@@ -40,7 +40,8 @@
 //!   but they are not consecutive (other keys share the revision counter). Preconditions are compares on
 //!   the job key. `list_jobs` reads in pages pinned to the first page's revision: one consistent snapshot.
 //!   `watch_jobs` watches `jobs/` from `after_revision + 1`, re-opens a dead stream from the last revision
-//!   it delivered, and reports etcd's compaction as `Compacted` (`oldest` = compaction revision − 1).
+//!   it delivered, and reports etcd's compaction as `Compacted` (`oldest` = compaction revision − 1), at the call
+//!   or as the first item (etcd confirms a watch before it reports the compaction).
 //! - **Claims.** `claim_fires` reads the assignment, the session key, and each job's key and claim, plans
 //!   as `campanile-inproc` does, then writes the changed claims in one transaction that compares the
 //!   session key (so the lease is alive), the assignment's mod revision, and each job's and claim's mod
