@@ -60,6 +60,50 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Settings of a `zk://` coordinator.
     pub zookeeper: ZooKeeperConfig,
+    /// How to reach etcd when `coordinator` is an `etcd://` URL.
+    pub etcd: EtcdSettings,
+}
+
+/// `[etcd]`: authentication, TLS and timing towards etcd (the endpoints and key prefix are in the
+/// `coordinator` URL). The password is read from `CAMPANILE_ETCD_PASSWORD`, else from `password_file`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdSettings {
+    /// User for etcd's authentication (also `CAMPANILE_ETCD_USER`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// File holding the user's password (one line); `CAMPANILE_ETCD_PASSWORD` takes precedence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificate that signed etcd's server certificates: connect over TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain, for etcd's `--client-cert-auth` (with `tls_key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Deadline of each call to etcd.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Deadline of connecting to one endpoint.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for EtcdSettings {
+    fn default() -> Self {
+        Self {
+            user: None,
+            password_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
 }
 
 /// `[log]`: how the node logs (to stderr).
@@ -111,7 +155,7 @@ pub struct EngineConfig {
     /// How long the leader waits after a change before publishing a new assignment.
     #[serde(with = "humantime_serde")]
     pub rebalance_delay: Duration,
-    /// Run records kept per job by the in-process and ZooKeeper backends (at least 100).
+    /// Run records kept per job by the in-process, etcd and ZooKeeper backends (at least 100).
     pub history_limit: usize,
 }
 
@@ -252,6 +296,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             notify: NotifyConfig::default(),
             zookeeper: ZooKeeperConfig::default(),
+            etcd: EtcdSettings::default(),
         }
     }
 }
@@ -427,6 +472,9 @@ pub struct Overrides {
     /// Log filter (info, debug, campanile=debug,info).
     #[arg(long, env = "CAMPANILE_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// User for etcd's authentication (the password comes from CAMPANILE_ETCD_PASSWORD or etcd.password_file).
+    #[arg(long, env = "CAMPANILE_ETCD_USER", value_name = "USER")]
+    pub etcd_user: Option<String>,
 }
 
 impl Config {
@@ -482,6 +530,9 @@ impl Config {
         }
         if let Some(v) = o.log_level {
             self.log.level = v;
+        }
+        if let Some(v) = o.etcd_user {
+            self.etcd.user = Some(v);
         }
     }
 
@@ -611,6 +662,26 @@ impl Config {
             ));
         }
         dur(
+            "etcd.request_timeout",
+            self.etcd.request_timeout,
+            Duration::from_millis(100),
+            secs(300),
+        )?;
+        dur(
+            "etcd.connect_timeout",
+            self.etcd.connect_timeout,
+            Duration::from_millis(100),
+            secs(300),
+        )?;
+        if self.etcd.tls_cert.is_some() != self.etcd.tls_key.is_some() {
+            let value = self.etcd.tls_cert.as_ref().or(self.etcd.tls_key.as_ref());
+            return Err(ValidationError::new(
+                "etcd.tls_cert",
+                value.map(|p| p.display().to_string()).unwrap_or_default(),
+                "etcd.tls_cert and etcd.tls_key go together",
+            ));
+        }
+        dur(
             "notify.poll_interval",
             self.notify.poll_interval,
             Duration::from_millis(100),
@@ -718,6 +789,14 @@ impl Config {
                 tls_cert: Some(PathBuf::from("/etc/campanile/zookeeper-cert.pem")),
                 tls_key: Some(PathBuf::from("/etc/campanile/zookeeper-key.pem")),
                 ..ZooKeeperConfig::default()
+            },
+            etcd: EtcdSettings {
+                user: Some("campanile".to_owned()),
+                password_file: Some(PathBuf::from("/etc/campanile/etcd-password")),
+                tls_ca: Some(PathBuf::from("/etc/campanile/etcd-ca.pem")),
+                tls_cert: Some(PathBuf::from("/etc/campanile/etcd-client.pem")),
+                tls_key: Some(PathBuf::from("/etc/campanile/etcd-client-key.pem")),
+                ..EtcdSettings::default()
             },
             ..Config::default()
         }

@@ -27,7 +27,7 @@ use crate::config::{Config, CoordinatorUrl};
 use crate::notify::Notifier;
 
 /// Opens the configured coordinator.
-pub fn open_coordinator(config: &Config) -> anyhow::Result<Arc<dyn Coordinator>> {
+pub async fn open_coordinator(config: &Config) -> anyhow::Result<Arc<dyn Coordinator>> {
     let inproc = InprocConfig {
         history_limit: config.engine.history_limit,
         ..InprocConfig::default()
@@ -44,8 +44,8 @@ pub fn open_coordinator(config: &Config) -> anyhow::Result<Arc<dyn Coordinator>>
                 .with_context(|| format!("failed to open the store {}", path.display()))?;
             Ok(Arc::new(coordinator))
         }
-        CoordinatorUrl::Etcd { .. } => {
-            anyhow::bail!("coordinator etcd://...: not available yet: the etcd backend is issue 5")
+        CoordinatorUrl::Etcd { endpoints, prefix } => {
+            Ok(Arc::new(open_etcd(config, endpoints, prefix).await?))
         }
         CoordinatorUrl::ZooKeeper { servers, chroot } => {
             Ok(Arc::new(open_zookeeper(config, servers, chroot)?))
@@ -79,6 +79,61 @@ fn open_zookeeper(
     ZkCoordinator::new(zk).context("invalid zk:// coordinator")
 }
 
+/// Connects to etcd: endpoints and prefix from the `etcd://` URL (an empty prefix is `/campanile/`), the
+/// rest from `[etcd]`, the user from `CAMPANILE_ETCD_USER` too, the password from `CAMPANILE_ETCD_PASSWORD`
+/// or `etcd.password_file`.
+async fn open_etcd(
+    config: &Config,
+    endpoints: Vec<String>,
+    prefix: String,
+) -> anyhow::Result<campanile_etcd::EtcdCoordinator> {
+    let settings = &config.etcd;
+    let password = match (&settings.user, std::env::var("CAMPANILE_ETCD_PASSWORD")) {
+        (None, _) => None,
+        (Some(_), Ok(password)) => Some(password),
+        (Some(user), Err(_)) => {
+            let Some(file) = &settings.password_file else {
+                anyhow::bail!(
+                    "etcd.user: {user:?}: needs a password: set CAMPANILE_ETCD_PASSWORD or etcd.password_file"
+                );
+            };
+            let text = std::fs::read_to_string(file).with_context(|| {
+                format!("etcd.password_file: failed to read {}", file.display())
+            })?;
+            Some(text.trim_end_matches(['\r', '\n']).to_owned())
+        }
+    };
+    let tls = (settings.tls_ca.is_some() || settings.tls_cert.is_some()).then(|| {
+        campanile_etcd::EtcdTls {
+            ca: settings.tls_ca.clone(),
+            cert: settings.tls_cert.clone(),
+            key: settings.tls_key.clone(),
+        }
+    });
+    let prefix = if prefix.trim_matches('/').is_empty() {
+        "/campanile/".to_owned()
+    } else {
+        prefix
+    };
+    let etcd = campanile_etcd::EtcdConfig {
+        user: settings.user.clone(),
+        password,
+        tls,
+        request_timeout: settings.request_timeout,
+        connect_timeout: settings.connect_timeout,
+        history_limit: config.engine.history_limit,
+        ..campanile_etcd::EtcdConfig::new(endpoints.iter().cloned(), &prefix)
+    };
+    campanile_etcd::EtcdCoordinator::connect(etcd)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to open the coordinator etcd://{}{prefix}",
+                endpoints.join(",")
+            )
+        })
+}
+
 /// Runs a node until SIGTERM/SIGINT, then leaves gracefully.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = crate::telemetry::init_metrics()?;
@@ -100,7 +155,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let coordinator = open_coordinator(&config)?;
+    let coordinator = open_coordinator(&config).await?;
     let coordinator_url = config.coordinator_url()?;
 
     let listener = std::net::TcpListener::bind(config.listen)

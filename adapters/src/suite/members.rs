@@ -238,4 +238,5 @@ pub async fn drain_marks_the_member_leaving<F: CoordinatorFactory + ?Sized>(fact
         DRAIN_IDEMPOTENT,
         "drain of a closed session returned {closed:?}"
     );
+    ctx.finish().await;
 }

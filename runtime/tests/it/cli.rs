@@ -309,18 +309,22 @@ fn config_check_and_offline_plans() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("moves: 0"), "{}", stdout(&out));
 
-    // Backends still to come; the list shrinks as they land.
-    #[allow(clippy::single_element_loop)]
-    for (url, issue) in [("etcd://127.0.0.1:2379/x", "issue 5")] {
-        let out = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--coordinator", url])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        assert!(
-            stderr(&out).contains("not available yet") && stderr(&out).contains(issue),
-            "{}",
-            stderr(&out)
-        );
-    }
+    // An etcd user without a password is refused before connecting, naming the key.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--coordinator",
+            "etcd://127.0.0.1:2379/x",
+            "--etcd-user",
+            "ops",
+        ])
+        .env_remove("CAMPANILE_ETCD_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("etcd.user") && stderr(&out).contains("CAMPANILE_ETCD_PASSWORD"),
+        "{}",
+        stderr(&out)
+    );
 }

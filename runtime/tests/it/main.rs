@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod docs;
+mod etcd_cluster;
 mod harness;
 mod notify;
 mod openapi;
