@@ -11,6 +11,7 @@
 //! new owner which instants were executed, which are in doubt, and which were missed.
 
 mod error;
+pub mod limits;
 mod types;
 
 use std::sync::Arc;

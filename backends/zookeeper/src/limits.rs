@@ -1,141 +1,18 @@
-//! Request limits: what this backend rejects as an oversized or malformed request (`CoordError::Invalid`).
-//!
-//! The checks run before anything is sent, so a rejected call writes nothing. They are the in-process
-//! backend's, except that a job is at most 400 KiB of JSON: a job write carries it twice (the job's znode
-//! and its change-log entry) in one request, and ZooKeeper refuses requests above `jute.maxbuffer`
-//! (1 MiB by default).
+//! Request limits: the shared ones of [`campanile::coordinator::limits`], except that a job is at most 400 KiB
+//! of JSON: a job write carries it twice (the job's znode and its change-log entry) in one request, and
+//! ZooKeeper refuses requests above `jute.maxbuffer` (1 MiB by default).
 
-use std::io;
-use std::time::Duration;
-
-use campanile::coordinator::{CoordError, CoordResult, FireClaim, NodeInfo};
+use campanile::coordinator::CoordResult;
 use campanile::job::Job;
-use campanile::run::RunRecord;
 
-/// Most items (claims, releases, run records) in one call.
-pub(crate) const MAX_BATCH: usize = 1 << 20;
-/// Most entries in one published assignment.
-pub(crate) const MAX_ASSIGNMENT: usize = 1 << 24;
+pub(crate) use campanile::coordinator::limits::{
+    MAX_ASSIGNMENT, check_batch, check_claim, check_node, check_record, check_ttl,
+};
+
 /// Largest job, as JSON: twice this, plus the head and paths, stays below ZooKeeper's 1 MiB request limit.
 pub(crate) const MAX_JOB_BYTES: usize = 400 * 1024;
-/// Longest session TTL (longer ones cannot be told apart from "never expires" in practice).
-pub(crate) const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Most labels a node may carry, and the longest label or address.
-const MAX_NODE_LABELS: usize = 256;
-const MAX_NODE_TEXT: usize = 256;
-/// Longest `reason` and `node` of a run record (`output` is bounded by `RunRecord::MAX_OUTPUT`).
-const MAX_RECORD_TEXT: usize = 4096;
 
-fn invalid(message: String) -> CoordError {
-    CoordError::Invalid(message)
-}
-
-/// A batch of `len` items named `what` is not too large.
-pub(crate) fn check_batch(what: &str, len: usize) -> CoordResult<()> {
-    if len > MAX_BATCH {
-        return Err(invalid(format!(
-            "{what}: {len} items in one call, at most {MAX_BATCH} allowed"
-        )));
-    }
-    Ok(())
-}
-
-/// A requested session TTL is positive and at most [`MAX_TTL`].
-pub(crate) fn check_ttl(ttl: Duration) -> CoordResult<()> {
-    if ttl.is_zero() || ttl > MAX_TTL {
-        return Err(invalid(format!(
-            "ttl: {ttl:?}: must be positive and at most {MAX_TTL:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// What a node says about itself is of reasonable size.
-pub(crate) fn check_node(node: &NodeInfo) -> CoordResult<()> {
-    if node.labels.len() > MAX_NODE_LABELS {
-        return Err(invalid(format!(
-            "node {}: labels: {} labels, at most {MAX_NODE_LABELS} allowed",
-            node.id,
-            node.labels.len()
-        )));
-    }
-    if let Some(label) = node.labels.iter().find(|l| l.len() > MAX_NODE_TEXT) {
-        return Err(invalid(format!(
-            "node {}: labels: a label of {} bytes, at most {MAX_NODE_TEXT} allowed",
-            node.id,
-            label.len()
-        )));
-    }
-    if let Some(address) = node.address.as_ref().filter(|a| a.len() > MAX_NODE_TEXT) {
-        return Err(invalid(format!(
-            "node {}: address: {} bytes, at most {MAX_NODE_TEXT} allowed",
-            node.id,
-            address.len()
-        )));
-    }
-    Ok(())
-}
-
-/// A job's JSON form is at most [`MAX_JOB_BYTES`] (measured without building it).
+/// A job's JSON form is at most [`MAX_JOB_BYTES`].
 pub(crate) fn check_job(job: &Job) -> CoordResult<()> {
-    let mut size = ByteCount(0);
-    serde_json::to_writer(&mut size, job)
-        .map_err(|e| invalid(format!("job {}: cannot be encoded: {e}", job.id)))?;
-    if size.0 > MAX_JOB_BYTES {
-        return Err(invalid(format!(
-            "job {}: {} bytes as JSON, at most {MAX_JOB_BYTES} allowed",
-            job.id, size.0
-        )));
-    }
-    Ok(())
-}
-
-/// A claim's range leaves room for a successor: `through_ms + 1` must exist.
-pub(crate) fn check_claim(claim: &FireClaim) -> CoordResult<()> {
-    if claim.through_ms == i64::MAX {
-        return Err(invalid(format!(
-            "claim of job {}: through_ms: {}: must be less than i64::MAX",
-            claim.job, claim.through_ms
-        )));
-    }
-    Ok(())
-}
-
-/// A run record is well formed and of bounded size.
-pub(crate) fn check_record(record: &RunRecord) -> CoordResult<()> {
-    let fire = record.fire_id();
-    if record.output.len() > RunRecord::MAX_OUTPUT {
-        return Err(invalid(format!(
-            "run record {fire}: output: {} bytes, at most {} allowed",
-            record.output.len(),
-            RunRecord::MAX_OUTPUT
-        )));
-    }
-    let reason = record.reason.as_deref().unwrap_or_default();
-    if reason.len() > MAX_RECORD_TEXT || record.node.len() > MAX_RECORD_TEXT {
-        return Err(invalid(format!(
-            "run record {fire}: reason or node longer than {MAX_RECORD_TEXT} bytes"
-        )));
-    }
-    if record.last_ms() < record.scheduled_ms {
-        return Err(invalid(format!(
-            "run record {fire}: last_scheduled_ms: {}: before scheduled_ms",
-            record.last_ms()
-        )));
-    }
-    Ok(())
-}
-
-/// A writer that only counts bytes.
-struct ByteCount(usize);
-
-impl io::Write for ByteCount {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 = self.0.saturating_add(buf.len());
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    campanile::coordinator::limits::check_job_within(job, MAX_JOB_BYTES)
 }

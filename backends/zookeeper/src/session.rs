@@ -240,6 +240,7 @@ async fn supervise(session: Weak<LocalSession>, mut states: zk::StateWatcher, cl
             () = tokio::time::sleep_until(deadline) => {
                 let Some(s) = session.upgrade() else { return };
                 if Instant::now() >= s.deadline() {
+                    retire(&client, &s).await;
                     s.end("no keep-alive within the ttl");
                     return;
                 }
@@ -264,5 +265,41 @@ async fn supervise(session: Weak<LocalSession>, mut states: zk::StateWatcher, cl
                 return;
             }
         }
+    }
+}
+
+/// Removes what this ZooKeeper session owns (its member, session and election znodes) before the session is
+/// reported `Expired`, so that every client's `members` and `leader` agree with the report at once instead of
+/// when the server expires the session, up to a tick later. Bounded; when the server cannot be reached the
+/// znodes go with the server's expiry, as before. Only znodes whose ephemeral owner is this ZooKeeper session
+/// are deleted, so a later session of the same node is never touched.
+async fn retire(client: &zk::Client, session: &LocalSession) {
+    const BOUND: Duration = Duration::from_secs(1);
+    let owner = client.session_id().0;
+    let work = async {
+        let mut paths = vec![
+            crate::paths::member(&session.node.id),
+            crate::paths::session(session.id),
+        ];
+        let prefix = crate::paths::candidate_prefix(session.id);
+        if let Ok(names) = client.list_children(crate::paths::ELECTION).await {
+            paths.extend(
+                names
+                    .into_iter()
+                    .map(|name| format!("{}/{name}", crate::paths::ELECTION))
+                    .filter(|path| path.starts_with(&prefix)),
+            );
+        }
+        for path in paths {
+            if let Ok(Some(stat)) = client.check_stat(&path).await
+                && stat.ephemeral_owner == owner
+                && let Err(error) = client.delete(&path, Some(stat.version)).await
+            {
+                debug!(%error, path, "removing an ephemeral of an ended session failed");
+            }
+        }
+    };
+    if tokio::time::timeout(BOUND, work).await.is_err() {
+        debug!(session = %session.id, "removing an ended session's ephemerals timed out; the server will");
     }
 }

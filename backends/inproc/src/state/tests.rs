@@ -429,7 +429,10 @@ fn sessions_conflict_per_node_and_ids_are_never_reused() {
         s.keep_alive(first, now),
         Err(CoordError::SessionExpired { .. })
     ));
-    for ttl in [Duration::ZERO, limits::MAX_TTL + Duration::from_secs(1)] {
+    for ttl in [
+        Duration::ZERO,
+        campanile::coordinator::limits::MAX_TTL + Duration::from_secs(1),
+    ] {
         assert!(matches!(
             s.open_session(node("b"), ttl, now),
             Err(CoordError::Invalid(_))
