@@ -73,9 +73,11 @@ impl EtcdCoordinator {
         config.validate()?;
         let mut options = ConnectOptions::new()
             .with_connect_timeout(config.connect_timeout)
-            // HTTP/2 pings find a dead connection (a cut cable, a frozen server) within about a second,
-            // so that streams die and are re-established instead of hanging.
-            .with_keep_alive(Duration::from_millis(500), Duration::from_millis(1000))
+            // HTTP/2 pings find a dead connection (a cut cable, a frozen server) within a few seconds, so
+            // that streams die and are re-established instead of hanging. Not tighter: a ping answered late
+            // on a loaded machine closes a healthy connection and cancels every call on it (seen in CI with
+            // a 1 s timeout). Fencing does not depend on it: each keep-alive is a round trip with a deadline.
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(3))
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
         if let (Some(user), Some(password)) = (&config.user, &config.password) {
