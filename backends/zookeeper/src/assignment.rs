@@ -14,7 +14,6 @@ use campanile::coordinator::{Assignment, CoordError, CoordResult, NodeId, Sessio
 use campanile::job::JobId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tracing::debug;
 use zookeeper_client as zk;
 
 use crate::conn::{Shared, acls};
@@ -323,37 +322,20 @@ pub(crate) async fn follow_assignment(
     tx: watch::Sender<Option<Arc<Assignment>>>,
     cache: Cache,
 ) {
-    let mut failures = 0u32;
-    loop {
-        let result: CoordResult<()> = async {
-            let client = shared.client().await?;
-            let mut watcher =
-                crate::error::deadline(timeout, "watch /assignment", Kind::Read, async {
-                    client
-                        .watch(paths::ASSIGNMENT, zk::AddWatchMode::Persistent)
-                        .await
-                        .map_err(|e| from_zk(e, "watch /assignment", Kind::Read))
-                })
-                .await?;
-            loop {
-                let (zk_version, assignment) = read_assignment(&client, timeout).await?;
-                if let Ok(mut cached) = cache.lock()
-                    && cached.as_ref().is_none_or(|(v, _)| zk_version >= *v)
-                {
-                    *cached = Some((zk_version, assignment.clone()));
-                }
-                crate::coordinator::publish_newer(&tx, assignment);
-                failures = 0;
-                if !crate::coordinator::next_change(&mut watcher).await {
-                    return Ok(());
-                }
+    crate::conn::follow(
+        shared,
+        timeout,
+        paths::ASSIGNMENT,
+        zk::AddWatchMode::Persistent,
+        |client| async move { read_assignment(&client, timeout).await },
+        |(zk_version, assignment): (i32, Option<Arc<Assignment>>)| {
+            if let Ok(mut cached) = cache.lock()
+                && cached.as_ref().is_none_or(|(v, _)| zk_version >= *v)
+            {
+                *cached = Some((zk_version, assignment.clone()));
             }
-        }
-        .await;
-        if let Err(error) = result {
-            failures += 1;
-            debug!(%error, failures, "following the assignment failed");
-            tokio::time::sleep(Duration::from_millis((50u64 << failures.min(6)).min(3000))).await;
-        }
-    }
+            crate::coordinator::publish_newer(&tx, assignment);
+        },
+    )
+    .await;
 }

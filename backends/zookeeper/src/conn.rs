@@ -213,3 +213,46 @@ async fn ensure_layout(config: &ZkConfig, client: &zk::Client) -> CoordResult<()
     info!(chroot = %config.chroot, "laid out a new namespace");
     Ok(())
 }
+
+/// Follows `path` with a persistent watch of `mode` on the shared connection: `read`s it and `publish`es what it
+/// read at the start and after every change, re-reads after reconnects (events during a disconnection are not
+/// replayed), moves to a new connection when the shared one's session ends, and backs off after failures
+/// (50 ms doubling, at most 3 s). Runs until its task is aborted.
+pub(crate) async fn follow<T, Fut>(
+    shared: Arc<Shared>,
+    timeout: Duration,
+    path: &'static str,
+    mode: zk::AddWatchMode,
+    mut read: impl FnMut(zk::Client) -> Fut,
+    mut publish: impl FnMut(T),
+) where
+    Fut: std::future::Future<Output = CoordResult<T>>,
+{
+    let what = format!("watch {path}");
+    let mut failures = 0u32;
+    loop {
+        let result: CoordResult<()> = async {
+            let client = shared.client().await?;
+            let mut watcher = deadline(timeout, &what, Kind::Read, async {
+                client
+                    .watch(path, mode)
+                    .await
+                    .map_err(|e| from_zk(e, &what, Kind::Read))
+            })
+            .await?;
+            loop {
+                publish(read(client.clone()).await?);
+                failures = 0;
+                if !crate::coordinator::next_change(&mut watcher).await {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        if let Err(error) = result {
+            failures += 1;
+            debug!(%error, failures, path, "following failed");
+            tokio::time::sleep(Duration::from_millis((50u64 << failures.min(6)).min(3000))).await;
+        }
+    }
+}

@@ -475,40 +475,23 @@ async fn read_head_of(client: &zk::Client, timeout: Duration) -> CoordResult<Hea
 /// reconnect (events during a disconnection are not replayed) and moves to a new connection when the shared
 /// one's session ends.
 pub(crate) async fn follow_head(shared: Arc<Shared>, timeout: Duration, tx: watch::Sender<u64>) {
-    let mut failures = 0u32;
-    loop {
-        let result: CoordResult<()> = async {
-            let client = shared.client().await?;
-            let mut watcher =
-                crate::error::deadline(timeout, "watch /meta/head", Kind::Read, async {
-                    client
-                        .watch(paths::HEAD, zk::AddWatchMode::Persistent)
-                        .await
-                        .map_err(|e| from_zk(e, "watch /meta/head", Kind::Read))
-                })
-                .await?;
-            loop {
-                let head = read_head_of(&client, timeout).await?;
-                tx.send_if_modified(|current| {
-                    let newer = head.revision > *current;
-                    if newer {
-                        *current = head.revision;
-                    }
-                    newer
-                });
-                failures = 0;
-                if !crate::coordinator::next_change(&mut watcher).await {
-                    return Ok(());
+    crate::conn::follow(
+        shared,
+        timeout,
+        paths::HEAD,
+        zk::AddWatchMode::Persistent,
+        |client| async move { read_head_of(&client, timeout).await },
+        |head: Head| {
+            tx.send_if_modified(|current| {
+                let newer = head.revision > *current;
+                if newer {
+                    *current = head.revision;
                 }
-            }
-        }
-        .await;
-        if let Err(error) = result {
-            failures += 1;
-            debug!(%error, failures, "following the job store head failed");
-            tokio::time::sleep(Duration::from_millis((50u64 << failures.min(6)).min(3000))).await;
-        }
-    }
+                newer
+            });
+        },
+    )
+    .await;
 }
 
 fn contended(what: &str) -> CoordError {

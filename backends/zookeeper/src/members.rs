@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use campanile::coordinator::{CoordResult, Member, Membership, SessionId};
 use tokio::sync::watch;
-use tracing::debug;
 use zookeeper_client as zk;
 
 use crate::conn::Shared;
@@ -143,38 +142,21 @@ pub(crate) async fn follow_members(
     timeout: Duration,
     tx: watch::Sender<Membership>,
 ) {
-    let mut failures = 0u32;
-    loop {
-        let result: CoordResult<()> = async {
-            let client = shared.client().await?;
-            let mut watcher =
-                crate::error::deadline(timeout, "watch /members", Kind::Read, async {
-                    client
-                        .watch(paths::MEMBERS, zk::AddWatchMode::PersistentRecursive)
-                        .await
-                        .map_err(|e| from_zk(e, "watch /members", Kind::Read))
-                })
-                .await?;
-            loop {
-                let members = read_members(&client, timeout).await?;
-                tx.send_if_modified(|current| {
-                    let newer = members.version > current.version;
-                    if newer {
-                        *current = members;
-                    }
-                    newer
-                });
-                failures = 0;
-                if !crate::coordinator::next_change(&mut watcher).await {
-                    return Ok(());
+    crate::conn::follow(
+        shared,
+        timeout,
+        paths::MEMBERS,
+        zk::AddWatchMode::PersistentRecursive,
+        |client| async move { read_members(&client, timeout).await },
+        |members: Membership| {
+            tx.send_if_modified(|current| {
+                let newer = members.version > current.version;
+                if newer {
+                    *current = members;
                 }
-            }
-        }
-        .await;
-        if let Err(error) = result {
-            failures += 1;
-            debug!(%error, failures, "following the members failed");
-            tokio::time::sleep(Duration::from_millis((50u64 << failures.min(6)).min(3000))).await;
-        }
-    }
+                newer
+            });
+        },
+    )
+    .await;
 }
