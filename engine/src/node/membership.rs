@@ -234,8 +234,6 @@ impl State {
 
     fn set_lease(&mut self, valid_until_ms: Option<i64>) {
         self.valid_until_ms = valid_until_ms;
-        *self.fence.lock().unwrap_or_else(|p| p.into_inner()) =
-            self.session.as_ref().map(|s| s.id).zip(valid_until_ms);
         let lease = match (&self.session, valid_until_ms) {
             (Some(session), Some(valid_until_ms)) => Some(timer::Lease {
                 session: session.id,
@@ -243,6 +241,7 @@ impl State {
             }),
             _ => None,
         };
+        *self.fence.lock().unwrap_or_else(|p| p.into_inner()) = lease;
         let _ = self.timer.cast(timer::Msg::SessionChanged(lease));
         let _ = self
             .recorder
