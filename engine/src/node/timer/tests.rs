@@ -475,3 +475,41 @@ fn a_lease_permits_only_its_own_session_before_its_end() {
     );
     assert!(lease.valid_at(T0) && !lease.valid_at(T0 + 1000));
 }
+
+#[test]
+fn renewals_of_jobs_claimed_together_are_spread_over_the_ticks() {
+    let mut s = state();
+    let jobs: Vec<Arc<Job>> = (0..30)
+        .map(|i| job(&format!("j{i:02}"), "* * * * * *", T0))
+        .collect();
+    s.upsert(jobs, T0);
+    let first = s.claims_due(T0, false);
+    assert_eq!(first.len(), 30);
+    s.granted(first.iter().map(|c| grant(c, None)).collect());
+    let tick = 1250; // a quarter of the lookahead, as the actor ticks
+    let mut per_tick = Vec::new();
+    let mut fired: std::collections::BTreeMap<JobId, Vec<i64>> = Default::default();
+    for k in 1..=16 {
+        let now = T0 + k * tick;
+        for fire in s.wake(now).fires {
+            fired
+                .entry(fire.job.id.clone())
+                .or_default()
+                .push(fire.scheduled_ms);
+        }
+        let renewals = s.claims_due(now, true);
+        per_tick.push(renewals.len());
+        s.granted(renewals.iter().map(|c| grant(c, None)).collect());
+    }
+    assert!(
+        per_tick.iter().all(|&n| n <= 10),
+        "jobs claimed together renew in groups on different ticks, not all at once: {per_tick:?}"
+    );
+    assert!(per_tick.iter().sum::<usize>() >= 30 * 4, "{per_tick:?}");
+    // Spreading costs no instant: every job fired every second, in order.
+    let expected: Vec<i64> = (1..=20).map(|i| T0 + i * 1000).collect();
+    assert_eq!(fired.len(), 30);
+    for (job, instants) in fired {
+        assert_eq!(instants, expected, "{job}");
+    }
+}
