@@ -3,20 +3,57 @@
 //! The timer only emits claimed instants of unpaused jobs, so what is left here is the decision that needs to
 //! know what is running: `allow`, `skip`, `buffer_one` or `cancel_previous`. Records that need no run
 //! (misfired, in doubt, skipped) are forwarded to the recorder.
+//!
+//! Overlap is judged against runs on this node, by time: an instant meets a running run only if that run was
+//! handed on before the instant's time. Late instants (a catch-up after a takeover, a lease that ran out, a
+//! freeze) come together, all past their time, and whatever runs first was started after their time: when
+//! their time came, nothing of the job was running here. So they are not skipped: they wait, oldest first,
+//! and each starts when the run before it ends. Run ends come from the run tasks themselves through the shared
+//! [`Ended`] buffer, read before every decision, so a run that has ended is never taken for a running one
+//! because its news is still queued.
 
-use std::collections::HashMap;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::executor;
 use super::fire::Fire;
 use super::recorder;
+use crate::clock::Clock;
 use crate::coordinator::SessionId;
 use crate::job::{JobId, Overlap};
 use crate::run::{Outcome, RunRecord};
 
 /// The dispatcher actor.
 pub struct Dispatcher;
+
+/// Runs that ended (whatever their outcome, also fires that never started), one entry per run handed on: the
+/// executor's run tasks push their job when they end, and the dispatcher takes them all before each decision.
+/// A shared buffer rather than only a message, so that the overlap decision sees every run that ended before
+/// it, whatever is queued in front of the news.
+pub type Ended = Arc<std::sync::Mutex<Vec<JobId>>>;
+
+/// Reports the end of runs of these jobs: pushes them into `ended` and, if the buffer was empty, wakes the
+/// dispatcher (one message per batch of ends, not per run).
+pub fn report_ended(
+    ended: &Ended,
+    dispatcher: Option<&ActorRef<Msg>>,
+    jobs: impl IntoIterator<Item = JobId>,
+) {
+    let first = {
+        let mut buffer = ended.lock().unwrap_or_else(|p| p.into_inner());
+        let was_empty = buffer.is_empty();
+        buffer.extend(jobs);
+        was_empty && !buffer.is_empty()
+    };
+    if first && let Some(dispatcher) = dispatcher {
+        let _ = dispatcher.cast(Msg::RunsEnded);
+    }
+}
 
 /// Messages of the dispatcher.
 #[derive(Debug)]
@@ -27,8 +64,8 @@ pub enum Msg {
     Record(Option<SessionId>, Vec<RunRecord>),
     /// Process nothing for this long (the simulation's model of a frozen process: SIGSTOP, a long GC pause).
     Freeze(std::time::Duration),
-    /// Runs of these jobs finished (whatever their outcome), one entry per run.
-    Finished(Vec<JobId>),
+    /// Runs ended: their jobs wait in the [`Ended`] buffer.
+    RunsEnded,
 }
 
 /// What the dispatcher is started with.
@@ -39,11 +76,21 @@ pub struct Arguments {
     pub recorder: ActorRef<recorder::Msg>,
     /// This node's id, written into records.
     pub node: crate::coordinator::NodeId,
+    /// Wall time: when a run is handed on.
+    pub clock: Arc<dyn Clock>,
+    /// Ends of runs, filled by the executor's run tasks.
+    pub ended: Ended,
 }
 
 #[derive(Debug, Default)]
 struct Running {
     count: u32,
+    /// When the newest of the running runs was handed on (Unix ms).
+    since_ms: i64,
+    /// Instants whose time came before the running run was handed on (so while no run of the job was going
+    /// here), oldest first: each starts when the run before it ends.
+    waiting: VecDeque<Fire>,
+    /// `buffer_one`: the newest instant that came while a run was going.
     buffered: Option<Fire>,
 }
 
@@ -73,20 +120,28 @@ impl State {
         }
     }
 
-    /// Decides what to do with new fires.
-    pub fn fires(&mut self, fires: Vec<Fire>) -> Decisions {
+    /// Decides what to do with new fires, at `now_ms`.
+    pub fn fires(&mut self, fires: Vec<Fire>, now_ms: i64) -> Decisions {
         let mut out = Decisions::default();
         for fire in fires {
             let running = self.running.entry(fire.job.id.clone()).or_default();
             if running.count == 0 {
                 running.count = 1;
+                running.since_ms = now_ms;
                 out.start.push(fire);
                 continue;
             }
+            // Whether a run of the job was going here when the instant's time came: the running run was handed
+            // on before it. If not, the instant is late and met only runs started after its time.
+            let met_a_run = running.since_ms < fire.scheduled_ms;
             match fire.job.spec.overlap {
                 Overlap::Allow => {
                     running.count += 1;
+                    running.since_ms = now_ms;
                     out.start.push(fire);
+                }
+                Overlap::Skip | Overlap::BufferOne if !met_a_run => {
+                    running.waiting.push_back(fire);
                 }
                 Overlap::Skip => out.records.push(skipped(
                     &self.node,
@@ -106,6 +161,7 @@ impl State {
                 Overlap::CancelPrevious => {
                     out.cancel.push(fire.job.id.clone());
                     running.count += 1;
+                    running.since_ms = now_ms;
                     out.start.push(fire);
                 }
             }
@@ -113,18 +169,30 @@ impl State {
         out
     }
 
-    /// A run ended: maybe start the buffered one.
-    pub fn finished(&mut self, job: &JobId) -> Option<Fire> {
+    /// A run of `job` ended at `now_ms`: maybe start the next waiting instant, or the buffered one.
+    pub fn finished(&mut self, job: &JobId, now_ms: i64) -> Option<Fire> {
         let running = self.running.get_mut(job)?;
         running.count = running.count.saturating_sub(1);
         if running.count == 0 {
-            if let Some(next) = running.buffered.take() {
+            if let Some(next) = running
+                .waiting
+                .pop_front()
+                .or_else(|| running.buffered.take())
+            {
                 running.count = 1;
+                running.since_ms = now_ms;
                 return Some(next);
             }
             self.running.remove(job);
         }
         None
+    }
+
+    /// Runs of these jobs ended at `now_ms`: the fires to start next.
+    pub fn ended(&mut self, jobs: Vec<JobId>, now_ms: i64) -> Vec<Fire> {
+        jobs.iter()
+            .filter_map(|job| self.finished(job, now_ms))
+            .collect()
     }
 }
 
@@ -140,9 +208,23 @@ pub struct Wired {
     state: State,
     executor: ActorRef<executor::Msg>,
     recorder: ActorRef<recorder::Msg>,
+    clock: Arc<dyn Clock>,
+    ended: Ended,
 }
 
 impl Wired {
+    /// Takes the ends of runs reported so far, and starts what waited for them.
+    fn take_ended(&mut self) {
+        let jobs = std::mem::take(&mut *self.ended.lock().unwrap_or_else(|p| p.into_inner()));
+        if jobs.is_empty() {
+            return;
+        }
+        let next = self.state.ended(jobs, self.clock.now_ms());
+        if !next.is_empty() {
+            let _ = self.executor.cast(executor::Msg::Run(next));
+        }
+    }
+
     fn apply(&self, decisions: Decisions) {
         for job in decisions.cancel {
             let _ = self.executor.cast(executor::Msg::Cancel(job));
@@ -172,6 +254,8 @@ impl Actor for Dispatcher {
             state: State::new(args.node),
             executor: args.executor,
             recorder: args.recorder,
+            clock: args.clock,
+            ended: args.ended,
         })
     }
 
@@ -183,22 +267,16 @@ impl Actor for Dispatcher {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Fires(fires) => {
-                let decisions = wired.state.fires(fires);
+                // Runs that ended before this decision count as ended, whatever is queued in front of their news.
+                wired.take_ended();
+                let decisions = wired.state.fires(fires, wired.clock.now_ms());
                 wired.apply(decisions);
             }
             Msg::Record(session, records) => {
                 let _ = wired.recorder.cast(recorder::Msg::Record(session, records));
             }
             Msg::Freeze(pause) => tokio::time::sleep(pause).await,
-            Msg::Finished(jobs) => {
-                let next: Vec<Fire> = jobs
-                    .iter()
-                    .filter_map(|job| wired.state.finished(job))
-                    .collect();
-                if !next.is_empty() {
-                    let _ = wired.executor.cast(executor::Msg::Run(next));
-                }
-            }
+            Msg::RunsEnded => wired.take_ended(),
         }
         Ok(())
     }
