@@ -171,7 +171,7 @@ impl State {
                 dispatcher::report_ended(
                     &self.env.ended,
                     self.dispatcher.as_ref(),
-                    [fire.job.id.clone()],
+                    [(fire.job.id.clone(), self.env.clock.now_ms())],
                 );
                 continue;
             }
@@ -194,7 +194,8 @@ impl State {
                     return; // killed meanwhile: the actor reported it
                 }
                 // The end goes to the overlap decision now, not after this actor's mailbox.
-                dispatcher::report_ended(&env.ended, dispatcher.as_ref(), [job]);
+                let ended_ms = record.ended_ms.unwrap_or_else(|| env.clock.now_ms());
+                dispatcher::report_ended(&env.ended, dispatcher.as_ref(), [(job, ended_ms)]);
                 let first = {
                     let mut done = completions.lock().unwrap_or_else(|p| p.into_inner());
                     done.push((fire_id, record));
@@ -242,10 +243,13 @@ impl State {
             }
         }
         let killed = records.len();
+        let now_ms = self.env.clock.now_ms();
         dispatcher::report_ended(
             &self.env.ended,
             self.dispatcher.as_ref(),
-            records.iter().map(|r| r.job.clone()),
+            records
+                .iter()
+                .map(|r| (r.job.clone(), r.ended_ms.unwrap_or(now_ms))),
         );
         self.finish(records);
         killed
@@ -263,7 +267,9 @@ impl State {
         dispatcher::report_ended(
             &self.env.ended,
             self.dispatcher.as_ref(),
-            fires.iter().map(|f| f.job.id.clone()),
+            fires
+                .iter()
+                .map(|f| (f.job.id.clone(), self.env.clock.now_ms())),
         );
         let records = fires
             .iter()
