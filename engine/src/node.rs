@@ -181,6 +181,7 @@ async fn spawn_children(
     let node = args.info.id.clone();
     let fence: Fence = Arc::default();
     let revoked: Revoked = Arc::default();
+    let ended: dispatcher::Ended = Arc::default();
     let (recorder, _) = Actor::spawn_linked(
         None,
         recorder::Recorder,
@@ -202,6 +203,7 @@ async fn spawn_children(
             recorder: recorder.clone(),
             fence: fence.clone(),
             revoked: revoked.clone(),
+            ended: ended.clone(),
         },
         cell.clone(),
     )
@@ -213,6 +215,8 @@ async fn spawn_children(
             executor: executor.clone(),
             recorder: recorder.clone(),
             node: node.clone(),
+            clock: args.clock.clone(),
+            ended,
         },
         cell.clone(),
     )

@@ -4,11 +4,18 @@
 //! Each run is a tokio task; the actor keeps their abort handles so that `cancel_previous` and the shutdown
 //! deadline can stop them (a command target's process group is killed when its future is dropped). Fires
 //! beyond the concurrency limit wait in a FIFO queue; their lateness shows in the lateness histogram.
+//!
+//! Every fire handed on by the dispatcher ends exactly once in the dispatcher's [`dispatcher::Ended`] buffer:
+//! reported by its run task the moment it ends (not relayed through this actor, whose mailbox may be
+//! behind), by the actor when it kills the run, or when the fire never starts (a duplicate, a shutdown). The
+//! overlap decision counts on it: a run reported twice would let an overlap through, one never reported
+//! would skip the job's instants for good.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -93,6 +100,8 @@ pub struct Arguments {
     pub fence: super::Fence,
     /// Jobs whose claims this node is running out (see `node::Revoked`).
     pub revoked: super::Revoked,
+    /// Where run ends go, for the overlap decision (shared with the dispatcher).
+    pub ended: dispatcher::Ended,
 }
 
 /// Everything a run task needs, shared.
@@ -101,6 +110,7 @@ struct RunEnv {
     clock: Arc<dyn Clock>,
     fence: super::Fence,
     revoked: super::Revoked,
+    ended: dispatcher::Ended,
     handlers: Arc<HashMap<String, Handler>>,
     #[cfg(feature = "http")]
     http: reqwest::Client,
@@ -125,6 +135,15 @@ impl RunMetrics {
     }
 }
 
+/// A started run, as the actor holds it.
+struct Run {
+    abort: AbortHandle,
+    /// Its record if it is killed.
+    placeholder: RunRecord,
+    /// Set by whichever reports its end first: the task when the run ends, or the actor when it kills it.
+    reported: Arc<AtomicBool>,
+}
+
 /// The executor's state.
 pub struct State {
     env: Arc<RunEnv>,
@@ -132,7 +151,7 @@ pub struct State {
     recorder: ActorRef<recorder::Msg>,
     dispatcher: Option<ActorRef<dispatcher::Msg>>,
     queue: VecDeque<Fire>,
-    running: HashMap<FireId, (AbortHandle, RunRecord)>,
+    running: HashMap<FireId, Run>,
     /// Records of finished runs, waiting for the executor to take them (see `Msg::Completed`).
     completions: Arc<std::sync::Mutex<Vec<(FireId, RunRecord)>>>,
     draining: Option<RpcReplyPort<usize>>,
@@ -148,6 +167,12 @@ impl State {
             let id = fire.id();
             if self.running.contains_key(&id) {
                 // The same instant twice on one node (a manual trigger at the same millisecond): run it once.
+                // The dispatcher counted it as a run: it ends here.
+                dispatcher::report_ended(
+                    &self.env.ended,
+                    self.dispatcher.as_ref(),
+                    [(fire.job.id.clone(), self.env.clock.now_ms())],
+                );
                 continue;
             }
             let placeholder = {
@@ -158,9 +183,19 @@ impl State {
             let env = self.env.clone();
             let myself = myself.clone();
             let completions = self.completions.clone();
+            let dispatcher = self.dispatcher.clone();
+            let reported = Arc::new(AtomicBool::new(false));
+            let ours = reported.clone();
             let fire_id = id.clone();
             let task = tokio::spawn(async move {
+                let job = fire.job.id.clone();
                 let record = run_fire(&env, fire).await;
+                if ours.swap(true, Ordering::AcqRel) {
+                    return; // killed meanwhile: the actor reported it
+                }
+                // The end goes to the overlap decision now, not after this actor's mailbox.
+                let ended_ms = record.ended_ms.unwrap_or_else(|| env.clock.now_ms());
+                dispatcher::report_ended(&env.ended, dispatcher.as_ref(), [(job, ended_ms)]);
                 let first = {
                     let mut done = completions.lock().unwrap_or_else(|p| p.into_inner());
                     done.push((fire_id, record));
@@ -171,7 +206,14 @@ impl State {
                     let _ = myself.cast(Msg::Completed);
                 }
             });
-            self.running.insert(id, (task.abort_handle(), placeholder));
+            self.running.insert(
+                id,
+                Run {
+                    abort: task.abort_handle(),
+                    placeholder,
+                    reported,
+                },
+            );
             started = true;
         }
         if started {
@@ -189,15 +231,28 @@ impl State {
             .collect();
         let mut records = Vec::with_capacity(ids.len());
         for id in &ids {
-            if let Some((abort, mut record)) = self.running.remove(id) {
-                abort.abort();
+            if self.running[id].reported.swap(true, Ordering::AcqRel) {
+                continue; // it ended by itself: its record waits in the completions buffer
+            }
+            if let Some(run) = self.running.remove(id) {
+                run.abort.abort();
+                let mut record = run.placeholder;
                 record.reason = Some(reason.to_owned());
                 record.ended_ms = Some(self.env.clock.now_ms());
                 records.push(record);
             }
         }
+        let killed = records.len();
+        let now_ms = self.env.clock.now_ms();
+        dispatcher::report_ended(
+            &self.env.ended,
+            self.dispatcher.as_ref(),
+            records
+                .iter()
+                .map(|r| (r.job.clone(), r.ended_ms.unwrap_or(now_ms))),
+        );
         self.finish(records);
-        ids.len()
+        killed
     }
 
     /// Records fires that will not start because the node is leaving as `misfired`: this node knows they
@@ -209,6 +264,13 @@ impl State {
             return;
         }
         crate::metrics::misfired("shutdown", fires.len() as u64);
+        dispatcher::report_ended(
+            &self.env.ended,
+            self.dispatcher.as_ref(),
+            fires
+                .iter()
+                .map(|f| (f.job.id.clone(), self.env.clock.now_ms())),
+        );
         let records = fires
             .iter()
             .map(|fire| {
@@ -232,13 +294,10 @@ impl State {
         self.finish(records);
     }
 
+    /// Stores the records of ended runs (their ends are reported already).
     fn finish(&mut self, records: Vec<RunRecord>) {
         if records.is_empty() {
             return;
-        }
-        if let Some(dispatcher) = &self.dispatcher {
-            let jobs = records.iter().map(|r| r.job.clone()).collect();
-            let _ = dispatcher.cast(dispatcher::Msg::Finished(jobs));
         }
         let _ = self.recorder.cast(recorder::Msg::Record(None, records));
         self.env.metrics.in_flight.set(self.running.len() as f64);
@@ -400,6 +459,7 @@ impl Actor for Executor {
             clock: args.clock,
             fence: args.fence,
             revoked: args.revoked,
+            ended: args.ended,
             handlers: args.handlers,
             metrics: RunMetrics::register(),
             #[cfg(feature = "http")]
