@@ -107,6 +107,8 @@ async fn rig(jobs: usize) -> Rig {
     recorder
         .cast(recorder::Msg::SessionChanged(Some(session.id)))
         .expect("recorder is up");
+    // Run ends reach the dispatcher's overlap decision through this buffer, as in a node.
+    let ended: dispatcher::Ended = Arc::default();
     let (executor, _) = Actor::spawn(
         None,
         executor::Executor,
@@ -122,6 +124,7 @@ async fn rig(jobs: usize) -> Rig {
                 valid_until_ms: i64::MAX,
             }))),
             revoked: Arc::default(),
+            ended: ended.clone(),
         },
     )
     .await
@@ -133,6 +136,8 @@ async fn rig(jobs: usize) -> Rig {
             executor: executor.clone(),
             recorder: recorder.clone(),
             node: node.clone(),
+            clock: SystemClock::new().shared(),
+            ended,
         },
     )
     .await
