@@ -407,6 +407,40 @@ pub fn lateness_fields(
     ])
 }
 
+/// The process's memory at one moment: live heap and resident bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    heap: u64,
+    rss: u64,
+}
+
+impl Memory {
+    /// Reads it now.
+    pub fn now() -> Self {
+        Self {
+            heap: heap::live_bytes() as u64,
+            rss: machine::resident_bytes().unwrap_or(0),
+        }
+    }
+}
+
+/// The fields of a `load` row: the load time, and the memory per job that grew from `before` to `after`.
+pub fn load_fields(
+    load: Duration,
+    before: Memory,
+    after: Memory,
+    jobs: usize,
+    detail: String,
+) -> BTreeMap<&'static str, String> {
+    let per_job = |from: u64, to: u64| (to.saturating_sub(from) / jobs.max(1) as u64).to_string();
+    BTreeMap::from([
+        ("load_s", format!("{:.2}", load.as_secs_f64())),
+        ("rss_per_job", per_job(before.rss, after.rss)),
+        ("heap_per_job", per_job(before.heap, after.heap)),
+        ("detail", detail),
+    ])
+}
+
 /// Polls `done` every 10 ms until it holds or `limit` passes; returns whether it held.
 pub async fn wait_until(limit: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
     let give_up = tokio::time::Instant::now() + limit;

@@ -16,14 +16,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use apalis::prelude::{Data, Monitor, WorkerBuilder, WorkerFactoryFn};
 use apalis_cron::{CronContext, CronStream, Schedule};
 use campanile::clock::{Clock, SystemClock};
-use campanile_benches::machine::resident_bytes;
 use campanile_benches::tally::Tally;
 use chrono::Utc;
 use tokio::time::Instant;
 
-use super::heap::live_bytes;
-use super::lateness_fields;
 use super::workload::{self, Workload};
+use super::{Memory, lateness_fields, load_fields};
 
 type Fields = BTreeMap<&'static str, String>;
 
@@ -59,7 +57,7 @@ fn schedule(text: &str, i: usize) -> Result<Schedule, String> {
 /// `load`: register N typical jobs and start the monitor; the load time ends when every worker is registered
 /// and the monitor runs.
 pub async fn load(jobs: usize) -> Result<Fields, String> {
-    let (heap0, rss0) = (live_bytes() as u64, resident_bytes().unwrap_or(0));
+    let before = Memory::now();
     let t0 = Instant::now();
     let mut monitor = Monitor::new();
     for i in 0..jobs {
@@ -74,19 +72,13 @@ pub async fn load(jobs: usize) -> Result<Fields, String> {
     tokio::spawn(monitor.run());
     tokio::task::yield_now().await;
     let load = t0.elapsed();
-    let (heap1, rss1) = (live_bytes() as u64, resident_bytes().unwrap_or(0));
-    Ok(BTreeMap::from([
-        ("load_s", format!("{:.2}", load.as_secs_f64())),
-        (
-            "rss_per_job",
-            (rss1.saturating_sub(rss0) / jobs as u64).to_string(),
-        ),
-        (
-            "heap_per_job",
-            (heap1.saturating_sub(heap0) / jobs as u64).to_string(),
-        ),
-        ("detail", "one worker and CronStream per job".to_owned()),
-    ]))
+    Ok(load_fields(
+        load,
+        before,
+        Memory::now(),
+        jobs,
+        "one worker and CronStream per job".to_owned(),
+    ))
 }
 
 /// `burst` (it cannot express `spread`: no sub-second instants).
