@@ -395,6 +395,14 @@ async fn survivors_skip_nothing(backend: &mut impl Private, restart: bool, name:
         );
     }
     eprintln!("{name}: records by outcome and job: {counts:?}");
+    // And no fire ran twice: each run appended its fire id to the ledger.
+    let ledger = std::fs::read_to_string(&ledger).unwrap_or_default();
+    let mut ran: BTreeMap<&str, usize> = BTreeMap::new();
+    for fire in ledger.lines() {
+        *ran.entry(fire).or_default() += 1;
+    }
+    let twice: Vec<_> = ran.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "{name}: fires that ran twice: {twice:?}");
     assert!(
         skipped.is_empty(),
         "{name}: {} instants recorded skipped although every run ends within milliseconds (kill at {killed_ms}, \
