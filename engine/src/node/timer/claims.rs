@@ -19,11 +19,6 @@ use crate::job::{Job, JobId};
 /// holds a runtime worker (or a backend's lock) for long.
 pub const CLAIM_CHUNK: usize = 2_000;
 
-/// Renewal phases: first claims reach `lookahead − phase · lookahead / 4` ahead, by slot, so that jobs claimed
-/// together (a node taking 100,000 jobs at once) renew in [`PHASES`] groups on different claim ticks (a tick is
-/// a quarter of the lookahead; a claim is renewed once less than half of it is left), not all on one.
-pub const PHASES: i64 = 3;
-
 /// The outcome of one claim.
 #[derive(Debug, Clone)]
 pub struct Granted {
@@ -45,8 +40,6 @@ pub struct RoundTrip {
 impl State {
     /// The claims to request now: first claims of new jobs and, with `renewals`, claims that run out soon
     /// (only entries due within the lookahead are looked at, so a tick costs what is due, not what is held).
-    /// A first claim reaches a little less far for two slots in three (see [`PHASES`]), which spreads later
-    /// renewals over the ticks; a renewal always reaches the whole lookahead.
     pub fn claims_due(&self, now_ms: i64, renewals: bool) -> Vec<FireClaim> {
         let Some(lease) = self.lease else {
             return Vec::new();
@@ -91,13 +84,6 @@ impl State {
                 }
             };
             if wanted {
-                let through = match entry.claim {
-                    Some(_) => through,
-                    None => {
-                        let phase = i64::from(slot) % PHASES;
-                        (now_ms + lookahead - phase * lookahead / 4).min(lease.valid_until_ms - 1)
-                    }
-                };
                 let from = entry.claim.map_or_else(
                     || first_owed_ms(&entry.job).max(entry.resumed_ms.map_or(i64::MIN, |t| t + 1)),
                     |(from, _)| from,
