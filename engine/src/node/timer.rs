@@ -174,6 +174,23 @@ impl Running {
         }
     }
 
+    /// Gives claims back, each after the given instant, in a spawned call (`what` names it in the log).
+    fn release(&self, releases: Vec<(JobId, i64)>, what: &'static str) {
+        let Some(lease) = self.state.lease else {
+            return;
+        };
+        if releases.is_empty() {
+            return;
+        }
+        let coordinator = self.coordinator.clone();
+        tokio::spawn(async move {
+            if let Err(error) = coordinator.release_claims(lease.session, &releases).await {
+                crate::metrics::coordinator_error("release_claims");
+                warn!(%error, "{what} failed");
+            }
+        });
+    }
+
     fn request_claims(&mut self, myself: &ActorRef<Msg>, renewals: bool) {
         if self.claim_in_flight {
             return;
@@ -265,17 +282,7 @@ impl Actor for Timer {
             }
             Msg::Remove(ids) => {
                 let releases = running.state.remove(&ids);
-                if let (Some(lease), false) = (running.state.lease, releases.is_empty()) {
-                    let coordinator = running.coordinator.clone();
-                    tokio::spawn(async move {
-                        if let Err(error) =
-                            coordinator.release_claims(lease.session, &releases).await
-                        {
-                            crate::metrics::coordinator_error("release_claims");
-                            warn!(%error, "releasing claims of removed jobs failed");
-                        }
-                    });
-                }
+                running.release(releases, "releasing claims of removed jobs");
             }
             Msg::SessionChanged(lease) => {
                 running.state.set_lease(lease);
@@ -293,7 +300,8 @@ impl Actor for Timer {
                 running.claim_in_flight = false;
                 match result {
                     Ok(trip) => {
-                        running.state.granted(trip.grants);
+                        let stray = running.state.granted(trip.grants);
+                        running.release(stray, "giving back claims of jobs let go");
                         let fx = running.state.settle(trip.settlements);
                         running.apply(fx);
                         // Instants that became due while the claim was in flight go out now.

@@ -105,11 +105,32 @@ impl State {
         claims
     }
 
-    /// Applies the coordinator's answers to a claim request.
-    pub fn granted(&mut self, grants: Vec<Granted>) {
-        let Some(lease) = self.lease else { return };
+    /// Applies the coordinator's answers to a claim request. Returns the claims to give back, each at the last
+    /// instant to keep: answers that came after the timer let their job go (it was reassigned or deleted while
+    /// the request was out). Such a claim would otherwise stay with this live session, which fires none of its
+    /// instants, and its successor would wait for this session to record them.
+    pub fn granted(&mut self, grants: Vec<Granted>) -> Vec<(JobId, i64)> {
+        let mut stray = Vec::new();
+        let Some(lease) = self.lease else {
+            return stray;
+        };
         for grant in grants {
             let Some(&slot) = self.index.get(&grant.job) else {
+                if let ClaimResult::Granted { claim, .. } = &grant.result
+                    && claim.session == lease.session
+                {
+                    // Keep what this session fired before it let the job go, nothing after.
+                    let kept = self
+                        .released
+                        .get(&grant.job)
+                        .copied()
+                        .unwrap_or(i64::MIN)
+                        .max(claim.from_ms - 1);
+                    if kept < claim.through_ms {
+                        debug!(job = %grant.job, ?claim, kept, "a claim answered after the job was let go: giving it back");
+                        stray.push((grant.job.clone(), kept));
+                    }
+                }
                 continue;
             };
             match grant.result {
@@ -181,6 +202,7 @@ impl State {
                 ClaimResult::NoSuchJob => {}
             }
         }
+        stray
     }
 
     /// The jobs (and zones) of these claims, for settling the predecessors the answers may name.
