@@ -138,8 +138,9 @@ impl RunMetrics {
 /// A started run, as the actor holds it.
 struct Run {
     abort: AbortHandle,
-    /// Its record if it is killed.
-    placeholder: RunRecord,
+    /// Whether it is a manual fire (its record says so if it is killed; the record itself is built only then,
+    /// not for every fire).
+    manual: bool,
     /// Set by whichever reports its end first: the task when the run ends, or the actor when it kills it.
     reported: Arc<AtomicBool>,
 }
@@ -175,11 +176,7 @@ impl State {
                 );
                 continue;
             }
-            let placeholder = {
-                let mut r = RunRecord::new(&id, self.env.node.as_str(), Outcome::Failed);
-                r.manual = fire.kind == FireKind::Manual;
-                r
-            };
+            let manual = fire.kind == FireKind::Manual;
             let env = self.env.clone();
             let myself = myself.clone();
             let completions = self.completions.clone();
@@ -210,7 +207,7 @@ impl State {
                 id,
                 Run {
                     abort: task.abort_handle(),
-                    placeholder,
+                    manual,
                     reported,
                 },
             );
@@ -236,7 +233,8 @@ impl State {
             }
             if let Some(run) = self.running.remove(id) {
                 run.abort.abort();
-                let mut record = run.placeholder;
+                let mut record = RunRecord::new(id, self.env.node.as_str(), Outcome::Failed);
+                record.manual = run.manual;
                 record.reason = Some(reason.to_owned());
                 record.ended_ms = Some(self.env.clock.now_ms());
                 records.push(record);
