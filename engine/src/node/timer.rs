@@ -47,6 +47,9 @@ use crate::clock::Clock;
 use crate::coordinator::{CoordError, Coordinator, SessionId};
 use crate::job::{FireId, Job, JobId};
 
+/// Most fires and records one wake hands on; what is left of the instant goes out in the next turn.
+pub const WAKE_CHUNK: usize = 2_000;
+
 /// The timer actor (no configuration of its own: see [`Arguments`]).
 pub struct Timer;
 
@@ -289,8 +292,15 @@ impl Actor for Timer {
                 running.request_claims(&myself, false);
             }
             Msg::Wake => {
-                let fx = running.state.wake(now);
+                // A wake hands fires on in chunks: the dispatcher and executor start the first chunk while the
+                // next is built, and no turn of this actor holds a worker for long (100,000 jobs due at one
+                // instant are 50 turns, with other messages between them).
+                let fx = running.state.wake_at_most(now, WAKE_CHUNK);
+                let more = fx.fires.len() + fx.records.len() >= WAKE_CHUNK;
                 running.apply(fx);
+                if more {
+                    let _ = myself.cast(Msg::Wake);
+                }
             }
             Msg::ClaimTick => {
                 running.state.refused.clear();
@@ -304,8 +314,11 @@ impl Actor for Timer {
                         running.release(stray, "giving back claims of jobs let go");
                         let fx = running.state.settle(trip.settlements);
                         running.apply(fx);
-                        // Instants that became due while the claim was in flight go out now.
-                        let fx = running.state.wake(running.clock.now_ms());
+                        // Instants that became due while the claim was in flight go out now (in chunks).
+                        let fx = running.state.wake_at_most(running.clock.now_ms(), WAKE_CHUNK);
+                        if fx.fires.len() + fx.records.len() >= WAKE_CHUNK {
+                            let _ = myself.cast(Msg::Wake);
+                        }
                         running.apply(fx);
                         // Jobs that arrived while the claim was in flight are claimed at once.
                         running.request_claims(&myself, false);

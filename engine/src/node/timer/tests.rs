@@ -513,3 +513,33 @@ fn a_claim_answered_after_its_job_was_let_go_is_given_back() {
     }
     assert!(s.granted(vec![other]).is_empty());
 }
+
+#[test]
+fn a_wake_hands_fires_on_in_chunks_oldest_first_and_loses_none() {
+    let mut s = state();
+    let jobs: Vec<Arc<Job>> = (0..25)
+        .map(|i| job(&format!("j{i:02}"), "* * * * * *", T0))
+        .collect();
+    s.upsert(jobs, T0);
+    let claims = s.claims_due(T0, false);
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
+    // Two instants of 25 jobs due at once: 50 fires, handed on 10 at a time, the older instant first.
+    let mut chunks = Vec::new();
+    loop {
+        let fx = s.wake_at_most(T0 + 2000, 10);
+        if fx.fires.is_empty() {
+            break;
+        }
+        assert!(fx.fires.len() <= 10);
+        chunks.push(instants(&fx));
+    }
+    assert_eq!(chunks.len(), 5);
+    let all: Vec<i64> = chunks.concat();
+    assert_eq!(all.len(), 50);
+    assert!(
+        all.windows(2).all(|w| w[0] <= w[1]),
+        "oldest first: {all:?}"
+    );
+    assert_eq!(all.iter().filter(|&&t| t == T0 + 1000).count(), 25);
+    assert_eq!(s.deadline(T0 + 2000), Some(T0 + 3000), "nothing left due");
+}
