@@ -315,7 +315,9 @@ impl Actor for Timer {
                         let fx = running.state.settle(trip.settlements);
                         running.apply(fx);
                         // Instants that became due while the claim was in flight go out now (in chunks).
-                        let fx = running.state.wake_at_most(running.clock.now_ms(), WAKE_CHUNK);
+                        let fx = running
+                            .state
+                            .wake_at_most(running.clock.now_ms(), WAKE_CHUNK);
                         if fx.fires.len() + fx.records.len() >= WAKE_CHUNK {
                             let _ = myself.cast(Msg::Wake);
                         }
