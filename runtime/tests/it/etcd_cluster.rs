@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::harness::{Options, Server, eventually, every_second};
+use super::harness::{Server, eventually, every_second, now_ms, start_node};
 
 /// The session TTL of the three nodes.
 const TTL: Duration = Duration::from_secs(2);
@@ -28,32 +28,6 @@ fn etcd_endpoint() -> Option<String> {
             None
         }
     }
-}
-
-#[allow(clippy::disallowed_methods)] // Wall time: the processes' clocks are the wall clock.
-fn now_ms() -> i64 {
-    std::time::SystemTime::UNIX_EPOCH
-        .elapsed()
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn start(dir: &std::path::Path, config: &std::path::Path, url: &str, node: &str) -> Server {
-    let dir = dir.join(node);
-    std::fs::create_dir_all(&dir).unwrap();
-    Server::start_with(
-        &dir,
-        Options {
-            args: vec![
-                "--config".into(),
-                config.display().to_string(),
-                "--coordinator".into(),
-                url.to_owned(),
-                "--node-id".into(),
-                node.to_owned(),
-            ],
-            ..Options::default()
-        },
-    )
 }
 
 /// `(scheduled_ms, last_scheduled_ms, node, outcome, started_ms)` of each of a job's records.
@@ -92,7 +66,7 @@ async fn three_nodes_spread_jobs_and_take_over_a_killed_node_once() {
     .unwrap();
     let mut nodes: Vec<Server> = ["n0", "n1", "n2"]
         .iter()
-        .map(|n| start(dir.path(), &config, &url, n))
+        .map(|n| start_node(dir.path(), &config, &url, n))
         .collect();
 
     eventually("three members with a leader", || async {

@@ -16,9 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::harness::{Options, Server, eventually};
+use super::harness::{Server, eventually, ledger_job, now_ms, start_node};
 
 /// The nodes' session TTL.
 const TTL: Duration = Duration::from_secs(2);
@@ -27,13 +27,6 @@ const OUTAGE: Duration = Duration::from_secs(5);
 /// How long a node stays frozen: well past its TTL, so its jobs move.
 const FREEZE: Duration = Duration::from_secs(4);
 const JOBS: usize = 9;
-
-#[allow(clippy::disallowed_methods)] // Wall time: the processes' clocks are the wall clock.
-fn now_ms() -> i64 {
-    std::time::SystemTime::UNIX_EPOCH
-        .elapsed()
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -209,40 +202,6 @@ impl Drop for PrivateZk {
     }
 }
 
-fn start_node(dir: &Path, config: &Path, url: &str, node: &str) -> Server {
-    let dir = dir.join(node);
-    std::fs::create_dir_all(&dir).unwrap();
-    Server::start_with(
-        &dir,
-        Options {
-            args: vec![
-                "--config".into(),
-                config.display().to_string(),
-                "--coordinator".into(),
-                url.to_owned(),
-                "--node-id".into(),
-                node.to_owned(),
-            ],
-            ..Options::default()
-        },
-    )
-}
-
-/// A job every second that appends its fire id to a file (a few milliseconds), with the default policies
-/// (`overlap: skip`, at-most-once) and a 10 s timeout.
-fn millisecond_job(id: &str, ledger: &Path) -> Value {
-    json!({
-        "id": id,
-        "name": id,
-        "schedule": "* * * * * *",
-        "target": {
-            "type": "command",
-            "argv": ["sh", "-c", format!("echo \"$CAMPANILE_FIRE_ID\" >> {}", ledger.display())],
-            "timeout": "10s",
-        },
-    })
-}
-
 /// Waits until every job has a record of an instant after `after_ms`, as `observer` reads them.
 async fn every_job_recorded_after(observer: &Server, jobs: &[String], after_ms: i64, what: &str) {
     eventually(what, || async {
@@ -303,7 +262,7 @@ async fn survivors_skip_nothing(backend: &mut impl Private, restart: bool, name:
             .send(
                 reqwest::Method::POST,
                 "/v1/jobs",
-                Some(millisecond_job(id, &ledger)),
+                Some(ledger_job(id, &ledger)),
             )
             .await;
         assert_eq!(status, 201, "{body}");

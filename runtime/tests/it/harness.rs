@@ -248,3 +248,47 @@ pub fn assert_error(answer: &(u16, Value), status: u16, code: &str, field: Optio
         assert_eq!(body["error"]["field"], field, "field of {body}");
     }
 }
+
+/// Wall time of the test (Unix ms), to compare with the nodes' run records.
+#[allow(clippy::disallowed_methods)] // The test's own clock, not the engine's.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A node of a cluster: `campanile serve` in `dir/NODE`, with a configuration file, a coordinator URL and
+/// a node id.
+pub fn start_node(dir: &Path, config: &Path, coordinator: &str, node: &str) -> Server {
+    let home = dir.join(node);
+    std::fs::create_dir_all(&home).unwrap();
+    Server::start_with(
+        &home,
+        Options {
+            args: vec![
+                "--config".into(),
+                config.display().to_string(),
+                "--coordinator".into(),
+                coordinator.to_owned(),
+                "--node-id".into(),
+                node.to_owned(),
+            ],
+            ..Options::default()
+        },
+    )
+}
+
+/// A job every second whose command appends its fire id to `ledger` (a few milliseconds), with a 10 s timeout
+/// and the default policies.
+pub fn ledger_job(id: &str, ledger: &Path) -> Value {
+    serde_json::json!({
+        "id": id,
+        "name": id,
+        "schedule": "* * * * * *",
+        "target": {
+            "type": "command",
+            "argv": ["sh", "-c", format!("echo \"$CAMPANILE_FIRE_ID\" >> {}", ledger.display())],
+            "timeout": "10s",
+        },
+    })
+}

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use campanile_zookeeper::{ZkConfig, ZkCoordinator};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::harness::{Options, Server, eventually};
+use crate::harness::{Server, eventually, ledger_job, now_ms, start_node};
 
 /// The session TTL of the nodes.
 const TTL_MS: i64 = 2000;
@@ -33,46 +33,11 @@ fn zookeeper() -> Option<String> {
     }
 }
 
-#[allow(clippy::disallowed_methods)] // Wall time of the test, compared with the nodes' run records.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// A node of the cluster, in its own directory.
-fn start_node(dir: &Path, id: &str, coordinator: &str, config: &Path) -> Server {
-    let home = dir.join(id);
-    std::fs::create_dir_all(&home).unwrap();
-    Server::start_with(
-        &home,
-        Options {
-            args: vec![
-                "--config".into(),
-                config.display().to_string(),
-                "--node-id".into(),
-                id.into(),
-                "--coordinator".into(),
-                coordinator.into(),
-            ],
-            ..Options::default()
-        },
-    )
-}
-
-/// A job that appends its fire id to `fires` every second.
+/// A job that appends its fire id to `fires` every second, runs overlapping allowed.
 fn recording_job(id: &str, fires: &Path) -> Value {
-    json!({
-        "id": id,
-        "name": id,
-        "schedule": "* * * * * *",
-        "target": {
-            "type": "command",
-            "argv": ["sh", "-c", format!("echo \"$CAMPANILE_FIRE_ID\" >> {}", fires.display())],
-            "timeout": "10s",
-        },
-        "overlap": "allow",
-    })
+    let mut job = ledger_job(id, fires);
+    job["overlap"] = "allow".into();
+    job
 }
 
 /// The scheduled instants one run record covers.
@@ -112,7 +77,7 @@ async fn three_nodes_spread_jobs_and_take_over_after_kill_9() {
         .map(|id| {
             (
                 id.to_owned(),
-                start_node(dir.path(), id, &coordinator, &config),
+                start_node(dir.path(), &config, &coordinator, id),
             )
         })
         .collect();
