@@ -286,8 +286,9 @@ pub async fn expired_session_is_fenced_from_claims<F: CoordinatorFactory + ?Size
     ctx.finish().await;
 }
 
-/// A takeover starts at `max(from_ms, previous.through_ms + 1)` and returns the previous holder's claim, in
-/// both directions and with `from_ms` on either side of the previous end.
+/// A takeover starts at `max(from_ms, previous.through_ms + 1)`, returns the previous holder's claim and keeps
+/// `settled_ms` at most the previous holder's, in both directions and with `from_ms` on either side of the
+/// previous end.
 pub async fn takeover_starts_after_previous<F: CoordinatorFactory + ?Sized>(factory: &F) {
     let Some(ctx) = Ctx::new(
         factory,
@@ -364,16 +365,37 @@ pub async fn takeover_starts_after_previous<F: CoordinatorFactory + ?Sized>(fact
         CLAIM_NO_DOUBLE_GRANT,
         "a takeover asking from 7000 after a claim through 100 was granted {k_second:?} with previous {previous:?}"
     );
+    // The new holder asked for settled_ms 7000, but the previous holder had settled only up to 0: its
+    // instants after that are still to be settled, and a successor of the new holder must see them.
+    check!(
+        k_second.settled_ms <= k_first.settled_ms,
+        CLAIM_TAKEOVER_SETTLED,
+        "a takeover asking settled_ms 7000 from a holder that had settled up to {} was granted settled_ms {} \
+         ({k_second:?}): the previous holder's unsettled instants would be hidden from the next owner",
+        k_first.settled_ms,
+        k_second.settled_ms
+    );
 
     // And back.
     ctx.publish(0, &leader, &[(&j, "n1"), (&k, "n1")]).await;
     let (third, previous) = ctx
-        .grant(0, s1, fire_claim(&j, 0, 12_000, 0), CLAIM_NO_DOUBLE_GRANT)
+        .grant(
+            0,
+            s1,
+            fire_claim(&j, 0, 12_000, 11_000),
+            CLAIM_NO_DOUBLE_GRANT,
+        )
         .await;
     check!(
         third.session == s1 && third.from_ms == 9001 && third.through_ms == 12_000,
         CLAIM_NO_DOUBLE_GRANT,
         "taking the job back after a claim through 9000 was granted {third:?}"
+    );
+    check!(
+        third.settled_ms <= second.settled_ms,
+        CLAIM_TAKEOVER_SETTLED,
+        "taking the job back asking settled_ms 11000 from a holder that had settled up to {} was granted {third:?}",
+        second.settled_ms
     );
     check!(
         previous.as_ref() == Some(&second),

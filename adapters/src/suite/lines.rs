@@ -146,6 +146,8 @@ pub const CLAIM_NO_SUCH_JOB: &str = "claim_fires (doc): a job that does not exis
 pub const CLAIM_NO_DOUBLE_GRANT: &str = "claim_fires: no instant is ever granted to two sessions: a takeover starts at max(from_ms, previous.through_ms + 1) and returns the previous claim";
 /// `claim_fires`: monotonic extension.
 pub const CLAIM_MONOTONIC: &str = "claim_fires: a holder extending its own claim keeps its from_ms; through_ms and settled_ms never decrease";
+/// `claim_fires`: a takeover keeps the previous holder's unsettled instants visible.
+pub const CLAIM_TAKEOVER_SETTLED: &str = "claim_fires: a grant that takes over keeps settled_ms at most the previous holder's, so the instants it left unsettled stay unsettled in the claim";
 /// `claim_fires`: concurrent claimers.
 pub const CLAIM_CONCURRENT: &str = "claim_fires: of concurrent claimers of the same job, only the assigned owner's session is granted";
 
@@ -230,6 +232,7 @@ pub const ALL: &[&str] = &[
     CLAIM_NO_SUCH_JOB,
     CLAIM_NO_DOUBLE_GRANT,
     CLAIM_MONOTONIC,
+    CLAIM_TAKEOVER_SETTLED,
     CLAIM_CONCURRENT,
     RELEASE_SUCCESSOR,
     RELEASE_NO_EXTEND,

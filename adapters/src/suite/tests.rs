@@ -59,3 +59,59 @@ fn every_case_is_expanded_once() {
         }
     }
 }
+
+/// The `### To ensure correctness:` bullets of each method of the `Coordinator` trait (and of the trait
+/// itself, under `Coordinator`), counted from its source.
+fn contract_bullets() -> std::collections::BTreeMap<String, usize> {
+    let source = include_str!("../../../engine/src/coordinator.rs");
+    let lines: Vec<&str> = source.lines().map(str::trim).collect();
+    let mut bullets = std::collections::BTreeMap::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i] != "/// ### To ensure correctness:" {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        let mut count = 0;
+        while i < lines.len() && lines[i].starts_with("///") {
+            count += usize::from(lines[i].starts_with("/// - "));
+            i += 1;
+        }
+        // The item the list documents: the next `fn NAME` or `trait NAME`.
+        let name = lines[i..]
+            .iter()
+            .find_map(|l| {
+                let rest = l.split("fn ").nth(1).or_else(|| l.split("trait ").nth(1))?;
+                Some(rest.split(['(', '<', ':', ' ']).next()?.to_owned())
+            })
+            .expect("a correctness list documents an item");
+        *bullets.entry(name).or_default() += count;
+    }
+    bullets
+}
+
+#[test]
+fn every_contract_bullet_has_a_line_constant() {
+    let bullets = contract_bullets();
+    assert!(
+        bullets.len() >= 20 && bullets.get("claim_fires").is_some_and(|&n| n >= 6),
+        "the trait's correctness lists were not found: {bullets:?}"
+    );
+    let mut constants = std::collections::BTreeMap::<&str, usize>::new();
+    for line in lines::ALL {
+        let item = line.split(':').next().unwrap_or_default();
+        // `(doc)` lines check promises made outside the lists; they do not stand for a bullet.
+        if !item.contains("(doc)") {
+            *constants.entry(item).or_default() += 1;
+        }
+    }
+    for (item, &count) in &bullets {
+        let have = constants.get(item.as_str()).copied().unwrap_or(0);
+        assert!(
+            have >= count,
+            "{item} has {count} bullets under `### To ensure correctness:` but only {have} line constants in \
+             suite/lines.rs: a rule without a constant (and a case that checks it) goes unchecked"
+        );
+    }
+}
