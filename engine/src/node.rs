@@ -114,6 +114,8 @@ pub struct Arguments {
     pub info: NodeInfo,
     /// Registered handlers.
     pub handlers: Arc<HashMap<String, executor::Handler>>,
+    /// What commands start from.
+    pub base_env: crate::exec::BaseEnv,
     /// Tunables.
     pub config: Config,
     /// Where the recorder announces stored records.
@@ -201,6 +203,7 @@ async fn spawn_children(
             recorder: recorder.clone(),
             fence: fence.clone(),
             revoked: revoked.clone(),
+            base_env: args.base_env.clone(),
         },
         cell.clone(),
     )

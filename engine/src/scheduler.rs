@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::clock::{Clock, SystemClock};
 use crate::coordinator::{CoordError, Coordinator, NodeId, NodeInfo, Precondition, RunQuery};
-use crate::exec::FireContext;
+use crate::exec::{BaseEnv, FireContext};
 use crate::job::{FireId, Job, JobId, JobSpec, ValidationError};
 use crate::node::executor::{Handler, HandlerFuture};
 use crate::node::fire::{Fire, FireKind};
@@ -111,6 +111,7 @@ pub struct Builder {
     capacity: Option<u64>,
     address: Option<String>,
     handlers: HashMap<String, Handler>,
+    base_env: Option<BaseEnv>,
     clock: Option<Arc<dyn Clock>>,
     seed: Option<u64>,
     config: node::Config,
@@ -125,6 +126,7 @@ impl Default for Builder {
             capacity: None,
             address: None,
             handlers: HashMap::new(),
+            base_env: None,
             clock: None,
             seed: None,
             config: node::Config {
@@ -178,6 +180,14 @@ impl Builder {
     {
         let handler: Handler = Arc::new(move |ctx| -> HandlerFuture { Box::pin(handler(ctx)) });
         self.handlers.insert(name.into(), handler);
+        self
+    }
+
+    /// The environment commands start from, before their job's `env` and the `CAMPANILE_*` fire variables
+    /// (default: [`BaseEnv::default`], this process's `PATH`, `HOME`, `LANG` and `TZ` when the node starts).
+    /// Commands never inherit the rest of the node's environment: name more with [`BaseEnv::inherit`].
+    pub fn command_env(mut self, env: BaseEnv) -> Self {
+        self.base_env = Some(env);
         self
     }
 
@@ -249,6 +259,7 @@ impl Builder {
             clock: clock.clone(),
             info,
             handlers: Arc::new(self.handlers),
+            base_env: self.base_env.unwrap_or_default(),
             config: self.config,
             stored: stored.clone(),
         };

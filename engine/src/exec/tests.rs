@@ -9,7 +9,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::net::unix::pipe;
 
 use super::tail::OutputTail;
-use super::{AttemptResult, FireContext, run_command};
+use super::{AttemptResult, BaseEnv, FireContext};
 use crate::coordinator::NodeId;
 use crate::job::{CommandTarget, FireId, JobId};
 use crate::run::{Outcome, RunRecord};
@@ -21,6 +21,11 @@ fn ctx() -> FireContext {
         attempt: 2,
         node: NodeId::new("node-a").unwrap(),
     }
+}
+
+/// One attempt from the default base environment.
+async fn run_command(cmd: &CommandTarget, ctx: &FireContext) -> AttemptResult {
+    super::run_command(cmd, ctx, &BaseEnv::default()).await
 }
 
 fn sh(script: &str) -> CommandTarget {
@@ -99,6 +104,69 @@ async fn command_gets_the_fire_env_its_own_env_and_cwd() {
              hello world\ninherited PATH\n{}\n",
             cwd.display()
         )
+    );
+}
+
+#[tokio::test]
+async fn command_starts_from_the_base_env_never_the_nodes_secrets() {
+    // The node's own environment holds a secret (as a server's holds `CAMPANILE_TOKEN`); the base names PATH,
+    // HOME and one more variable; the job's env overrides the base.
+    let base = BaseEnv::from_vars([
+        ("PATH".into(), "/usr/bin:/bin".into()),
+        ("HOME".into(), "/home/campanile".into()),
+        ("HTTPS_PROXY".into(), "http://proxy:3128".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+    ]);
+    let mut cmd = sh(r#"env | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^_=' | sort"#);
+    cmd.env.insert("LANG".to_owned(), "de_DE.UTF-8".to_owned());
+    cmd.env.insert("GREETING".to_owned(), "hi".to_owned());
+
+    let result = super::run_command(&cmd, &ctx(), &base).await;
+
+    assert_outcome(&result, Outcome::Succeeded, Some(0));
+    let expected = [
+        "CAMPANILE_ATTEMPT=2",
+        "CAMPANILE_FIRE_ID=backup-db@1700000000123",
+        "CAMPANILE_JOB_ID=backup-db",
+        "CAMPANILE_JOB_NAME=nightly backup",
+        "CAMPANILE_NODE_ID=node-a",
+        "CAMPANILE_SCHEDULED_AT=2023-11-14T22:13:20.123Z",
+        "GREETING=hi",
+        "HOME=/home/campanile",
+        "HTTPS_PROXY=http://proxy:3128",
+        "LANG=de_DE.UTF-8",
+        "PATH=/usr/bin:/bin",
+    ];
+    assert_eq!(result.output.lines().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn base_env_takes_the_always_names_and_the_named_ones_from_the_process() {
+    // `cargo test` runs with PATH and HOME set; a name the process does not have is left out.
+    let base = BaseEnv::inherit(["CAMPANILE_TEST_NO_SUCH_VARIABLE", "PATH"]);
+    let names: Vec<_> = base
+        .vars()
+        .map(|(n, _)| n.to_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"PATH".to_owned()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == "CAMPANILE_TEST_NO_SUCH_VARIABLE"),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "PATH").count(),
+        1,
+        "{names:?}"
+    );
+    assert!(
+        names.iter().all(|n| BaseEnv::ALWAYS.contains(&n.as_str())),
+        "only the ALWAYS names: {names:?}"
+    );
+    // Without a PATH, commands still find the usual programs.
+    let bare = BaseEnv::from_vars([]);
+    assert_eq!(
+        bare.vars().collect::<Vec<_>>(),
+        [(&"PATH".into(), &BaseEnv::DEFAULT_PATH.into())]
     );
 }
 

@@ -38,7 +38,8 @@ impl Target {
 pub struct CommandTarget {
     /// Program and arguments; `argv[0]` is looked up in `PATH` if it has no `/`.
     pub argv: Vec<String>,
-    /// Extra environment variables (the node's environment is inherited).
+    /// Environment variables of the command, on top of the node's base (`PATH`, `HOME`, `LANG`, `TZ` and what
+    /// the node names; never its whole environment, see `exec::BaseEnv`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Working directory; the node's own if absent.

@@ -93,6 +93,8 @@ pub struct Arguments {
     pub fence: super::Fence,
     /// Jobs whose claims this node is running out (see `node::Revoked`).
     pub revoked: super::Revoked,
+    /// What commands start from.
+    pub base_env: crate::exec::BaseEnv,
 }
 
 /// Everything a run task needs, shared.
@@ -102,6 +104,7 @@ struct RunEnv {
     fence: super::Fence,
     revoked: super::Revoked,
     handlers: Arc<HashMap<String, Handler>>,
+    base_env: crate::exec::BaseEnv,
     #[cfg(feature = "http")]
     http: reqwest::Client,
     metrics: RunMetrics,
@@ -333,7 +336,7 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
 async fn attempt_once(env: &RunEnv, target: &Target, ctx: FireContext) -> AttemptResult {
     match target {
         // Boxed: their futures are large, and every fire's task would carry (and move) their size.
-        Target::Command(cmd) => Box::pin(crate::exec::run_command(cmd, &ctx)).await,
+        Target::Command(cmd) => Box::pin(crate::exec::run_command(cmd, &ctx, &env.base_env)).await,
         #[cfg(feature = "http")]
         Target::Http(http) => Box::pin(crate::exec::run_http(&env.http, http, &ctx)).await,
         #[cfg(not(feature = "http"))]
@@ -403,6 +406,7 @@ impl Actor for Executor {
             fence: args.fence,
             revoked: args.revoked,
             handlers: args.handlers,
+            base_env: args.base_env,
             metrics: RunMetrics::register(),
             #[cfg(feature = "http")]
             http: reqwest::Client::new(),
