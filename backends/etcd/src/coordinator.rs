@@ -257,7 +257,7 @@ impl EtcdCoordinator {
                 Txn::new().and_then(reads.clone()),
             )
             .await?;
-        let mut gets = gets(&response);
+        let mut gets = gets(&response)?;
         for attempt in 0..ATTEMPTS {
             if gets.first().is_none_or(|g| g.count() == 0) {
                 return Err(expired(session));
@@ -332,7 +332,7 @@ impl EtcdCoordinator {
                 return Ok(results);
             }
             debug!(session = %session, attempt, "claim transaction raced, planning again");
-            gets = crate::coordinator::gets(&response);
+            gets = crate::coordinator::gets(&response)?;
             backoff(session, attempt).await;
         }
         Err(contended("claim_fires"))
@@ -379,7 +379,7 @@ impl EtcdCoordinator {
             let response = self
                 .txn("read claims", Kind::Read, Txn::new().and_then(ops))
                 .await?;
-            let gets = gets(&response);
+            let gets = gets(&response)?;
             if gets.first().is_none_or(|g| g.count() == 0) {
                 return Err(expired(session));
             }
@@ -456,7 +456,7 @@ impl EtcdCoordinator {
             let response = self
                 .txn("read runs", Kind::Read, Txn::new().and_then(ops))
                 .await?;
-            let gets = gets(&response);
+            let gets = gets(&response)?;
             if gets.first().is_none_or(|g| g.count() == 0) {
                 return Err(expired(session));
             }
@@ -549,7 +549,7 @@ impl EtcdCoordinator {
             let response = self
                 .txn("count runs", Kind::Read, Txn::new().and_then(ops))
                 .await?;
-            let counts: Vec<i64> = gets(&response).iter().map(|g| g.count()).collect();
+            let counts: Vec<i64> = gets(&response)?.iter().map(|g| g.count()).collect();
             for (job, count) in chunk.iter().zip(counts) {
                 let count = count.max(0) as usize;
                 if count > limit + slack {
@@ -637,16 +637,20 @@ fn contended(call: &str) -> CoordError {
     ))
 }
 
-/// The range answers of a transaction, in order (other answers are skipped).
-fn gets(response: &TxnResponse) -> Vec<etcd_client::GetResponse> {
-    response
+/// The range answers of a transaction, in order (other answers are skipped). An answer that leaves out an
+/// operation's response is an error, never a shifted list.
+fn gets(response: &TxnResponse) -> Result<Vec<etcd_client::GetResponse>, CoordError> {
+    Ok(response
         .op_responses()
+        .map_err(|e| {
+            CoordError::unavailable(format!("etcd answered a transaction malformed: {e}"))
+        })?
         .into_iter()
         .filter_map(|r| match r {
             TxnOpResponse::Get(get) => Some(get),
             _ => None,
         })
-        .collect()
+        .collect())
 }
 
 /// The distinct items, in order of first appearance.
@@ -740,7 +744,7 @@ impl Coordinator for EtcdCoordinator {
         let conflict = match &result {
             Ok(response) if response.succeeded() => None,
             Ok(response) => Some(
-                gets(response)
+                gets(response)?
                     .first()
                     .and_then(|g| g.kvs().first().cloned())
                     .and_then(|kv| stored::decode::<Member>(kv.key(), kv.value()).ok())
@@ -900,7 +904,7 @@ impl Coordinator for EtcdCoordinator {
                     epoch: stored::revision(epoch),
                 }));
             }
-            let gets = gets(&response);
+            let gets = gets(&response)?;
             if gets.first().is_none_or(|g| g.count() == 0) {
                 return Err(expired(session));
             }
@@ -929,7 +933,7 @@ impl Coordinator for EtcdCoordinator {
             .and_then(vec![TxnOp::delete(leader_key, None)])
             .or_else(vec![self.session_count(session)]);
         let response = self.txn("resign", Kind::Write, txn).await?;
-        if !response.succeeded() && gets(&response).first().is_none_or(|g| g.count() == 0) {
+        if !response.succeeded() && gets(&response)?.first().is_none_or(|g| g.count() == 0) {
             return Err(expired(session));
         }
         Ok(())
@@ -969,7 +973,7 @@ impl Coordinator for EtcdCoordinator {
                 response.header().map_or(0, |h| h.revision()),
             ));
         }
-        let current = gets(&response).first().and_then(|g| {
+        let current = gets(&response)?.first().and_then(|g| {
             g.kvs()
                 .first()
                 .map(|kv| stored::revision(kv.mod_revision()))
@@ -1011,7 +1015,7 @@ impl Coordinator for EtcdCoordinator {
                 response.header().map_or(0, |h| h.revision()),
             ));
         }
-        let current = gets(&response).first().and_then(|g| {
+        let current = gets(&response)?.first().and_then(|g| {
             g.kvs()
                 .first()
                 .map(|kv| stored::revision(kv.mod_revision()))
@@ -1119,7 +1123,7 @@ impl Coordinator for EtcdCoordinator {
                 response.header().map_or(0, |h| h.revision()),
             ));
         }
-        let gets = gets(&response);
+        let gets = gets(&response)?;
         if gets.first().is_none_or(|g| g.count() == 0) {
             return Err(expired(session));
         }
