@@ -274,6 +274,7 @@ impl Builder {
                 node_id,
                 stored,
                 rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+                triggered: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -286,6 +287,9 @@ struct Inner {
     node_id: NodeId,
     stored: tokio::sync::broadcast::Sender<RunRecord>,
     rng: Mutex<rand::rngs::StdRng>,
+    /// The latest instant this node gave a trigger of each job, to give the next one another (see
+    /// [`Scheduler::trigger`]). Only entries at or after the clock matter; older ones are pruned.
+    triggered: Mutex<HashMap<JobId, i64>>,
 }
 
 /// A running node's handle. Cheap to clone; job operations go to the coordinator, so they act on the whole
@@ -382,17 +386,23 @@ impl Scheduler {
         self.create_with_id(new_id, spec).await
     }
 
-    /// Runs a job now on this node, once, outside its schedule; returns the fire id (`job@now_ms`).
+    /// Runs a job now on this node, once, outside its schedule; returns the fire id (`job@ms`, `ms` about now).
+    ///
+    /// Every trigger is a run of its own, with its own fire id (a fire id has one run and one record): `ms` is
+    /// now, or one past this node's previous trigger of the job if that was at or after now (many triggers in
+    /// one millisecond), and never an instant of the job's schedule (that fire id is the scheduled run's). The
+    /// run waits behind a run of the job that is going on, whatever the overlap policy (see
+    /// `node::dispatcher`).
     pub async fn trigger(&self, id: &JobId) -> Result<FireId, SchedulerError> {
         let job = Arc::new(
             self.get(id)
                 .await?
                 .ok_or_else(|| SchedulerError::NotFound(id.clone()))?,
         );
-        let now = self.inner.clock.now_ms();
+        let scheduled_ms = self.trigger_instant(&job)?;
         let fire = Fire {
             job,
-            scheduled_ms: now,
+            scheduled_ms,
             kind: FireKind::Manual,
             session: None,
             start_by_ms: None,
@@ -405,8 +415,30 @@ impl Scheduler {
         Ok(fire_id)
     }
 
-    /// Runs, on this node, every instant of the job's schedule in `[from_ms, to_ms]` that has no run record
-    /// (at most [`MAX_BACKFILL`]); returns their fire ids.
+    /// The instant of a new trigger of `job` (see [`Scheduler::trigger`]).
+    fn trigger_instant(&self, job: &Job) -> Result<i64, SchedulerError> {
+        let tz = job.spec.tz()?;
+        let now = self.inner.clock.now_ms();
+        let mut triggered = self
+            .inner
+            .triggered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        triggered.retain(|_, last| *last >= now);
+        let mut at = triggered.get(&job.id).map_or(now, |last| now.max(last + 1));
+        while job.spec.schedule.next_after(at - 1, tz, job.spec.dst) == Some(at) {
+            at += 1;
+        }
+        triggered.insert(job.id.clone(), at);
+        Ok(at)
+    }
+
+    /// Runs, on this node, every instant of the job's schedule in `[from_ms, to_ms]` that has passed and has
+    /// no run record (at most [`MAX_BACKFILL`]); returns their fire ids, in the order they will run.
+    ///
+    /// They run one after another, oldest first, whatever the job's overlap policy (only `allow` runs them
+    /// side by side): a backfill is asked for, and none of its instants is skipped. Instants after now are
+    /// left out: they are the schedule's to run.
     pub async fn backfill(
         &self,
         id: &JobId,
@@ -424,6 +456,7 @@ impl Scheduler {
                 .ok_or_else(|| SchedulerError::NotFound(id.clone()))?,
         );
         let tz = job.spec.tz()?;
+        let to_ms = to_ms.min(self.inner.clock.now_ms());
         let mut instants = Vec::new();
         let mut cursor = from_ms - 1;
         while let Some(t) = job.spec.schedule.next_after(cursor, tz, job.spec.dst) {

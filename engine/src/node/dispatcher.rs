@@ -3,16 +3,24 @@
 //! The timer only emits claimed instants of unpaused jobs, so what is left here is the decision that needs to
 //! know what is running: `allow`, `skip`, `buffer_one` or `cancel_previous`. Records that need no run
 //! (misfired, in doubt, skipped) are forwarded to the recorder.
+//!
+//! The overlap policy governs the schedule's own instants only. A manual fire (trigger, backfill) is a run a
+//! user asked for: it is never skipped, replaced or made to cancel a run. While the job runs, manual fires
+//! wait in a queue of their own and start one after another, in the order they came, before a buffered
+//! scheduled instant (`allow` starts them at once, as it does every instant). A manual fire that was skipped
+//! would be lost for good: its instant would have a `skipped` record, and a fire id has one record only.
+//! A fire whose fire id is already waiting or running here (a backfill asked for twice, or reaching an
+//! instant that runs now) is dropped: it runs once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::executor;
-use super::fire::Fire;
+use super::fire::{Fire, FireKind};
 use super::recorder;
 use crate::coordinator::SessionId;
-use crate::job::{JobId, Overlap};
+use crate::job::{FireId, JobId, Overlap};
 use crate::run::{Outcome, RunRecord};
 
 /// The dispatcher actor.
@@ -27,8 +35,8 @@ pub enum Msg {
     Record(Option<SessionId>, Vec<RunRecord>),
     /// Process nothing for this long (the simulation's model of a frozen process: SIGSTOP, a long GC pause).
     Freeze(std::time::Duration),
-    /// Runs of these jobs finished (whatever their outcome), one entry per run.
-    Finished(Vec<JobId>),
+    /// These runs finished (whatever their outcome), or will not start.
+    Finished(Vec<FireId>),
 }
 
 /// What the dispatcher is started with.
@@ -45,6 +53,8 @@ pub struct Arguments {
 struct Running {
     count: u32,
     buffered: Option<Fire>,
+    /// Manual fires waiting for the job's runs to end, oldest first.
+    manual: VecDeque<Fire>,
 }
 
 /// The decisions of one step.
@@ -62,6 +72,8 @@ pub struct Decisions {
 pub struct State {
     node: crate::coordinator::NodeId,
     running: HashMap<JobId, Running>,
+    /// Every fire started, queued or buffered here and not finished yet.
+    live: HashSet<FireId>,
 }
 
 impl State {
@@ -70,6 +82,7 @@ impl State {
         Self {
             node,
             running: HashMap::new(),
+            live: HashSet::new(),
         }
     }
 
@@ -77,15 +90,28 @@ impl State {
     pub fn fires(&mut self, fires: Vec<Fire>) -> Decisions {
         let mut out = Decisions::default();
         for fire in fires {
+            let id = fire.id();
+            if self.live.contains(&id) {
+                // Already on its way: a backfill asked for twice, or reaching an instant that runs now, or a
+                // catch-up racing a redelivery. One fire id runs once.
+                continue;
+            }
             let running = self.running.entry(fire.job.id.clone()).or_default();
             if running.count == 0 {
                 running.count = 1;
+                self.live.insert(id);
                 out.start.push(fire);
+                continue;
+            }
+            if fire.kind == FireKind::Manual && fire.job.spec.overlap != Overlap::Allow {
+                self.live.insert(id);
+                running.manual.push_back(fire);
                 continue;
             }
             match fire.job.spec.overlap {
                 Overlap::Allow => {
                     running.count += 1;
+                    self.live.insert(id);
                     out.start.push(fire);
                 }
                 Overlap::Skip => out.records.push(skipped(
@@ -94,8 +120,10 @@ impl State {
                     "overlap: skip (previous run still going)",
                 )),
                 Overlap::BufferOne => {
+                    self.live.insert(id);
                     if let Some(dropped) = running.buffered.replace(fire) {
                         // Keep the newest; the older buffered instant is skipped.
+                        self.live.remove(&dropped.id());
                         out.records.push(skipped(
                             &self.node,
                             &dropped,
@@ -106,6 +134,7 @@ impl State {
                 Overlap::CancelPrevious => {
                     out.cancel.push(fire.job.id.clone());
                     running.count += 1;
+                    self.live.insert(id);
                     out.start.push(fire);
                 }
             }
@@ -113,16 +142,21 @@ impl State {
         out
     }
 
-    /// A run ended: maybe start the buffered one.
-    pub fn finished(&mut self, job: &JobId) -> Option<Fire> {
-        let running = self.running.get_mut(job)?;
+    /// A run ended (or will not start): maybe start the next manual fire, or else the buffered one.
+    pub fn finished(&mut self, fire: &FireId) -> Option<Fire> {
+        self.live.remove(fire);
+        let running = self.running.get_mut(&fire.job)?;
         running.count = running.count.saturating_sub(1);
         if running.count == 0 {
-            if let Some(next) = running.buffered.take() {
+            if let Some(next) = running
+                .manual
+                .pop_front()
+                .or_else(|| running.buffered.take())
+            {
                 running.count = 1;
                 return Some(next);
             }
-            self.running.remove(job);
+            self.running.remove(&fire.job);
         }
         None
     }
@@ -131,7 +165,7 @@ impl State {
 fn skipped(node: &crate::coordinator::NodeId, fire: &Fire, reason: &str) -> RunRecord {
     let mut record = RunRecord::new(&fire.id(), node.as_str(), Outcome::Skipped);
     record.reason = Some(reason.to_owned());
-    record.manual = fire.kind == super::fire::FireKind::Manual;
+    record.manual = fire.kind == FireKind::Manual;
     record
 }
 
@@ -190,10 +224,10 @@ impl Actor for Dispatcher {
                 let _ = wired.recorder.cast(recorder::Msg::Record(session, records));
             }
             Msg::Freeze(pause) => tokio::time::sleep(pause).await,
-            Msg::Finished(jobs) => {
-                let next: Vec<Fire> = jobs
+            Msg::Finished(fires) => {
+                let next: Vec<Fire> = fires
                     .iter()
-                    .filter_map(|job| wired.state.finished(job))
+                    .filter_map(|fire| wired.state.finished(fire))
                     .collect();
                 if !next.is_empty() {
                     let _ = wired.executor.cast(executor::Msg::Run(next));
@@ -203,3 +237,6 @@ impl Actor for Dispatcher {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

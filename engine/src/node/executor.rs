@@ -144,13 +144,17 @@ pub struct State {
 impl State {
     fn start_queued(&mut self, myself: &ActorRef<Msg>) {
         let mut started = false;
+        let mut dropped = Vec::new();
         while self.running.len() < self.max_concurrent
             && self.draining.is_none()
             && let Some(fire) = self.queue.pop_front()
         {
             let id = fire.id();
             if self.running.contains_key(&id) {
-                // The same instant twice on one node (a manual trigger at the same millisecond): run it once.
+                // The same instant twice on one node (a catch-up racing a redelivery): run it once. The
+                // dispatcher counted it as running, so it hears that it ended (else the job would look busy
+                // forever and its overlap policy would skip every later instant).
+                dropped.push(id);
                 continue;
             }
             let placeholder = {
@@ -179,6 +183,16 @@ impl State {
         }
         if started {
             self.env.metrics.in_flight.set(self.running.len() as f64);
+        }
+        self.tell_finished(dropped);
+    }
+
+    /// Tells the dispatcher that these runs are over, so that it releases what waits behind them.
+    fn tell_finished(&self, fires: Vec<FireId>) {
+        if let Some(dispatcher) = &self.dispatcher
+            && !fires.is_empty()
+        {
+            let _ = dispatcher.cast(dispatcher::Msg::Finished(fires));
         }
     }
 
@@ -223,6 +237,9 @@ impl State {
             })
             .collect();
         let _ = self.recorder.cast(recorder::Msg::Record(None, records));
+        // What the dispatcher holds back behind these (manual fires, a buffered instant) comes next, and is
+        // recorded the same way rather than left without a record.
+        self.tell_finished(fires.iter().map(Fire::id).collect());
     }
 
     /// Takes every completed run from the buffer.
@@ -239,10 +256,12 @@ impl State {
         if records.is_empty() {
             return;
         }
-        if let Some(dispatcher) = &self.dispatcher {
-            let jobs = records.iter().map(|r| r.job.clone()).collect();
-            let _ = dispatcher.cast(dispatcher::Msg::Finished(jobs));
-        }
+        self.tell_finished(
+            records
+                .iter()
+                .map(|r| FireId::new(r.job.clone(), r.scheduled_ms))
+                .collect(),
+        );
         let _ = self.recorder.cast(recorder::Msg::Record(None, records));
         self.env.metrics.in_flight.set(self.running.len() as f64);
     }
