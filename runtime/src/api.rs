@@ -3,7 +3,11 @@
 //! two cannot list different routes), and the open operational endpoints `/healthz`, `/readyz`, `/metrics`.
 //!
 //! Every error is `{"error": {"code", "message", "field"?}}` (see [`error`]); bad input is a 4xx naming the
-//! field, never a 500. Bodies are limited to `max_body_bytes` (413 beyond).
+//! field, never a 500. Requests are bounded before anything else looks at them ([`Limits`]): the request
+//! target (414), the header fields (431), the body (`max_body_bytes`, 413) and pauses in it (408).
+//!
+//! Nothing a client sends grows memory: the request metric's labels come from a fixed set (the matched
+//! route's template or `unmatched`, a known method or `other`, the status).
 
 pub mod auth;
 pub mod body;
@@ -19,14 +23,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use campanile::Scheduler;
 use campanile::clock::Clock;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -89,6 +94,37 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// What one request may be (from `max_body_bytes` and `[http]`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest body (413 beyond).
+    pub max_body_bytes: usize,
+    /// Longest request target (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Most bytes of header fields, names and values (431 beyond).
+    pub max_header_bytes: usize,
+    /// Longest pause while the body is received (408 after it).
+    pub body_read_timeout: std::time::Duration,
+}
+
+impl Limits {
+    /// The configured limits.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            max_body_bytes: config.max_body_bytes,
+            max_uri_bytes: config.http.max_uri_bytes,
+            max_header_bytes: config.http.max_header_bytes,
+            body_read_timeout: config.http.body_read_timeout,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::from_config(&crate::config::Config::default())
+    }
+}
+
 /// The router and its OpenAPI document, before state is attached.
 pub fn routes(tokens: Option<Tokens>) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::<AppState>::new()
@@ -122,7 +158,7 @@ pub fn routes(tokens: Option<Tokens>) -> (axum::Router<AppState>, utoipa::openap
 }
 
 /// The whole service: routes, document, limits, JSON errors for everything, request metrics.
-pub fn router(state: AppState, tokens: Option<Tokens>, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, tokens: Option<Tokens>, limits: &Limits) -> Router {
     let (router, mut doc) = routes(tokens);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let json = doc.to_json().unwrap_or_else(|e| {
@@ -133,9 +169,67 @@ pub fn router(state: AppState, tokens: Option<Tokens>, max_body_bytes: usize) ->
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(json_errors))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(
+            (limits.max_uri_bytes, limits.max_header_bytes),
+            bounded_head,
+        ))
         .with_state(state)
+}
+
+/// Answers 414 to a request target longer than the limit and 431 to header fields larger than it, as JSON,
+/// before routing, authentication or anything else reads them. (hyper answers heads larger than its read
+/// buffer itself, see `server::listener`.)
+async fn bounded_head(
+    State((max_uri, max_header)): State<(usize, usize)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let uri = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if uri > max_uri {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {uri} bytes; this server takes at most {max_uri} (http.max_uri_bytes)"),
+        )
+        .into_response();
+    }
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers > max_header {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the header fields are {headers} bytes; this server takes at most {max_header} (http.max_header_bytes)"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The `method` label of the request metric: a method this API knows, else `other` (a client may send any
+/// token as a method, and each distinct label value would be a new time series kept forever).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// A handler panicked: a bug, never the input's fault. Answer a JSON 500 and log it, rather than drop the
@@ -177,7 +271,8 @@ async fn method_not_allowed(request: Request) -> ApiError {
 /// Counts each answer, and turns any error answer that is not JSON yet (from a layer or axum itself) into
 /// the JSON error form, so that clients can rely on it.
 async fn json_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
+    let method = method_label(request.method());
+    // A template of the router (a fixed set), never the path itself.
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -187,7 +282,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
     let status = response.status();
     metrics::counter!(
         crate::telemetry::HTTP_REQUESTS,
-        "method" => method.to_string(),
+        "method" => method,
         "route" => route,
         "status" => status.as_u16().to_string()
     )
@@ -206,6 +301,10 @@ async fn json_errors(request: Request, next: Next) -> Response {
             "the request body is larger than this server accepts (max_body_bytes)",
         ),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "the request body paused longer than this server waits (http.body_read_timeout)",
+        ),
         StatusCode::NOT_FOUND => ("no_route", "not found"),
         s if s.is_client_error() => ("bad_request", "bad request"),
         _ => ("internal", "internal error"),

@@ -49,6 +49,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                     "payload_too_large",
                     "the request body is larger than this server accepts (max_body_bytes)",
                 )
+            } else if timed_out(&rejection) {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body paused longer than this server waits (http.body_read_timeout)",
+                )
             } else {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -74,6 +80,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             )),
         }
     }
+}
+
+/// Whether reading the body failed because it paused too long (`RequestBodyTimeoutLayer`).
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 impl JsonObject {

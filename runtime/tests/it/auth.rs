@@ -157,6 +157,7 @@ async fn tls_serves_https() {
                 fixtures.join("key.pem").display().to_string(),
             ],
             tls_ca: Some(fixtures.join("cert.pem")),
+            ..Options::default()
         },
     );
     assert!(
