@@ -119,6 +119,7 @@ async fn rig(jobs: usize) -> Rig {
             // The bench's session never lapses.
             fence: Arc::new(std::sync::Mutex::new(Some((session.id, i64::MAX)))),
             revoked: Arc::default(),
+            base_env: campanile::exec::BaseEnv::default(),
         },
     )
     .await

@@ -16,6 +16,7 @@ pub mod error;
 pub mod jobs;
 pub mod ops;
 pub mod rebalance;
+pub mod redact;
 pub mod runs;
 pub mod schema;
 

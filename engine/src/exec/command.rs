@@ -32,7 +32,8 @@ const CHUNK: usize = 64 * 1024;
 /// Runs a command target once.
 ///
 /// - `argv` is executed directly (no shell), `argv[0]` looked up in the child's `PATH` if it has no `/`. The
-///   child's environment is `base` (never the node's whole environment), then `cmd.env`, then `CAMPANILE_FIRE_ID`, `CAMPANILE_JOB_ID`,
+///   child's environment is `base` (never the node's whole environment), then `cmd.env` (references
+///   resolved now: one that cannot be is the run's failure, naming it), then `CAMPANILE_FIRE_ID`, `CAMPANILE_JOB_ID`,
 ///   `CAMPANILE_JOB_NAME`, `CAMPANILE_SCHEDULED_AT`, `CAMPANILE_ATTEMPT` and `CAMPANILE_NODE_ID`, which are set
 ///   last so that a job's `env` cannot forge the fire's identity. stdin is `/dev/null`; stdout and stderr share
 ///   one pipe (as `2>&1` would), of which the last `RunRecord::MAX_OUTPUT` bytes are kept.
@@ -158,12 +159,21 @@ fn spawn(
     let output = pipe::Receiver::from_owned_fd(reader.into()).map_err(pipe_failed)?;
     let stderr = writer.try_clone().map_err(pipe_failed)?;
 
+    let mut env = Vec::with_capacity(cmd.env.len());
+    for (name, value) in &cmd.env {
+        env.push((
+            name,
+            value
+                .resolve()
+                .map_err(|reason| format!("env {name}: {reason}"))?,
+        ));
+    }
     let mut command = Command::new(&cmd.argv[0]);
     command
         .args(&cmd.argv[1..])
         .env_clear()
         .envs(base.vars())
-        .envs(&cmd.env)
+        .envs(env)
         .env("CAMPANILE_FIRE_ID", ctx.fire.to_string())
         .env("CAMPANILE_JOB_ID", ctx.fire.job.as_str())
         .env("CAMPANILE_JOB_NAME", &ctx.job_name)

@@ -95,7 +95,10 @@ fn build(
     for (name, value) in &target.headers {
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("header {name:?} is not a valid header name"))?;
-        let value = HeaderValue::from_str(value)
+        let value = value
+            .resolve()
+            .map_err(|reason| format!("header {name:?}: {reason}"))?;
+        let value = HeaderValue::from_str(&value)
             .map_err(|_| format!("header {name:?} has a value that is not valid in HTTP"))?;
         headers.append(header, value);
     }

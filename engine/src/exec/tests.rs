@@ -11,7 +11,7 @@ use tokio::net::unix::pipe;
 use super::tail::OutputTail;
 use super::{AttemptResult, BaseEnv, FireContext};
 use crate::coordinator::NodeId;
-use crate::job::{CommandTarget, FireId, JobId};
+use crate::job::{CommandTarget, FireId, JobId, SecretValue};
 use crate::run::{Outcome, RunRecord};
 
 fn ctx() -> FireContext {
@@ -85,11 +85,10 @@ async fn command_gets_the_fire_env_its_own_env_and_cwd() {
         "$CAMPANILE_SCHEDULED_AT" "$CAMPANILE_ATTEMPT" "$CAMPANILE_NODE_ID" "$GREETING" \
         "${PATH:+inherited PATH}" "$(pwd -P)""#,
     );
-    cmd.env
-        .insert("GREETING".to_owned(), "hello world".to_owned());
+    cmd.env.insert("GREETING".to_owned(), "hello world".into());
     // A job's env cannot forge the fire's identity.
     cmd.env
-        .insert("CAMPANILE_FIRE_ID".to_owned(), "forged@0".to_owned());
+        .insert("CAMPANILE_FIRE_ID".to_owned(), "forged@0".into());
     cmd.cwd = Some(dir.path().to_owned());
 
     let result = run_command(&cmd, &ctx()).await;
@@ -118,8 +117,8 @@ async fn command_starts_from_the_base_env_never_the_nodes_secrets() {
         ("LANG".into(), "C.UTF-8".into()),
     ]);
     let mut cmd = sh(r#"env | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^_=' | sort"#);
-    cmd.env.insert("LANG".to_owned(), "de_DE.UTF-8".to_owned());
-    cmd.env.insert("GREETING".to_owned(), "hi".to_owned());
+    cmd.env.insert("LANG".to_owned(), "de_DE.UTF-8".into());
+    cmd.env.insert("GREETING".to_owned(), "hi".into());
 
     let result = super::run_command(&cmd, &ctx(), &base).await;
 
@@ -138,6 +137,38 @@ async fn command_starts_from_the_base_env_never_the_nodes_secrets() {
         "PATH=/usr/bin:/bin",
     ];
     assert_eq!(result.output.lines().collect::<Vec<_>>(), expected);
+}
+
+#[tokio::test]
+async fn secret_references_are_resolved_when_the_command_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "file-secret\n").unwrap();
+    // `PATH` is in every test process's environment: a reference the test need not set.
+    let path = std::env::var("PATH").unwrap();
+    let mut cmd = sh(r#"printf '%s|%s' "$FROM_FILE" "$FROM_ENV""#);
+    cmd.env
+        .insert("FROM_FILE".to_owned(), SecretValue::FromFile(key.clone()));
+    cmd.env
+        .insert("FROM_ENV".to_owned(), SecretValue::FromEnv("PATH".into()));
+
+    let result = run_command(&cmd, &ctx()).await;
+
+    assert_outcome(&result, Outcome::Succeeded, Some(0));
+    assert_eq!(result.output, format!("file-secret|{path}"));
+
+    // A reference that cannot be resolved fails the run, naming it, and starts nothing.
+    cmd.env.insert(
+        "MISSING".to_owned(),
+        SecretValue::FromEnv("CAMPANILE_TEST_UNSET_VARIABLE_X".into()),
+    );
+    let result = run_command(&cmd, &ctx()).await;
+    assert_outcome(&result, Outcome::Failed, None);
+    let reason = result.reason.unwrap();
+    assert!(
+        reason.contains("MISSING") && reason.contains("CAMPANILE_TEST_UNSET_VARIABLE_X"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -537,13 +568,11 @@ mod http {
         let (base, server) = serve_once(Answer::Status(200, "accepted".to_owned())).await;
         let mut target = target(format!("{base}/hooks/backup?run=1"));
         target.method = "PUT".to_owned();
-        target
-            .headers
-            .insert("X-Token".to_owned(), "s3cret".to_owned());
+        target.headers.insert("X-Token".to_owned(), "s3cret".into());
         // A job's headers cannot forge the fire's identity.
         target
             .headers
-            .insert("Campanile-Fire-Id".to_owned(), "forged@0".to_owned());
+            .insert("Campanile-Fire-Id".to_owned(), "forged@0".into());
         target.body = Some(r#"{"full":true}"#.to_owned());
 
         let result = run_http(&client(), &target, &ctx()).await;
@@ -646,7 +675,7 @@ mod http {
         let mut bad_header = target("http://127.0.0.1:9/".to_owned());
         bad_header
             .headers
-            .insert("Bad Header".to_owned(), "x".to_owned());
+            .insert("Bad Header".to_owned(), "x".into());
         let result = run_http(&client(), &bad_header, &ctx()).await;
         assert_outcome(&result, Outcome::Failed, None);
         assert_eq!(

@@ -15,8 +15,10 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::auth::Caller;
 use super::body::{JsonObject, Params, typed};
 use super::error::{ApiError, ErrorBody};
+use super::redact;
 use super::schema::{JobDoc, JobReplacementDoc, NewJobDoc};
 
 /// Most items one page holds.
@@ -197,6 +199,7 @@ pub fn page_size(limit: Option<usize>, default: usize) -> Result<usize, ApiError
     responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
 pub async fn list_jobs(
     State(app): State<AppState>,
+    caller: Caller,
     Params(params): Params<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
     let limit = page_size(params.limit, 100)?;
@@ -233,7 +236,10 @@ pub async fn list_jobs(
         None
     };
     Ok(Json(JobList {
-        jobs: page,
+        jobs: page
+            .iter()
+            .map(|job| redact::job(caller, job).into_owned())
+            .collect(),
         next_after,
     }))
 }
@@ -275,10 +281,12 @@ pub async fn create_job(
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_job(
     State(app): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
-    Ok(job_response(StatusCode::OK, &load(&app, &id).await?))
+    let job = load(&app, &id).await?;
+    Ok(job_response(StatusCode::OK, &redact::job(caller, &job)))
 }
 
 /// Replace a job's spec (or create it under this id if it does not exist and no revision is required).

@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::auth::Caller;
 use super::body::Params;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{job_id, page_size};
+use super::redact;
 use super::schema::RunRecordDoc;
 
 /// `GET /v1/jobs/{id}/runs` parameters.
@@ -79,15 +81,16 @@ fn outcome(raw: Option<&str>) -> Result<Option<Outcome>, ApiError> {
     responses((status = 200, body = JobRuns), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn job_runs(
     State(app): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Params(params): Params<JobRunsParams>,
 ) -> Result<Json<JobRuns>, ApiError> {
     let id = job_id(&id)?;
     let limit = page_size(params.limit, 100)?;
     let wanted = outcome(params.outcome.as_deref())?;
-    if app.scheduler.get(&id).await?.is_none() {
+    let Some(job) = app.scheduler.get(&id).await? else {
         return Err(ApiError::not_found(format!("job {id} not found")));
-    }
+    };
     let raw = app
         .scheduler
         .runs(
@@ -102,10 +105,11 @@ pub async fn job_runs(
     let next_before = (raw.len() == limit)
         .then(|| raw.last().map(|r| r.scheduled_ms))
         .flatten();
-    let runs = raw
+    let mut runs: Vec<RunRecord> = raw
         .into_iter()
         .filter(|r| wanted.is_none_or(|o| r.outcome == o))
         .collect();
+    redact::runs(caller, &job, &mut runs);
     Ok(Json(JobRuns { runs, next_before }))
 }
 
@@ -120,6 +124,7 @@ const SCAN_PER_JOB: usize = 10_000;
     responses((status = 200, body = Runs), (status = 400, body = ErrorBody)))]
 pub async fn all_runs(
     State(app): State<AppState>,
+    caller: Caller,
     Params(params): Params<RunsParams>,
 ) -> Result<Json<Runs>, ApiError> {
     let limit = page_size(params.limit, 100)?;
@@ -144,12 +149,13 @@ pub async fn all_runs(
             before_ms: cursor.as_ref().map(|(ms, _)| ms.saturating_add(1)),
             limit: per_job,
         };
-        let records = match app.scheduler.runs(&job.id, query).await {
+        let mut records = match app.scheduler.runs(&job.id, query).await {
             Ok(records) => records,
             // Deleted between the list and this read.
             Err(campanile::SchedulerError::NotFound(_)) => continue,
             Err(e) => return Err(e.into()),
         };
+        redact::runs(caller, &job, &mut records);
         found.extend(records.into_iter().filter(|r| {
             wanted.is_none_or(|o| r.outcome == o)
                 && cursor
