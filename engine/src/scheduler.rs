@@ -41,6 +41,9 @@ use crate::node::membership::NodeStatus;
 use crate::node::{self, ShutdownReport};
 use crate::run::RunRecord;
 
+/// How often an update without an expected revision is tried against concurrent writers.
+pub const MODIFY_ATTEMPTS: u32 = 16;
+
 /// Most instants one backfill may run.
 pub const MAX_BACKFILL: usize = 10_000;
 
@@ -324,6 +327,7 @@ impl Scheduler {
     /// Creates a job with the given id; `Conflict` if it exists.
     pub async fn create_with_id(&self, id: JobId, spec: JobSpec) -> Result<Job, SchedulerError> {
         spec.validate()?;
+        fires_at_all(&spec, self.inner.clock.now_ms())?;
         let mut job = Job::new(id, spec, self.inner.clock.now_ms());
         job.revision = self
             .inner
@@ -342,7 +346,20 @@ impl Scheduler {
         expected_revision: Option<u64>,
     ) -> Result<Job, SchedulerError> {
         spec.validate()?;
-        self.modify(id, expected_revision, move |job| *job = spec)
+        // A job whose instants have all passed stays editable (its name, its labels); a new schedule or new
+        // bounds must have an instant to come.
+        let current = self.get(id).await?;
+        if current.is_none_or(|job| {
+            (
+                &job.spec.schedule,
+                job.spec.start_at,
+                job.spec.end_at,
+                &job.spec.timezone,
+            ) != (&spec.schedule, spec.start_at, spec.end_at, &spec.timezone)
+        }) {
+            fires_at_all(&spec, self.inner.clock.now_ms())?;
+        }
+        self.modify(id, expected_revision, move |job| *job = spec.clone())
             .await
     }
 
@@ -600,33 +617,53 @@ impl Scheduler {
         self.inner.node.get_cell()
     }
 
+    /// Read, change, write back if nothing changed meanwhile. With `expected_revision` a concurrent change
+    /// is the caller's `Conflict`; without, the change is applied again to what the other writer left (a
+    /// caller who named no revision asked for its change, not for a particular base), up to
+    /// [`MODIFY_ATTEMPTS`] times.
     async fn modify(
         &self,
         id: &JobId,
         expected_revision: Option<u64>,
-        change: impl FnOnce(&mut JobSpec),
+        change: impl Fn(&mut JobSpec),
     ) -> Result<Job, SchedulerError> {
-        let mut job = self
-            .get(id)
-            .await?
-            .ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
-        if let Some(expected) = expected_revision
-            && expected != job.revision
-        {
-            return Err(SchedulerError::Conflict {
-                job: id.clone(),
-                detail: format!("expected revision {expected}, found {}", job.revision),
-            });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut job = self
+                .get(id)
+                .await?
+                .ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
+            if let Some(expected) = expected_revision
+                && expected != job.revision
+            {
+                return Err(SchedulerError::Conflict {
+                    job: id.clone(),
+                    detail: format!("expected revision {expected}, found {}", job.revision),
+                });
+            }
+            let mut spec = job.spec.clone();
+            change(&mut spec);
+            job.update_spec(spec, self.inner.clock.now_ms());
+            match self
+                .inner
+                .coordinator
+                .put_job(job.clone(), Precondition::Revision(job.revision))
+                .await
+                .map_err(SchedulerError::from)
+            {
+                Ok(revision) => {
+                    job.revision = revision;
+                    return Ok(job);
+                }
+                Err(SchedulerError::Conflict { .. })
+                    if expected_revision.is_none() && attempt < MODIFY_ATTEMPTS =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let mut spec = job.spec.clone();
-        change(&mut spec);
-        job.update_spec(spec, self.inner.clock.now_ms());
-        job.revision = self
-            .inner
-            .coordinator
-            .put_job(job.clone(), Precondition::Revision(job.revision))
-            .await?;
-        Ok(job)
     }
 
     fn generate_id(&self) -> JobId {
@@ -642,6 +679,58 @@ impl Scheduler {
             suffix & 0xffff_ffff_ffff
         ))
         .expect("generated ids are valid")
+    }
+}
+
+/// Refuses a job that would never fire after `now_ms`: its schedule has no instant to come (a past `@at`,
+/// a year that has passed), or its `end_at` is before the next one. The error names the field to change.
+fn fires_at_all(spec: &JobSpec, now_ms: i64) -> Result<(), ValidationError> {
+    if !preview(spec, now_ms, 1)
+        .map_err(|e| match e {
+            SchedulerError::Invalid(v) => v,
+            other => ValidationError::new("timezone", &spec.timezone, other.to_string()),
+        })?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map_or_else(|| ms.to_string(), |t| t.to_rfc3339())
+    };
+    if let Some(end) = spec.end_at
+        && end.timestamp_millis() <= now_ms
+    {
+        return Err(ValidationError::new(
+            "end_at",
+            end.to_rfc3339(),
+            format!(
+                "has passed (now is {}): the job would never fire",
+                at(now_ms)
+            ),
+        ));
+    }
+    let tz = spec.tz()?;
+    let from = spec
+        .start_at
+        .map_or(now_ms, |start| now_ms.max(start.timestamp_millis() - 1));
+    match (spec.schedule.next_after(from, tz, spec.dst), spec.end_at) {
+        (Some(next), Some(end)) => Err(ValidationError::new(
+            "end_at",
+            end.to_rfc3339(),
+            format!(
+                "is before the schedule's next instant {}: the job would never fire",
+                at(next)
+            ),
+        )),
+        _ => Err(ValidationError::new(
+            "schedule",
+            spec.schedule.as_str(),
+            format!(
+                "has no instant after {}: the job would never fire",
+                at(from.max(now_ms))
+            ),
+        )),
     }
 }
 

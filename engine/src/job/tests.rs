@@ -605,6 +605,13 @@ fn job_ids_are_checked() {
     assert_eq!(err.value, "a/b");
     assert!(JobId::new("").is_err());
     assert!(JobId::new("x".repeat(129)).is_err());
+    // Path segments a URL cannot reach (clients and servers remove them), reserved in ZooKeeper too.
+    for dots in [".", ".."] {
+        let err = JobId::new(dots).unwrap_err();
+        assert_eq!((err.field.as_str(), err.value.as_str()), ("id", dots));
+    }
+    assert!(JobId::new("...").is_ok());
+    assert!(JobId::new(".hidden").is_ok());
 }
 
 #[test]

@@ -134,12 +134,13 @@ pub fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ApiEr
     })
 }
 
-/// The field named by serde's "unknown field `x`" / "missing field `x`" messages, which report the path of
-/// the enclosing object.
+/// The field named by serde's "unknown field `x`" / "missing field `x`" / "duplicate field `x`" messages,
+/// which report the path of the enclosing object.
 fn named_field(message: &str) -> Option<String> {
     let rest = message
         .strip_prefix("unknown field `")
-        .or_else(|| message.strip_prefix("missing field `"))?;
+        .or_else(|| message.strip_prefix("missing field `"))
+        .or_else(|| message.strip_prefix("duplicate field `"))?;
     Some(rest.split('`').next()?.to_owned())
 }
 
@@ -200,6 +201,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_query_parameter_is_named() {
+        assert_eq!(
+            named_field("duplicate field `limit`").as_deref(),
+            Some("limit")
+        );
+    }
 
     #[test]
     fn type_errors_name_the_dotted_field() {

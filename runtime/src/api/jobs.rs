@@ -334,16 +334,29 @@ pub async fn replace_job(
     }
     let spec: JobSpec = body.into_typed()?;
     let expected = header_revision.or(body_revision);
-    let exists_required = expected.is_some() || headers.contains_key(header::IF_MATCH);
+    let has_if_match = headers.contains_key(header::IF_MATCH);
+    let exists_required = expected.is_some() || has_if_match;
     if !exists_required && app.scheduler.get(&id).await?.is_none() {
-        let job = app.scheduler.create_with_id(id, spec).await?;
-        return Ok(job_response(StatusCode::CREATED, &job));
+        match app.scheduler.create_with_id(id.clone(), spec.clone()).await {
+            Ok(job) => return Ok(job_response(StatusCode::CREATED, &job)),
+            // Another writer created it meanwhile: this PUT replaces what it wrote, as it would have a
+            // moment later.
+            Err(SchedulerError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    let job = app
-        .scheduler
-        .update(&id, spec, expected)
-        .await
-        .map_err(|e| precondition(e, header_revision.is_some()))?;
+    let job = match app.scheduler.update(&id, spec, expected).await {
+        Ok(job) => job,
+        // RFC 9110 13.1.1: If-Match (even `*`) on a missing resource is a failed precondition.
+        Err(SchedulerError::NotFound(_)) if has_if_match => {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!("job {id} does not exist, so it matches no If-Match"),
+            ));
+        }
+        Err(e) => return Err(precondition(e, header_revision.is_some())),
+    };
     Ok(job_response(StatusCode::OK, &job))
 }
 
