@@ -152,10 +152,71 @@ pub fn routes(tokens: Option<Tokens>) -> (axum::Router<AppState>, utoipa::openap
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(v1)
         .merge(open)
-        .split_for_parts()
+        .split_for_parts();
+    utoipa::Modify::modify(&Contract, &mut doc);
+    (router, doc)
+}
+
+/// What the per-route annotations cannot say, added to the assembled document so it describes what the
+/// server does:
+/// - `JobSpec` is a member of `allOf` in `Job`, `NewJob` and `JobReplacement`; `additionalProperties: false`
+///   there would forbid the other members' properties, so no real job would validate. The server still
+///   refuses unknown fields (a 400 naming the field).
+/// - Every `/v1` operation may answer 401 (no or an unknown token) and, when it changes state, 403 (a
+///   read-only token).
+struct Contract;
+
+impl utoipa::Modify for Contract {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+        if let Some(components) = openapi.components.as_mut()
+            && let Some(RefOr::T(Schema::Object(spec))) = components.schemas.get_mut("JobSpec")
+        {
+            spec.additional_properties = None;
+        }
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.post, path != "/v1/rebalance/plan"),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
+            ];
+            for (operation, writes) in operations {
+                let Some(operation) = operation else { continue };
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("401".to_owned())
+                    .or_insert_with(|| error("No token, or one this server does not know"));
+                if writes {
+                    responses.entry("403".to_owned()).or_insert_with(|| {
+                        error("A read-only token: changing state needs an admin token")
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// The whole service: routes, document, limits, JSON errors for everything, request metrics.

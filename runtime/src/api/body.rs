@@ -100,9 +100,25 @@ impl JsonObject {
         self.0.remove(key)
     }
 
-    /// The rest of the object as a `T`; errors name the field.
+    /// The rest of the object as a `T`; errors name the field. A member that is `null` counts as absent (its
+    /// default), at any depth: the document marks optional members nullable, and a client generated from it
+    /// may send `null` for "not set".
     pub fn into_typed<T: DeserializeOwned>(self) -> Result<T, ApiError> {
-        typed(Value::Object(self.0), "")
+        let mut value = Value::Object(self.0);
+        drop_nulls(&mut value);
+        typed(value, "")
+    }
+}
+
+/// Removes object members that are `null`, at any depth.
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 
@@ -201,6 +217,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_members_are_absent() {
+        let body = JsonObject(
+            serde_json::json!({"name": "x", "schedule": "* * * * *", "delivery": null, "timezone": null,
+                "retry": {"max_retries": null, "backoff": {"factor": null}},
+                "target": {"type": "command", "argv": ["true"], "cwd": null, "env": {"A": null}}})
+            .as_object()
+            .unwrap()
+            .clone(),
+        );
+        let spec: campanile::JobSpec = body.into_typed().unwrap();
+        assert_eq!(spec.timezone, "UTC");
+        assert_eq!(spec.delivery, campanile::job::Delivery::default());
+    }
 
     #[test]
     fn a_repeated_query_parameter_is_named() {
