@@ -32,9 +32,10 @@ start() {
   fi
   if ! command -v etcd >/dev/null 2>&1; then
     log "installing etcd-server"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends etcd-server >&2
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends etcd-server >&2
   fi
   rm -rf "$state"
   mkdir -p "$state"

@@ -38,10 +38,11 @@ use crate::coordinator::{Coordinator, NodeInfo};
 
 /// The node's session and the wall time (Unix ms) until which it is proven valid, written by the membership
 /// actor and read by the executor right before a run starts (`None`: no valid session). A fire starts only
-/// if it was claimed under that very session and the time is before the end: a shared value rather than a
+/// if it was claimed under that very session and the time is before the end ([`timer::Lease::permits`], the
+/// same check the timer emits by): a shared value rather than a
 /// message, so that a fire queued behind others (or behind a freeze) cannot start on stale news, and a new
 /// session does not make an old session's fires valid again.
-pub type Fence = Arc<std::sync::Mutex<Option<(crate::coordinator::SessionId, i64)>>>;
+pub type Fence = Arc<std::sync::Mutex<Option<timer::Lease>>>;
 
 /// Jobs reassigned away from this node whose claims it is running out, written by the timer and read by the
 /// executor: a fire of such a job must not start after the end of its claim window (a successor may be firing

@@ -1,5 +1,6 @@
-//! The command line: `campanile serve`, `config check`, and the API client commands (`job ...`, `cluster`,
-//! `rebalance plan`). Exit codes: 0 ok, 1 error, 2 usage.
+//! The command line: `campanile serve`, `config check`, the API client commands (`job ...`, `cluster`,
+//! `rebalance plan`), and `completions` and `man`, generated from these definitions. Exit codes: 0 ok (also
+//! when the reader of standard output went away, as in `| head -1`), 1 error, 2 usage.
 
 use std::path::PathBuf;
 
@@ -48,6 +49,19 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: RebalanceCommand,
+    },
+    /// Print a shell completion script: `campanile completions bash > /etc/bash_completion.d/campanile`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man {
+        /// Write `campanile.1` and a page per subcommand (`campanile-job-add.1`, ...) into this directory
+        /// instead of printing the main page.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 

@@ -15,6 +15,7 @@ use crate::api::rebalance::{Scenario, plan};
 use crate::cli::{AddArgs, ClientArgs, EditArgs, JobCommand, LsArgs, Output, PlanArgs};
 
 use self::table::{Table, format_ms};
+use crate::{out, outln};
 
 /// A connection to a server.
 pub struct Client {
@@ -108,14 +109,14 @@ impl Client {
         Ok(Answer { body, etag })
     }
 
-    fn print_json(&self, value: &Value) {
-        println!(
+    fn print_json(&self, value: &Value) -> std::io::Result<()> {
+        outln!(
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        )
     }
 
-    fn print_job(&self, job: &Value) {
+    fn print_job(&self, job: &Value) -> std::io::Result<()> {
         if self.output == Output::Json {
             return self.print_json(job);
         }
@@ -145,7 +146,7 @@ impl Client {
         table.row(["revision".into(), text(&get("revision"))]);
         table.row(["created".into(), format_ms(get("created_ms").as_i64())]);
         table.row(["updated".into(), format_ms(get("updated_ms").as_i64())]);
-        print!("{table}");
+        out!("{table}")
     }
 }
 
@@ -159,9 +160,9 @@ pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> 
                 .call(Method::POST, "v1/jobs", Some(&body), None)
                 .await?;
             if client.output == Output::Json {
-                client.print_json(&answer.body);
+                client.print_json(&answer.body)?;
             } else {
-                println!("created job {}", text(&answer.body["id"]));
+                outln!("created job {}", text(&answer.body["id"]))?;
             }
         }
         JobCommand::Ls(ls) => list(&client, ls).await?,
@@ -169,7 +170,7 @@ pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> 
             let answer = client
                 .call(Method::GET, &job_path(id, ""), None, None)
                 .await?;
-            client.print_job(&answer.body);
+            client.print_job(&answer.body)?;
         }
         JobCommand::Edit(edit) => edit_job(&client, edit).await?,
         JobCommand::Rm { id } => {
@@ -177,9 +178,9 @@ pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> 
                 .call(Method::DELETE, &job_path(id, ""), None, None)
                 .await?;
             if client.output == Output::Json {
-                client.print_json(&json!({"deleted": id}));
+                client.print_json(&json!({"deleted": id}))?;
             } else {
-                println!("deleted job {id}");
+                outln!("deleted job {id}")?;
             }
         }
         JobCommand::Pause { id } | JobCommand::Resume { id } => {
@@ -192,9 +193,9 @@ pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> 
                 .call(Method::POST, &job_path(id, action), None, None)
                 .await?;
             if client.output == Output::Json {
-                client.print_json(&answer.body);
+                client.print_json(&answer.body)?;
             } else {
-                println!("{action}d job {id}");
+                outln!("{action}d job {id}")?;
             }
         }
         JobCommand::Trigger { id } => {
@@ -202,9 +203,9 @@ pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> 
                 .call(Method::POST, &job_path(id, "trigger"), None, None)
                 .await?;
             if client.output == Output::Json {
-                client.print_json(&answer.body);
+                client.print_json(&answer.body)?;
             } else {
-                println!("triggered {}", text(&answer.body["fire_ids"][0]));
+                outln!("triggered {}", text(&answer.body["fire_ids"][0]))?;
             }
         }
         JobCommand::Clone { id, new_id, name } => {
@@ -213,9 +214,9 @@ pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> 
                 .call(Method::POST, &job_path(id, "clone"), Some(&body), None)
                 .await?;
             if client.output == Output::Json {
-                client.print_json(&answer.body);
+                client.print_json(&answer.body)?;
             } else {
-                println!("created job {} (a copy of {id})", text(&answer.body["id"]));
+                outln!("created job {} (a copy of {id})", text(&answer.body["id"]))?;
             }
         }
         JobCommand::Backfill { id, from, to } => {
@@ -224,15 +225,15 @@ pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> 
                 .call(Method::POST, &job_path(id, "backfill"), Some(&body), None)
                 .await?;
             if client.output == Output::Json {
-                client.print_json(&answer.body);
+                client.print_json(&answer.body)?;
             } else {
                 let fires = answer.body["fire_ids"]
                     .as_array()
                     .cloned()
                     .unwrap_or_default();
-                println!("backfilling {} instants of job {id}", fires.len());
+                outln!("backfilling {} instants of job {id}", fires.len())?;
                 for fire in fires {
-                    println!("  {}", text(&fire));
+                    outln!("  {}", text(&fire))?;
                 }
             }
         }
@@ -246,7 +247,7 @@ pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> 
                 )
                 .await?;
             if client.output == Output::Json {
-                client.print_json(&answer.body);
+                client.print_json(&answer.body)?;
                 return Ok(());
             }
             let mut table = Table::new(["UTC", "LOCAL", "UNIX_MS"]);
@@ -257,7 +258,7 @@ pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> 
                     text(&instant["unix_ms"]),
                 ]);
             }
-            print!("{table}");
+            out!("{table}")?;
         }
         JobCommand::Runs { id, limit, outcome } => {
             let mut path = format!("{}?limit={limit}", job_path(id, "runs"));
@@ -266,7 +267,7 @@ pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> 
             }
             let answer = client.call(Method::GET, &path, None, None).await?;
             if client.output == Output::Json {
-                client.print_json(&answer.body);
+                client.print_json(&answer.body)?;
                 return Ok(());
             }
             let mut table = Table::new([
@@ -297,7 +298,7 @@ pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> 
                     text(&run["reason"]),
                 ]);
             }
-            print!("{table}");
+            out!("{table}")?;
         }
     }
     Ok(())
@@ -335,7 +336,7 @@ async fn list(client: &Client, ls: &LsArgs) -> anyhow::Result<()> {
         }
     }
     if client.output == Output::Json {
-        client.print_json(&json!({"jobs": jobs}));
+        client.print_json(&json!({"jobs": jobs}))?;
         return Ok(());
     }
     let mut table = Table::new(["ID", "NAME", "SCHEDULE", "TZ", "TARGET", "PAUSED", "REV"]);
@@ -350,7 +351,7 @@ async fn list(client: &Client, ls: &LsArgs) -> anyhow::Result<()> {
             text(&job["revision"]),
         ]);
     }
-    print!("{table}");
+    out!("{table}")?;
     Ok(())
 }
 
@@ -410,13 +411,13 @@ async fn edit_job(client: &Client, edit: &EditArgs) -> anyhow::Result<()> {
             .await?
     };
     if client.output == Output::Json {
-        client.print_json(&answer.body);
+        client.print_json(&answer.body)?;
     } else {
-        println!(
+        outln!(
             "updated job {} (revision {})",
             edit.id,
             text(&answer.body["revision"])
-        );
+        )?;
     }
     Ok(())
 }
@@ -458,17 +459,17 @@ pub async fn cluster(args: &ClientArgs) -> anyhow::Result<()> {
     let answer = client.call(Method::GET, "v1/cluster", None, None).await?;
     let body = &answer.body;
     if client.output == Output::Json {
-        client.print_json(body);
+        client.print_json(body)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "backend {}, leader {} (epoch {}), assignment version {} ({} jobs)",
         text(&body["backend"]),
         text(&body["leader"]["node"]),
         text(&body["leader"]["epoch"]),
         text(&body["assignment"]["version"]),
         text(&body["assignment"]["jobs"]),
-    );
+    )?;
     let mut table = Table::new(["NODE", "LEADER", "JOBS", "ADDRESS", "LABELS", "SESSION"]);
     for member in body["members"].as_array().into_iter().flatten() {
         table.row([
@@ -487,7 +488,7 @@ pub async fn cluster(args: &ClientArgs) -> anyhow::Result<()> {
             text(&member["session"]),
         ]);
     }
-    print!("{table}");
+    out!("{table}")?;
     Ok(())
 }
 
@@ -521,20 +522,20 @@ pub async fn rebalance_plan(args: &PlanArgs) -> anyhow::Result<()> {
         }
     };
     if args.client.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&plan_value)?);
+        outln!("{}", serde_json::to_string_pretty(&plan_value)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "moves: {}, evicted: {}, unplaced: {}",
         text(&plan_value["moves"]),
         text(&plan_value["evicted"]),
         plan_value["unplaced"].as_array().map_or(0, Vec::len)
-    );
+    )?;
     let mut table = Table::new(["JOB", "NODE"]);
     for (job, node) in plan_value["assignment"].as_object().into_iter().flatten() {
         table.row([job.clone(), text(node)]);
     }
-    print!("{table}");
+    out!("{table}")?;
     Ok(())
 }
 

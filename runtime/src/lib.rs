@@ -6,5 +6,6 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod notify;
+pub mod output;
 pub mod server;
 pub mod telemetry;

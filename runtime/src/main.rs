@@ -1,18 +1,22 @@
 //! The `campanile` binary: `serve` runs a node; `job`, `cluster` and `rebalance` talk to one; `config
-//! check` validates a file. Exit codes: 0 ok, 1 error, 2 usage (from clap).
+//! check` validates a file; `completions` and `man` print what packaging installs. Exit codes: 0 ok (also
+//! when standard output's reader went away: `| head -1`), 1 error, 2 usage (from clap).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use campanile_runtime::cli::{Cli, Command, ConfigCommand, RebalanceCommand};
 use campanile_runtime::config::Config;
-use campanile_runtime::{client, server, telemetry};
-use clap::Parser;
+use campanile_runtime::output::write_bytes;
+use campanile_runtime::{client, out, output, server, telemetry};
+use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`campanile job runs ID | head -1`): it has what it wanted.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -26,12 +30,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: ConfigCommand::Check { file },
         } => {
             let config = Config::from_file(&file)?;
-            println!("# {} is valid; effective configuration:", file.display());
-            print!(
-                "{}",
-                toml::to_string(&config).context("failed to print the configuration")?
-            );
+            let effective =
+                toml::to_string(&config).context("failed to print the configuration")?;
+            out!(
+                "# {} is valid; effective configuration:\n{effective}",
+                file.display()
+            )?;
             Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "campanile", &mut script);
+            Ok(write_bytes(&script)?)
+        }
+        Command::Man { out_dir: None } => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            Ok(write_bytes(&page)?)
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create --out-dir {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("cannot write man pages into {}", dir.display()))
         }
         Command::Serve(args) => {
             let config = Config::load(args.config.as_deref(), &args.overrides)?;

@@ -292,10 +292,8 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
         // no longer be proven valid, or was replaced by a new one; a successor may own the job by now. Manual
         // fires are not claimed (`session` is `None`).
         let fenced = fire.session.is_some_and(|claimed_under| {
-            let valid = *env.fence.lock().unwrap_or_else(|p| p.into_inner());
-            !valid.is_some_and(|(session, until)| {
-                session == claimed_under && env.clock.now_ms() < until
-            })
+            let lease = *env.fence.lock().unwrap_or_else(|p| p.into_inner());
+            !lease.is_some_and(|lease| lease.permits(claimed_under, env.clock.now_ms()))
         });
         // Only the first attempt is bound by the claim window; retries belong to a fire that has started.
         let too_late = attempt == 1

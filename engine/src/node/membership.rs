@@ -7,7 +7,10 @@
 //! session, with no operator action.
 //!
 //! The coordinator's streams (job watch, members, assignment) are read by small forwarding tasks that turn each
-//! item into a message, so every decision happens in `handle`, in order.
+//! item into a message, so every decision happens in `handle`, in order. Calls to the coordinator made while
+//! running (open, keep-alive, campaign, publish) are spawned and answer with a message too: `handle` never
+//! awaits one, so a slow campaign or publish cannot delay `SessionExpired` or a keep-alive's answer. Only the
+//! graceful leave (`Drain`, `Leave`) awaits its call, since nothing else is left to do then.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -58,6 +61,20 @@ pub enum Msg {
     },
     /// The backend reported the session expired.
     SessionExpired(crate::coordinator::SessionId),
+    /// A campaign for leadership finished.
+    Campaigned {
+        /// The session it campaigned with.
+        session: crate::coordinator::SessionId,
+        /// The leader epoch if this node leads.
+        result: Result<Option<u64>, CoordError>,
+    },
+    /// A publication of the assignment finished.
+    Published {
+        /// The leader epoch it was published under.
+        epoch: u64,
+        /// The new assignment version.
+        result: Result<u64, CoordError>,
+    },
     /// A consistent snapshot of all jobs (at start, and after a compaction).
     JobsListed(JobSnapshot),
     /// A job changed (boxed: a job is large, the other messages are small).
@@ -143,6 +160,10 @@ pub struct State {
     /// Owned jobs and the revision the timer has.
     owned: HashMap<JobId, u64>,
     publish_pending: bool,
+    /// A `publish_assignment` call is out; the next waits for its answer.
+    publishing: bool,
+    /// A `campaign` call is out; the next keep-alive round does not start another.
+    campaigning: bool,
     dirty: bool,
     connect_failures: u32,
     leaving: bool,
@@ -234,8 +255,6 @@ impl State {
 
     fn set_lease(&mut self, valid_until_ms: Option<i64>) {
         self.valid_until_ms = valid_until_ms;
-        *self.fence.lock().unwrap_or_else(|p| p.into_inner()) =
-            self.session.as_ref().map(|s| s.id).zip(valid_until_ms);
         let lease = match (&self.session, valid_until_ms) {
             (Some(session), Some(valid_until_ms)) => Some(timer::Lease {
                 session: session.id,
@@ -243,6 +262,7 @@ impl State {
             }),
             _ => None,
         };
+        *self.fence.lock().unwrap_or_else(|p| p.into_inner()) = lease;
         let _ = self.timer.cast(timer::Msg::SessionChanged(lease));
         let _ = self
             .recorder
@@ -261,7 +281,7 @@ impl State {
     }
 
     fn schedule_publish(&mut self, myself: &ActorRef<Msg>) {
-        if self.leader_epoch.is_some() && self.dirty && !self.publish_pending {
+        if self.leader_epoch.is_some() && self.dirty && !self.publish_pending && !self.publishing {
             self.publish_pending = true;
             myself.send_after(self.config.rebalance_delay, || Msg::Publish);
         }
@@ -438,6 +458,8 @@ impl Actor for Membership {
             members: Vec::new(),
             owned: HashMap::new(),
             publish_pending: false,
+            publishing: false,
+            campaigning: false,
             dirty: true,
             connect_failures: 0,
             leaving: false,
@@ -530,11 +552,32 @@ impl Actor for Membership {
                     });
                 });
                 // Campaign every round: cheap, and a leader that lost its term finds out here.
-                match state.coordinator.campaign(session.id).await {
-                    Ok(Some(leader)) => {
-                        if state.leader_epoch != Some(leader.epoch) {
-                            info!(node = %state.node.id, epoch = leader.epoch, "became leader");
-                            state.leader_epoch = Some(leader.epoch);
+                if !state.campaigning {
+                    state.campaigning = true;
+                    let coordinator = state.coordinator.clone();
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        let result = coordinator
+                            .campaign(session.id)
+                            .await
+                            .map(|leader| leader.map(|l| l.epoch));
+                        let _ = me.cast(Msg::Campaigned {
+                            session: session.id,
+                            result,
+                        });
+                    });
+                }
+            }
+            Msg::Campaigned { session, result } => {
+                state.campaigning = false;
+                if state.session.as_ref().map(|s| s.id) != Some(session) {
+                    return Ok(()); // an answer for a session this node no longer has
+                }
+                match result {
+                    Ok(Some(epoch)) => {
+                        if state.leader_epoch != Some(epoch) {
+                            info!(node = %state.node.id, epoch, "became leader");
+                            state.leader_epoch = Some(epoch);
                             state.dirty = true;
                         }
                     }
@@ -542,6 +585,20 @@ impl Actor for Membership {
                     Err(error) => {
                         debug!(%error, "campaign failed");
                         state.leader_epoch = None;
+                    }
+                }
+            }
+            Msg::Published { epoch, result } => {
+                state.publishing = false;
+                match result {
+                    Ok(version) => debug!(epoch, version, "assignment published"),
+                    Err(error) => {
+                        crate::metrics::coordinator_error("publish_assignment");
+                        warn!(%error, "publishing the assignment failed");
+                        state.dirty = true;
+                        if error.is_fatal_for_session() && state.leader_epoch == Some(epoch) {
+                            state.leader_epoch = None;
+                        }
                     }
                 }
             }
@@ -603,6 +660,11 @@ impl Actor for Membership {
             }
             Msg::Publish => {
                 state.publish_pending = false;
+                if state.publishing {
+                    // One publication at a time: this one is made once the answer to the last is in.
+                    state.dirty = true;
+                    return Ok(());
+                }
                 if let (Some(epoch), Some(session)) =
                     (state.leader_epoch, state.session.as_ref().map(|s| s.id))
                 {
@@ -621,21 +683,14 @@ impl Actor for Membership {
                         previous,
                     );
                     if previous != Some(&owners) {
-                        match state
-                            .coordinator
-                            .publish_assignment(session, epoch, owners)
-                            .await
-                        {
-                            Ok(version) => debug!(epoch, version, "assignment published"),
-                            Err(error) => {
-                                crate::metrics::coordinator_error("publish_assignment");
-                                warn!(%error, "publishing the assignment failed");
-                                state.dirty = true;
-                                if error.is_fatal_for_session() {
-                                    state.leader_epoch = None;
-                                }
-                            }
-                        }
+                        state.publishing = true;
+                        let coordinator = state.coordinator.clone();
+                        let me = myself.clone();
+                        tokio::spawn(async move {
+                            let result =
+                                coordinator.publish_assignment(session, epoch, owners).await;
+                            let _ = me.cast(Msg::Published { epoch, result });
+                        });
                     }
                 }
             }

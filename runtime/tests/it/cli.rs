@@ -328,3 +328,147 @@ fn config_check_and_offline_plans() {
         stderr(&out)
     );
 }
+
+/// Runs the binary with its standard output on a pipe whose reader is already gone, as `| head -1` leaves
+/// it after the first line: every write fails with a broken pipe.
+fn into_closed_pipe(server: Option<&Server>, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("CAMPANILE_TOKEN")
+        .stdout(writer);
+    if let Some(server) = server {
+        command.env("CAMPANILE_SERVER", &server.url);
+    }
+    command.output().unwrap()
+}
+
+#[track_caller]
+fn quiet_exit(out: &Output, what: &str) {
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(0) | Some(141)),
+        "{what} into a closed pipe exited {:?}; stderr:\n{}",
+        out.status,
+        stderr(out)
+    );
+    assert!(
+        !stderr(out).contains("panicked") && !stderr(out).contains("error"),
+        "{what} into a closed pipe complained:\n{}",
+        stderr(out)
+    );
+}
+
+#[tokio::test]
+async fn output_into_a_closed_pipe_exits_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    ok(campanile(
+        &server,
+        &[
+            "job",
+            "add",
+            "--id",
+            "piped",
+            "--schedule",
+            "* * * * * *",
+            "--",
+            "true",
+        ],
+    ));
+    eventually("a run of piped", || async {
+        (!server.runs("piped").await.is_empty()).then_some(())
+    })
+    .await;
+    for args in [
+        &["job", "runs", "piped"][..],
+        &["job", "runs", "piped", "--output", "json"],
+        &["job", "next", "piped", "--n", "500"],
+        &["job", "next", "piped", "--n", "500", "-o", "json"],
+        &["job", "ls"],
+        &["job", "get", "piped"],
+        &["cluster"],
+    ] {
+        quiet_exit(&into_closed_pipe(Some(&server), args), &args.join(" "));
+    }
+    // An error is still an error when stdout is gone: it goes to stderr, with status 1.
+    let out = into_closed_pipe(Some(&server), &["job", "get", "missing"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
+}
+
+#[test]
+fn generated_output_into_a_closed_pipe_exits_quietly() {
+    for args in [&["completions", "bash"][..], &["man"]] {
+        quiet_exit(&into_closed_pipe(None, args), &args.join(" "));
+    }
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let bash = run(&["completions", "bash"]);
+    assert!(bash.contains("complete -F _campanile"), "{bash}");
+    assert!(
+        bash.contains("--coordinator"),
+        "bash completes serve's flags"
+    );
+    let zsh = run(&["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef campanile"), "{zsh}");
+    let fish = run(&["completions", "fish"]);
+    assert!(fish.contains("complete -c campanile"), "{fish}");
+    let out = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+    assert!(stderr(&out).contains("tcsh"), "{}", stderr(&out));
+
+    let man = run(&["man"]);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH campanile"),
+        "{man}"
+    );
+    assert!(man.contains("serve"), "the main page lists the subcommands");
+
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    run(&["man", "--out-dir", pages.to_str().unwrap()]);
+    for page in [
+        "campanile.1",
+        "campanile-serve.1",
+        "campanile-job.1",
+        "campanile-job-add.1",
+    ] {
+        let text = std::fs::read_to_string(pages.join(page))
+            .unwrap_or_else(|e| panic!("man --out-dir wrote no {page}: {e}"));
+        assert!(text.contains(".TH"), "{page}: {text}");
+    }
+}
+
+#[test]
+fn the_packaged_example_config_is_valid() {
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/campanile.toml");
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("data_dir = \"/var/lib/campanile\""),
+        "{}",
+        stdout(&out)
+    );
+}

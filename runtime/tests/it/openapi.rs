@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::harness::Server;
 
-/// The routes issue 4 asks for, plus the operational ones.
+/// Every route of the job API, plus the operational ones.
 const EXPECTED: &[(&str, &str)] = &[
     ("get", "/v1/jobs"),
     ("post", "/v1/jobs"),

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::coordinator::NodeId;
-use crate::job::{HandlerTarget, JobSpec, MisfirePolicy, Target};
+use crate::coordinator::{ClaimResult, FireClaim, JobClaim, NodeId};
+use crate::job::{Delivery, HandlerTarget, JobSpec, MisfirePolicy, Target};
+use crate::node::fire::FireKind;
+use crate::run::{Outcome, RunRecord};
 use crate::schedule::Schedule;
 
 const T0: i64 = 1_790_000_000_000; // a whole second
@@ -384,4 +386,92 @@ fn a_job_given_back_to_the_same_session_resumes_after_what_it_fired() {
         vec![T0 + 6000],
         "nothing fired twice"
     );
+}
+
+// The pure settlement decisions (`settle.rs`), tested directly.
+
+fn previous_claim(settled_ms: i64, through_ms: i64) -> JobClaim {
+    JobClaim {
+        session: SessionId(3),
+        node: NodeId::new("n0").unwrap(),
+        from_ms: settled_ms + 1,
+        through_ms,
+        settled_ms,
+    }
+}
+
+#[test]
+fn a_live_predecessor_in_its_tenure_is_still_firing() {
+    let previous = previous_claim(T0, T0 + 3000);
+    assert!(still_firing(&previous, true, T0 + 3000));
+    assert!(
+        !still_firing(&previous, true, T0 + 3001),
+        "its tenure is over"
+    );
+    assert!(
+        !still_firing(&previous, false, T0),
+        "a gone predecessor fires nothing"
+    );
+}
+
+#[test]
+fn unsettled_instants_are_those_after_settled_through_the_claim() {
+    let job = job("a", "* * * * * *", T0 - 60_000);
+    let instants = unsettled_instants(&previous_claim(T0, T0 + 3000), &job, chrono_tz::UTC);
+    assert_eq!(instants, vec![T0 + 1000, T0 + 2000, T0 + 3000]);
+    assert!(
+        unsettled_instants(&previous_claim(T0 + 3000, T0 + 3000), &job, chrono_tz::UTC).is_empty()
+    );
+}
+
+#[test]
+fn instants_covered_by_a_record_or_a_record_range_are_not_in_doubt() {
+    let job = job("a", "* * * * * *", T0 - 60_000);
+    let instants = vec![T0 + 1000, T0 + 2000, T0 + 3000, T0 + 4000];
+    let ran = RunRecord::new(&job.fire_id(T0 + 1000), "n0", Outcome::Succeeded);
+    // A misfired range that began before the instants looked at and covers the second one.
+    let mut range = RunRecord::new(&job.fire_id(T0 - 1000), "n0", Outcome::Misfired);
+    range.count = 4;
+    range.last_scheduled_ms = Some(T0 + 2000);
+    let later = RunRecord::new(&job.fire_id(T0 + 4000), "n0", Outcome::Succeeded);
+    assert_eq!(
+        unrecorded(instants.clone(), &[ran.clone(), range, later]),
+        vec![T0 + 3000]
+    );
+    assert_eq!(unrecorded(instants.clone(), &[]), instants);
+    // A record that ends before the first instant covers none of them.
+    let old = RunRecord::new(&job.fire_id(T0), "n0", Outcome::Succeeded);
+    assert_eq!(unrecorded(instants.clone(), &[old]), instants);
+    assert!(unrecorded(Vec::new(), &[ran]).is_empty());
+}
+
+#[test]
+fn a_predecessor_is_settled_when_gone_or_fully_recorded() {
+    let id = JobId::new("a").unwrap();
+    let previous = previous_claim(T0, T0 + 3000);
+    // Alive with instants unrecorded: it may still record them; wait.
+    assert!(verdict(&id, previous.clone(), true, vec![T0 + 1000]).is_none());
+    // Alive and everything recorded: settled, nothing in doubt.
+    let settled = verdict(&id, previous.clone(), true, Vec::new()).unwrap();
+    assert!(settled.in_doubt.is_empty());
+    assert_eq!(settled.previous, previous);
+    // Gone: what it left unrecorded is in doubt.
+    let settled = verdict(&id, previous, false, vec![T0 + 2000]).unwrap();
+    assert_eq!(settled.in_doubt, vec![T0 + 2000]);
+    assert_eq!(settled.job, id);
+}
+
+#[test]
+fn a_lease_permits_only_its_own_session_before_its_end() {
+    let lease = Lease {
+        session: SESSION,
+        valid_until_ms: T0 + 1000,
+    };
+    assert!(lease.permits(SESSION, T0 + 999));
+    assert!(!lease.permits(SESSION, T0 + 1000), "the end is exclusive");
+    assert!(
+        !lease.permits(SessionId(8), T0),
+        "another session's claim is void"
+    );
+    assert!(lease.valid_at(T0) && !lease.valid_at(T0 + 1000));
 }

@@ -1,0 +1,266 @@
+//! Claims: which instants to claim ahead of time ([`State::claims_due`]), how the coordinator's answers change
+//! the state ([`State::granted`]), and the round trip that carries a claim request out (the one part that does
+//! IO; the decisions about the predecessors it meets are the pure functions of `settle`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use tracing::debug;
+
+use super::settle::{self, Settlement};
+use super::state::{State, duration_ms, first_owed_ms, next_instant};
+use crate::coordinator::{
+    ClaimResult, CoordError, Coordinator, FireClaim, JobClaim, RunQuery, SessionId,
+};
+use crate::job::{Job, JobId};
+
+/// The outcome of one claim.
+#[derive(Debug, Clone)]
+pub struct Granted {
+    /// The job.
+    pub job: JobId,
+    /// What the coordinator answered.
+    pub result: ClaimResult,
+}
+
+/// What one claim round trip found.
+#[derive(Debug, Clone, Default)]
+pub struct RoundTrip {
+    /// The answers to the claims.
+    pub grants: Vec<Granted>,
+    /// Predecessors settled in this round.
+    pub settlements: Vec<Settlement>,
+}
+
+impl State {
+    /// The claims to request now: first claims of new jobs and, with `renewals`, claims that run out soon
+    /// (only entries due within the lookahead are looked at, so a tick costs what is due, not what is held).
+    pub fn claims_due(&self, now_ms: i64, renewals: bool) -> Vec<FireClaim> {
+        let Some(lease) = self.lease else {
+            return Vec::new();
+        };
+        if self.draining || !lease.valid_at(now_ms) {
+            return Vec::new();
+        }
+        let lookahead = duration_ms(self.config.lookahead);
+        let through = (now_ms + lookahead).min(lease.valid_until_ms - 1);
+        let renew_below = now_ms + lookahead / 2;
+        let mut claims = Vec::new();
+        let due_soon = self
+            .queue
+            .range(..(now_ms + lookahead + 1, 0))
+            .map(|&(_, slot)| slot);
+        let candidates: Box<dyn Iterator<Item = u32>> = if renewals {
+            // A tick: refused jobs may be tried again.
+            Box::new(
+                self.unclaimed
+                    .iter()
+                    .copied()
+                    .chain(self.blocked.iter().copied())
+                    .chain(due_soon),
+            )
+        } else {
+            Box::new(self.unclaimed.iter().copied())
+        };
+        for slot in candidates {
+            let Some(entry) = self.slots[slot as usize].as_ref() else {
+                continue;
+            };
+            if entry.job.spec.paused
+                || entry.revoked
+                || (!renewals && self.refused.contains(&entry.job.id))
+            {
+                continue;
+            }
+            let wanted = match entry.claim {
+                None => true,
+                Some((_, held)) => {
+                    held < renew_below && entry.next_ms.is_some_and(|t| t <= now_ms + lookahead)
+                }
+            };
+            if wanted {
+                let from = entry.claim.map_or_else(
+                    || first_owed_ms(&entry.job).max(entry.resumed_ms.map_or(i64::MIN, |t| t + 1)),
+                    |(from, _)| from,
+                );
+                claims.push(FireClaim {
+                    job: entry.job.id.clone(),
+                    from_ms: from,
+                    through_ms: through.max(from),
+                    // A first claim has settled nothing of its own yet: everything before it, as far as this
+                    // node knows (a takeover lowers it to the predecessor's).
+                    settled_ms: if entry.claim.is_some() {
+                        entry.settled_ms()
+                    } else {
+                        from - 1
+                    },
+                });
+            }
+        }
+        claims
+    }
+
+    /// Applies the coordinator's answers to a claim request.
+    pub fn granted(&mut self, grants: Vec<Granted>) {
+        let Some(lease) = self.lease else { return };
+        for grant in grants {
+            let Some(&slot) = self.index.get(&grant.job) else {
+                continue;
+            };
+            match grant.result {
+                ClaimResult::Granted { claim, previous } => {
+                    if claim.session != lease.session {
+                        continue; // an answer for a session we no longer have
+                    }
+                    self.dequeue(slot);
+                    self.unclaimed.remove(&slot);
+                    self.blocked.remove(&slot);
+                    let entry = self.slots[slot as usize]
+                        .as_mut()
+                        .expect("indexed slot is occupied");
+                    if entry.claim.is_none() {
+                        // A first claim: the instants start where the grant starts, or, if this session held
+                        // the job before and let it go, after the last instant it fired then (postmortem: a
+                        // job given back to the same session was fired again from its claim's start,
+                        // simulation seeds 113 and 156).
+                        let resume = (claim.from_ms - 1)
+                            .max(self.released.remove(&grant.job).unwrap_or(i64::MIN));
+                        entry.next_ms = next_instant(&entry.job, entry.tz, resume);
+                        entry.last_ms = resume;
+                        // A first grant without `previous` whose `settled_ms` lies before its start took the job
+                        // over earlier, in a call whose reply was lost (the retry is answered as an extension):
+                        // the takeover kept the predecessor's unsettled instants in the claim; settle them as
+                        // a predecessor's. postmortem: simulation seed 6.
+                        if previous.is_none()
+                            && claim.settled_ms < claim.from_ms - 1
+                            && entry.predecessor.is_none()
+                        {
+                            entry.predecessor = Some(JobClaim {
+                                session: SessionId(0), // unknown, and never live: settled as soon as possible
+                                node: claim.node.clone(),
+                                from_ms: claim.settled_ms + 1,
+                                through_ms: claim.from_ms - 1,
+                                settled_ms: claim.settled_ms,
+                            });
+                        }
+                    }
+                    if entry.claim.is_none() || previous.is_some() {
+                        debug!(
+                            job = %grant.job,
+                            from = claim.from_ms,
+                            through = claim.through_ms,
+                            settled = claim.settled_ms,
+                            previous = ?previous,
+                            next = ?entry.next_ms,
+                            "claim granted"
+                        );
+                    }
+                    // A new tenure that starts after instants this entry still had to fire (another
+                    // session held the job in between, and fires those): go on from the tenure's start.
+                    // postmortem: simulation seed 548 emitted an instant of the other holder's claim.
+                    if entry.next_ms.is_some_and(|t| t < claim.from_ms) {
+                        entry.last_ms = entry.last_ms.max(claim.from_ms - 1);
+                        entry.next_ms = next_instant(&entry.job, entry.tz, entry.last_ms);
+                    }
+                    entry.claim = Some((claim.from_ms, claim.through_ms));
+                    if let Some(previous) = previous.filter(|p| p.session != lease.session) {
+                        // Settled later, once the predecessor is gone or has recorded everything.
+                        entry.predecessor = Some(previous);
+                    }
+                    self.enqueue(slot);
+                }
+                ClaimResult::NotOwner { owner } => {
+                    self.refused.insert(grant.job.clone());
+                    debug!(job = %grant.job, owner = ?owner, "claim refused: not the owner");
+                }
+                ClaimResult::NoSuchJob => {}
+            }
+        }
+    }
+
+    /// The jobs (and zones) of these claims, for settling the predecessors the answers may name.
+    pub fn claimed_jobs(&self, claims: &[FireClaim]) -> HashMap<JobId, (Arc<Job>, Tz)> {
+        claims
+            .iter()
+            .filter_map(|c| {
+                let slot = *self.index.get(&c.job)?;
+                let entry = self.slots[slot as usize].as_ref()?;
+                Some((c.job.clone(), (entry.job.clone(), entry.tz)))
+            })
+            .collect()
+    }
+}
+
+/// Claims, then settles the predecessors that can be settled: gone (session no longer live) or fully recorded.
+/// A failure while settling leaves those predecessors pending for the next round; only a failed claim fails
+/// the round trip.
+pub(super) async fn claim_round_trip(
+    coordinator: &dyn Coordinator,
+    session: SessionId,
+    claims: Vec<FireClaim>,
+    jobs: &HashMap<JobId, (Arc<Job>, Tz)>,
+    pending: Vec<(JobClaim, Arc<Job>, Tz)>,
+    now_ms: i64,
+) -> Result<RoundTrip, CoordError> {
+    let mut trip = RoundTrip::default();
+    let mut to_settle = pending;
+    for chunk in claims.chunks(10_000) {
+        let results = coordinator.claim_fires(session, chunk).await?;
+        for (claim, result) in chunk.iter().zip(results) {
+            if let ClaimResult::Granted {
+                previous: Some(previous),
+                ..
+            } = &result
+                && previous.session != session
+                && let Some((job, tz)) = jobs.get(&claim.job)
+            {
+                to_settle.push((previous.clone(), job.clone(), *tz));
+            }
+            trip.grants.push(Granted {
+                job: claim.job.clone(),
+                result,
+            });
+        }
+    }
+    if to_settle.is_empty() {
+        return Ok(trip);
+    }
+    let live: std::collections::HashSet<SessionId> = match coordinator.members().await {
+        Ok(members) => members.members.iter().map(|m| m.session).collect(),
+        Err(error) => {
+            debug!(%error, "members unavailable; settling later");
+            return Ok(trip);
+        }
+    };
+    for (previous, job, tz) in to_settle {
+        let alive = live.contains(&previous.session);
+        if settle::still_firing(&previous, alive, now_ms) {
+            continue; // still in its tenure: it fires and records these itself
+        }
+        let candidates = settle::unsettled_instants(&previous, &job, tz);
+        let in_doubt = match candidates.last() {
+            Some(&last) => {
+                // Records starting in the range, plus the newest one starting before it: a `misfired` record
+                // may cover a range of instants that begins earlier (the records of one job never overlap).
+                let query = RunQuery {
+                    from_ms: None,
+                    before_ms: Some(last + 1),
+                    limit: candidates.len() + 1,
+                };
+                match coordinator.runs(&job.id, query).await {
+                    Ok(runs) => settle::unrecorded(candidates, &runs),
+                    Err(error) => {
+                        debug!(%error, job = %job.id, "runs unavailable; settling later");
+                        continue;
+                    }
+                }
+            }
+            None => candidates,
+        };
+        if let Some(settlement) = settle::verdict(&job.id, previous, alive, in_doubt) {
+            trip.settlements.push(settlement);
+        }
+    }
+    Ok(trip)
+}
