@@ -117,7 +117,10 @@ async fn rig(jobs: usize) -> Rig {
             max_concurrent: 10_000,
             recorder: recorder.clone(),
             // The bench's session never lapses.
-            fence: Arc::new(std::sync::Mutex::new(Some((session.id, i64::MAX)))),
+            fence: Arc::new(std::sync::Mutex::new(Some(timer::Lease {
+                session: session.id,
+                valid_until_ms: i64::MAX,
+            }))),
             revoked: Arc::default(),
             base_env: campanile::exec::BaseEnv::default(),
         },
