@@ -863,6 +863,24 @@ impl Config {
         Ok(())
     }
 
+    /// This configuration with its secrets replaced by `"(redacted)"`, to print it: webhook header values
+    /// and passwords in webhook URLs. (Other secrets are only named by their file.)
+    pub fn redacted(&self) -> Self {
+        let mut config = self.clone();
+        for hook in &mut config.notify.webhooks {
+            hook.headers
+                .values_mut()
+                .for_each(|value| *value = "(redacted)".to_owned());
+            if let Ok(mut url) = reqwest::Url::parse(&hook.url)
+                && url.password().is_some()
+                && url.set_password(Some("(redacted)")).is_ok()
+            {
+                hook.url = url.to_string();
+            }
+        }
+        config
+    }
+
     /// A configuration with every optional key set: the source of the key list checked against
     /// `docs/operations.md`.
     pub fn example() -> Self {
