@@ -123,6 +123,7 @@ async fn rig(jobs: usize) -> Rig {
             }))),
             revoked: Arc::default(),
             base_env: campanile::exec::BaseEnv::default(),
+            egress: campanile::exec::Egress::default(),
         },
     )
     .await

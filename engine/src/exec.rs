@@ -19,6 +19,7 @@ use crate::job::FireId;
 use crate::run::Outcome;
 
 mod command;
+mod egress;
 #[cfg(feature = "http")]
 mod http;
 mod tail;
@@ -26,8 +27,9 @@ mod tail;
 mod tests;
 
 pub use command::run_command;
+pub use egress::{Egress, Rule as EgressRule};
 #[cfg(feature = "http")]
-pub use http::run_http;
+pub use http::{HttpClients, run_http};
 
 /// What a target is told about the fire it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

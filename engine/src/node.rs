@@ -117,6 +117,8 @@ pub struct Arguments {
     pub handlers: Arc<HashMap<String, executor::Handler>>,
     /// What commands start from.
     pub base_env: crate::exec::BaseEnv,
+    /// Where HTTP targets may connect.
+    pub egress: crate::exec::Egress,
     /// Tunables.
     pub config: Config,
     /// Where the recorder announces stored records.
@@ -205,6 +207,7 @@ async fn spawn_children(
             fence: fence.clone(),
             revoked: revoked.clone(),
             base_env: args.base_env.clone(),
+            egress: args.egress.clone(),
         },
         cell.clone(),
     )

@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::clock::{Clock, SystemClock};
 use crate::coordinator::{CoordError, Coordinator, NodeId, NodeInfo, Precondition, RunQuery};
-use crate::exec::{BaseEnv, FireContext};
+use crate::exec::{BaseEnv, Egress, FireContext};
 use crate::job::{FireId, Job, JobId, JobSpec, ValidationError};
 use crate::node::executor::{Handler, HandlerFuture};
 use crate::node::fire::{Fire, FireKind};
@@ -115,6 +115,7 @@ pub struct Builder {
     address: Option<String>,
     handlers: HashMap<String, Handler>,
     base_env: Option<BaseEnv>,
+    egress: Egress,
     clock: Option<Arc<dyn Clock>>,
     seed: Option<u64>,
     config: node::Config,
@@ -130,6 +131,7 @@ impl Default for Builder {
             address: None,
             handlers: HashMap::new(),
             base_env: None,
+            egress: Egress::default(),
             clock: None,
             seed: None,
             config: node::Config {
@@ -191,6 +193,12 @@ impl Builder {
     /// Commands never inherit the rest of the node's environment: name more with [`BaseEnv::inherit`].
     pub fn command_env(mut self, env: BaseEnv) -> Self {
         self.base_env = Some(env);
+        self
+    }
+
+    /// Where HTTP targets may connect (default: anywhere but link-local networks, [`Egress::default`]).
+    pub fn egress(mut self, egress: Egress) -> Self {
+        self.egress = egress;
         self
     }
 
@@ -263,6 +271,7 @@ impl Builder {
             info,
             handlers: Arc::new(self.handlers),
             base_env: self.base_env.unwrap_or_default(),
+            egress: self.egress,
             config: self.config,
             stored: stored.clone(),
         };

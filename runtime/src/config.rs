@@ -54,6 +54,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Limits of the HTTP listener: timeouts, connections, request head sizes.
     pub http: HttpConfig,
+    /// Where HTTP targets and webhooks may connect.
+    pub egress: EgressConfig,
     /// On SIGTERM/SIGINT, how long running runs may take to finish before they are killed.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -164,6 +166,44 @@ impl Default for HttpConfig {
             max_uri_bytes: 8 << 10,
             max_header_bytes: 16 << 10,
         }
+    }
+}
+
+/// `[egress]`: where HTTP targets and webhooks may connect. Link-local networks and this node's own listener
+/// are denied unless an `allow` rule names them; a `deny` rule beats an `allow` rule; a non-empty `allow`
+/// list denies what it does not name. Rules: `host.name`, `*.domain`, an IP address, or a network
+/// `10.0.0.0/8`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Destinations permitted; empty: everything not denied.
+    pub allow: Vec<String>,
+    /// Destinations denied.
+    pub deny: Vec<String>,
+}
+
+impl EgressConfig {
+    /// The policy, with `listener` (the node's own API address) denied by default.
+    pub fn policy(
+        &self,
+        listener: Option<SocketAddr>,
+    ) -> Result<campanile::exec::Egress, ValidationError> {
+        let parse = |key: &str, rules: &[String]| {
+            rules
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| {
+                    campanile::exec::EgressRule::parse(rule).map_err(|reason| {
+                        ValidationError::new(format!("egress.{key}[{i}]"), rule, reason)
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(campanile::exec::Egress::new(
+            parse("allow", &self.allow)?,
+            parse("deny", &self.deny)?,
+            listener,
+        ))
     }
 }
 
@@ -333,6 +373,7 @@ impl Default for Config {
             inherit_env: Vec::new(),
             max_body_bytes: 1 << 20,
             http: HttpConfig::default(),
+            egress: EgressConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
             log: LogConfig::default(),
             tls: None,
@@ -630,6 +671,7 @@ impl Config {
                  (the node's own settings and secrets, and the fire variables, never pass through)",
             ));
         }
+        self.egress.policy(None)?;
         let http = &self.http;
         if !(1..=1_000_000).contains(&http.max_connections) {
             return Err(ValidationError::new(
@@ -891,6 +933,10 @@ impl Config {
             coordinator: Some("file://./campanile-data/campanile.redb".to_owned()),
             token_file: Some(PathBuf::from("/etc/campanile/tokens")),
             inherit_env: vec!["HTTPS_PROXY".to_owned()],
+            egress: EgressConfig {
+                allow: vec!["*.example.com".to_owned()],
+                deny: vec!["10.0.0.0/8".to_owned()],
+            },
             tls: Some(TlsConfig {
                 cert: PathBuf::from("/etc/campanile/cert.pem"),
                 key: PathBuf::from("/etc/campanile/key.pem"),

@@ -171,6 +171,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .local_addr()
         .context("failed to read the listen address")?;
 
+    let egress = config.egress.policy(Some(addr))?;
     let mut builder = Scheduler::builder()
         .coordinator(coordinator)
         .node_id(&config.node_id)
@@ -181,12 +182,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .misfire_threshold(config.engine.misfire_threshold)
         .max_concurrent_runs(config.engine.max_concurrent_runs)
         .rebalance_delay(config.engine.rebalance_delay)
-        .command_env(BaseEnv::inherit(&config.inherit_env));
+        .command_env(BaseEnv::inherit(&config.inherit_env))
+        .egress(egress.clone());
     if let Some(capacity) = config.capacity {
         builder = builder.capacity(capacity);
     }
     let scheduler = builder.start().await.context("failed to start the node")?;
-    let notifier = Notifier::start(&config.notify, scheduler.clone());
+    let notifier = Notifier::start(&config.notify, &egress, scheduler.clone());
 
     let state = AppState {
         scheduler: scheduler.clone(),

@@ -314,6 +314,7 @@ pub(crate) fn full_job(name: &str, variant: usize) -> Job {
             body: Some("{\"k\": [1, 2]}\n".into()),
             expected_status: vec![200, 204],
             timeout: Duration::from_secs(7),
+            follow_redirects: true,
         }),
         _ => Target::Handler(HandlerTarget {
             name: "report.daily".into(),

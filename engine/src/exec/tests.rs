@@ -459,6 +459,8 @@ mod http {
     //! The HTTP runner against a one-request server on loopback.
 
     use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -548,8 +550,8 @@ mod http {
         (base, server)
     }
 
-    fn client() -> reqwest::Client {
-        reqwest::Client::builder().no_proxy().build().unwrap()
+    fn client() -> crate::exec::HttpClients {
+        crate::exec::HttpClients::new(crate::exec::Egress::default()).unwrap()
     }
 
     fn target(url: String) -> HttpTarget {
@@ -560,6 +562,7 @@ mod http {
             body: None,
             expected_status: Vec::new(),
             timeout: Duration::from_secs(10),
+            follow_redirects: false,
         }
     }
 
@@ -689,6 +692,80 @@ mod http {
         assert_eq!(
             result.reason.as_deref(),
             Some("url is not valid: relative URL without a base")
+        );
+    }
+
+    /// A server that answers every request with a redirect to `location`; how many requests it saw.
+    async fn redirecting(location: &'static str) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0; 4096];
+                let _ = stream.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (base, seen)
+    }
+
+    #[tokio::test]
+    async fn a_link_local_target_is_not_sent() {
+        let target = target("http://169.254.169.254/latest/meta-data/".to_owned());
+
+        let result = run_http(&client(), &target, &ctx()).await;
+
+        assert_outcome(&result, Outcome::Failed, None);
+        let reason = result.reason.unwrap();
+        assert!(reason.contains("denied by default"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn the_nodes_own_listener_and_denied_hosts_are_not_reached() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let own = listener.local_addr().unwrap();
+        let egress = crate::exec::Egress::new(
+            Vec::new(),
+            vec![crate::exec::EgressRule::parse("*.denied.test").unwrap()],
+            Some(own),
+        );
+        let clients = crate::exec::HttpClients::new(egress).unwrap();
+
+        for url in [
+            format!("http://{own}/v1/jobs"),
+            format!("http://localhost:{}/v1/jobs", own.port()),
+            "http://api.denied.test/".to_owned(),
+        ] {
+            let result = run_http(&clients, &target(url.clone()), &ctx()).await;
+            assert_outcome(&result, Outcome::Failed, None);
+            let reason = result.reason.unwrap();
+            assert!(reason.contains("egress"), "{url}: {reason}");
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_only_when_asked_and_only_where_permitted() {
+        let (base, seen) = redirecting("http://169.254.169.254/latest/meta-data/").await;
+
+        let result = run_http(&client(), &target(base.clone()), &ctx()).await;
+        assert_outcome(&result, Outcome::Failed, Some(302));
+
+        let mut follow = target(base);
+        follow.follow_redirects = true;
+        let result = run_http(&client(), &follow, &ctx()).await;
+        assert_outcome(&result, Outcome::Failed, None);
+        let reason = result.reason.unwrap();
+        assert!(reason.contains("egress"), "{reason}");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            2,
+            "one request each, none to the redirect's target"
         );
     }
 }

@@ -79,6 +79,10 @@ pub struct HttpTarget {
     /// Whole-request timeout; 30 s by default.
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Follow redirects (at most 5, each checked against the node's egress policy); off by default, so a
+    /// permitted host cannot send the request on to a denied one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follow_redirects: bool,
 }
 
 /// A handler registered on the scheduler's builder by name.

@@ -29,6 +29,7 @@ fn http() -> HttpTarget {
         body: None,
         expected_status: Vec::new(),
         timeout: Duration::from_secs(30),
+        follow_redirects: false,
     }
 }
 
@@ -208,6 +209,7 @@ fn every_field_set_round_trips_through_json() {
             body: Some("{\"a\":1}".to_owned()),
             expected_status: vec![200, 204],
             timeout: Duration::from_millis(2500),
+            follow_redirects: false,
         }),
         Target::Handler(HandlerTarget {
             name: "compact".to_owned(),

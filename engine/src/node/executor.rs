@@ -95,6 +95,8 @@ pub struct Arguments {
     pub revoked: super::Revoked,
     /// What commands start from.
     pub base_env: crate::exec::BaseEnv,
+    /// Where HTTP targets may connect.
+    pub egress: crate::exec::Egress,
 }
 
 /// Everything a run task needs, shared.
@@ -106,7 +108,7 @@ struct RunEnv {
     handlers: Arc<HashMap<String, Handler>>,
     base_env: crate::exec::BaseEnv,
     #[cfg(feature = "http")]
-    http: reqwest::Client,
+    http: crate::exec::HttpClients,
     metrics: RunMetrics,
 }
 
@@ -426,7 +428,8 @@ impl Actor for Executor {
             base_env: args.base_env,
             metrics: RunMetrics::register(),
             #[cfg(feature = "http")]
-            http: reqwest::Client::new(),
+            http: crate::exec::HttpClients::new(args.egress.clone())
+                .map_err(ActorProcessingErr::from)?,
         };
         Ok(State {
             env: Arc::new(env),

@@ -140,6 +140,9 @@ pub struct HttpDoc {
     /// Whole-request timeout (default `"30s"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Follow redirects, at most 5, each checked against the node's egress rules (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<bool>,
 }
 
 /// A value that may be secret: the value itself, or a reference resolved on the node when the fire runs
@@ -474,6 +477,7 @@ mod tests {
             body: Some("{}".into()),
             expected_status: vec![204],
             timeout: Duration::from_secs(3),
+            follow_redirects: true,
         };
         round_trip::<JobSpec, JobSpecDoc>(&full_spec(Target::Http(http)));
         round_trip::<JobSpec, JobSpecDoc>(&full_spec(Target::Handler(

@@ -175,6 +175,11 @@ fn http_limits_and_inherit_env_are_checked_with_their_key() {
             "http.body_read_timeout",
         ),
         ("inherit_env = [\"CAMPANILE_TOKEN\"]", "inherit_env"),
+        (
+            "[egress]\nallow = [\"ok.test\", \"10.0.0.0/40\"]",
+            "egress.allow[1]",
+        ),
+        ("[egress]\ndeny = [\"http://x\"]", "egress.deny[0]"),
         ("inherit_env = [\"A=B\"]", "inherit_env"),
     ] {
         let config: Config = toml::from_str(toml).unwrap();

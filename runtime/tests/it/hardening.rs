@@ -263,3 +263,37 @@ async fn serve_refuses_an_open_api_on_a_non_loopback_address() {
     assert_ne!(code, Some(1), "{stderr}");
     assert!(stderr.contains("no token file"), "{stderr}");
 }
+
+#[tokio::test]
+async fn http_targets_cannot_reach_the_nodes_own_api_or_link_local_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with(
+        dir.path(),
+        "[egress]\ndeny = [\"*.denied.test\"]\n",
+        Options::default(),
+    );
+    for (id, url) in [
+        ("own-api", server.at("/v1/jobs")),
+        (
+            "metadata",
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+        ),
+        ("denied-host", "http://api.denied.test/".to_owned()),
+    ] {
+        let job = serde_json::json!({"id": id, "name": id, "schedule": "* * * * * *",
+            "target": {"type": "http", "method": "GET", "url": url}});
+        assert_eq!(
+            server.send(Method::POST, "/v1/jobs", Some(job)).await.0,
+            201
+        );
+    }
+    for id in ["own-api", "metadata", "denied-host"] {
+        let reason = eventually(&format!("a run of {id}"), || async {
+            let runs = server.runs(id).await;
+            runs.first()
+                .and_then(|r| r["reason"].as_str().map(str::to_owned))
+        })
+        .await;
+        assert!(reason.contains("egress"), "{id}: {reason}");
+    }
+}
