@@ -129,6 +129,22 @@ pub fn job_response(status: StatusCode, job: &Job) -> Response {
     response
 }
 
+/// Refuses a `handler` target: this binary registers no handler, so such a job could never run here (an
+/// application that embeds the engine registers handlers and creates such jobs through its own `Scheduler`).
+fn runnable_here(spec: JobSpec) -> Result<JobSpec, ApiError> {
+    if let campanile::Target::Handler(handler) = &spec.target {
+        return Err(ApiError::invalid(
+            "target.type",
+            format!(
+                "target.type: \"handler\" ({:?}) cannot run on this server, which registers no handlers: \
+                 use a \"command\" or \"http\" target (handlers belong to applications that embed campanile)",
+                handler.name
+            ),
+        ));
+    }
+    Ok(spec)
+}
+
 /// The revision an `If-Match` header requires: `None` without the header or for `*`.
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
@@ -263,7 +279,7 @@ pub async fn create_job(
             ));
         }
     };
-    let spec: JobSpec = body.into_typed()?;
+    let spec = runnable_here(body.into_typed()?)?;
     let job = match id {
         Some(id) => app.scheduler.create_with_id(id, spec).await?,
         None => app.scheduler.create(spec).await?,
@@ -332,7 +348,7 @@ pub async fn replace_job(
             format!("revision: {b} disagrees with If-Match {h}"),
         ));
     }
-    let spec: JobSpec = body.into_typed()?;
+    let spec = runnable_here(body.into_typed()?)?;
     let expected = header_revision.or(body_revision);
     let has_if_match = headers.contains_key(header::IF_MATCH);
     let exists_required = expected.is_some() || has_if_match;
@@ -400,6 +416,11 @@ pub async fn patch_job(
             serde_json::to_value(&job.spec).map_err(|e| ApiError::internal(e.to_string()))?;
         merge_patch(&mut merged, &patch);
         let spec: JobSpec = typed(merged, "")?;
+        let spec = if patch.get("target").is_some() {
+            runnable_here(spec)?
+        } else {
+            spec
+        };
         match app
             .scheduler
             .update(&id, spec, Some(expected.unwrap_or(job.revision)))

@@ -95,7 +95,7 @@ pub enum TargetDoc {
     Command(CommandDoc),
     /// An HTTP request.
     Http(HttpDoc),
-    /// An in-process handler (embedded use only: the standalone binary registers none).
+    /// An in-process handler (embedded use only: the standalone binary registers none and refuses it).
     Handler(HandlerDoc),
 }
 

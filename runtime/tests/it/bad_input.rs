@@ -595,3 +595,42 @@ async fn ids_preconditions_repeats_and_jobs_that_never_fire() {
         Some("limit"),
     );
 }
+
+#[tokio::test]
+async fn handler_targets_are_refused_by_a_server_without_handlers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let handler = json!({"type": "handler", "name": "report"});
+    let created = server
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(job(json!({"target": handler}))),
+        )
+        .await;
+    assert_error(&created, 400, "invalid", Some("target.type"));
+    let replaced = server
+        .send(
+            Method::PUT,
+            "/v1/jobs/h",
+            Some(job(json!({"target": handler}))),
+        )
+        .await;
+    assert_error(&replaced, 400, "invalid", Some("target.type"));
+    assert_eq!(
+        server
+            .send(Method::POST, "/v1/jobs", Some(job(json!({"id": "h"}))))
+            .await
+            .0,
+        201
+    );
+    // A merge patch: `argv: null` removes the command's member.
+    let patched = server
+        .send(
+            Method::PATCH,
+            "/v1/jobs/h",
+            Some(json!({"target": {"type": "handler", "name": "report", "argv": null}})),
+        )
+        .await;
+    assert_error(&patched, 400, "invalid", Some("target.type"));
+}
