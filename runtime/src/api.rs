@@ -161,24 +161,14 @@ pub fn routes(tokens: Option<Tokens>) -> (axum::Router<AppState>, utoipa::openap
 }
 
 /// What the per-route annotations cannot say, added to the assembled document so it describes what the
-/// server does:
-/// - `JobSpec` is a member of `allOf` in `Job`, `NewJob` and `JobReplacement`; `additionalProperties: false`
-///   there would forbid the other members' properties, so no real job would validate. The server still
-///   refuses unknown fields (a 400 naming the field).
-/// - Every `/v1` operation may answer 401 (no or an unknown token) and, when it changes state, 403 (a
-///   read-only token).
+/// server does: every `/v1` operation may answer 401 (no or an unknown token) and, when it changes state,
+/// 403 (a read-only token). (See also [`open_all_of_members`].)
 struct Contract;
 
 impl utoipa::Modify for Contract {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::schema::Schema;
         use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
-        if let Some(components) = openapi.components.as_mut()
-            && let Some(RefOr::T(Schema::Object(spec))) = components.schemas.get_mut("JobSpec")
-        {
-            spec.additional_properties = None;
-        }
         let error = |description: &str| {
             RefOr::T(
                 ResponseBuilder::new()
@@ -223,9 +213,15 @@ impl utoipa::Modify for Contract {
 pub fn router(state: AppState, tokens: Option<Tokens>, limits: &Limits) -> Router {
     let (router, mut doc) = routes(tokens);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    let json = doc.to_json().unwrap_or_else(|e| {
-        serde_json::json!({"error": format!("failed to serialize the document: {e}")}).to_string()
-    });
+    let json = serde_json::to_value(&doc)
+        .map(|mut value| {
+            open_all_of_members(&mut value);
+            value.to_string()
+        })
+        .unwrap_or_else(|e| {
+            serde_json::json!({"error": format!("failed to serialize the document: {e}")})
+                .to_string()
+        });
     let _ = state.openapi.set(json);
     router
         .fallback(no_route)
@@ -239,6 +235,40 @@ pub fn router(state: AppState, tokens: Option<Tokens>, limits: &Limits) -> Route
             bounded_head,
         ))
         .with_state(state)
+}
+
+/// Drops `additionalProperties: false` from every component schema that is a member of an `allOf` (a flattened
+/// struct like `JobSpec` in `Job`, a tagged enum's variant like `CommandTarget` in `Target`): there it would
+/// forbid the other members' properties, so no real value could validate and no generator could build one.
+/// The server still refuses unknown fields, with a 400 naming the field.
+pub fn open_all_of_members(doc: &mut serde_json::Value) {
+    fn members(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(all_of)) = map.get("allOf") {
+                    out.extend(all_of.iter().filter_map(|member| {
+                        member["$ref"]
+                            .as_str()
+                            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                            .map(str::to_owned)
+                    }));
+                }
+                map.values().for_each(|v| members(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| members(v, out)),
+            _ => {}
+        }
+    }
+    let mut names = Vec::new();
+    members(doc, &mut names);
+    for name in names {
+        if let Some(schema) = doc["components"]["schemas"]
+            .get_mut(&name)
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            schema.remove("additionalProperties");
+        }
+    }
 }
 
 /// Answers 414 to a request target longer than the limit and 431 to header fields larger than it, as JSON,

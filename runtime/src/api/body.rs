@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 
-/// A request body that is a JSON object (an empty body reads as `{}`).
+/// A request body that is a JSON object (an empty body, or `null`, reads as `{}`).
 #[derive(Debug, Clone, Default)]
 pub struct JsonObject(pub Map<String, Value>);
 
@@ -68,6 +68,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(Self(map)),
+            // `null` is no body, as a `null` member is no member.
+            Ok(Value::Null) => Ok(Self(Map::new())),
             Ok(other) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_json",
@@ -188,6 +190,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        // An empty value is no value (`?after=&outcome=`, as forms and generated clients send unset fields).
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(
+                form_urlencoded::parse(query.as_bytes()).filter(|(_, value)| !value.is_empty()),
+            )
+            .finish();
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)

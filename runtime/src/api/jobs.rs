@@ -36,8 +36,12 @@ pub struct ListParams {
     /// Only paused (`true`) or only active (`false`) jobs.
     pub paused: Option<bool>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Continue after this job id (the previous page's `next_after`).
+    #[param(
+        pattern = r"^$|^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"
+    )]
     pub after: Option<String>,
 }
 
@@ -61,6 +65,7 @@ pub struct CloneRequest {
     pub id: Option<String>,
     /// Name of the copy; the source's if absent.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub name: Option<String>,
 }
 
@@ -90,6 +95,7 @@ pub struct Fires {
 #[into_params(parameter_in = Query)]
 pub struct NextParams {
     /// How many instants, 1 to 1000 (default 10).
+    #[param(minimum = 1, maximum = 1000)]
     pub n: Option<usize>,
 }
 
@@ -292,7 +298,7 @@ pub async fn create_job(
 }
 
 /// Read a job.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     responses((status = 200, body = JobDoc, description = "`ETag` holds the revision"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_job(
@@ -308,8 +314,8 @@ pub async fn get_job(
 /// Replace a job's spec (or create it under this id if it does not exist and no revision is required).
 /// Takes effect from the next instant.
 #[utoipa::path(put, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"),
-        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"")),
+    params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"),
+        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"", pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#)),
     request_body = JobReplacementDoc,
     responses((status = 200, body = JobDoc), (status = 201, body = JobDoc, description = "Created"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -380,8 +386,8 @@ pub async fn replace_job(
 /// default). A `revision` in the patch or `If-Match` makes it conditional; otherwise it is retried on a
 /// concurrent change.
 #[utoipa::path(patch, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"),
-        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"")),
+    params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"),
+        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"", pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#)),
     request_body(content = Object, description = "Merge patch of the job JSON, e.g. {\"schedule\": \"0 * * * *\", \"paused\": true}",
         content_type = "application/merge-patch+json"),
     responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -455,8 +461,8 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// Delete a job and its history.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"),
-        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"")),
+    params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"),
+        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"", pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#)),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub async fn delete_job(
@@ -474,7 +480,7 @@ pub async fn delete_job(
 }
 
 /// Pause a job: its instants are not run (nor owed) until it is resumed.
-#[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn pause_job(
     State(app): State<AppState>,
@@ -488,7 +494,7 @@ pub async fn pause_job(
 }
 
 /// Resume a paused job from its next instant.
-#[utoipa::path(post, path = "/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn resume_job(
     State(app): State<AppState>,
@@ -502,7 +508,7 @@ pub async fn resume_job(
 }
 
 /// Run a job now, once, on the node that answers (outside its schedule).
-#[utoipa::path(post, path = "/v1/jobs/{id}/trigger", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/trigger", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     responses((status = 202, body = Fires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn trigger_job(
     State(app): State<AppState>,
@@ -519,7 +525,7 @@ pub async fn trigger_job(
 }
 
 /// Copy a job under a new id.
-#[utoipa::path(post, path = "/v1/jobs/{id}/clone", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/clone", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     request_body(content = Option<CloneRequest>),
     responses((status = 201, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
@@ -537,7 +543,7 @@ pub async fn clone_job(
 
 /// Run, on the node that answers, every instant of the job's schedule in `[from, to]` that has no run
 /// record (at most 10,000).
-#[utoipa::path(post, path = "/v1/jobs/{id}/backfill", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/backfill", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     request_body = BackfillRequest,
     responses((status = 202, body = Fires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn backfill_job(
@@ -565,7 +571,7 @@ pub async fn backfill_job(
 
 /// Preview a job's next instants from now (empty when paused).
 #[utoipa::path(get, path = "/v1/jobs/{id}/next", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"), NextParams),
+    params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"), NextParams),
     responses((status = 200, body = NextFires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn next_fires(
     State(app): State<AppState>,

@@ -21,6 +21,7 @@ use super::schema::RunRecordDoc;
 #[into_params(parameter_in = Query)]
 pub struct JobRunsParams {
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only records scheduled strictly before this Unix ms (the previous page's `next_before`).
     pub before: Option<i64>,
@@ -28,7 +29,7 @@ pub struct JobRunsParams {
     pub from: Option<i64>,
     /// Only records with this outcome (a filtered page may hold fewer than `limit` records: follow
     /// `next_before` until it is absent).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = r"^(|succeeded|failed|timed_out|skipped|misfired|in_doubt)$")]
     pub outcome: Option<String>,
 }
 
@@ -49,13 +50,15 @@ pub struct JobRuns {
 #[into_params(parameter_in = Query)]
 pub struct RunsParams {
     /// Only records with this outcome: succeeded, failed, timed_out, skipped, misfired, in_doubt.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = r"^(|succeeded|failed|timed_out|skipped|misfired|in_doubt)$")]
     pub outcome: Option<String>,
     /// Only jobs of this namespace.
     pub namespace: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Continue after this cursor (the previous page's `next`).
+    #[param(pattern = r"^$|^-?[0-9]{1,19}:[A-Za-z0-9._-]{1,128}$")]
     pub after: Option<String>,
 }
 
@@ -77,7 +80,7 @@ fn outcome(raw: Option<&str>) -> Result<Option<Outcome>, ApiError> {
 
 /// A job's run records, newest first.
 #[utoipa::path(get, path = "/v1/jobs/{id}/runs", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"), JobRunsParams),
+    params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"), JobRunsParams),
     responses((status = 200, body = JobRuns), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn job_runs(
     State(app): State<AppState>,

@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 }))]
 pub struct JobSpecDoc {
     /// Human name (1 to 256 characters); need not be unique.
+    #[schema(min_length = 1, max_length = 256)]
     pub name: String,
     /// Namespace for listing (`[A-Za-z0-9_-]`, default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

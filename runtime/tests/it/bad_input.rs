@@ -507,8 +507,19 @@ async fn actions_queries_and_routes() {
     );
     assert_error(
         &plan("/v1/rebalance/plan?drain=ghost", None).await,
-        400,
-        "invalid",
+        404,
+        "not_found",
+        Some("drain"),
+    );
+    // With a scenario, drain and join apply to it; an empty value is no value.
+    let scenario = json!({"jobs": [{"id": "a"}, {"id": "b"}], "nodes": ["n1", "n2"], "previous": {"a": "n1", "b": "n2"}});
+    let (status, drained) = plan("/v1/rebalance/plan?drain=n2&join=", Some(scenario.clone())).await;
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(drained["assignment"], json!({"a": "n1", "b": "n1"}));
+    assert_error(
+        &plan("/v1/rebalance/plan?drain=n9", Some(scenario)).await,
+        404,
+        "not_found",
         Some("drain"),
     );
 
