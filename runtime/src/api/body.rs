@@ -63,10 +63,17 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 )
             }
         })?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+impl JsonObject {
+    /// A body as the router reads it (after the size limit): empty, `null` or a JSON object.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ApiError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(Map::new()));
         }
-        match serde_json::from_slice::<Value>(&bytes) {
+        match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(map)) => Ok(Self(map)),
             // `null` is no body, as a `null` member is no member.
             Ok(Value::Null) => Ok(Self(Map::new())),
