@@ -127,7 +127,7 @@ impl Default for Limits {
 }
 
 /// The router and its OpenAPI document, before state is attached.
-pub fn routes(tokens: Option<Tokens>) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::<AppState>::new()
         .routes(routes!(jobs::list_jobs, jobs::create_job))
         .routes(routes!(
@@ -146,8 +146,7 @@ pub fn routes(tokens: Option<Tokens>) -> (axum::Router<AppState>, utoipa::openap
         .routes(routes!(runs::all_runs))
         .routes(routes!(cluster::cluster))
         .routes(routes!(rebalance::plan_route))
-        .routes(routes!(ops::openapi))
-        .route_layer(middleware::from_fn_with_state(tokens, auth::require_token));
+        .routes(routes!(ops::openapi));
     let open = OpenApiRouter::<AppState>::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
@@ -211,7 +210,7 @@ impl utoipa::Modify for Contract {
 
 /// The whole service: routes, document, limits, JSON errors for everything, request metrics.
 pub fn router(state: AppState, tokens: Option<Tokens>, limits: &Limits) -> Router {
-    let (router, mut doc) = routes(tokens);
+    let (router, mut doc) = routes();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let json = serde_json::to_value(&doc)
         .map(|mut value| {
@@ -226,6 +225,9 @@ pub fn router(state: AppState, tokens: Option<Tokens>, limits: &Limits) -> Route
     router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        // Around routing and the fallbacks: an unknown /v1 path or method is 401 without a token too, so
+        // that clients without one cannot map the API by 404 against 405.
+        .layer(middleware::from_fn_with_state(tokens, auth::require_token))
         .layer(middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))

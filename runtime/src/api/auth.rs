@@ -136,8 +136,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Middleware: 401 without a known token, 403 for a read-only token on a write; passes the role on to the
-/// handlers ([`Caller`]).
+/// Middleware around the whole router: on every path under `/v1`, routed or not, 401 without a known token and
+/// 403 for a read-only token on a write; passes the role on to the handlers ([`Caller`]).
 pub async fn require_token(
     State(tokens): State<Option<Tokens>>,
     mut request: Request,
@@ -146,6 +146,11 @@ pub async fn require_token(
     let Some(tokens) = tokens else {
         return next.run(request).await;
     };
+    // `/healthz`, `/readyz`, `/metrics` (and unknown paths outside the API) are open.
+    let path = request.uri().path();
+    if !(path == "/v1" || path.starts_with("/v1/")) {
+        return next.run(request).await;
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)

@@ -188,6 +188,25 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// The `{id}` segment of a job route. A segment that cannot be a string (bad percent-encoding like `%FF`, not
+/// UTF-8) is a 400 naming `id`, like any other bad id.
+#[derive(Debug, Clone)]
+pub struct JobPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(id)) => Ok(JobPath(id)),
+            Err(rejection) => Err(ApiError::invalid(
+                "id",
+                format!("id: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
 /// A query string as a `T` (usually with `deny_unknown_fields`); errors name the parameter.
 #[derive(Debug, Clone)]
 pub struct Params<T>(pub T);

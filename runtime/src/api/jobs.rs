@@ -5,7 +5,7 @@
 //! `If-Match: "<revision>"` (412 when the job moved on) and PUT also a body `revision` (409 when it moved on).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use campanile::{Job, JobId, JobSpec, SchedulerError};
@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::Caller;
-use super::body::{JsonObject, Params, typed};
+use super::body::{JobPath, JsonObject, Params, typed};
 use super::error::{ApiError, ErrorBody};
 use super::redact;
 use super::schema::{JobDoc, JobReplacementDoc, NewJobDoc};
@@ -304,7 +304,7 @@ pub async fn create_job(
 pub async fn get_job(
     State(app): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     let job = load(&app, &id).await?;
@@ -323,7 +323,7 @@ pub async fn get_job(
         (status = 412, body = ErrorBody, description = "If-Match is stale"), (status = 413, body = ErrorBody)))]
 pub async fn replace_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     headers: HeaderMap,
     mut body: JsonObject,
 ) -> Result<Response, ApiError> {
@@ -394,7 +394,7 @@ pub async fn replace_job(
         (status = 409, body = ErrorBody), (status = 412, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn patch_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     headers: HeaderMap,
     mut body: JsonObject,
 ) -> Result<Response, ApiError> {
@@ -467,7 +467,7 @@ fn merge_patch(target: &mut Value, patch: &Value) {
         (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub async fn delete_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let id = job_id(&id)?;
@@ -484,7 +484,7 @@ pub async fn delete_job(
     responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn pause_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     Ok(job_response(
@@ -498,7 +498,7 @@ pub async fn pause_job(
     responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn resume_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     Ok(job_response(
@@ -512,7 +512,7 @@ pub async fn resume_job(
     responses((status = 202, body = Fires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn trigger_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
 ) -> Result<(StatusCode, Json<Fires>), ApiError> {
     let id = job_id(&id)?;
     let fire = app.scheduler.trigger(&id).await?;
@@ -531,7 +531,7 @@ pub async fn trigger_job(
         (status = 409, body = ErrorBody)))]
 pub async fn clone_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
@@ -548,7 +548,7 @@ pub async fn clone_job(
     responses((status = 202, body = Fires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn backfill_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     body: JsonObject,
 ) -> Result<(StatusCode, Json<Fires>), ApiError> {
     let id = job_id(&id)?;
@@ -575,7 +575,7 @@ pub async fn backfill_job(
     responses((status = 200, body = NextFires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn next_fires(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     Params(params): Params<NextParams>,
 ) -> Result<Json<NextFires>, ApiError> {
     let id = job_id(&id)?;

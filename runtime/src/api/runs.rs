@@ -1,7 +1,7 @@
 //! Run records: one job's (`/v1/jobs/{id}/runs`) and across jobs (`/v1/runs`).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use campanile::coordinator::RunQuery;
 use campanile::{JobId, Outcome, RunRecord};
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::Caller;
-use super::body::Params;
+use super::body::{JobPath, Params};
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{job_id, page_size};
 use super::redact;
@@ -85,7 +85,7 @@ fn outcome(raw: Option<&str>) -> Result<Option<Outcome>, ApiError> {
 pub async fn job_runs(
     State(app): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     Params(params): Params<JobRunsParams>,
 ) -> Result<Json<JobRuns>, ApiError> {
     let id = job_id(&id)?;

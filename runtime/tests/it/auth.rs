@@ -264,3 +264,50 @@ async fn read_only_tokens_never_see_secrets() {
             .contains("url-password")
     );
 }
+
+#[tokio::test]
+async fn without_a_token_unknown_api_routes_look_like_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{ADMIN}\nread-only {READER}\n")).unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            args: vec!["--token-file".into(), tokens.display().to_string()],
+            ..Options::default()
+        },
+    );
+    // Routed or not, any method: 401, so a client without a token learns nothing of the API's shape.
+    for (method, path) in [
+        (Method::GET, "/v1/jobs"),
+        (Method::GET, "/v1/no-such-route"),
+        (Method::DELETE, "/v1/cluster"),
+        (Method::PATCH, "/v1/jobs"),
+    ] {
+        let answer = server
+            .http
+            .request(method.clone(), server.at(path))
+            .send()
+            .await
+            .unwrap();
+        assert_error(&status_and_json(answer).await, 401, "unauthorized", None);
+    }
+    // With a token, the difference shows.
+    let answer = server
+        .http
+        .get(server.at("/v1/no-such-route"))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_error(&status_and_json(answer).await, 404, "no_route", None);
+    // And a path segment that is no string is a bad id.
+    let answer = server
+        .http
+        .get(server.at("/v1/jobs/%FF"))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_error(&status_and_json(answer).await, 400, "invalid", Some("id"));
+}
