@@ -107,6 +107,8 @@ async fn rig(jobs: usize) -> Rig {
     recorder
         .cast(recorder::Msg::SessionChanged(Some(session.id)))
         .expect("recorder is up");
+    // Run ends reach the dispatcher's overlap decision through this buffer, as in a node.
+    let ended: dispatcher::Ended = Arc::default();
     let (executor, _) = Actor::spawn(
         None,
         executor::Executor,
@@ -117,11 +119,12 @@ async fn rig(jobs: usize) -> Rig {
             max_concurrent: 10_000,
             recorder: recorder.clone(),
             // The bench's session never lapses.
-            fence: Arc::new(std::sync::Mutex::new(Some(timer::Lease {
+            fence: Arc::new(std::sync::Mutex::new(Some(campanile::node::timer::Lease {
                 session: session.id,
                 valid_until_ms: i64::MAX,
             }))),
             revoked: Arc::default(),
+            ended: ended.clone(),
             base_env: campanile::exec::BaseEnv::default(),
             egress: campanile::exec::Egress::default(),
         },
@@ -135,6 +138,8 @@ async fn rig(jobs: usize) -> Rig {
             executor: executor.clone(),
             recorder: recorder.clone(),
             node: node.clone(),
+            clock: SystemClock::new().shared(),
+            ended,
         },
     )
     .await

@@ -185,6 +185,7 @@ async fn spawn_children(
     let node = args.info.id.clone();
     let fence: Fence = Arc::default();
     let revoked: Revoked = Arc::default();
+    let ended: dispatcher::Ended = Arc::default();
     let (recorder, _) = Actor::spawn_linked(
         None,
         recorder::Recorder,
@@ -206,6 +207,7 @@ async fn spawn_children(
             recorder: recorder.clone(),
             fence: fence.clone(),
             revoked: revoked.clone(),
+            ended: ended.clone(),
             base_env: args.base_env.clone(),
             egress: args.egress.clone(),
         },
@@ -219,6 +221,8 @@ async fn spawn_children(
             executor: executor.clone(),
             recorder: recorder.clone(),
             node: node.clone(),
+            clock: args.clock.clone(),
+            ended,
         },
         cell.clone(),
     )

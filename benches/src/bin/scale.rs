@@ -16,8 +16,9 @@
 //! - `burst`: `--fire-jobs` jobs all due at each whole second (`* * * * * *`); the same, plus fires per instant.
 //!
 //! Peers, each in its own process like every measurement here: `tokio-tasks`, one tokio task per job that
-//! loops on `sleep_until` (the common naive design), and `tokio-cron-scheduler` 0.15 (in `load` and `burst`,
-//! up to `--peer-max-jobs` jobs). Lateness = handler start − scheduled instant, from one clock.
+//! loops on `sleep_until` (the common naive design), `tokio-cron-scheduler` 0.15 and `apalis-cron` 0.7 (in
+//! `load` and `burst`, up to `--peer-max-jobs` jobs: neither has sub-second instants, so neither can express
+//! `spread`). Lateness = handler start − scheduled instant, from one clock.
 //!
 //! Every measurement runs in a fresh child process (`--worker`), so memory figures do not include what an
 //! earlier measurement left behind, and the parent prints one table per mode. This is a benchmark, not a test:
@@ -26,6 +27,8 @@
 #![allow(unsafe_code)] // Only in `heap`: the counting global allocator (see there).
 
 // A binary's root resolves modules beside itself (`src/bin/`); these live in `src/bin/scale/`.
+#[path = "scale/apalis.rs"]
+mod apalis;
 #[path = "scale/campanile_node.rs"]
 mod campanile_node;
 #[path = "scale/heap.rs"]
@@ -101,6 +104,7 @@ impl Mode {
         };
         if self != Mode::Spread && jobs <= peer_max_jobs {
             systems.push("tokio-cron-scheduler");
+            systems.push("apalis-cron");
         }
         systems
     }
@@ -178,6 +182,7 @@ fn run_worker(mode: &str, system: &str, options: &Options) {
             ("load", "campanile-split") => campanile_node::load_split(jobs).await,
             ("load", "tokio-tasks") => naive::load(jobs).await,
             ("load", "tokio-cron-scheduler") => tcs::load(jobs).await,
+            ("load", "apalis-cron") => apalis::load(jobs).await,
             ("spread" | "burst", system) => {
                 let workload = if mode == "spread" {
                     workload::Workload::Spread
@@ -189,6 +194,7 @@ fn run_worker(mode: &str, system: &str, options: &Options) {
                     "campanile" => campanile_node::lateness(workload, jobs, seconds).await,
                     "tokio-tasks" => naive::lateness(workload, jobs, seconds).await,
                     "tokio-cron-scheduler" => tcs::lateness(workload, jobs, seconds).await,
+                    "apalis-cron" => apalis::lateness(workload, jobs, seconds).await,
                     other => Err(format!("unknown system {other}")),
                 }
             }
@@ -226,7 +232,7 @@ fn run_parent(args: &[String], options: &Options) {
         machine::load_average().map_or_else(|| "-".to_owned(), |l| format!("{l:.2}"))
     );
     println!(
-        "campanile {} (git {}), tokio-cron-scheduler 0.15",
+        "campanile {} (git {}), tokio-cron-scheduler 0.15, apalis-cron 0.7",
         env!("CARGO_PKG_VERSION"),
         git_head()
     );
@@ -398,6 +404,40 @@ pub fn lateness_fields(
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
+    ])
+}
+
+/// The process's memory at one moment: live heap and resident bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    heap: u64,
+    rss: u64,
+}
+
+impl Memory {
+    /// Reads it now.
+    pub fn now() -> Self {
+        Self {
+            heap: heap::live_bytes() as u64,
+            rss: machine::resident_bytes().unwrap_or(0),
+        }
+    }
+}
+
+/// The fields of a `load` row: the load time, and the memory per job that grew from `before` to `after`.
+pub fn load_fields(
+    load: Duration,
+    before: Memory,
+    after: Memory,
+    jobs: usize,
+    detail: String,
+) -> BTreeMap<&'static str, String> {
+    let per_job = |from: u64, to: u64| (to.saturating_sub(from) / jobs.max(1) as u64).to_string();
+    BTreeMap::from([
+        ("load_s", format!("{:.2}", load.as_secs_f64())),
+        ("rss_per_job", per_job(before.rss, after.rss)),
+        ("heap_per_job", per_job(before.heap, after.heap)),
+        ("detail", detail),
     ])
 }
 

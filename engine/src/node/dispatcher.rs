@@ -4,27 +4,71 @@
 //! know what is running: `allow`, `skip`, `buffer_one` or `cancel_previous`. Records that need no run
 //! (misfired, in doubt, skipped) are forwarded to the recorder.
 //!
-//! The overlap policy governs the schedule's own instants only. A manual fire (trigger, backfill) is a run a
-//! user asked for: it is never skipped, replaced or made to cancel a run. While the job runs, manual fires
-//! wait in a queue of their own and start one after another, in the order they came, before a buffered
-//! scheduled instant (`allow` starts them at once, as it does every instant). A manual fire that was skipped
-//! would be lost for good: its instant would have a `skipped` record, and a fire id has one record only.
-//! A fire whose fire id is already waiting or running here (a backfill asked for twice, or reaching an
-//! instant that runs now) is dropped: it runs once.
+//! Overlap is judged against the runs this node started, by time, as if every run had started at its
+//! instant:
+//!
+//! - An instant meets a run only if that run was handed on before the instant's time. Late instants (a
+//!   catch-up after a takeover, a lease that ran out, a freeze) come together, all past their time, and
+//!   whatever runs first was started after their time: when their time came, nothing of the job ran here. So
+//!   they are not skipped: they wait, oldest first, and each starts when the run before it ends.
+//! - With `skip`, an instant that meets a run waits for that run's end (only the newest such instant waits:
+//!   an older one is skipped, a run was going at its time). Then it is skipped if the run would still have
+//!   been going at its time had the run started at its own instant (instant + duration ≥ this instant), and
+//!   started otherwise. So a run that was itself late (a catch-up that ends a few milliseconds into the next
+//!   second) does not cost the next instant, and a skip always means that a run was going at the instant's
+//!   time, in fact and on time.
+//!
+//! - A manual fire (trigger, backfill) is a run a user asked for: the overlap policy, which governs the
+//!   schedule's instants, never skips, replaces or cancels for it. Unless the policy is `allow`, it waits
+//!   with the late instants, oldest first, and starts when the run before it ends. (A skipped manual fire
+//!   would be lost for good: its instant would have a `skipped` record, and a fire id has one record only.)
+//!
+//! Run ends come from the run tasks themselves, with the time they ended, through the shared [`Ended`]
+//! buffer, read before every decision: a run that has ended is never taken for a running one because its news
+//! is still queued.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::executor;
 use super::fire::{Fire, FireKind};
 use super::recorder;
+use crate::clock::Clock;
 use crate::coordinator::SessionId;
-use crate::job::{FireId, JobId, Overlap};
+use crate::job::{JobId, Overlap};
 use crate::run::{Outcome, RunRecord};
 
 /// The dispatcher actor.
 pub struct Dispatcher;
+
+/// Runs that ended (whatever their outcome, also fires that never started), one entry per fire handed on,
+/// with the wall time (Unix ms) it ended: the executor's run tasks push their job when they end, and the
+/// dispatcher takes them all before each decision. A shared buffer rather than only a message, so that the
+/// overlap decision sees every run that ended before it, whatever is queued in front of the news.
+pub type Ended = Arc<std::sync::Mutex<Vec<(JobId, i64)>>>;
+
+/// Reports the end of runs: pushes `(job, ended_ms)` into `ended` and, if the buffer was empty, wakes the
+/// dispatcher (one message per batch of ends, not per run).
+pub fn report_ended(
+    ended: &Ended,
+    dispatcher: Option<&ActorRef<Msg>>,
+    runs: impl IntoIterator<Item = (JobId, i64)>,
+) {
+    let first = {
+        let mut buffer = ended.lock().unwrap_or_else(|p| p.into_inner());
+        let was_empty = buffer.is_empty();
+        buffer.extend(runs);
+        was_empty && !buffer.is_empty()
+    };
+    if first && let Some(dispatcher) = dispatcher {
+        let _ = dispatcher.cast(Msg::RunsEnded);
+    }
+}
 
 /// Messages of the dispatcher.
 #[derive(Debug)]
@@ -35,8 +79,8 @@ pub enum Msg {
     Record(Option<SessionId>, Vec<RunRecord>),
     /// Process nothing for this long (the simulation's model of a frozen process: SIGSTOP, a long GC pause).
     Freeze(std::time::Duration),
-    /// These runs finished (whatever their outcome), or will not start.
-    Finished(Vec<FireId>),
+    /// Runs ended: they wait in the [`Ended`] buffer.
+    RunsEnded,
 }
 
 /// What the dispatcher is started with.
@@ -47,14 +91,33 @@ pub struct Arguments {
     pub recorder: ActorRef<recorder::Msg>,
     /// This node's id, written into records.
     pub node: crate::coordinator::NodeId,
+    /// Wall time: when a run is handed on.
+    pub clock: Arc<dyn Clock>,
+    /// Ends of runs, filled by the executor's run tasks.
+    pub ended: Ended,
 }
 
 #[derive(Debug, Default)]
 struct Running {
     count: u32,
+    /// The newest of the running runs: its instant and when it was handed on (Unix ms).
+    instant_ms: i64,
+    since_ms: i64,
+    /// Instants whose time came before the running run was handed on (so while no run of the job was going
+    /// here), oldest first: each starts when the run before it ends.
+    waiting: VecDeque<Fire>,
+    /// `skip`: the newest instant that met a run, decided when the run ends.
+    pending: Option<Fire>,
+    /// `buffer_one`: the newest instant that came while a run was going.
     buffered: Option<Fire>,
-    /// Manual fires waiting for the job's runs to end, oldest first.
-    manual: VecDeque<Fire>,
+}
+
+impl Running {
+    fn start(&mut self, fire: &Fire, now_ms: i64) {
+        self.count += 1;
+        self.instant_ms = fire.scheduled_ms;
+        self.since_ms = now_ms;
+    }
 }
 
 /// The decisions of one step.
@@ -68,12 +131,12 @@ pub struct Decisions {
     pub records: Vec<RunRecord>,
 }
 
+const SKIP_REASON: &str = "overlap: skip (previous run still going)";
+
 /// The dispatcher's state: which jobs are running.
 pub struct State {
     node: crate::coordinator::NodeId,
     running: HashMap<JobId, Running>,
-    /// Every fire started, queued or buffered here and not finished yet.
-    live: HashSet<FireId>,
 }
 
 impl State {
@@ -82,48 +145,43 @@ impl State {
         Self {
             node,
             running: HashMap::new(),
-            live: HashSet::new(),
         }
     }
 
-    /// Decides what to do with new fires.
-    pub fn fires(&mut self, fires: Vec<Fire>) -> Decisions {
+    /// Decides what to do with new fires, at `now_ms`.
+    pub fn fires(&mut self, fires: Vec<Fire>, now_ms: i64) -> Decisions {
         let mut out = Decisions::default();
         for fire in fires {
-            let id = fire.id();
-            if self.live.contains(&id) {
-                // Already on its way: a backfill asked for twice, or reaching an instant that runs now, or a
-                // catch-up racing a redelivery. One fire id runs once.
-                continue;
-            }
             let running = self.running.entry(fire.job.id.clone()).or_default();
             if running.count == 0 {
-                running.count = 1;
-                self.live.insert(id);
+                running.start(&fire, now_ms);
                 out.start.push(fire);
                 continue;
             }
             if fire.kind == FireKind::Manual && fire.job.spec.overlap != Overlap::Allow {
-                self.live.insert(id);
-                running.manual.push_back(fire);
+                running.waiting.push_back(fire);
                 continue;
             }
+            // Whether a run of the job was going here when the instant's time came: the running run was handed
+            // on before it. If not, the instant is late and met only runs started after its time.
+            let met_a_run = running.since_ms < fire.scheduled_ms;
             match fire.job.spec.overlap {
                 Overlap::Allow => {
-                    running.count += 1;
-                    self.live.insert(id);
+                    running.start(&fire, now_ms);
                     out.start.push(fire);
                 }
-                Overlap::Skip => out.records.push(skipped(
-                    &self.node,
-                    &fire,
-                    "overlap: skip (previous run still going)",
-                )),
+                Overlap::Skip | Overlap::BufferOne if !met_a_run => {
+                    running.waiting.push_back(fire);
+                }
+                Overlap::Skip => {
+                    if let Some(older) = running.pending.replace(fire) {
+                        // A newer instant met a run too: a run was going at the older one's time.
+                        out.records.push(skipped(&self.node, &older, SKIP_REASON));
+                    }
+                }
                 Overlap::BufferOne => {
-                    self.live.insert(id);
                     if let Some(dropped) = running.buffered.replace(fire) {
                         // Keep the newest; the older buffered instant is skipped.
-                        self.live.remove(&dropped.id());
                         out.records.push(skipped(
                             &self.node,
                             &dropped,
@@ -133,8 +191,7 @@ impl State {
                 }
                 Overlap::CancelPrevious => {
                     out.cancel.push(fire.job.id.clone());
-                    running.count += 1;
-                    self.live.insert(id);
+                    running.start(&fire, now_ms);
                     out.start.push(fire);
                 }
             }
@@ -142,23 +199,48 @@ impl State {
         out
     }
 
-    /// A run ended (or will not start): maybe start the next manual fire, or else the buffered one.
-    pub fn finished(&mut self, fire: &FireId) -> Option<Fire> {
-        self.live.remove(fire);
-        let running = self.running.get_mut(&fire.job)?;
+    /// A run of `job` ended at `ended_ms` (seen at `now_ms`): maybe start the next waiting instant, the one
+    /// that met it (unless the run would have been going at its time even on time: then it is skipped), or
+    /// the buffered one.
+    pub fn finished(&mut self, job: &JobId, ended_ms: i64, now_ms: i64, out: &mut Decisions) {
+        let Some(running) = self.running.get_mut(job) else {
+            return;
+        };
         running.count = running.count.saturating_sub(1);
-        if running.count == 0 {
-            if let Some(next) = running
-                .manual
-                .pop_front()
-                .or_else(|| running.buffered.take())
-            {
-                running.count = 1;
-                return Some(next);
-            }
-            self.running.remove(&fire.job);
+        if running.count > 0 {
+            return;
         }
-        None
+        if let Some(next) = running.waiting.pop_front() {
+            running.start(&next, now_ms);
+            out.start.push(next);
+            return;
+        }
+        if let Some(pending) = running.pending.take() {
+            // The run, had it started at its instant and taken as long, would have ended at `on_time_end`.
+            let on_time_end = running.instant_ms + (ended_ms - running.since_ms).max(0);
+            if on_time_end >= pending.scheduled_ms {
+                out.records.push(skipped(&self.node, &pending, SKIP_REASON));
+            } else {
+                running.start(&pending, now_ms);
+                out.start.push(pending);
+                return;
+            }
+        }
+        if let Some(next) = running.buffered.take() {
+            running.start(&next, now_ms);
+            out.start.push(next);
+            return;
+        }
+        self.running.remove(job);
+    }
+
+    /// Runs ended (`(job, ended_ms)`), seen at `now_ms`: what to start next, what to record.
+    pub fn ended(&mut self, runs: Vec<(JobId, i64)>, now_ms: i64) -> Decisions {
+        let mut out = Decisions::default();
+        for (job, ended_ms) in runs {
+            self.finished(&job, ended_ms, now_ms, &mut out);
+        }
+        out
     }
 }
 
@@ -174,9 +256,20 @@ pub struct Wired {
     state: State,
     executor: ActorRef<executor::Msg>,
     recorder: ActorRef<recorder::Msg>,
+    clock: Arc<dyn Clock>,
+    ended: Ended,
 }
 
 impl Wired {
+    /// Takes the ends of runs reported so far, and starts (or records) what waited for them.
+    fn take_ended(&mut self) {
+        let runs = std::mem::take(&mut *self.ended.lock().unwrap_or_else(|p| p.into_inner()));
+        if !runs.is_empty() {
+            let decisions = self.state.ended(runs, self.clock.now_ms());
+            self.apply(decisions);
+        }
+    }
+
     fn apply(&self, decisions: Decisions) {
         for job in decisions.cancel {
             let _ = self.executor.cast(executor::Msg::Cancel(job));
@@ -206,6 +299,8 @@ impl Actor for Dispatcher {
             state: State::new(args.node),
             executor: args.executor,
             recorder: args.recorder,
+            clock: args.clock,
+            ended: args.ended,
         })
     }
 
@@ -217,26 +312,17 @@ impl Actor for Dispatcher {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Fires(fires) => {
-                let decisions = wired.state.fires(fires);
+                // Runs that ended before this decision count as ended, whatever is queued in front of their news.
+                wired.take_ended();
+                let decisions = wired.state.fires(fires, wired.clock.now_ms());
                 wired.apply(decisions);
             }
             Msg::Record(session, records) => {
                 let _ = wired.recorder.cast(recorder::Msg::Record(session, records));
             }
             Msg::Freeze(pause) => tokio::time::sleep(pause).await,
-            Msg::Finished(fires) => {
-                let next: Vec<Fire> = fires
-                    .iter()
-                    .filter_map(|fire| wired.state.finished(fire))
-                    .collect();
-                if !next.is_empty() {
-                    let _ = wired.executor.cast(executor::Msg::Run(next));
-                }
-            }
+            Msg::RunsEnded => wired.take_ended(),
         }
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests;

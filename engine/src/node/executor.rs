@@ -4,11 +4,18 @@
 //! Each run is a tokio task; the actor keeps their abort handles so that `cancel_previous` and the shutdown
 //! deadline can stop them (a command target's process group is killed when its future is dropped). Fires
 //! beyond the concurrency limit wait in a FIFO queue; their lateness shows in the lateness histogram.
+//!
+//! Every fire handed on by the dispatcher ends exactly once in the dispatcher's [`dispatcher::Ended`] buffer:
+//! reported by its run task the moment it ends (not relayed through this actor, whose mailbox may be
+//! behind), by the actor when it kills the run, or when the fire never starts (a duplicate, a shutdown). The
+//! overlap decision counts on it: a run reported twice would let an overlap through, one never reported
+//! would skip the job's instants for good.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -93,6 +100,8 @@ pub struct Arguments {
     pub fence: super::Fence,
     /// Jobs whose claims this node is running out (see `node::Revoked`).
     pub revoked: super::Revoked,
+    /// Where run ends go, for the overlap decision (shared with the dispatcher).
+    pub ended: dispatcher::Ended,
     /// What commands start from.
     pub base_env: crate::exec::BaseEnv,
     /// Where HTTP targets may connect.
@@ -105,6 +114,7 @@ struct RunEnv {
     clock: Arc<dyn Clock>,
     fence: super::Fence,
     revoked: super::Revoked,
+    ended: dispatcher::Ended,
     handlers: Arc<HashMap<String, Handler>>,
     base_env: crate::exec::BaseEnv,
     #[cfg(feature = "http")]
@@ -130,6 +140,16 @@ impl RunMetrics {
     }
 }
 
+/// A started run, as the actor holds it.
+struct Run {
+    abort: AbortHandle,
+    /// Whether it is a manual fire (its record says so if it is killed; the record itself is built only then,
+    /// not for every fire).
+    manual: bool,
+    /// Set by whichever reports its end first: the task when the run ends, or the actor when it kills it.
+    reported: Arc<AtomicBool>,
+}
+
 /// The executor's state.
 pub struct State {
     env: Arc<RunEnv>,
@@ -137,7 +157,7 @@ pub struct State {
     recorder: ActorRef<recorder::Msg>,
     dispatcher: Option<ActorRef<dispatcher::Msg>>,
     queue: VecDeque<Fire>,
-    running: HashMap<FireId, (AbortHandle, RunRecord)>,
+    running: HashMap<FireId, Run>,
     /// Records of finished runs, waiting for the executor to take them (see `Msg::Completed`).
     completions: Arc<std::sync::Mutex<Vec<(FireId, RunRecord)>>>,
     draining: Option<RpcReplyPort<usize>>,
@@ -146,30 +166,38 @@ pub struct State {
 impl State {
     fn start_queued(&mut self, myself: &ActorRef<Msg>) {
         let mut started = false;
-        let mut dropped = Vec::new();
         while self.running.len() < self.max_concurrent
             && self.draining.is_none()
             && let Some(fire) = self.queue.pop_front()
         {
             let id = fire.id();
             if self.running.contains_key(&id) {
-                // The same instant twice on one node (a catch-up racing a redelivery): run it once. The
-                // dispatcher counted it as running, so it hears that it ended (else the job would look busy
-                // forever and its overlap policy would skip every later instant).
-                dropped.push(id);
+                // The same instant twice on one node (a manual trigger at the same millisecond): run it once.
+                // The dispatcher counted it as a run: it ends here.
+                dispatcher::report_ended(
+                    &self.env.ended,
+                    self.dispatcher.as_ref(),
+                    [(fire.job.id.clone(), self.env.clock.now_ms())],
+                );
                 continue;
             }
-            let placeholder = {
-                let mut r = RunRecord::new(&id, self.env.node.as_str(), Outcome::Failed);
-                r.manual = fire.kind == FireKind::Manual;
-                r
-            };
+            let manual = fire.kind == FireKind::Manual;
             let env = self.env.clone();
             let myself = myself.clone();
             let completions = self.completions.clone();
+            let dispatcher = self.dispatcher.clone();
+            let reported = Arc::new(AtomicBool::new(false));
+            let ours = reported.clone();
             let fire_id = id.clone();
             let task = tokio::spawn(async move {
+                let job = fire.job.id.clone();
                 let record = run_fire(&env, fire).await;
+                if ours.swap(true, Ordering::AcqRel) {
+                    return; // killed meanwhile: the actor reported it
+                }
+                // The end goes to the overlap decision now, not after this actor's mailbox.
+                let ended_ms = record.ended_ms.unwrap_or_else(|| env.clock.now_ms());
+                dispatcher::report_ended(&env.ended, dispatcher.as_ref(), [(job, ended_ms)]);
                 let first = {
                     let mut done = completions.lock().unwrap_or_else(|p| p.into_inner());
                     done.push((fire_id, record));
@@ -180,21 +208,18 @@ impl State {
                     let _ = myself.cast(Msg::Completed);
                 }
             });
-            self.running.insert(id, (task.abort_handle(), placeholder));
+            self.running.insert(
+                id,
+                Run {
+                    abort: task.abort_handle(),
+                    manual,
+                    reported,
+                },
+            );
             started = true;
         }
         if started {
             self.env.metrics.in_flight.set(self.running.len() as f64);
-        }
-        self.tell_finished(dropped);
-    }
-
-    /// Tells the dispatcher that these runs are over, so that it releases what waits behind them.
-    fn tell_finished(&self, fires: Vec<FireId>) {
-        if let Some(dispatcher) = &self.dispatcher
-            && !fires.is_empty()
-        {
-            let _ = dispatcher.cast(dispatcher::Msg::Finished(fires));
         }
     }
 
@@ -208,15 +233,29 @@ impl State {
             .collect();
         let mut records = Vec::with_capacity(ids.len());
         for id in &ids {
-            if let Some((abort, mut record)) = self.running.remove(id) {
-                abort.abort();
+            if self.running[id].reported.swap(true, Ordering::AcqRel) {
+                continue; // it ended by itself: its record waits in the completions buffer
+            }
+            if let Some(run) = self.running.remove(id) {
+                run.abort.abort();
+                let mut record = RunRecord::new(id, self.env.node.as_str(), Outcome::Failed);
+                record.manual = run.manual;
                 record.reason = Some(reason.to_owned());
                 record.ended_ms = Some(self.env.clock.now_ms());
                 records.push(record);
             }
         }
+        let killed = records.len();
+        let now_ms = self.env.clock.now_ms();
+        dispatcher::report_ended(
+            &self.env.ended,
+            self.dispatcher.as_ref(),
+            records
+                .iter()
+                .map(|r| (r.job.clone(), r.ended_ms.unwrap_or(now_ms))),
+        );
         self.finish(records);
-        ids.len()
+        killed
     }
 
     /// Records fires that will not start because the node is leaving as `misfired`: this node knows they
@@ -228,6 +267,13 @@ impl State {
             return;
         }
         crate::metrics::misfired("shutdown", fires.len() as u64);
+        dispatcher::report_ended(
+            &self.env.ended,
+            self.dispatcher.as_ref(),
+            fires
+                .iter()
+                .map(|f| (f.job.id.clone(), self.env.clock.now_ms())),
+        );
         let records = fires
             .iter()
             .map(|fire| {
@@ -239,9 +285,6 @@ impl State {
             })
             .collect();
         let _ = self.recorder.cast(recorder::Msg::Record(None, records));
-        // What the dispatcher holds back behind these (manual fires, a buffered instant) comes next, and is
-        // recorded the same way rather than left without a record.
-        self.tell_finished(fires.iter().map(Fire::id).collect());
     }
 
     /// Takes every completed run from the buffer.
@@ -254,16 +297,11 @@ impl State {
         self.finish(records);
     }
 
+    /// Stores the records of ended runs (their ends are reported already).
     fn finish(&mut self, records: Vec<RunRecord>) {
         if records.is_empty() {
             return;
         }
-        self.tell_finished(
-            records
-                .iter()
-                .map(|r| FireId::new(r.job.clone(), r.scheduled_ms))
-                .collect(),
-        );
         let _ = self.recorder.cast(recorder::Msg::Record(None, records));
         self.env.metrics.in_flight.set(self.running.len() as f64);
     }
@@ -424,6 +462,7 @@ impl Actor for Executor {
             clock: args.clock,
             fence: args.fence,
             revoked: args.revoked,
+            ended: args.ended,
             handlers: args.handlers,
             base_env: args.base_env,
             metrics: RunMetrics::register(),

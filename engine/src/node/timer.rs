@@ -47,6 +47,9 @@ use crate::clock::Clock;
 use crate::coordinator::{CoordError, Coordinator, SessionId};
 use crate::job::{FireId, Job, JobId};
 
+/// Most fires and records one wake hands on; what is left of the instant goes out in the next turn.
+pub const WAKE_CHUNK: usize = 2_000;
+
 /// The timer actor (no configuration of its own: see [`Arguments`]).
 pub struct Timer;
 
@@ -174,6 +177,23 @@ impl Running {
         }
     }
 
+    /// Gives claims back, each after the given instant, in a spawned call (`what` names it in the log).
+    fn release(&self, releases: Vec<(JobId, i64)>, what: &'static str) {
+        let Some(lease) = self.state.lease else {
+            return;
+        };
+        if releases.is_empty() {
+            return;
+        }
+        let coordinator = self.coordinator.clone();
+        tokio::spawn(async move {
+            if let Err(error) = coordinator.release_claims(lease.session, &releases).await {
+                crate::metrics::coordinator_error("release_claims");
+                warn!(%error, "{what} failed");
+            }
+        });
+    }
+
     fn request_claims(&mut self, myself: &ActorRef<Msg>, renewals: bool) {
         if self.claim_in_flight {
             return;
@@ -265,25 +285,22 @@ impl Actor for Timer {
             }
             Msg::Remove(ids) => {
                 let releases = running.state.remove(&ids);
-                if let (Some(lease), false) = (running.state.lease, releases.is_empty()) {
-                    let coordinator = running.coordinator.clone();
-                    tokio::spawn(async move {
-                        if let Err(error) =
-                            coordinator.release_claims(lease.session, &releases).await
-                        {
-                            crate::metrics::coordinator_error("release_claims");
-                            warn!(%error, "releasing claims of removed jobs failed");
-                        }
-                    });
-                }
+                running.release(releases, "releasing claims of removed jobs");
             }
             Msg::SessionChanged(lease) => {
                 running.state.set_lease(lease);
                 running.request_claims(&myself, false);
             }
             Msg::Wake => {
-                let fx = running.state.wake(now);
+                // A wake hands fires on in chunks: the dispatcher and executor start the first chunk while the
+                // next is built, and no turn of this actor holds a worker for long (100,000 jobs due at one
+                // instant are 50 turns, with other messages between them).
+                let fx = running.state.wake_at_most(now, WAKE_CHUNK);
+                let more = fx.fires.len() + fx.records.len() >= WAKE_CHUNK;
                 running.apply(fx);
+                if more {
+                    let _ = myself.cast(Msg::Wake);
+                }
             }
             Msg::ClaimTick => {
                 running.state.refused.clear();
@@ -293,11 +310,17 @@ impl Actor for Timer {
                 running.claim_in_flight = false;
                 match result {
                     Ok(trip) => {
-                        running.state.granted(trip.grants);
+                        let stray = running.state.granted(trip.grants);
+                        running.release(stray, "giving back claims of jobs let go");
                         let fx = running.state.settle(trip.settlements);
                         running.apply(fx);
-                        // Instants that became due while the claim was in flight go out now.
-                        let fx = running.state.wake(running.clock.now_ms());
+                        // Instants that became due while the claim was in flight go out now (in chunks).
+                        let fx = running
+                            .state
+                            .wake_at_most(running.clock.now_ms(), WAKE_CHUNK);
+                        if fx.fires.len() + fx.records.len() >= WAKE_CHUNK {
+                            let _ = myself.cast(Msg::Wake);
+                        }
                         running.apply(fx);
                         // Jobs that arrived while the claim was in flight are claimed at once.
                         running.request_claims(&myself, false);

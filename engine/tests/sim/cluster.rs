@@ -85,12 +85,19 @@ fn work(ctx: &FireContext) -> (Duration, bool) {
     (Duration::from_millis(ms), hash.is_multiple_of(13))
 }
 
+/// Every simulated job's run timeout: longer than any simulated run (at most 2.3 s), so none times out; it
+/// bounds how long a run the log has no end for may have gone on (see `no_false_skip`).
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn spec_of(plan: &JobPlan) -> JobSpec {
     let name = if plan.slow { "slow" } else { "quick" };
     let mut spec = JobSpec::new(
         format!("{name}-{}", plan.id),
         Schedule::parse(plan.schedule).expect("simulation schedules parse"),
-        Target::Handler(HandlerTarget::new("sim")),
+        Target::Handler(HandlerTarget {
+            timeout: Some(RUN_TIMEOUT),
+            ..HandlerTarget::new("sim")
+        }),
     );
     spec.misfire = plan.misfire;
     spec.overlap = plan.overlap;

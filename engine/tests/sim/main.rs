@@ -20,6 +20,7 @@
 //!
 //! - [`no_double_fire`]: no fire id executed twice.
 //! - [`no_silent_miss`]: every instant in the window accounted for by exactly one truthful run record.
+//! - [`no_false_skip`]: `overlap: skip` skips an instant only while a run of the job can be going.
 //! - [`single_owner`]: at any time at most one node fires a given job.
 //! - [`convergence`]: after the heal, the assignment is balanced within a bound, and stays so.
 //! - liveness (checked by the runner, [`simulate`]): virtual time keeps moving; no task busy-loops.
@@ -32,6 +33,7 @@ mod cluster;
 mod convergence;
 mod engine_log;
 mod no_double_fire;
+mod no_false_skip;
 mod no_silent_miss;
 mod scenario;
 mod single_owner;
@@ -83,9 +85,10 @@ const RANDOM_SEEDS: usize = 2;
 type Invariant = (&'static str, fn(&Observed) -> Vec<String>);
 
 /// Every invariant, in report order.
-const INVARIANTS: [Invariant; 4] = [
+const INVARIANTS: [Invariant; 5] = [
     ("no_double_fire", no_double_fire::check),
     ("no_silent_miss", no_silent_miss::check),
+    ("no_false_skip", no_false_skip::check),
     ("single_owner", single_owner::check),
     ("convergence", convergence::check),
 ];
@@ -228,6 +231,7 @@ async fn run(scenario: Scenario, clock: SystemClock, trace: Trace) -> Observed {
         healed_ms,
         converged_by_ms: healed_ms + scenario.converge_within.as_millis() as i64,
         end_ms,
+        run_timeout: cluster::RUN_TIMEOUT,
         ..Observed::default()
     };
     trace.drain_into(&mut observed);
@@ -500,5 +504,27 @@ fn the_invariants_catch_faults_injected_into_a_real_run() {
             .any(|v| v.contains(&lost.scheduled_ms.to_string()) && v.contains("no run record")),
         "an injected missing record of {job}@{} went unnoticed: {violations:?}",
         lost.scheduled_ms
+    );
+
+    // A false skip: the first executed instant of the run (nothing of its job ran before it) recorded
+    // `skipped` for overlap instead, and its run taken out of the log.
+    let mut false_skip = observed.clone();
+    let record = false_skip
+        .records
+        .get_mut(&job)
+        .expect("records of the job")
+        .iter_mut()
+        .find(|r| r.fire_id() == executed.fire)
+        .expect("the executed fire's record");
+    record.outcome = campanile::Outcome::Skipped;
+    record.reason = Some("overlap: skip (previous run still going)".to_owned());
+    false_skip.executions.retain(|e| e.fire != executed.fire);
+    let violations = no_false_skip::check(&false_skip);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains(&executed.fire.to_string()) && v.contains("skipped")),
+        "an injected false skip of {} went unnoticed: {violations:?}",
+        executed.fire
     );
 }

@@ -157,6 +157,9 @@ pub struct Observed {
     pub events: Vec<(i64, String)>,
     /// Set when virtual time stopped (a livelock) and the run was cancelled there: nothing else is complete.
     pub stalled_at_ms: Option<i64>,
+    /// Every job's run timeout: the longest a run may go on (a run the log has no end for may have gone on
+    /// until its start plus this).
+    pub run_timeout: std::time::Duration,
 }
 
 /// Virtual time as an offset from the start of the simulation, for reports: `+12.345s`.

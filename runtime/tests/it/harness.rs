@@ -154,6 +154,12 @@ impl Server {
         }
     }
 
+    /// Sends a signal to the server process (`SIGSTOP`, `SIGCONT`: a freeze and its end).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("the server is running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    }
+
     /// GET as JSON; panics on a transport error.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self.http.get(self.at(path)).send().await.unwrap();

@@ -11,6 +11,7 @@ mod bad_input;
 mod cli;
 mod docs;
 mod etcd_cluster;
+mod failover_skips;
 mod hardening;
 mod harness;
 mod notify;

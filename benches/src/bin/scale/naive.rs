@@ -10,13 +10,11 @@ use std::time::Duration;
 use campanile::Schedule;
 use campanile::clock::{Clock, SystemClock};
 use campanile::job::DstPolicy;
-use campanile_benches::machine::resident_bytes;
 use campanile_benches::tally::Tally;
 use tokio::time::Instant;
 
-use super::heap::live_bytes;
 use super::workload::{self, Workload};
-use super::{lateness_fields, wait_until};
+use super::{Memory, lateness_fields, load_fields, wait_until};
 
 type Fields = BTreeMap<&'static str, String>;
 
@@ -56,7 +54,7 @@ pub async fn load(jobs: usize) -> Result<Fields, String> {
     let tally = Arc::new(Tally::new());
     let armed = Arc::new(AtomicUsize::new(0));
     let schedules = Workload::Typical.schedules(jobs, 0);
-    let (heap0, rss0) = (live_bytes() as u64, resident_bytes().unwrap_or(0));
+    let before = Memory::now();
     let t0 = Instant::now();
     spawn_all(&schedules, &clock, &tally, &armed);
     let ok = wait_until(Duration::from_secs(600), async || {
@@ -67,23 +65,13 @@ pub async fn load(jobs: usize) -> Result<Fields, String> {
         return Err("the tasks did not all start".to_owned());
     }
     let load = t0.elapsed();
-    let (heap1, rss1) = (live_bytes() as u64, resident_bytes().unwrap_or(0));
-    Ok(BTreeMap::from([
-        ("load_s", format!("{:.2}", load.as_secs_f64())),
-        (
-            "rss_per_job",
-            (rss1.saturating_sub(rss0) / jobs as u64).to_string(),
-        ),
-        (
-            "heap_per_job",
-            (heap1.saturating_sub(heap0) / jobs as u64).to_string(),
-        ),
-        (
-            "detail",
-            "one task per job (future + timer entry), schedules shared; no store, no claims"
-                .to_owned(),
-        ),
-    ]))
+    Ok(load_fields(
+        load,
+        before,
+        Memory::now(),
+        jobs,
+        "one task per job (future + timer entry), schedules shared; no store, no claims".to_owned(),
+    ))
 }
 
 /// `spread` or `burst`.

@@ -11,14 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use campanile::clock::SystemClock;
-use campanile_benches::machine::resident_bytes;
 use campanile_benches::tally::Tally;
 use tokio::time::Instant;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use super::heap::live_bytes;
-use super::lateness_fields;
 use super::workload::{self, Workload};
+use super::{Memory, lateness_fields, load_fields};
 
 type Fields = BTreeMap<&'static str, String>;
 
@@ -40,7 +38,7 @@ async fn start(scheduler: &JobScheduler) -> Result<(), String> {
 pub async fn load(jobs: usize) -> Result<Fields, String> {
     let scheduler = scheduler().await?;
     start(&scheduler).await?;
-    let (heap0, rss0) = (live_bytes() as u64, resident_bytes().unwrap_or(0));
+    let before = Memory::now();
     let t0 = Instant::now();
     for i in 0..jobs {
         let text = Workload::Typical
@@ -54,19 +52,13 @@ pub async fn load(jobs: usize) -> Result<Fields, String> {
             .map_err(|e| format!("add job {i}: {e:?}"))?;
     }
     let load = t0.elapsed();
-    let (heap1, rss1) = (live_bytes() as u64, resident_bytes().unwrap_or(0));
-    Ok(BTreeMap::from([
-        ("load_s", format!("{:.2}", load.as_secs_f64())),
-        (
-            "rss_per_job",
-            (rss1.saturating_sub(rss0) / jobs as u64).to_string(),
-        ),
-        (
-            "heap_per_job",
-            (heap1.saturating_sub(heap0) / jobs as u64).to_string(),
-        ),
-        ("detail", "default in-memory stores".to_owned()),
-    ]))
+    Ok(load_fields(
+        load,
+        before,
+        Memory::now(),
+        jobs,
+        "default in-memory stores".to_owned(),
+    ))
 }
 
 /// `burst` (it cannot express `spread`: no sub-second instants).

@@ -15,6 +15,10 @@ use crate::coordinator::{
 };
 use crate::job::{Job, JobId};
 
+/// Most claims sent in one coordinator call; the round trip yields between calls, so a large renewal never
+/// holds a runtime worker (or a backend's lock) for long.
+pub const CLAIM_CHUNK: usize = 2_000;
+
 /// The outcome of one claim.
 #[derive(Debug, Clone)]
 pub struct Granted {
@@ -101,11 +105,32 @@ impl State {
         claims
     }
 
-    /// Applies the coordinator's answers to a claim request.
-    pub fn granted(&mut self, grants: Vec<Granted>) {
-        let Some(lease) = self.lease else { return };
+    /// Applies the coordinator's answers to a claim request. Returns the claims to give back, each at the last
+    /// instant to keep: answers that came after the timer let their job go (it was reassigned or deleted while
+    /// the request was out). Such a claim would otherwise stay with this live session, which fires none of its
+    /// instants, and its successor would wait for this session to record them.
+    pub fn granted(&mut self, grants: Vec<Granted>) -> Vec<(JobId, i64)> {
+        let mut stray = Vec::new();
+        let Some(lease) = self.lease else {
+            return stray;
+        };
         for grant in grants {
             let Some(&slot) = self.index.get(&grant.job) else {
+                if let ClaimResult::Granted { claim, .. } = &grant.result
+                    && claim.session == lease.session
+                {
+                    // Keep what this session fired before it let the job go, nothing after.
+                    let kept = self
+                        .released
+                        .get(&grant.job)
+                        .copied()
+                        .unwrap_or(i64::MIN)
+                        .max(claim.from_ms - 1);
+                    if kept < claim.through_ms {
+                        debug!(job = %grant.job, ?claim, kept, "a claim answered after the job was let go: giving it back");
+                        stray.push((grant.job.clone(), kept));
+                    }
+                }
                 continue;
             };
             match grant.result {
@@ -177,6 +202,7 @@ impl State {
                 ClaimResult::NoSuchJob => {}
             }
         }
+        stray
     }
 
     /// The jobs (and zones) of these claims, for settling the predecessors the answers may name.
@@ -205,7 +231,10 @@ pub(super) async fn claim_round_trip(
 ) -> Result<RoundTrip, CoordError> {
     let mut trip = RoundTrip::default();
     let mut to_settle = pending;
-    for chunk in claims.chunks(10_000) {
+    for (i, chunk) in claims.chunks(CLAIM_CHUNK).enumerate() {
+        if i > 0 {
+            tokio::task::yield_now().await;
+        }
         let results = coordinator.claim_fires(session, chunk).await?;
         for (claim, result) in chunk.iter().zip(results) {
             if let ClaimResult::Granted {

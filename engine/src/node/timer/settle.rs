@@ -118,7 +118,7 @@ pub fn still_firing(previous: &JobClaim, alive: bool, now_ms: i64) -> bool {
 }
 
 /// The instants of a predecessor's claim that it had not settled, `(settled_ms, through_ms]`, by the schedule
-/// in force at each (at most [`MAX_MISSED_SCAN`] of them).
+/// in force at each (at most `MAX_MISSED_SCAN` of them).
 pub fn unsettled_instants(previous: &JobClaim, job: &Job, tz: Tz) -> Vec<i64> {
     let mut instants = Vec::new();
     let mut cursor = previous.settled_ms;

@@ -290,8 +290,14 @@ impl State {
             .map(|&(t, _)| t.min(lease.valid_until_ms))
     }
 
-    /// Emits what is due at `now_ms`.
+    /// Emits everything that is due at `now_ms`.
     pub fn wake(&mut self, now_ms: i64) -> Effects {
+        self.wake_at_most(now_ms, usize::MAX)
+    }
+
+    /// Emits what is due at `now_ms`, stopping once `max` fires and records are out (at least one entry is
+    /// handled per call). What is left stays due: the next call goes on with it, oldest first.
+    pub fn wake_at_most(&mut self, now_ms: i64, max: usize) -> Effects {
         let mut fx = Effects::default();
         let Some(lease) = self.lease else { return fx };
         if self.draining || !lease.valid_at(now_ms) {
@@ -300,7 +306,7 @@ impl State {
         }
         let threshold = duration_ms(self.config.misfire_threshold);
         while let Some(&(t, slot)) = self.queue.first() {
-            if t > now_ms {
+            if t > now_ms || fx.fires.len() + fx.records.len() >= max {
                 break;
             }
             self.queue.pop_first();

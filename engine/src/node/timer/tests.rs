@@ -475,3 +475,71 @@ fn a_lease_permits_only_its_own_session_before_its_end() {
     );
     assert!(lease.valid_at(T0) && !lease.valid_at(T0 + 1000));
 }
+
+#[test]
+fn a_claim_answered_after_its_job_was_let_go_is_given_back() {
+    let mut s = state();
+    let a = job("a", "* * * * * *", T0);
+    s.upsert(vec![a.clone()], T0);
+    let claims = s.claims_due(T0, false);
+    // Reassigned while the request was out: without a claim, the job is let go at once.
+    s.revoke(std::slice::from_ref(&a.id));
+    let stray = s.granted(claims.iter().map(|c| grant(c, None)).collect());
+    assert_eq!(
+        stray,
+        vec![(a.id.clone(), T0)],
+        "nothing fired: the whole claim goes back"
+    );
+
+    // Fired up to T0+2s under a claim through T0+2.5s, then let go; a late extension keeps only that.
+    let mut s = state();
+    s.upsert(vec![a.clone()], T0);
+    let first = s.claims_due(T0, false);
+    let short = FireClaim {
+        through_ms: T0 + 2500,
+        ..first[0].clone()
+    };
+    assert!(s.granted(vec![grant(&short, None)]).is_empty());
+    assert_eq!(instants(&s.wake(T0 + 2000)), vec![T0 + 1000, T0 + 2000]);
+    s.revoke(std::slice::from_ref(&a.id));
+    assert_eq!(s.len(), 0, "the claim has run out: let go");
+    let stray = s.granted(vec![grant(&first[0], None)]);
+    assert_eq!(stray, vec![(a.id.clone(), T0 + 2000)]);
+
+    // An answer for another session is not this session's to give back.
+    let mut other = grant(&first[0], None);
+    if let ClaimResult::Granted { claim, .. } = &mut other.result {
+        claim.session = SessionId(99);
+    }
+    assert!(s.granted(vec![other]).is_empty());
+}
+
+#[test]
+fn a_wake_hands_fires_on_in_chunks_oldest_first_and_loses_none() {
+    let mut s = state();
+    let jobs: Vec<Arc<Job>> = (0..25)
+        .map(|i| job(&format!("j{i:02}"), "* * * * * *", T0))
+        .collect();
+    s.upsert(jobs, T0);
+    let claims = s.claims_due(T0, false);
+    s.granted(claims.iter().map(|c| grant(c, None)).collect());
+    // Two instants of 25 jobs due at once: 50 fires, handed on 10 at a time, the older instant first.
+    let mut chunks = Vec::new();
+    loop {
+        let fx = s.wake_at_most(T0 + 2000, 10);
+        if fx.fires.is_empty() {
+            break;
+        }
+        assert!(fx.fires.len() <= 10);
+        chunks.push(instants(&fx));
+    }
+    assert_eq!(chunks.len(), 5);
+    let all: Vec<i64> = chunks.concat();
+    assert_eq!(all.len(), 50);
+    assert!(
+        all.windows(2).all(|w| w[0] <= w[1]),
+        "oldest first: {all:?}"
+    );
+    assert_eq!(all.iter().filter(|&&t| t == T0 + 1000).count(), 25);
+    assert_eq!(s.deadline(T0 + 2000), Some(T0 + 3000), "nothing left due");
+}
