@@ -24,6 +24,10 @@ use super::schema::{JobDoc, JobReplacementDoc, NewJobDoc};
 /// Most items one page holds.
 pub const MAX_PAGE: usize = 1000;
 
+/// Most bytes of jobs one page of `GET /v1/jobs` holds (a job may be 1 MiB: a full page of large jobs would
+/// be a gigabyte built in memory). A page that reaches it ends early, with `next_after`.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
+
 /// `GET /v1/jobs` filters and page.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -51,7 +55,8 @@ pub struct JobList {
     /// The jobs.
     #[schema(value_type = Vec<JobDoc>)]
     pub jobs: Vec<Job>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// Pass as `after` for the next page; absent on the last page. A page ends early when its jobs reach
+    /// 4 MiB of JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_after: Option<String>,
 }
@@ -251,19 +256,24 @@ pub async fn list_jobs(
         })
         .take(limit + 1)
         .collect();
-    let next_after = if page.len() > limit {
+    let mut next_after = if page.len() > limit {
         page.truncate(limit);
         page.last().map(|j| j.id.to_string())
     } else {
         None
     };
-    Ok(Json(JobList {
-        jobs: page
-            .iter()
-            .map(|job| redact::job(caller, job).into_owned())
-            .collect(),
-        next_after,
-    }))
+    let mut jobs = Vec::with_capacity(page.len());
+    let mut bytes = 0;
+    for job in &page {
+        let job = redact::job(caller, job).into_owned();
+        bytes += serde_json::to_vec(&job).map_or(0, |json| json.len());
+        if bytes > MAX_PAGE_BYTES && !jobs.is_empty() {
+            next_after = jobs.last().map(|j: &Job| j.id.to_string());
+            break;
+        }
+        jobs.push(job);
+    }
+    Ok(Json(JobList { jobs, next_after }))
 }
 
 /// Create a job (its id is generated unless the body names one).

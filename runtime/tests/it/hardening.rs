@@ -297,3 +297,39 @@ async fn http_targets_cannot_reach_the_nodes_own_api_or_link_local_addresses() {
         assert!(reason.contains("egress"), "{id}: {reason}");
     }
 }
+
+#[tokio::test]
+async fn a_page_of_large_jobs_ends_early_with_a_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    // Six jobs of about 900 KB each: more than one page's 4 MiB.
+    let big = "x".repeat(900_000);
+    for i in 0..6 {
+        let job = serde_json::json!({"id": format!("big-{i}"), "name": "big", "schedule": "@yearly",
+            "target": {"type": "command", "argv": ["true", big]}});
+        let (status, body) = server.send(Method::POST, "/v1/jobs", Some(job)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    let mut seen = Vec::new();
+    let mut path = "/v1/jobs?limit=1000".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = server.get(&path).await;
+        assert_eq!(status, 200);
+        pages += 1;
+        let jobs = page["jobs"].as_array().unwrap();
+        assert!(
+            page.to_string().len() <= 5 << 20,
+            "a page of {} bytes",
+            page.to_string().len()
+        );
+        seen.extend(jobs.iter().map(|j| j["id"].as_str().unwrap().to_owned()));
+        match page["next_after"].as_str() {
+            Some(after) => path = format!("/v1/jobs?limit=1000&after={after}"),
+            None => break,
+        }
+    }
+    assert!(pages > 1, "one page held everything");
+    assert_eq!(seen, (0..6).map(|i| format!("big-{i}")).collect::<Vec<_>>());
+}
