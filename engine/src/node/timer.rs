@@ -39,7 +39,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
 
-pub use self::claims::{Granted, RoundTrip};
+pub use self::claims::{CLAIM_CHUNK, Granted, RoundTrip};
 pub use self::settle::{Settlement, still_firing, unrecorded, unsettled_instants, verdict};
 pub use self::state::{Effects, State};
 use super::dispatcher;
