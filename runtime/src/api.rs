@@ -215,6 +215,7 @@ pub fn router(state: AppState, tokens: Option<Tokens>, limits: &Limits) -> Route
     let json = serde_json::to_value(&doc)
         .map(|mut value| {
             open_all_of_members(&mut value);
+            optional_members_take_null(&mut value);
             value.to_string()
         })
         .unwrap_or_else(|e| {
@@ -269,6 +270,81 @@ pub fn open_all_of_members(doc: &mut serde_json::Value) {
             .and_then(serde_json::Value::as_object_mut)
         {
             schema.remove("additionalProperties");
+        }
+    }
+}
+
+/// Says what the server does with `null`: in a request body an optional member sent as `null` is absent
+/// (`JsonObject::into_typed`), so every optional member of every component schema also takes `null`; a
+/// parameter, which cannot be `null` (an empty one is absent), is never marked nullable.
+pub fn optional_members_take_null(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+
+    fn nullable(schema: &mut Value) {
+        match schema.get_mut("type") {
+            Some(Value::String(t)) => {
+                let t = t.clone();
+                schema["type"] = json!([t, "null"]);
+            }
+            Some(Value::Array(types)) => {
+                if !types.iter().any(|t| t == "null") {
+                    types.push(json!("null"));
+                }
+            }
+            _ => {
+                let inner = std::mem::take(schema);
+                *schema = json!({"oneOf": [inner, {"type": "null"}]});
+            }
+        }
+    }
+    fn walk(schema: &mut Value) {
+        let Value::Object(map) = schema else {
+            return;
+        };
+        let required: Vec<String> = map
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(Value::Object(properties)) = map.get_mut("properties") {
+            for (name, property) in properties.iter_mut() {
+                if !required.contains(name) {
+                    nullable(property);
+                }
+            }
+        }
+        for key in ["allOf", "oneOf", "anyOf"] {
+            if let Some(Value::Array(members)) = map.get_mut(key) {
+                members.iter_mut().for_each(walk);
+            }
+        }
+    }
+    if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
+        schemas.values_mut().for_each(walk);
+    }
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for item in paths.values_mut() {
+            let Value::Object(operations) = item else {
+                continue;
+            };
+            for operation in operations.values_mut() {
+                let Some(Value::Array(parameters)) = operation.get_mut("parameters") else {
+                    continue;
+                };
+                for parameter in parameters {
+                    if let Some(Value::Array(types)) = parameter.pointer_mut("/schema/type") {
+                        types.retain(|t| t != "null");
+                        if types.len() == 1 {
+                            let only = types[0].clone();
+                            parameter["schema"]["type"] = only;
+                        }
+                    }
+                }
+            }
         }
     }
 }

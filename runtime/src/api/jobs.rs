@@ -67,6 +67,9 @@ pub struct JobList {
 pub struct CloneRequest {
     /// Id of the copy; generated if absent.
     #[serde(default)]
+    #[schema(
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"
+    )]
     pub id: Option<String>,
     /// Name of the copy; the source's if absent.
     #[serde(default)]

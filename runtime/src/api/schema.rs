@@ -314,6 +314,9 @@ pub struct PastScheduleDoc {
 pub struct NewJobDoc {
     /// The id to create the job under (`[A-Za-z0-9._-]`); generated if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"
+    )]
     pub id: Option<String>,
     /// The job JSON.
     #[serde(flatten)]
@@ -327,6 +330,9 @@ pub struct NewJobDoc {
 pub struct JobReplacementDoc {
     /// Must equal the path's id when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"
+    )]
     pub id: Option<String>,
     /// Update only if the job is still at this revision (like `If-Match`); 409 otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -220,10 +220,20 @@ async fn the_document_describes_real_answers_and_every_auth_error() {
         }
     }
 
-    // A member the document marks nullable may be sent as null.
+    // Every optional member is nullable in the document, and may be sent as null; no parameter is nullable.
+    let labels = &schemas["JobSpec"]["properties"]["labels"]["type"];
+    assert_eq!(labels, &serde_json::json!(["object", "null"]), "{labels}");
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let text = parameter["schema"]["type"].to_string();
+                assert!(!text.contains("null"), "{method} {path}: {parameter}");
+            }
+        }
+    }
     let with_nulls = serde_json::json!({"id": "nulls", "name": "nulls", "schedule": "@hourly",
-        "delivery": null, "timezone": null, "paused": null,
-        "target": {"type": "command", "argv": ["true"], "cwd": null}});
+        "delivery": null, "timezone": null, "paused": null, "labels": null, "node_labels": null,
+        "target": {"type": "command", "argv": ["true"], "cwd": null, "env": null}});
     let (status, body) = server
         .send(Method::POST, "/v1/jobs", Some(with_nulls))
         .await;
