@@ -347,7 +347,7 @@ pub async fn replace_job(
         Some(other) => {
             return Err(ApiError::invalid(
                 "id",
-                format!("id: {other} differs from the path's id {id:?}"),
+                format!("id: {other} differs from the path's id \"{id}\""),
             ));
         }
     }
