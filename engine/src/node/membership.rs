@@ -160,6 +160,8 @@ pub struct State {
     /// Owned jobs and the revision the timer has.
     owned: HashMap<JobId, u64>,
     publish_pending: bool,
+    /// The job feed has delivered a full listing (before it, the job map is empty, not the store's).
+    jobs_listed: bool,
     /// A `publish_assignment` call is out; the next waits for its answer.
     publishing: bool,
     /// A `campaign` call is out; the next keep-alive round does not start another.
@@ -458,6 +460,7 @@ impl Actor for Membership {
             members: Vec::new(),
             owned: HashMap::new(),
             publish_pending: false,
+            jobs_listed: false,
             publishing: false,
             campaigning: false,
             dirty: true,
@@ -496,10 +499,14 @@ impl Actor for Membership {
                 let coordinator = state.coordinator.clone();
                 let node = state.node.clone();
                 let ttl = state.config.ttl;
+                // Back off between failed opens, but never longer than a quarter of the TTL: after a coordinator
+                // outage the first opens fail (the server is still down, or still holds this node's old
+                // session until the TTL expires it), and a node must rejoin soon after that, not 5 s later.
+                let cap_ms = (ttl.as_millis() as u64 / 4).clamp(100, 5_000);
                 let delay = if state.connect_failures == 0 {
                     Duration::ZERO
                 } else {
-                    Duration::from_millis((100u64 << state.connect_failures.min(6)).min(5_000))
+                    Duration::from_millis((100u64 << state.connect_failures.min(6)).min(cap_ms))
                 };
                 let me = myself.clone();
                 tokio::spawn(async move {
@@ -634,6 +641,7 @@ impl Actor for Membership {
                 }
             }
             Msg::JobsListed(snapshot) => {
+                state.jobs_listed = true;
                 state.jobs = snapshot
                     .jobs
                     .into_iter()
@@ -668,6 +676,18 @@ impl Actor for Membership {
                 if let (Some(epoch), Some(session)) =
                     (state.leader_epoch, state.session.as_ref().map(|s| s.id))
                 {
+                    // Place only from a view that has caught up: the job store listed, and the members
+                    // showing this very session. A leader whose members feed still shows the world before
+                    // its new session (after a coordinator restart, say) would otherwise place every job on
+                    // nobody and stop the cluster until the next publication.
+                    if !state.jobs_listed || !state.members.iter().any(|m| m.session == session) {
+                        debug!(
+                            epoch,
+                            "not publishing yet: the view of jobs or members is behind"
+                        );
+                        state.dirty = true;
+                        return Ok(());
+                    }
                     state.dirty = false;
                     let previous = state.assignment.as_ref().map(|a| &a.owners);
                     // A leaving member takes nothing (it runs out what it has, then goes).
