@@ -125,6 +125,8 @@ async fn rig(jobs: usize) -> Rig {
             }))),
             revoked: Arc::default(),
             ended: ended.clone(),
+            base_env: campanile::exec::BaseEnv::default(),
+            egress: campanile::exec::Egress::default(),
         },
     )
     .await

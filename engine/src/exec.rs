@@ -8,6 +8,8 @@
 //! Neither panics nor returns an error: every failure, including a target that could not start, is an
 //! [`AttemptResult`] with a reason, so it ends up in the fire's run record.
 
+use std::ffi::OsString;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat};
@@ -17,6 +19,7 @@ use crate::job::FireId;
 use crate::run::Outcome;
 
 mod command;
+mod egress;
 #[cfg(feature = "http")]
 mod http;
 mod tail;
@@ -24,8 +27,9 @@ mod tail;
 mod tests;
 
 pub use command::run_command;
+pub use egress::{Egress, Rule as EgressRule};
 #[cfg(feature = "http")]
-pub use http::run_http;
+pub use http::{HttpClients, run_http};
 
 /// What a target is told about the fire it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +53,62 @@ impl FireContext {
             // Beyond chrono's range (about ±262,000 years): no schedule produces it, but never panic.
             None => self.fire.scheduled_ms.to_string(),
         }
+    }
+}
+
+/// The environment a command starts from, before its job's own `env` and the `CAMPANILE_*` fire variables.
+///
+/// Commands never inherit the node's whole environment: a server holds secrets there (`CAMPANILE_TOKEN`,
+/// `CAMPANILE_ETCD_PASSWORD`, cloud credentials) that a job's output or webhooks would carry away. They get
+/// [`BaseEnv::ALWAYS`] and whatever else the node names, taken from the node's environment when the node starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseEnv {
+    vars: Arc<[(OsString, OsString)]>,
+}
+
+impl BaseEnv {
+    /// Variables every command gets from the node, when the node has them.
+    pub const ALWAYS: [&'static str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+
+    /// `PATH` when the node has none: where `argv[0]` is looked up.
+    pub const DEFAULT_PATH: &'static str = "/usr/local/bin:/usr/bin:/bin";
+
+    /// [`BaseEnv::ALWAYS`] and the variables named in `more`, with the values they have in this process now
+    /// (unset ones are left out; `PATH` falls back to [`BaseEnv::DEFAULT_PATH`]).
+    pub fn inherit<S: AsRef<str>>(more: impl IntoIterator<Item = S>) -> Self {
+        let mut names: Vec<String> = Self::ALWAYS.iter().map(|&n| n.to_owned()).collect();
+        for name in more {
+            let name = name.as_ref();
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+        Self::from_vars(
+            names
+                .into_iter()
+                .filter_map(|name| std::env::var_os(&name).map(|value| (name.into(), value))),
+        )
+    }
+
+    /// Exactly these variables (plus `PATH` = [`BaseEnv::DEFAULT_PATH`] if they hold no `PATH`).
+    pub fn from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Self {
+        let mut vars: Vec<(OsString, OsString)> = vars.into_iter().collect();
+        if !vars.iter().any(|(name, _)| name == "PATH") {
+            vars.push(("PATH".into(), Self::DEFAULT_PATH.into()));
+        }
+        Self { vars: vars.into() }
+    }
+
+    /// The variables, in order.
+    pub fn vars(&self) -> impl Iterator<Item = (&OsString, &OsString)> {
+        self.vars.iter().map(|(name, value)| (name, value))
+    }
+}
+
+impl Default for BaseEnv {
+    /// [`BaseEnv::inherit`] of nothing more than [`BaseEnv::ALWAYS`].
+    fn default() -> Self {
+        Self::inherit(std::iter::empty::<&str>())
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod id;
 mod policy;
+mod secret;
 mod target;
 mod validate;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use id::{FireId, JobId};
 pub use policy::{Backoff, Delivery, DstPolicy, MisfirePolicy, Overlap, RetryPolicy};
+pub use secret::{MAX_SECRET_FILE, SecretValue};
 pub use target::{CommandTarget, HandlerTarget, HttpTarget, Target};
 pub use validate::ValidationError;
 

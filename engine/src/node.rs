@@ -115,6 +115,10 @@ pub struct Arguments {
     pub info: NodeInfo,
     /// Registered handlers.
     pub handlers: Arc<HashMap<String, executor::Handler>>,
+    /// What commands start from.
+    pub base_env: crate::exec::BaseEnv,
+    /// Where HTTP targets may connect.
+    pub egress: crate::exec::Egress,
     /// Tunables.
     pub config: Config,
     /// Where the recorder announces stored records.
@@ -204,6 +208,8 @@ async fn spawn_children(
             fence: fence.clone(),
             revoked: revoked.clone(),
             ended: ended.clone(),
+            base_env: args.base_env.clone(),
+            egress: args.egress.clone(),
         },
         cell.clone(),
     )

@@ -33,13 +33,16 @@ use rand::{Rng, SeedableRng};
 
 use crate::clock::{Clock, SystemClock};
 use crate::coordinator::{CoordError, Coordinator, NodeId, NodeInfo, Precondition, RunQuery};
-use crate::exec::FireContext;
+use crate::exec::{BaseEnv, Egress, FireContext};
 use crate::job::{FireId, Job, JobId, JobSpec, ValidationError};
 use crate::node::executor::{Handler, HandlerFuture};
 use crate::node::fire::{Fire, FireKind};
 use crate::node::membership::NodeStatus;
 use crate::node::{self, ShutdownReport};
 use crate::run::RunRecord;
+
+/// How often an update without an expected revision is tried against concurrent writers.
+pub const MODIFY_ATTEMPTS: u32 = 16;
 
 /// Most instants one backfill may run.
 pub const MAX_BACKFILL: usize = 10_000;
@@ -111,6 +114,8 @@ pub struct Builder {
     capacity: Option<u64>,
     address: Option<String>,
     handlers: HashMap<String, Handler>,
+    base_env: Option<BaseEnv>,
+    egress: Egress,
     clock: Option<Arc<dyn Clock>>,
     seed: Option<u64>,
     config: node::Config,
@@ -125,6 +130,8 @@ impl Default for Builder {
             capacity: None,
             address: None,
             handlers: HashMap::new(),
+            base_env: None,
+            egress: Egress::default(),
             clock: None,
             seed: None,
             config: node::Config {
@@ -178,6 +185,20 @@ impl Builder {
     {
         let handler: Handler = Arc::new(move |ctx| -> HandlerFuture { Box::pin(handler(ctx)) });
         self.handlers.insert(name.into(), handler);
+        self
+    }
+
+    /// The environment commands start from, before their job's `env` and the `CAMPANILE_*` fire variables
+    /// (default: [`BaseEnv::default`], this process's `PATH`, `HOME`, `LANG` and `TZ` when the node starts).
+    /// Commands never inherit the rest of the node's environment: name more with [`BaseEnv::inherit`].
+    pub fn command_env(mut self, env: BaseEnv) -> Self {
+        self.base_env = Some(env);
+        self
+    }
+
+    /// Where HTTP targets may connect (default: anywhere but link-local networks, [`Egress::default`]).
+    pub fn egress(mut self, egress: Egress) -> Self {
+        self.egress = egress;
         self
     }
 
@@ -249,6 +270,8 @@ impl Builder {
             clock: clock.clone(),
             info,
             handlers: Arc::new(self.handlers),
+            base_env: self.base_env.unwrap_or_default(),
+            egress: self.egress,
             config: self.config,
             stored: stored.clone(),
         };
@@ -263,6 +286,7 @@ impl Builder {
                 node_id,
                 stored,
                 rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+                triggered: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -275,6 +299,9 @@ struct Inner {
     node_id: NodeId,
     stored: tokio::sync::broadcast::Sender<RunRecord>,
     rng: Mutex<rand::rngs::StdRng>,
+    /// The latest instant this node gave a trigger of each job, to give the next one another (see
+    /// [`Scheduler::trigger`]). Only entries at or after the clock matter; older ones are pruned.
+    triggered: Mutex<HashMap<JobId, i64>>,
 }
 
 /// A running node's handle. Cheap to clone; job operations go to the coordinator, so they act on the whole
@@ -309,6 +336,7 @@ impl Scheduler {
     /// Creates a job with the given id; `Conflict` if it exists.
     pub async fn create_with_id(&self, id: JobId, spec: JobSpec) -> Result<Job, SchedulerError> {
         spec.validate()?;
+        fires_at_all(&spec, self.inner.clock.now_ms())?;
         let mut job = Job::new(id, spec, self.inner.clock.now_ms());
         job.revision = self
             .inner
@@ -327,7 +355,20 @@ impl Scheduler {
         expected_revision: Option<u64>,
     ) -> Result<Job, SchedulerError> {
         spec.validate()?;
-        self.modify(id, expected_revision, move |job| *job = spec)
+        // A job whose instants have all passed stays editable (its name, its labels); a new schedule or new
+        // bounds must have an instant to come.
+        let current = self.get(id).await?;
+        if current.is_none_or(|job| {
+            (
+                &job.spec.schedule,
+                job.spec.start_at,
+                job.spec.end_at,
+                &job.spec.timezone,
+            ) != (&spec.schedule, spec.start_at, spec.end_at, &spec.timezone)
+        }) {
+            fires_at_all(&spec, self.inner.clock.now_ms())?;
+        }
+        self.modify(id, expected_revision, move |job| *job = spec.clone())
             .await
     }
 
@@ -371,17 +412,23 @@ impl Scheduler {
         self.create_with_id(new_id, spec).await
     }
 
-    /// Runs a job now on this node, once, outside its schedule; returns the fire id (`job@now_ms`).
+    /// Runs a job now on this node, once, outside its schedule; returns the fire id (`job@ms`, `ms` about now).
+    ///
+    /// Every trigger is a run of its own, with its own fire id (a fire id has one run and one record): `ms` is
+    /// now, or one past this node's previous trigger of the job if that was at or after now (many triggers in
+    /// one millisecond), and never an instant of the job's schedule (that fire id is the scheduled run's). The
+    /// run waits behind a run of the job that is going on, whatever the overlap policy (see
+    /// `node::dispatcher`).
     pub async fn trigger(&self, id: &JobId) -> Result<FireId, SchedulerError> {
         let job = Arc::new(
             self.get(id)
                 .await?
                 .ok_or_else(|| SchedulerError::NotFound(id.clone()))?,
         );
-        let now = self.inner.clock.now_ms();
+        let scheduled_ms = self.trigger_instant(&job)?;
         let fire = Fire {
             job,
-            scheduled_ms: now,
+            scheduled_ms,
             kind: FireKind::Manual,
             session: None,
             start_by_ms: None,
@@ -394,8 +441,30 @@ impl Scheduler {
         Ok(fire_id)
     }
 
-    /// Runs, on this node, every instant of the job's schedule in `[from_ms, to_ms]` that has no run record
-    /// (at most [`MAX_BACKFILL`]); returns their fire ids.
+    /// The instant of a new trigger of `job` (see [`Scheduler::trigger`]).
+    fn trigger_instant(&self, job: &Job) -> Result<i64, SchedulerError> {
+        let tz = job.spec.tz()?;
+        let now = self.inner.clock.now_ms();
+        let mut triggered = self
+            .inner
+            .triggered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        triggered.retain(|_, last| *last >= now);
+        let mut at = triggered.get(&job.id).map_or(now, |last| now.max(last + 1));
+        while job.spec.schedule.next_after(at - 1, tz, job.spec.dst) == Some(at) {
+            at += 1;
+        }
+        triggered.insert(job.id.clone(), at);
+        Ok(at)
+    }
+
+    /// Runs, on this node, every instant of the job's schedule in `[from_ms, to_ms]` that has passed and has
+    /// no run record (at most [`MAX_BACKFILL`]); returns their fire ids, in the order they will run.
+    ///
+    /// They run one after another, oldest first, whatever the job's overlap policy (only `allow` runs them
+    /// side by side): a backfill is asked for, and none of its instants is skipped. Instants after now are
+    /// left out: they are the schedule's to run.
     pub async fn backfill(
         &self,
         id: &JobId,
@@ -413,6 +482,7 @@ impl Scheduler {
                 .ok_or_else(|| SchedulerError::NotFound(id.clone()))?,
         );
         let tz = job.spec.tz()?;
+        let to_ms = to_ms.min(self.inner.clock.now_ms());
         let mut instants = Vec::new();
         let mut cursor = from_ms - 1;
         while let Some(t) = job.spec.schedule.next_after(cursor, tz, job.spec.dst) {
@@ -556,33 +626,53 @@ impl Scheduler {
         self.inner.node.get_cell()
     }
 
+    /// Read, change, write back if nothing changed meanwhile. With `expected_revision` a concurrent change
+    /// is the caller's `Conflict`; without, the change is applied again to what the other writer left (a
+    /// caller who named no revision asked for its change, not for a particular base), up to
+    /// [`MODIFY_ATTEMPTS`] times.
     async fn modify(
         &self,
         id: &JobId,
         expected_revision: Option<u64>,
-        change: impl FnOnce(&mut JobSpec),
+        change: impl Fn(&mut JobSpec),
     ) -> Result<Job, SchedulerError> {
-        let mut job = self
-            .get(id)
-            .await?
-            .ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
-        if let Some(expected) = expected_revision
-            && expected != job.revision
-        {
-            return Err(SchedulerError::Conflict {
-                job: id.clone(),
-                detail: format!("expected revision {expected}, found {}", job.revision),
-            });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut job = self
+                .get(id)
+                .await?
+                .ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
+            if let Some(expected) = expected_revision
+                && expected != job.revision
+            {
+                return Err(SchedulerError::Conflict {
+                    job: id.clone(),
+                    detail: format!("expected revision {expected}, found {}", job.revision),
+                });
+            }
+            let mut spec = job.spec.clone();
+            change(&mut spec);
+            job.update_spec(spec, self.inner.clock.now_ms());
+            match self
+                .inner
+                .coordinator
+                .put_job(job.clone(), Precondition::Revision(job.revision))
+                .await
+                .map_err(SchedulerError::from)
+            {
+                Ok(revision) => {
+                    job.revision = revision;
+                    return Ok(job);
+                }
+                Err(SchedulerError::Conflict { .. })
+                    if expected_revision.is_none() && attempt < MODIFY_ATTEMPTS =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let mut spec = job.spec.clone();
-        change(&mut spec);
-        job.update_spec(spec, self.inner.clock.now_ms());
-        job.revision = self
-            .inner
-            .coordinator
-            .put_job(job.clone(), Precondition::Revision(job.revision))
-            .await?;
-        Ok(job)
     }
 
     fn generate_id(&self) -> JobId {
@@ -598,6 +688,58 @@ impl Scheduler {
             suffix & 0xffff_ffff_ffff
         ))
         .expect("generated ids are valid")
+    }
+}
+
+/// Refuses a job that would never fire after `now_ms`: its schedule has no instant to come (a past `@at`,
+/// a year that has passed), or its `end_at` is before the next one. The error names the field to change.
+fn fires_at_all(spec: &JobSpec, now_ms: i64) -> Result<(), ValidationError> {
+    if !preview(spec, now_ms, 1)
+        .map_err(|e| match e {
+            SchedulerError::Invalid(v) => v,
+            other => ValidationError::new("timezone", &spec.timezone, other.to_string()),
+        })?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map_or_else(|| ms.to_string(), |t| t.to_rfc3339())
+    };
+    if let Some(end) = spec.end_at
+        && end.timestamp_millis() <= now_ms
+    {
+        return Err(ValidationError::new(
+            "end_at",
+            end.to_rfc3339(),
+            format!(
+                "has passed (now is {}): the job would never fire",
+                at(now_ms)
+            ),
+        ));
+    }
+    let tz = spec.tz()?;
+    let from = spec
+        .start_at
+        .map_or(now_ms, |start| now_ms.max(start.timestamp_millis() - 1));
+    match (spec.schedule.next_after(from, tz, spec.dst), spec.end_at) {
+        (Some(next), Some(end)) => Err(ValidationError::new(
+            "end_at",
+            end.to_rfc3339(),
+            format!(
+                "is before the schedule's next instant {}: the job would never fire",
+                at(next)
+            ),
+        )),
+        _ => Err(ValidationError::new(
+            "schedule",
+            spec.schedule.as_str(),
+            format!(
+                "has no instant after {}: the job would never fire",
+                at(from.max(now_ms))
+            ),
+        )),
     }
 }
 

@@ -3,7 +3,11 @@
 //! two cannot list different routes), and the open operational endpoints `/healthz`, `/readyz`, `/metrics`.
 //!
 //! Every error is `{"error": {"code", "message", "field"?}}` (see [`error`]); bad input is a 4xx naming the
-//! field, never a 500. Bodies are limited to `max_body_bytes` (413 beyond).
+//! field, never a 500. Requests are bounded before anything else looks at them ([`Limits`]): the request
+//! target (414), the header fields (431), the body (`max_body_bytes`, 413) and pauses in it (408).
+//!
+//! Nothing a client sends grows memory: the request metric's labels come from a fixed set (the matched
+//! route's template or `unmatched`, a known method or `other`, the status).
 
 pub mod auth;
 pub mod body;
@@ -12,6 +16,7 @@ pub mod error;
 pub mod jobs;
 pub mod ops;
 pub mod rebalance;
+pub mod redact;
 pub mod runs;
 pub mod schema;
 
@@ -19,14 +24,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use campanile::Scheduler;
 use campanile::clock::Clock;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -89,8 +95,39 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// What one request may be (from `max_body_bytes` and `[http]`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest body (413 beyond).
+    pub max_body_bytes: usize,
+    /// Longest request target (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Most bytes of header fields, names and values (431 beyond).
+    pub max_header_bytes: usize,
+    /// Longest pause while the body is received (408 after it).
+    pub body_read_timeout: std::time::Duration,
+}
+
+impl Limits {
+    /// The configured limits.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            max_body_bytes: config.max_body_bytes,
+            max_uri_bytes: config.http.max_uri_bytes,
+            max_header_bytes: config.http.max_header_bytes,
+            body_read_timeout: config.http.body_read_timeout,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::from_config(&crate::config::Config::default())
+    }
+}
+
 /// The router and its OpenAPI document, before state is attached.
-pub fn routes(tokens: Option<Tokens>) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::<AppState>::new()
         .routes(routes!(jobs::list_jobs, jobs::create_job))
         .routes(routes!(
@@ -109,33 +146,260 @@ pub fn routes(tokens: Option<Tokens>) -> (axum::Router<AppState>, utoipa::openap
         .routes(routes!(runs::all_runs))
         .routes(routes!(cluster::cluster))
         .routes(routes!(rebalance::plan_route))
-        .routes(routes!(ops::openapi))
-        .route_layer(middleware::from_fn_with_state(tokens, auth::require_token));
+        .routes(routes!(ops::openapi));
     let open = OpenApiRouter::<AppState>::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(v1)
         .merge(open)
-        .split_for_parts()
+        .split_for_parts();
+    utoipa::Modify::modify(&Contract, &mut doc);
+    (router, doc)
+}
+
+/// What the per-route annotations cannot say, added to the assembled document so it describes what the
+/// server does: every `/v1` operation may answer 401 (no or an unknown token) and, when it changes state,
+/// 403 (a read-only token). (See also [`open_all_of_members`].)
+struct Contract;
+
+impl utoipa::Modify for Contract {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.post, path != "/v1/rebalance/plan"),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
+            ];
+            for (operation, writes) in operations {
+                let Some(operation) = operation else { continue };
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("401".to_owned())
+                    .or_insert_with(|| error("No token, or one this server does not know"));
+                if writes {
+                    responses.entry("403".to_owned()).or_insert_with(|| {
+                        error("A read-only token: changing state needs an admin token")
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// The whole service: routes, document, limits, JSON errors for everything, request metrics.
-pub fn router(state: AppState, tokens: Option<Tokens>, max_body_bytes: usize) -> Router {
-    let (router, mut doc) = routes(tokens);
+pub fn router(state: AppState, tokens: Option<Tokens>, limits: &Limits) -> Router {
+    let (router, mut doc) = routes();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    let json = doc.to_json().unwrap_or_else(|e| {
-        serde_json::json!({"error": format!("failed to serialize the document: {e}")}).to_string()
-    });
+    let json = serde_json::to_value(&doc)
+        .map(|mut value| {
+            open_all_of_members(&mut value);
+            optional_members_take_null(&mut value);
+            value.to_string()
+        })
+        .unwrap_or_else(|e| {
+            serde_json::json!({"error": format!("failed to serialize the document: {e}")})
+                .to_string()
+        });
     let _ = state.openapi.set(json);
     router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        // Around routing and the fallbacks: an unknown /v1 path or method is 401 without a token too, so
+        // that clients without one cannot map the API by 404 against 405.
+        .layer(middleware::from_fn_with_state(tokens, auth::require_token))
         .layer(middleware::from_fn(json_errors))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(
+            (limits.max_uri_bytes, limits.max_header_bytes),
+            bounded_head,
+        ))
         .with_state(state)
+}
+
+/// Drops `additionalProperties: false` from every component schema that is a member of an `allOf` (a flattened
+/// struct like `JobSpec` in `Job`, a tagged enum's variant like `CommandTarget` in `Target`): there it would
+/// forbid the other members' properties, so no real value could validate and no generator could build one.
+/// The server still refuses unknown fields, with a 400 naming the field.
+pub fn open_all_of_members(doc: &mut serde_json::Value) {
+    fn members(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(all_of)) = map.get("allOf") {
+                    out.extend(all_of.iter().filter_map(|member| {
+                        member["$ref"]
+                            .as_str()
+                            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                            .map(str::to_owned)
+                    }));
+                }
+                map.values().for_each(|v| members(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| members(v, out)),
+            _ => {}
+        }
+    }
+    let mut names = Vec::new();
+    members(doc, &mut names);
+    for name in names {
+        if let Some(schema) = doc["components"]["schemas"]
+            .get_mut(&name)
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            schema.remove("additionalProperties");
+        }
+    }
+}
+
+/// Says what the server does with `null`: in a request body an optional member sent as `null` is absent
+/// (`JsonObject::into_typed`), so every optional member of every component schema also takes `null`; a
+/// parameter, which cannot be `null` (an empty one is absent), is never marked nullable.
+pub fn optional_members_take_null(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+
+    fn nullable(schema: &mut Value) {
+        match schema.get_mut("type") {
+            Some(Value::String(t)) => {
+                let t = t.clone();
+                schema["type"] = json!([t, "null"]);
+            }
+            Some(Value::Array(types)) => {
+                if !types.iter().any(|t| t == "null") {
+                    types.push(json!("null"));
+                }
+            }
+            _ => {
+                let inner = std::mem::take(schema);
+                *schema = json!({"oneOf": [inner, {"type": "null"}]});
+            }
+        }
+    }
+    fn walk(schema: &mut Value) {
+        let Value::Object(map) = schema else {
+            return;
+        };
+        let required: Vec<String> = map
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(Value::Object(properties)) = map.get_mut("properties") {
+            for (name, property) in properties.iter_mut() {
+                if !required.contains(name) {
+                    nullable(property);
+                }
+            }
+        }
+        for key in ["allOf", "oneOf", "anyOf"] {
+            if let Some(Value::Array(members)) = map.get_mut(key) {
+                members.iter_mut().for_each(walk);
+            }
+        }
+    }
+    if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
+        schemas.values_mut().for_each(walk);
+    }
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for item in paths.values_mut() {
+            let Value::Object(operations) = item else {
+                continue;
+            };
+            for operation in operations.values_mut() {
+                let Some(Value::Array(parameters)) = operation.get_mut("parameters") else {
+                    continue;
+                };
+                for parameter in parameters {
+                    if let Some(Value::Array(types)) = parameter.pointer_mut("/schema/type") {
+                        types.retain(|t| t != "null");
+                        if types.len() == 1 {
+                            let only = types[0].clone();
+                            parameter["schema"]["type"] = only;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Answers 414 to a request target longer than the limit and 431 to header fields larger than it, as JSON,
+/// before routing, authentication or anything else reads them. (hyper answers heads larger than its read
+/// buffer itself, see `server::listener`.)
+async fn bounded_head(
+    State((max_uri, max_header)): State<(usize, usize)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let uri = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if uri > max_uri {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {uri} bytes; this server takes at most {max_uri} (http.max_uri_bytes)"),
+        )
+        .into_response();
+    }
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers > max_header {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the header fields are {headers} bytes; this server takes at most {max_header} (http.max_header_bytes)"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The `method` label of the request metric: a method this API knows, else `other` (a client may send any
+/// token as a method, and each distinct label value would be a new time series kept forever).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// A handler panicked: a bug, never the input's fault. Answer a JSON 500 and log it, rather than drop the
@@ -177,7 +441,8 @@ async fn method_not_allowed(request: Request) -> ApiError {
 /// Counts each answer, and turns any error answer that is not JSON yet (from a layer or axum itself) into
 /// the JSON error form, so that clients can rely on it.
 async fn json_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
+    let method = method_label(request.method());
+    // A template of the router (a fixed set), never the path itself.
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -187,7 +452,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
     let status = response.status();
     metrics::counter!(
         crate::telemetry::HTTP_REQUESTS,
-        "method" => method.to_string(),
+        "method" => method,
         "route" => route,
         "status" => status.as_u16().to_string()
     )
@@ -206,6 +471,10 @@ async fn json_errors(request: Request, next: Next) -> Response {
             "the request body is larger than this server accepts (max_body_bytes)",
         ),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "the request body paused longer than this server waits (http.body_read_timeout)",
+        ),
         StatusCode::NOT_FOUND => ("no_route", "not found"),
         s if s.is_client_error() => ("bad_request", "bad request"),
         _ => ("internal", "internal error"),

@@ -44,8 +44,18 @@ pub struct Config {
     /// File of API tokens (see [`crate::api::auth`]); without one the API is open.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// Serve without a token file on an address other than loopback (an API open to anyone who reaches it,
+    /// which runs any command as this user). Without it, `serve` refuses such a configuration.
+    pub insecure_no_auth: bool,
+    /// Environment variables of the node that commands receive, besides `PATH`, `HOME`, `LANG` and `TZ`
+    /// (commands never get the node's whole environment).
+    pub inherit_env: Vec<String>,
     /// Largest request body accepted, in bytes; larger ones are answered 413.
     pub max_body_bytes: usize,
+    /// Limits of the HTTP listener: timeouts, connections, request head sizes.
+    pub http: HttpConfig,
+    /// Where HTTP targets and webhooks may connect.
+    pub egress: EgressConfig,
     /// On SIGTERM/SIGINT, how long running runs may take to finish before they are killed.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -125,6 +135,76 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// `[http]`: what one client may hold of the listener, before any token is checked: so that slow or
+/// oversized requests cannot starve `/healthz` or grow memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Time a client has to send a whole request head, from the moment the connection opens or the previous
+    /// answer was sent: so an idle kept-alive connection is closed after it too.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest pause while a request body is received; the request is answered 408 after it.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Most open connections; further ones are closed at once, until some end.
+    pub max_connections: usize,
+    /// Longest request target (path and query), in bytes; longer ones are answered 414.
+    pub max_uri_bytes: usize,
+    /// Most bytes of request header fields; more is answered 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            max_uri_bytes: 8 << 10,
+            max_header_bytes: 16 << 10,
+        }
+    }
+}
+
+/// `[egress]`: where HTTP targets and webhooks may connect. Link-local networks and this node's own listener
+/// are denied unless an `allow` rule names them; a `deny` rule beats an `allow` rule; a non-empty `allow`
+/// list denies what it does not name. Rules: `host.name`, `*.domain`, an IP address, or a network
+/// `10.0.0.0/8`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Destinations permitted; empty: everything not denied.
+    pub allow: Vec<String>,
+    /// Destinations denied.
+    pub deny: Vec<String>,
+}
+
+impl EgressConfig {
+    /// The policy, with `listener` (the node's own API address) denied by default.
+    pub fn policy(
+        &self,
+        listener: Option<SocketAddr>,
+    ) -> Result<campanile::exec::Egress, ValidationError> {
+        let parse = |key: &str, rules: &[String]| {
+            rules
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| {
+                    campanile::exec::EgressRule::parse(rule).map_err(|reason| {
+                        ValidationError::new(format!("egress.{key}[{i}]"), rule, reason)
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(campanile::exec::Egress::new(
+            parse("allow", &self.allow)?,
+            parse("deny", &self.deny)?,
+            listener,
+        ))
+    }
 }
 
 /// `[tls]`: serve the API over TLS (rustls) with this certificate chain and key, both PEM files.
@@ -289,7 +369,11 @@ impl Default for Config {
             data_dir: PathBuf::from("campanile-data"),
             coordinator: None,
             token_file: None,
+            insecure_no_auth: false,
+            inherit_env: Vec::new(),
             max_body_bytes: 1 << 20,
+            http: HttpConfig::default(),
+            egress: EgressConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
             log: LogConfig::default(),
             tls: None,
@@ -475,6 +559,10 @@ pub struct Overrides {
     /// User for etcd's authentication (the password comes from CAMPANILE_ETCD_PASSWORD or etcd.password_file).
     #[arg(long, env = "CAMPANILE_ETCD_USER", value_name = "USER")]
     pub etcd_user: Option<String>,
+    /// Serve an open API (no token file) on an address other than loopback: anyone who reaches it can run
+    /// any command as this user.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 impl Config {
@@ -534,6 +622,9 @@ impl Config {
         if let Some(v) = o.etcd_user {
             self.etcd.user = Some(v);
         }
+        if o.insecure_no_auth {
+            self.insecure_no_auth = true;
+        }
     }
 
     /// The coordinator URL, with the default (`file://{data_dir}/campanile.redb`) filled in.
@@ -560,6 +651,49 @@ impl Config {
             return Err(ValidationError::new("capacity", 0, "must be positive"));
         }
         self.coordinator_url()?;
+        if self.token_file.is_none() && !self.listen.ip().is_loopback() && !self.insecure_no_auth {
+            return Err(ValidationError::new(
+                "listen",
+                self.listen,
+                "is reachable from other machines, and without a token file anyone who reaches it may run \
+                 any command as this user: set token_file (--token-file FILE, see the Security section of \
+                 docs/operations.md), listen on 127.0.0.1, or set insecure_no_auth = true \
+                 (--insecure-no-auth) to serve an open API on purpose",
+            ));
+        }
+        if let Some(name) = self.inherit_env.iter().find(|n| {
+            n.is_empty() || n.contains('=') || n.contains('\0') || n.starts_with("CAMPANILE_")
+        }) {
+            return Err(ValidationError::new(
+                "inherit_env",
+                name,
+                "a variable name is not empty, has no '=' or NUL, and does not start with CAMPANILE_ \
+                 (the node's own settings and secrets, and the fire variables, never pass through)",
+            ));
+        }
+        self.egress.policy(None)?;
+        let http = &self.http;
+        if !(1..=1_000_000).contains(&http.max_connections) {
+            return Err(ValidationError::new(
+                "http.max_connections",
+                http.max_connections,
+                "must be 1 to 1000000",
+            ));
+        }
+        if !(256..=32 << 10).contains(&http.max_uri_bytes) {
+            return Err(ValidationError::new(
+                "http.max_uri_bytes",
+                http.max_uri_bytes,
+                "must be 256 to 32768",
+            ));
+        }
+        if !(1024..=48 << 10).contains(&http.max_header_bytes) {
+            return Err(ValidationError::new(
+                "http.max_header_bytes",
+                http.max_header_bytes,
+                "must be 1024 to 49152",
+            ));
+        }
         if !(1024..=64 << 20).contains(&self.max_body_bytes) {
             return Err(ValidationError::new(
                 "max_body_bytes",
@@ -597,6 +731,18 @@ impl Config {
             Ok(())
         };
         let secs = Duration::from_secs;
+        dur(
+            "http.header_read_timeout",
+            http.header_read_timeout,
+            Duration::from_millis(100),
+            secs(3600),
+        )?;
+        dur(
+            "http.body_read_timeout",
+            http.body_read_timeout,
+            Duration::from_millis(100),
+            secs(3600),
+        )?;
         dur(
             "engine.session_ttl",
             engine.session_ttl,
@@ -759,6 +905,24 @@ impl Config {
         Ok(())
     }
 
+    /// This configuration with its secrets replaced by `"(redacted)"`, to print it: webhook header values
+    /// and passwords in webhook URLs. (Other secrets are only named by their file.)
+    pub fn redacted(&self) -> Self {
+        let mut config = self.clone();
+        for hook in &mut config.notify.webhooks {
+            hook.headers
+                .values_mut()
+                .for_each(|value| *value = "(redacted)".to_owned());
+            if let Ok(mut url) = reqwest::Url::parse(&hook.url)
+                && url.password().is_some()
+                && url.set_password(Some("(redacted)")).is_ok()
+            {
+                hook.url = url.to_string();
+            }
+        }
+        config
+    }
+
     /// A configuration with every optional key set: the source of the key list checked against
     /// `docs/operations.md`.
     pub fn example() -> Self {
@@ -768,6 +932,11 @@ impl Config {
             advertise: Some("10.0.0.5:7070".to_owned()),
             coordinator: Some("file://./campanile-data/campanile.redb".to_owned()),
             token_file: Some(PathBuf::from("/etc/campanile/tokens")),
+            inherit_env: vec!["HTTPS_PROXY".to_owned()],
+            egress: EgressConfig {
+                allow: vec!["*.example.com".to_owned()],
+                deny: vec!["10.0.0.0/8".to_owned()],
+            },
             tls: Some(TlsConfig {
                 cert: PathBuf::from("/etc/campanile/cert.pem"),
                 key: PathBuf::from("/etc/campanile/key.pem"),

@@ -31,7 +31,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = Config::from_file(&file)?;
             let effective =
-                toml::to_string(&config).context("failed to print the configuration")?;
+                toml::to_string(&config.redacted()).context("failed to print the configuration")?;
             out!(
                 "# {} is valid; effective configuration:\n{effective}",
                 file.display()

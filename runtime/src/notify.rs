@@ -86,12 +86,19 @@ struct Hook {
 
 impl Notifier {
     /// Starts the watcher and one delivery task per webhook; `None` when no webhook is configured.
-    pub fn start(config: &NotifyConfig, scheduler: Scheduler) -> Option<Notifier> {
+    ///
+    /// Deliveries obey the node's egress policy as HTTP targets do (no redirects, no denied destination).
+    pub fn start(
+        config: &NotifyConfig,
+        egress: &campanile::exec::Egress,
+        scheduler: Scheduler,
+    ) -> Option<Notifier> {
         if config.webhooks.is_empty() {
             return None;
         }
         let clock: Arc<dyn campanile::clock::Clock> = campanile::clock::SystemClock::new().shared();
-        let client = reqwest::Client::builder()
+        let client = egress
+            .client_builder(false)
             .user_agent(concat!("campanile/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
@@ -99,7 +106,12 @@ impl Notifier {
         let mut tasks = Vec::new();
         for hook in &config.webhooks {
             let (tx, rx) = mpsc::channel(config.queue);
-            tasks.push(tokio::spawn(deliver(hook.clone(), client.clone(), rx)));
+            tasks.push(tokio::spawn(deliver(
+                hook.clone(),
+                client.clone(),
+                egress.clone(),
+                rx,
+            )));
             hooks.push(Hook {
                 config: hook.clone(),
                 queue: tx,
@@ -283,12 +295,22 @@ fn job_ref(job: &Job) -> JobRef {
 async fn deliver(
     hook: WebhookConfig,
     client: reqwest::Client,
+    egress: campanile::exec::Egress,
     mut queue: mpsc::Receiver<Arc<Event>>,
 ) {
     while let Some(event) = queue.recv().await {
         let mut delay = Duration::from_secs(1);
         let mut outcome = "failed";
         for attempt in 1..=hook.max_attempts {
+            let permitted = match reqwest::Url::parse(&hook.url) {
+                Ok(url) => egress.check_destination(&url).await,
+                Err(e) => Err(format!("the url is not valid: {e}")),
+            };
+            if let Err(reason) = permitted {
+                warn!(webhook = %hook.name, %reason, "webhook not sent");
+                outcome = "denied";
+                break;
+            }
             let mut request = client.post(&hook.url).timeout(hook.timeout).json(&*event);
             for (name, value) in &hook.headers {
                 request = request.header(name.as_str(), value.as_str());

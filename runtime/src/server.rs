@@ -8,6 +8,8 @@
 //! flush, open HTTP requests get a few seconds to finish, and the process exits 0. A second signal during
 //! that exits at once, as a crash would (the cluster recovers the node's jobs after its session TTL).
 
+mod listener;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -17,6 +19,7 @@ use anyhow::Context;
 use campanile::Scheduler;
 use campanile::clock::SystemClock;
 use campanile::coordinator::Coordinator;
+use campanile::exec::BaseEnv;
 use campanile_inproc::{InprocConfig, InprocCoordinator};
 use campanile_zookeeper::{DigestAuth, ZkConfig, ZkCoordinator, ZkTls};
 use tokio::signal::unix::{SignalKind, signal};
@@ -139,7 +142,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = crate::telemetry::init_metrics()?;
     let tokens = config.token_file.as_deref().map(Tokens::load).transpose()?;
     if tokens.is_none() {
-        warn!("no token file: the API is open to anyone who can reach it");
+        // `Config::validate` refused this on a non-loopback address unless `insecure_no_auth` says so.
+        warn!(listen = %config.listen, "no token file: the API is open to anyone who can reach it");
     }
     let tls = match &config.tls {
         Some(tls) => Some(
@@ -167,6 +171,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .local_addr()
         .context("failed to read the listen address")?;
 
+    let egress = config.egress.policy(Some(addr))?;
     let mut builder = Scheduler::builder()
         .coordinator(coordinator)
         .node_id(&config.node_id)
@@ -176,12 +181,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .claim_lookahead(config.engine.claim_lookahead)
         .misfire_threshold(config.engine.misfire_threshold)
         .max_concurrent_runs(config.engine.max_concurrent_runs)
-        .rebalance_delay(config.engine.rebalance_delay);
+        .rebalance_delay(config.engine.rebalance_delay)
+        .command_env(BaseEnv::inherit(&config.inherit_env))
+        .egress(egress.clone());
     if let Some(capacity) = config.capacity {
         builder = builder.capacity(capacity);
     }
     let scheduler = builder.start().await.context("failed to start the node")?;
-    let notifier = Notifier::start(&config.notify, scheduler.clone());
+    let notifier = Notifier::start(&config.notify, &egress, scheduler.clone());
 
     let state = AppState {
         scheduler: scheduler.clone(),
@@ -191,22 +198,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         notifier: notifier.clone(),
         openapi: Arc::new(OnceLock::new()),
     };
-    let app = api::router(state.clone(), tokens, config.max_body_bytes);
+    let app = api::router(state.clone(), tokens, &api::Limits::from_config(&config));
     let handle = axum_server::Handle::new();
     let service = app.into_make_service();
+    let max_connections = config.http.max_connections;
     let mut server = match tls {
-        Some(tls) => tokio::spawn(
-            axum_server::from_tcp_rustls(listener, tls)
+        Some(tls) => {
+            let mut server = axum_server::from_tcp_rustls(listener, tls)
                 .context("failed to set up the TLS listener")?
-                .handle(handle.clone())
-                .serve(service),
-        ),
-        None => tokio::spawn(
-            axum_server::from_tcp(listener)
+                .map(|tls| listener::Limited::new(tls, max_connections));
+            listener::configure(&mut server, &config.http);
+            tokio::spawn(server.handle(handle.clone()).serve(service))
+        }
+        None => {
+            let mut server = axum_server::from_tcp(listener)
                 .context("failed to set up the listener")?
-                .handle(handle.clone())
-                .serve(service),
-        ),
+                .map(|plain| listener::Limited::new(plain, max_connections));
+            listener::configure(&mut server, &config.http);
+            tokio::spawn(server.handle(handle.clone()).serve(service))
+        }
     };
     info!(
         addr = %addr,

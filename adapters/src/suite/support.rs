@@ -11,7 +11,7 @@ use campanile::coordinator::{
 };
 use campanile::job::{
     Backoff, CommandTarget, Delivery, DstPolicy, HandlerTarget, HttpTarget, MisfirePolicy, Overlap,
-    PastSchedule, RetryPolicy,
+    PastSchedule, RetryPolicy, SecretValue,
 };
 use campanile::{Coordinator, Job, JobId, JobSpec, Outcome, RunRecord, Schedule, Target};
 use tokio::sync::watch;
@@ -293,17 +293,28 @@ pub(crate) fn full_job(name: &str, variant: usize) -> Job {
     let target = match variant % 3 {
         0 => Target::Command(CommandTarget {
             argv: vec!["/bin/sh".into(), "-c".into(), "echo 'héllo' \"$X\"".into()],
-            env: BTreeMap::from([("X".into(), "1 2".into()), ("EMPTY".into(), String::new())]),
+            env: BTreeMap::from([
+                ("X".into(), "1 2".into()),
+                ("EMPTY".into(), "".into()),
+                ("TOKEN".into(), SecretValue::FromEnv("APP_TOKEN".into())),
+            ]),
             cwd: Some("/tmp/campanile suite".into()),
             timeout: Some(Duration::from_millis(2500)),
         }),
         1 => Target::Http(HttpTarget {
             url: "https://example.invalid/hook?a=1&b=%20".into(),
             method: "PUT".into(),
-            headers: BTreeMap::from([("X-Token".into(), "t0ken".into())]),
+            headers: BTreeMap::from([
+                ("X-Token".into(), "t0ken".into()),
+                (
+                    "Authorization".into(),
+                    SecretValue::FromFile("/etc/campanile/hook-auth".into()),
+                ),
+            ]),
             body: Some("{\"k\": [1, 2]}\n".into()),
             expected_status: vec![200, 204],
             timeout: Duration::from_secs(7),
+            follow_redirects: true,
         }),
         _ => Target::Handler(HandlerTarget {
             name: "report.daily".into(),

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::tail::OutputTail;
-use super::{AttemptResult, FireContext, timeout_reason};
+use super::{AttemptResult, BaseEnv, FireContext, timeout_reason};
 use crate::job::{CommandTarget, FireId};
 use crate::run::{Outcome, RunRecord};
 
@@ -31,8 +31,9 @@ const CHUNK: usize = 64 * 1024;
 
 /// Runs a command target once.
 ///
-/// - `argv` is executed directly (no shell), `argv[0]` looked up in `PATH` if it has no `/`. The child
-///   inherits the node's environment plus `cmd.env`, then `CAMPANILE_FIRE_ID`, `CAMPANILE_JOB_ID`,
+/// - `argv` is executed directly (no shell), `argv[0]` looked up in the child's `PATH` if it has no `/`. The
+///   child's environment is `base` (never the node's whole environment), then `cmd.env` (references
+///   resolved now: one that cannot be is the run's failure, naming it), then `CAMPANILE_FIRE_ID`, `CAMPANILE_JOB_ID`,
 ///   `CAMPANILE_JOB_NAME`, `CAMPANILE_SCHEDULED_AT`, `CAMPANILE_ATTEMPT` and `CAMPANILE_NODE_ID`, which are set
 ///   last so that a job's `env` cannot forge the fire's identity. stdin is `/dev/null`; stdout and stderr share
 ///   one pipe (as `2>&1` would), of which the last `RunRecord::MAX_OUTPUT` bytes are kept.
@@ -47,11 +48,11 @@ const CHUNK: usize = 64 * 1024;
 ///   naming the signal; a program that cannot start is `Failed` with a reason naming `argv[0]` and the OS error.
 ///
 /// Needs a tokio runtime with IO and time enabled (as `tokio::process` does).
-pub async fn run_command(cmd: &CommandTarget, ctx: &FireContext) -> AttemptResult {
+pub async fn run_command(cmd: &CommandTarget, ctx: &FireContext, base: &BaseEnv) -> AttemptResult {
     let Some(program) = cmd.argv.first() else {
         return AttemptResult::not_started("argv is empty: no program to run".to_owned());
     };
-    let (output, mut group) = match spawn(cmd, ctx) {
+    let (output, mut group) = match spawn(cmd, ctx, base) {
         Ok(spawned) => spawned,
         Err(reason) => {
             warn!(fire = %ctx.fire, attempt = ctx.attempt, %reason, "command did not start");
@@ -146,7 +147,11 @@ pub async fn run_command(cmd: &CommandTarget, ctx: &FireContext) -> AttemptResul
 }
 
 /// Starts the child with its output pipe. Errors are the run's failure reason.
-fn spawn(cmd: &CommandTarget, ctx: &FireContext) -> Result<(pipe::Receiver, ProcessGroup), String> {
+fn spawn(
+    cmd: &CommandTarget,
+    ctx: &FireContext,
+    base: &BaseEnv,
+) -> Result<(pipe::Receiver, ProcessGroup), String> {
     let pipe_failed = |err: io::Error| format!("failed to create the output pipe: {err}");
     // `io::pipe` sets close-on-exec on both ends, so commands spawned concurrently do not inherit our write
     // end (which would delay the end of output until they exit).
@@ -154,10 +159,21 @@ fn spawn(cmd: &CommandTarget, ctx: &FireContext) -> Result<(pipe::Receiver, Proc
     let output = pipe::Receiver::from_owned_fd(reader.into()).map_err(pipe_failed)?;
     let stderr = writer.try_clone().map_err(pipe_failed)?;
 
+    let mut env = Vec::with_capacity(cmd.env.len());
+    for (name, value) in &cmd.env {
+        env.push((
+            name,
+            value
+                .resolve()
+                .map_err(|reason| format!("env {name}: {reason}"))?,
+        ));
+    }
     let mut command = Command::new(&cmd.argv[0]);
     command
         .args(&cmd.argv[1..])
-        .envs(&cmd.env)
+        .env_clear()
+        .envs(base.vars())
+        .envs(env)
         .env("CAMPANILE_FIRE_ID", ctx.fire.to_string())
         .env("CAMPANILE_JOB_ID", ctx.fire.job.as_str())
         .env("CAMPANILE_JOB_NAME", &ctx.job_name)

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use tracing::{debug, warn};
 
 use super::tail::OutputTail;
-use super::{AttemptResult, FireContext, timeout_reason};
+use super::{AttemptResult, Egress, FireContext, timeout_reason};
 use crate::job::HttpTarget;
 use crate::run::{Outcome, RunRecord};
 
@@ -23,12 +23,29 @@ use crate::run::{Outcome, RunRecord};
 /// - `Failed` with a reason for a request that cannot be built or sent. Reasons never contain the URL, which
 ///   may carry credentials.
 ///
-/// The client (connection pool, TLS roots, proxy and redirect policy) is the caller's.
+/// The request goes only where the node's [`Egress`] policy permits (checked on the URL, on what its host
+/// resolves to, and on each redirect); redirects are followed only if `target.follow_redirects`. A denied
+/// destination fails the run with a reason naming the rule, and nothing is sent.
+///
+/// The clients (connection pools, TLS roots, the policy) are the caller's: [`HttpClients`].
 pub async fn run_http(
-    client: &reqwest::Client,
+    clients: &HttpClients,
     target: &HttpTarget,
     ctx: &FireContext,
 ) -> AttemptResult {
+    let client = if target.follow_redirects {
+        &clients.redirects
+    } else {
+        &clients.plain
+    };
+    let checked = match reqwest::Url::parse(&target.url) {
+        Ok(url) => clients.egress.check_destination(&url).await,
+        Err(err) => Err(format!("url is not valid: {err}")),
+    };
+    if let Err(reason) = checked {
+        warn!(fire = %ctx.fire, attempt = ctx.attempt, %reason, "http request not sent");
+        return AttemptResult::not_started(reason);
+    }
     let request = match build(client, target, ctx) {
         Ok(request) => request,
         Err(reason) => {
@@ -81,6 +98,32 @@ pub async fn run_http(
     }
 }
 
+/// The HTTP clients of a node, both bound to its egress policy: one that follows no redirect, one that
+/// follows up to 5, each checked.
+#[derive(Debug, Clone)]
+pub struct HttpClients {
+    plain: reqwest::Client,
+    redirects: reqwest::Client,
+    egress: Egress,
+}
+
+impl HttpClients {
+    /// Clients obeying `egress`.
+    pub fn new(egress: Egress) -> Result<Self, String> {
+        let build = |redirects: bool| {
+            egress
+                .client_builder(redirects)
+                .build()
+                .map_err(|e| format!("failed to build the HTTP client: {e}"))
+        };
+        Ok(Self {
+            plain: build(false)?,
+            redirects: build(true)?,
+            egress: egress.clone(),
+        })
+    }
+}
+
 /// The request, or why it cannot be sent (naming the bad field).
 fn build(
     client: &reqwest::Client,
@@ -95,7 +138,10 @@ fn build(
     for (name, value) in &target.headers {
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("header {name:?} is not a valid header name"))?;
-        let value = HeaderValue::from_str(value)
+        let value = value
+            .resolve()
+            .map_err(|reason| format!("header {name:?}: {reason}"))?;
+        let value = HeaderValue::from_str(&value)
             .map_err(|_| format!("header {name:?} has a value that is not valid in HTTP"))?;
         headers.append(header, value);
     }

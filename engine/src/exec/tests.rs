@@ -9,9 +9,9 @@ use tokio::io::AsyncBufReadExt;
 use tokio::net::unix::pipe;
 
 use super::tail::OutputTail;
-use super::{AttemptResult, FireContext, run_command};
+use super::{AttemptResult, BaseEnv, FireContext};
 use crate::coordinator::NodeId;
-use crate::job::{CommandTarget, FireId, JobId};
+use crate::job::{CommandTarget, FireId, JobId, SecretValue};
 use crate::run::{Outcome, RunRecord};
 
 fn ctx() -> FireContext {
@@ -21,6 +21,11 @@ fn ctx() -> FireContext {
         attempt: 2,
         node: NodeId::new("node-a").unwrap(),
     }
+}
+
+/// One attempt from the default base environment.
+async fn run_command(cmd: &CommandTarget, ctx: &FireContext) -> AttemptResult {
+    super::run_command(cmd, ctx, &BaseEnv::default()).await
 }
 
 fn sh(script: &str) -> CommandTarget {
@@ -80,11 +85,10 @@ async fn command_gets_the_fire_env_its_own_env_and_cwd() {
         "$CAMPANILE_SCHEDULED_AT" "$CAMPANILE_ATTEMPT" "$CAMPANILE_NODE_ID" "$GREETING" \
         "${PATH:+inherited PATH}" "$(pwd -P)""#,
     );
-    cmd.env
-        .insert("GREETING".to_owned(), "hello world".to_owned());
+    cmd.env.insert("GREETING".to_owned(), "hello world".into());
     // A job's env cannot forge the fire's identity.
     cmd.env
-        .insert("CAMPANILE_FIRE_ID".to_owned(), "forged@0".to_owned());
+        .insert("CAMPANILE_FIRE_ID".to_owned(), "forged@0".into());
     cmd.cwd = Some(dir.path().to_owned());
 
     let result = run_command(&cmd, &ctx()).await;
@@ -99,6 +103,101 @@ async fn command_gets_the_fire_env_its_own_env_and_cwd() {
              hello world\ninherited PATH\n{}\n",
             cwd.display()
         )
+    );
+}
+
+#[tokio::test]
+async fn command_starts_from_the_base_env_never_the_nodes_secrets() {
+    // The node's own environment holds a secret (as a server's holds `CAMPANILE_TOKEN`); the base names PATH,
+    // HOME and one more variable; the job's env overrides the base.
+    let base = BaseEnv::from_vars([
+        ("PATH".into(), "/usr/bin:/bin".into()),
+        ("HOME".into(), "/home/campanile".into()),
+        ("HTTPS_PROXY".into(), "http://proxy:3128".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+    ]);
+    let mut cmd = sh(r#"env | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^_=' | sort"#);
+    cmd.env.insert("LANG".to_owned(), "de_DE.UTF-8".into());
+    cmd.env.insert("GREETING".to_owned(), "hi".into());
+
+    let result = super::run_command(&cmd, &ctx(), &base).await;
+
+    assert_outcome(&result, Outcome::Succeeded, Some(0));
+    let expected = [
+        "CAMPANILE_ATTEMPT=2",
+        "CAMPANILE_FIRE_ID=backup-db@1700000000123",
+        "CAMPANILE_JOB_ID=backup-db",
+        "CAMPANILE_JOB_NAME=nightly backup",
+        "CAMPANILE_NODE_ID=node-a",
+        "CAMPANILE_SCHEDULED_AT=2023-11-14T22:13:20.123Z",
+        "GREETING=hi",
+        "HOME=/home/campanile",
+        "HTTPS_PROXY=http://proxy:3128",
+        "LANG=de_DE.UTF-8",
+        "PATH=/usr/bin:/bin",
+    ];
+    assert_eq!(result.output.lines().collect::<Vec<_>>(), expected);
+}
+
+#[tokio::test]
+async fn secret_references_are_resolved_when_the_command_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "file-secret\n").unwrap();
+    // `PATH` is in every test process's environment: a reference the test need not set.
+    let path = std::env::var("PATH").unwrap();
+    let mut cmd = sh(r#"printf '%s|%s' "$FROM_FILE" "$FROM_ENV""#);
+    cmd.env
+        .insert("FROM_FILE".to_owned(), SecretValue::FromFile(key.clone()));
+    cmd.env
+        .insert("FROM_ENV".to_owned(), SecretValue::FromEnv("PATH".into()));
+
+    let result = run_command(&cmd, &ctx()).await;
+
+    assert_outcome(&result, Outcome::Succeeded, Some(0));
+    assert_eq!(result.output, format!("file-secret|{path}"));
+
+    // A reference that cannot be resolved fails the run, naming it, and starts nothing.
+    cmd.env.insert(
+        "MISSING".to_owned(),
+        SecretValue::FromEnv("CAMPANILE_TEST_UNSET_VARIABLE_X".into()),
+    );
+    let result = run_command(&cmd, &ctx()).await;
+    assert_outcome(&result, Outcome::Failed, None);
+    let reason = result.reason.unwrap();
+    assert!(
+        reason.contains("MISSING") && reason.contains("CAMPANILE_TEST_UNSET_VARIABLE_X"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn base_env_takes_the_always_names_and_the_named_ones_from_the_process() {
+    // `cargo test` runs with PATH and HOME set; a name the process does not have is left out.
+    let base = BaseEnv::inherit(["CAMPANILE_TEST_NO_SUCH_VARIABLE", "PATH"]);
+    let names: Vec<_> = base
+        .vars()
+        .map(|(n, _)| n.to_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"PATH".to_owned()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == "CAMPANILE_TEST_NO_SUCH_VARIABLE"),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "PATH").count(),
+        1,
+        "{names:?}"
+    );
+    assert!(
+        names.iter().all(|n| BaseEnv::ALWAYS.contains(&n.as_str())),
+        "only the ALWAYS names: {names:?}"
+    );
+    // Without a PATH, commands still find the usual programs.
+    let bare = BaseEnv::from_vars([]);
+    assert_eq!(
+        bare.vars().collect::<Vec<_>>(),
+        [(&"PATH".into(), &BaseEnv::DEFAULT_PATH.into())]
     );
 }
 
@@ -360,6 +459,8 @@ mod http {
     //! The HTTP runner against a one-request server on loopback.
 
     use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -449,8 +550,8 @@ mod http {
         (base, server)
     }
 
-    fn client() -> reqwest::Client {
-        reqwest::Client::builder().no_proxy().build().unwrap()
+    fn client() -> crate::exec::HttpClients {
+        crate::exec::HttpClients::new(crate::exec::Egress::default()).unwrap()
     }
 
     fn target(url: String) -> HttpTarget {
@@ -461,6 +562,7 @@ mod http {
             body: None,
             expected_status: Vec::new(),
             timeout: Duration::from_secs(10),
+            follow_redirects: false,
         }
     }
 
@@ -469,13 +571,11 @@ mod http {
         let (base, server) = serve_once(Answer::Status(200, "accepted".to_owned())).await;
         let mut target = target(format!("{base}/hooks/backup?run=1"));
         target.method = "PUT".to_owned();
-        target
-            .headers
-            .insert("X-Token".to_owned(), "s3cret".to_owned());
+        target.headers.insert("X-Token".to_owned(), "s3cret".into());
         // A job's headers cannot forge the fire's identity.
         target
             .headers
-            .insert("Campanile-Fire-Id".to_owned(), "forged@0".to_owned());
+            .insert("Campanile-Fire-Id".to_owned(), "forged@0".into());
         target.body = Some(r#"{"full":true}"#.to_owned());
 
         let result = run_http(&client(), &target, &ctx()).await;
@@ -578,7 +678,7 @@ mod http {
         let mut bad_header = target("http://127.0.0.1:9/".to_owned());
         bad_header
             .headers
-            .insert("Bad Header".to_owned(), "x".to_owned());
+            .insert("Bad Header".to_owned(), "x".into());
         let result = run_http(&client(), &bad_header, &ctx()).await;
         assert_outcome(&result, Outcome::Failed, None);
         assert_eq!(
@@ -592,6 +692,80 @@ mod http {
         assert_eq!(
             result.reason.as_deref(),
             Some("url is not valid: relative URL without a base")
+        );
+    }
+
+    /// A server that answers every request with a redirect to `location`; how many requests it saw.
+    async fn redirecting(location: &'static str) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0; 4096];
+                let _ = stream.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (base, seen)
+    }
+
+    #[tokio::test]
+    async fn a_link_local_target_is_not_sent() {
+        let target = target("http://169.254.169.254/latest/meta-data/".to_owned());
+
+        let result = run_http(&client(), &target, &ctx()).await;
+
+        assert_outcome(&result, Outcome::Failed, None);
+        let reason = result.reason.unwrap();
+        assert!(reason.contains("denied by default"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn the_nodes_own_listener_and_denied_hosts_are_not_reached() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let own = listener.local_addr().unwrap();
+        let egress = crate::exec::Egress::new(
+            Vec::new(),
+            vec![crate::exec::EgressRule::parse("*.denied.test").unwrap()],
+            Some(own),
+        );
+        let clients = crate::exec::HttpClients::new(egress).unwrap();
+
+        for url in [
+            format!("http://{own}/v1/jobs"),
+            format!("http://localhost:{}/v1/jobs", own.port()),
+            "http://api.denied.test/".to_owned(),
+        ] {
+            let result = run_http(&clients, &target(url.clone()), &ctx()).await;
+            assert_outcome(&result, Outcome::Failed, None);
+            let reason = result.reason.unwrap();
+            assert!(reason.contains("egress"), "{url}: {reason}");
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_only_when_asked_and_only_where_permitted() {
+        let (base, seen) = redirecting("http://169.254.169.254/latest/meta-data/").await;
+
+        let result = run_http(&client(), &target(base.clone()), &ctx()).await;
+        assert_outcome(&result, Outcome::Failed, Some(302));
+
+        let mut follow = target(base);
+        follow.follow_redirects = true;
+        let result = run_http(&client(), &follow, &ctx()).await;
+        assert_outcome(&result, Outcome::Failed, None);
+        let reason = result.reason.unwrap();
+        assert!(reason.contains("egress"), "{reason}");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            2,
+            "one request each, none to the redirect's target"
         );
     }
 }

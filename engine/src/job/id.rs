@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ValidationError;
 
-/// A job's unique id: 1 to 128 characters of `[A-Za-z0-9._-]`, so it is safe in etcd keys, znode
-/// paths, URLs and file names. Cheap to clone.
+/// A job's unique id: 1 to 128 characters of `[A-Za-z0-9._-]`, other than `.` and `..`, so it is safe in
+/// etcd keys, znode paths (where both are reserved), URLs (where both are path segments that clients and
+/// servers remove) and file names. Cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct JobId(Arc<str>);
@@ -35,6 +36,13 @@ impl JobId {
                 "id",
                 id,
                 format!("character {bad:?} is not one of [A-Za-z0-9._-]"),
+            ));
+        }
+        if id == "." || id == ".." {
+            return Err(ValidationError::new(
+                "id",
+                id,
+                "is a path segment (`.` and `..` cannot be reached in a URL); use another id",
             ));
         }
         Ok(Self(Arc::from(id)))

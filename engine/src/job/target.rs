@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::SecretValue;
+
 /// What runs when a job fires. JSON: `{"type": "command", "argv": [...]}`, `{"type": "http", "url": ...}`,
 /// `{"type": "handler", "name": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,9 +40,11 @@ impl Target {
 pub struct CommandTarget {
     /// Program and arguments; `argv[0]` is looked up in `PATH` if it has no `/`.
     pub argv: Vec<String>,
-    /// Extra environment variables (the node's environment is inherited).
+    /// Environment variables of the command, on top of the node's base (`PATH`, `HOME`, `LANG`, `TZ` and what
+    /// the node names; never its whole environment, see `exec::BaseEnv`). Values may be references
+    /// resolved when the fire runs ([`SecretValue`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, SecretValue>,
     /// Working directory; the node's own if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
@@ -63,9 +67,9 @@ pub struct HttpTarget {
     /// Method; `POST` by default.
     #[serde(default = "default_method")]
     pub method: String,
-    /// Extra request headers.
+    /// Extra request headers. Values may be references resolved when the fire runs ([`SecretValue`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, SecretValue>,
     /// Request body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -75,6 +79,10 @@ pub struct HttpTarget {
     /// Whole-request timeout; 30 s by default.
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Follow redirects (at most 5, each checked against the node's egress policy); off by default, so a
+    /// permitted host cannot send the request on to a denied one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follow_redirects: bool,
 }
 
 /// A handler registered on the scheduler's builder by name.

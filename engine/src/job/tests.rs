@@ -29,6 +29,7 @@ fn http() -> HttpTarget {
         body: None,
         expected_status: Vec::new(),
         timeout: Duration::from_secs(30),
+        follow_redirects: false,
     }
 }
 
@@ -140,7 +141,7 @@ fn every_field_set_round_trips_through_json() {
         dst: DstPolicy::SkipGap,
         target: Target::Command(CommandTarget {
             argv: vec!["/bin/sh".to_owned(), "-c".to_owned(), "sync".to_owned()],
-            env: BTreeMap::from([("MODE".to_owned(), "full".to_owned())]),
+            env: BTreeMap::from([("MODE".to_owned(), "full".into())]),
             cwd: Some(PathBuf::from("/var/lib/sync")),
             timeout: Some(Duration::from_secs(300)),
         }),
@@ -204,10 +205,11 @@ fn every_field_set_round_trips_through_json() {
         Target::Http(HttpTarget {
             url: "https://example.test/hook?x=1".to_owned(),
             method: "PUT".to_owned(),
-            headers: BTreeMap::from([("X-Token".to_owned(), "abc".to_owned())]),
+            headers: BTreeMap::from([("X-Token".to_owned(), "abc".into())]),
             body: Some("{\"a\":1}".to_owned()),
             expected_status: vec![200, 204],
             timeout: Duration::from_millis(2500),
+            follow_redirects: false,
         }),
         Target::Handler(HandlerTarget {
             name: "compact".to_owned(),
@@ -482,7 +484,7 @@ fn command_target_rules() {
             "target.env",
             &shown,
             with_command(|c| {
-                c.env.insert(key.to_owned(), "v".to_owned());
+                c.env.insert(key.to_owned(), "v".into());
             }),
         );
         assert_eq!(err.reason, "is not a valid variable name");
@@ -491,7 +493,7 @@ fn command_target_rules() {
         "target.env.MODE",
         "fu\\0ll",
         with_command(|c| {
-            c.env.insert("MODE".to_owned(), "fu\0ll".to_owned());
+            c.env.insert("MODE".to_owned(), "fu\0ll".into());
         }),
     );
     rejects(
@@ -558,7 +560,7 @@ fn http_target_rules() {
             "target.headers",
             name,
             with_http(|h| {
-                h.headers.insert(name.to_owned(), "v".to_owned());
+                h.headers.insert(name.to_owned(), "v".into());
             }),
         );
     }
@@ -567,7 +569,7 @@ fn http_target_rules() {
         "abc\\r\\nX-Admin: 1",
         with_http(|h| {
             h.headers
-                .insert("X-Token".to_owned(), "abc\r\nX-Admin: 1".to_owned());
+                .insert("X-Token".to_owned(), "abc\r\nX-Admin: 1".into());
         }),
     );
     assert_eq!(err.reason, "must not contain CR, LF or NUL");
@@ -605,6 +607,13 @@ fn job_ids_are_checked() {
     assert_eq!(err.value, "a/b");
     assert!(JobId::new("").is_err());
     assert!(JobId::new("x".repeat(129)).is_err());
+    // Path segments a URL cannot reach (clients and servers remove them), reserved in ZooKeeper too.
+    for dots in [".", ".."] {
+        let err = JobId::new(dots).unwrap_err();
+        assert_eq!((err.field.as_str(), err.value.as_str()), ("id", dots));
+    }
+    assert!(JobId::new("...").is_ok());
+    assert!(JobId::new(".hidden").is_ok());
 }
 
 #[test]
@@ -686,5 +695,70 @@ fn past_schedules_are_bounded_and_round_trip() {
         !serde_json::to_string(&plain)
             .unwrap()
             .contains("past_schedules")
+    );
+}
+
+#[test]
+fn secret_values_are_strings_or_one_reference() {
+    let spec = parse(
+        r#"{"name": "s", "schedule": "@hourly", "target": {"type": "command", "argv": ["env"],
+            "env": {"PLAIN": "v", "TOKEN": {"from_env": "APP_TOKEN"}, "KEY": {"from_file": "/run/secrets/key"}}}}"#,
+    )
+    .unwrap();
+    let Target::Command(cmd) = &spec.target else {
+        panic!("{spec:?}")
+    };
+    assert_eq!(cmd.env["PLAIN"], SecretValue::Literal("v".into()));
+    assert_eq!(cmd.env["TOKEN"], SecretValue::FromEnv("APP_TOKEN".into()));
+    assert_eq!(
+        cmd.env["KEY"],
+        SecretValue::FromFile("/run/secrets/key".into())
+    );
+    // Stored and shown as given: the reference, never a value.
+    let json = serde_json::to_value(&spec).unwrap();
+    assert_eq!(
+        json["target"]["env"],
+        serde_json::json!({"PLAIN": "v", "TOKEN": {"from_env": "APP_TOKEN"}, "KEY": {"from_file": "/run/secrets/key"}})
+    );
+    assert!(
+        !format!("{cmd:?}").contains("\"v\""),
+        "Debug hides literals"
+    );
+
+    for (value, wanted) in [
+        (r#"{"from_env": "A", "from_file": "/b"}"#, "unexpected key"),
+        (r#"{"from_vault": "x"}"#, "unknown key"),
+        (r#"{}"#, "not {}"),
+        ("3", "from_env"),
+    ] {
+        let json = format!(
+            r#"{{"name": "s", "schedule": "@hourly", "target": {{"type": "http", "url": "https://h.test", "headers": {{"X": {value}}}}}}}"#
+        );
+        let err = parse(&json).unwrap_err();
+        assert!(err.contains(wanted), "{value}: {err}");
+    }
+}
+
+#[test]
+fn secret_references_are_checked_with_their_field() {
+    rejects(
+        "target.env.TOKEN.from_env",
+        "CAMPANILE_TOKEN",
+        with_command(|c| {
+            c.env.insert(
+                "TOKEN".to_owned(),
+                SecretValue::FromEnv("CAMPANILE_TOKEN".into()),
+            );
+        }),
+    );
+    rejects(
+        "target.env.KEY.from_file",
+        "relative/key",
+        with_command(|c| {
+            c.env.insert(
+                "KEY".to_owned(),
+                SecretValue::FromFile("relative/key".into()),
+            );
+        }),
     );
 }

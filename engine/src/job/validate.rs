@@ -176,12 +176,8 @@ fn validate_target(target: &Target) -> Result<(), ValidationError> {
                 ));
             }
             // The OS takes environment values and paths as C strings.
-            if let Some((key, value)) = cmd.env.iter().find(|(_, v)| v.contains('\0')) {
-                return Err(ValidationError::new(
-                    format!("env.{key}"),
-                    value.escape_debug(),
-                    "contains a NUL byte",
-                ));
+            for (key, value) in &cmd.env {
+                value.validate(&format!("env.{key}"))?;
             }
             if let Some(cwd) = &cmd.cwd
                 && cwd.as_os_str().as_encoded_bytes().contains(&0)
@@ -251,16 +247,18 @@ fn validate_target(target: &Target) -> Result<(), ValidationError> {
                     "is not a valid header name",
                 ));
             }
-            if let Some((name, value)) = http
-                .headers
-                .iter()
-                .find(|(_, v)| v.contains(['\r', '\n', '\0']))
-            {
-                return Err(ValidationError::new(
-                    format!("headers.{name}"),
-                    value.escape_debug(),
-                    "must not contain CR, LF or NUL",
-                ));
+            for (name, value) in &http.headers {
+                let field = format!("headers.{name}");
+                if let Some(literal) = value.literal()
+                    && literal.contains(['\r', '\n', '\0'])
+                {
+                    return Err(ValidationError::new(
+                        field,
+                        literal.escape_debug(),
+                        "must not contain CR, LF or NUL",
+                    ));
+                }
+                value.validate(&field)?;
             }
             if http.timeout.is_zero() {
                 return Err(ValidationError::new("timeout", "0s", "must be positive"));

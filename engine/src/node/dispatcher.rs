@@ -18,6 +18,11 @@
 //!   second) does not cost the next instant, and a skip always means that a run was going at the instant's
 //!   time, in fact and on time.
 //!
+//! - A manual fire (trigger, backfill) is a run a user asked for: the overlap policy, which governs the
+//!   schedule's instants, never skips, replaces or cancels for it. Unless the policy is `allow`, it waits
+//!   with the late instants, oldest first, and starts when the run before it ends. (A skipped manual fire
+//!   would be lost for good: its instant would have a `skipped` record, and a fire id has one record only.)
+//!
 //! Run ends come from the run tasks themselves, with the time they ended, through the shared [`Ended`]
 //! buffer, read before every decision: a run that has ended is never taken for a running one because its news
 //! is still queued.
@@ -31,7 +36,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::executor;
-use super::fire::Fire;
+use super::fire::{Fire, FireKind};
 use super::recorder;
 use crate::clock::Clock;
 use crate::coordinator::SessionId;
@@ -153,6 +158,10 @@ impl State {
                 out.start.push(fire);
                 continue;
             }
+            if fire.kind == FireKind::Manual && fire.job.spec.overlap != Overlap::Allow {
+                running.waiting.push_back(fire);
+                continue;
+            }
             // Whether a run of the job was going here when the instant's time came: the running run was handed
             // on before it. If not, the instant is late and met only runs started after its time.
             let met_a_run = running.since_ms < fire.scheduled_ms;
@@ -238,7 +247,7 @@ impl State {
 fn skipped(node: &crate::coordinator::NodeId, fire: &Fire, reason: &str) -> RunRecord {
     let mut record = RunRecord::new(&fire.id(), node.as_str(), Outcome::Skipped);
     record.reason = Some(reason.to_owned());
-    record.manual = fire.kind == super::fire::FireKind::Manual;
+    record.manual = fire.kind == FireKind::Manual;
     record
 }
 

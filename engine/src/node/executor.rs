@@ -102,6 +102,10 @@ pub struct Arguments {
     pub revoked: super::Revoked,
     /// Where run ends go, for the overlap decision (shared with the dispatcher).
     pub ended: dispatcher::Ended,
+    /// What commands start from.
+    pub base_env: crate::exec::BaseEnv,
+    /// Where HTTP targets may connect.
+    pub egress: crate::exec::Egress,
 }
 
 /// Everything a run task needs, shared.
@@ -112,8 +116,9 @@ struct RunEnv {
     revoked: super::Revoked,
     ended: dispatcher::Ended,
     handlers: Arc<HashMap<String, Handler>>,
+    base_env: crate::exec::BaseEnv,
     #[cfg(feature = "http")]
-    http: reqwest::Client,
+    http: crate::exec::HttpClients,
     metrics: RunMetrics,
 }
 
@@ -388,7 +393,7 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
 async fn attempt_once(env: &RunEnv, target: &Target, ctx: FireContext) -> AttemptResult {
     match target {
         // Boxed: their futures are large, and every fire's task would carry (and move) their size.
-        Target::Command(cmd) => Box::pin(crate::exec::run_command(cmd, &ctx)).await,
+        Target::Command(cmd) => Box::pin(crate::exec::run_command(cmd, &ctx, &env.base_env)).await,
         #[cfg(feature = "http")]
         Target::Http(http) => Box::pin(crate::exec::run_http(&env.http, http, &ctx)).await,
         #[cfg(not(feature = "http"))]
@@ -459,9 +464,11 @@ impl Actor for Executor {
             revoked: args.revoked,
             ended: args.ended,
             handlers: args.handlers,
+            base_env: args.base_env,
             metrics: RunMetrics::register(),
             #[cfg(feature = "http")]
-            http: reqwest::Client::new(),
+            http: crate::exec::HttpClients::new(args.egress.clone())
+                .map_err(ActorProcessingErr::from)?,
         };
         Ok(State {
             env: Arc::new(env),

@@ -278,8 +278,11 @@ fn prefix(id: &str) -> u128 {
     }
     let len = bytes.len();
     if let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
-        // 8 ≤ len < 16: the tail word overlaps the head by 16 − len bytes; shift them out.
-        let low = u64::from_be_bytes(*tail) << (8 * (16 - len));
+        // 8 ≤ len < 16: the tail word overlaps the head by 16 − len bytes; shift them out (all of it when
+        // len is 8: a shift by 64 would overflow).
+        let low = u64::from_be_bytes(*tail)
+            .checked_shl(8 * (16 - len) as u32)
+            .unwrap_or(0);
         return u128::from(u64::from_be_bytes(*head)) << 64 | u128::from(low);
     }
     let mut key = 0_u128;

@@ -386,3 +386,18 @@ fn weighted_jobs_in_two_label_groups_do_not_move_again_on_a_second_pass() {
     assert_eq!(again.moves, 0);
     assert_eq!(again.owners, plan.owners);
 }
+
+#[test]
+fn ids_of_exactly_eight_bytes_are_placed() {
+    // postmortem: ids of 8 bytes shifted a 64-bit word by 64 when keyed (a panic in debug builds, which
+    // stopped the leader's membership actor as soon as a job named `metadata` existed).
+    let ids = ["metadata", "abcdefgh", "abcdefgi", "a", "abcdefghijklmnopq"];
+    let jobs: Vec<JobLoad<'_>> = ids
+        .iter()
+        .map(|id| JobLoad::new(JobId::new(id).unwrap()))
+        .collect();
+    let nodes = plain_nodes(0..2);
+    let plan = rebalance(&jobs, &nodes, &BTreeMap::new());
+    check_valid(&jobs, &nodes, &plan).unwrap();
+    assert_eq!(plan.owners.len(), ids.len());
+}

@@ -274,3 +274,158 @@ async fn a_buffered_instant_still_runs_after_a_run_longer_than_the_claim_window(
         "a job still owned is never cut off by its claim window: {runs:#?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_trigger_runs_even_many_in_one_millisecond() {
+    let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    // Every second, so that T0 itself is an instant of the schedule: a trigger there must not take its id.
+    let job = scheduler
+        .create_with_id(id("busy"), recording("busy", "* * * * * *"))
+        .await
+        .unwrap();
+
+    // Paused time does not move between these calls: all in one millisecond.
+    let mut fires = Vec::new();
+    for _ in 0..50 {
+        fires.push(scheduler.trigger(&job.id).await.unwrap());
+    }
+
+    let unique: BTreeSet<i64> = fires.iter().map(|f| f.scheduled_ms).collect();
+    assert_eq!(
+        unique.len(),
+        fires.len(),
+        "one fire id per trigger: {fires:?}"
+    );
+    assert!(
+        fires.iter().all(|f| f.scheduled_ms % 1000 != 0),
+        "no trigger took a scheduled instant's id: {fires:?}"
+    );
+    let mut ran = BTreeSet::new();
+    while !unique.is_subset(&ran) {
+        let fire = rx.recv().await.expect("the node runs");
+        if fire.scheduled_ms % 1000 != 0 {
+            ran.insert(fire.scheduled_ms);
+        }
+    }
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+    let manual: Vec<_> = history(&scheduler, &job.id)
+        .await
+        .into_iter()
+        .filter(|r| r.manual)
+        .collect();
+    assert_eq!(manual.len(), 50, "{manual:#?}");
+    assert!(manual.iter().all(|r| r.outcome == Outcome::Succeeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backfill_under_overlap_skip_runs_every_instant_once() {
+    let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    // The default overlap policy, `skip`; a yearly job, backfilled over 20 years.
+    let job = scheduler
+        .create_with_id(id("yearly"), recording("yearly", "0 0 1 1 *"))
+        .await
+        .unwrap();
+    let from = T0 - 20 * 366 * 86_400_000;
+
+    let fires = scheduler
+        .backfill(&job.id, from, T0 + 86_400_000)
+        .await
+        .unwrap();
+
+    assert!(
+        (19..=20).contains(&fires.len()),
+        "about 20 past instants, none in the future: {fires:?}"
+    );
+    assert!(
+        fires
+            .windows(2)
+            .all(|w| w[0].scheduled_ms < w[1].scheduled_ms)
+    );
+    assert!(fires.iter().all(|f| f.scheduled_ms <= T0));
+    let last = fires.last().unwrap().scheduled_ms;
+    let seen = until_fired(&mut rx, &job.id, last).await;
+    let seen: Vec<i64> = seen.iter().map(|f| f.scheduled_ms).collect();
+    assert_eq!(
+        seen,
+        fires.iter().map(|f| f.scheduled_ms).collect::<Vec<_>>(),
+        "every instant, in order"
+    );
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+    let runs = history(&scheduler, &job.id).await;
+    assert_eq!(runs.len(), fires.len(), "{runs:#?}");
+    assert!(runs.iter().all(|r| r.outcome == Outcome::Succeeded));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_that_would_never_fire_is_refused_naming_the_field() {
+    let (scheduler, _rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
+    let past_at = format!("@at {}", at(T0 - 60_000).to_rfc3339());
+    let mut cases: Vec<(JobSpec, &str)> = vec![
+        (recording("past one-shot", &past_at), "schedule"),
+        (recording("past year", "0 0 0 1 1 * 2020"), "schedule"),
+    ];
+    let mut ended = recording("ended", "* * * * *");
+    ended.end_at = Some(at(T0 - 1000));
+    cases.push((ended, "end_at"));
+    let mut ends_first = recording("ends before its next instant", "0 0 1 1 *");
+    ends_first.end_at = Some(at(T0 + 86_400_000));
+    cases.push((ends_first, "end_at"));
+    for (spec, field) in cases {
+        let name = spec.name.clone();
+        let err = scheduler.create(spec).await.unwrap_err();
+        let campanile::SchedulerError::Invalid(err) = err else {
+            panic!("{name}: {err}")
+        };
+        assert_eq!(err.field, field, "{name}: {err}");
+        assert!(err.reason.contains("never fire"), "{name}: {err}");
+    }
+
+    // A new schedule is checked on update too.
+    let job = scheduler
+        .create_with_id(id("later"), recording("later", "@hourly"))
+        .await
+        .unwrap();
+    let mut spec = job.spec.clone();
+    spec.schedule = Schedule::parse(&past_at).unwrap();
+    let err = scheduler.update(&job.id, spec, None).await.unwrap_err();
+    assert!(err.to_string().starts_with("schedule: "), "{err}");
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn updates_without_a_revision_all_land_when_they_race() {
+    let faulty = Arc::new(campanile_adapters::FaultyCoordinator::new(
+        Arc::new(InprocCoordinator::memory()),
+        7,
+    ));
+    let (scheduler, _rx) = node(faulty.clone()).await;
+    let job = scheduler
+        .create_with_id(id("raced"), recording("raced", "@hourly"))
+        .await
+        .unwrap();
+    // Every coordinator call takes a while, so that the reads and writes of the updates interleave.
+    faulty
+        .control()
+        .set_delay(Duration::from_millis(1), Duration::from_millis(20));
+
+    let mut updates = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let scheduler = scheduler.clone();
+        let mut spec = job.spec.clone();
+        spec.name = format!("raced {i}");
+        updates.spawn(async move { scheduler.update(&id("raced"), spec, None).await });
+    }
+    let mut revisions = BTreeSet::new();
+    while let Some(result) = updates.join_next().await {
+        revisions.insert(
+            result
+                .unwrap()
+                .expect("an update without a revision lands")
+                .revision,
+        );
+    }
+    assert_eq!(revisions.len(), 10, "each its own revision: {revisions:?}");
+    faulty.control().clear_delay();
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -12,9 +12,12 @@ use std::process::ExitCode;
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 2] = [
+const TARGETS: [(&str, Check); 5] = [
     ("schedule_parse", campanile_fuzz::schedule_parse),
     ("job_json", campanile_fuzz::job_json),
+    ("api_bodies", campanile_fuzz::api_bodies),
+    ("config_file", campanile_fuzz::config_file),
+    ("token_file", campanile_fuzz::token_file),
 ];
 
 /// Pieces that mutations insert: cron and JSON syntax, edge values, and non-ASCII text.

@@ -18,7 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -109,15 +110,47 @@ fn is_read(method: &Method, path: &str) -> bool {
         || (*method == Method::POST && path == "/v1/rebalance/plan")
 }
 
-/// Middleware: 401 without a known token, 403 for a read-only token on a write.
+/// Who is asking: the role of the request's token, as [`require_token`] found it. Admin when the server has
+/// no token file (an open API has no roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller(pub Role);
+
+impl Caller {
+    /// Whether the caller may see secrets (literal secret values, HTTP targets' run output).
+    pub fn sees_secrets(self) -> bool {
+        self.0 == Role::Admin
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Caller(
+            parts
+                .extensions
+                .get::<Role>()
+                .copied()
+                .unwrap_or(Role::Admin),
+        ))
+    }
+}
+
+/// Middleware around the whole router: on every path under `/v1`, routed or not, 401 without a known token and
+/// 403 for a read-only token on a write; passes the role on to the handlers ([`Caller`]).
 pub async fn require_token(
     State(tokens): State<Option<Tokens>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(tokens) = tokens else {
         return next.run(request).await;
     };
+    // `/healthz`, `/readyz`, `/metrics` (and unknown paths outside the API) are open.
+    let path = request.uri().path();
+    if !(path == "/v1" || path.starts_with("/v1/")) {
+        return next.run(request).await;
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -149,7 +182,10 @@ pub async fn require_token(
             "this token is read-only; changing state needs an admin token",
         )
         .into_response(),
-        Some(_) => next.run(request).await,
+        Some(role) => {
+            request.extensions_mut().insert(role);
+            next.run(request).await
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 
-/// A request body that is a JSON object (an empty body reads as `{}`).
+/// A request body that is a JSON object (an empty body, or `null`, reads as `{}`).
 #[derive(Debug, Clone, Default)]
 pub struct JsonObject(pub Map<String, Value>);
 
@@ -49,6 +49,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                     "payload_too_large",
                     "the request body is larger than this server accepts (max_body_bytes)",
                 )
+            } else if timed_out(&rejection) {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body paused longer than this server waits (http.body_read_timeout)",
+                )
             } else {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -57,11 +63,20 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 )
             }
         })?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+impl JsonObject {
+    /// A body as the router reads it (after the size limit): empty, `null` or a JSON object.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ApiError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(Map::new()));
         }
-        match serde_json::from_slice::<Value>(&bytes) {
+        match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(map)) => Ok(Self(map)),
+            // `null` is no body, as a `null` member is no member.
+            Ok(Value::Null) => Ok(Self(Map::new())),
             Ok(other) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_json",
@@ -76,15 +91,43 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
+/// Whether reading the body failed because it paused too long (`RequestBodyTimeoutLayer`).
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 impl JsonObject {
     /// Removes and returns a key.
     pub fn take(&mut self, key: &str) -> Option<Value> {
         self.0.remove(key)
     }
 
-    /// The rest of the object as a `T`; errors name the field.
+    /// The rest of the object as a `T`; errors name the field. A member that is `null` counts as absent (its
+    /// default), at any depth: the document marks optional members nullable, and a client generated from it
+    /// may send `null` for "not set".
     pub fn into_typed<T: DeserializeOwned>(self) -> Result<T, ApiError> {
-        typed(Value::Object(self.0), "")
+        let mut value = Value::Object(self.0);
+        drop_nulls(&mut value);
+        typed(value, "")
+    }
+}
+
+/// Removes object members that are `null`, at any depth.
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 
@@ -116,12 +159,13 @@ pub fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ApiEr
     })
 }
 
-/// The field named by serde's "unknown field `x`" / "missing field `x`" messages, which report the path of
-/// the enclosing object.
+/// The field named by serde's "unknown field `x`" / "missing field `x`" / "duplicate field `x`" messages,
+/// which report the path of the enclosing object.
 fn named_field(message: &str) -> Option<String> {
     let rest = message
         .strip_prefix("unknown field `")
-        .or_else(|| message.strip_prefix("missing field `"))?;
+        .or_else(|| message.strip_prefix("missing field `"))
+        .or_else(|| message.strip_prefix("duplicate field `"))?;
     Some(rest.split('`').next()?.to_owned())
 }
 
@@ -144,6 +188,25 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// The `{id}` segment of a job route. A segment that cannot be a string (bad percent-encoding like `%FF`, not
+/// UTF-8) is a 400 naming `id`, like any other bad id.
+#[derive(Debug, Clone)]
+pub struct JobPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(id)) => Ok(JobPath(id)),
+            Err(rejection) => Err(ApiError::invalid(
+                "id",
+                format!("id: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
 /// A query string as a `T` (usually with `deny_unknown_fields`); errors name the parameter.
 #[derive(Debug, Clone)]
 pub struct Params<T>(pub T);
@@ -153,6 +216,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        // An empty value is no value (`?after=&outcome=`, as forms and generated clients send unset fields).
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(
+                form_urlencoded::parse(query.as_bytes()).filter(|(_, value)| !value.is_empty()),
+            )
+            .finish();
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
@@ -182,6 +251,29 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_members_are_absent() {
+        let body = JsonObject(
+            serde_json::json!({"name": "x", "schedule": "* * * * *", "delivery": null, "timezone": null,
+                "retry": {"max_retries": null, "backoff": {"factor": null}},
+                "target": {"type": "command", "argv": ["true"], "cwd": null, "env": {"A": null}}})
+            .as_object()
+            .unwrap()
+            .clone(),
+        );
+        let spec: campanile::JobSpec = body.into_typed().unwrap();
+        assert_eq!(spec.timezone, "UTC");
+        assert_eq!(spec.delivery, campanile::job::Delivery::default());
+    }
+
+    #[test]
+    fn a_repeated_query_parameter_is_named() {
+        assert_eq!(
+            named_field("duplicate field `limit`").as_deref(),
+            Some("limit")
+        );
+    }
 
     #[test]
     fn type_errors_name_the_dotted_field() {

@@ -5,7 +5,7 @@
 //! `If-Match: "<revision>"` (412 when the job moved on) and PUT also a body `revision` (409 when it moved on).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use campanile::{Job, JobId, JobSpec, SchedulerError};
@@ -15,12 +15,18 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::body::{JsonObject, Params, typed};
+use super::auth::Caller;
+use super::body::{JobPath, JsonObject, Params, typed};
 use super::error::{ApiError, ErrorBody};
+use super::redact;
 use super::schema::{JobDoc, JobReplacementDoc, NewJobDoc};
 
 /// Most items one page holds.
 pub const MAX_PAGE: usize = 1000;
+
+/// Most bytes of jobs one page of `GET /v1/jobs` holds (a job may be 1 MiB: a full page of large jobs would
+/// be a gigabyte built in memory). A page that reaches it ends early, with `next_after`.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
 
 /// `GET /v1/jobs` filters and page.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -34,8 +40,12 @@ pub struct ListParams {
     /// Only paused (`true`) or only active (`false`) jobs.
     pub paused: Option<bool>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Continue after this job id (the previous page's `next_after`).
+    #[param(
+        pattern = r"^$|^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"
+    )]
     pub after: Option<String>,
 }
 
@@ -45,7 +55,8 @@ pub struct JobList {
     /// The jobs.
     #[schema(value_type = Vec<JobDoc>)]
     pub jobs: Vec<Job>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// Pass as `after` for the next page; absent on the last page. A page ends early when its jobs reach
+    /// 4 MiB of JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_after: Option<String>,
 }
@@ -56,9 +67,13 @@ pub struct JobList {
 pub struct CloneRequest {
     /// Id of the copy; generated if absent.
     #[serde(default)]
+    #[schema(
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"
+    )]
     pub id: Option<String>,
     /// Name of the copy; the source's if absent.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub name: Option<String>,
 }
 
@@ -88,6 +103,7 @@ pub struct Fires {
 #[into_params(parameter_in = Query)]
 pub struct NextParams {
     /// How many instants, 1 to 1000 (default 10).
+    #[param(minimum = 1, maximum = 1000)]
     pub n: Option<usize>,
 }
 
@@ -125,6 +141,22 @@ pub fn job_response(status: StatusCode, job: &Job) -> Response {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
+}
+
+/// Refuses a `handler` target: this binary registers no handler, so such a job could never run here (an
+/// application that embeds the engine registers handlers and creates such jobs through its own `Scheduler`).
+fn runnable_here(spec: JobSpec) -> Result<JobSpec, ApiError> {
+    if let campanile::Target::Handler(handler) = &spec.target {
+        return Err(ApiError::invalid(
+            "target.type",
+            format!(
+                "target.type: \"handler\" ({:?}) cannot run on this server, which registers no handlers: \
+                 use a \"command\" or \"http\" target (handlers belong to applications that embed campanile)",
+                handler.name
+            ),
+        ));
+    }
+    Ok(spec)
 }
 
 /// The revision an `If-Match` header requires: `None` without the header or for `*`.
@@ -197,6 +229,7 @@ pub fn page_size(limit: Option<usize>, default: usize) -> Result<usize, ApiError
     responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
 pub async fn list_jobs(
     State(app): State<AppState>,
+    caller: Caller,
     Params(params): Params<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
     let limit = page_size(params.limit, 100)?;
@@ -226,16 +259,24 @@ pub async fn list_jobs(
         })
         .take(limit + 1)
         .collect();
-    let next_after = if page.len() > limit {
+    let mut next_after = if page.len() > limit {
         page.truncate(limit);
         page.last().map(|j| j.id.to_string())
     } else {
         None
     };
-    Ok(Json(JobList {
-        jobs: page,
-        next_after,
-    }))
+    let mut jobs = Vec::with_capacity(page.len());
+    let mut bytes = 0;
+    for job in &page {
+        let job = redact::job(caller, job).into_owned();
+        bytes += serde_json::to_vec(&job).map_or(0, |json| json.len());
+        if bytes > MAX_PAGE_BYTES && !jobs.is_empty() {
+            next_after = jobs.last().map(|j: &Job| j.id.to_string());
+            break;
+        }
+        jobs.push(job);
+    }
+    Ok(Json(JobList { jobs, next_after }))
 }
 
 /// Create a job (its id is generated unless the body names one).
@@ -257,7 +298,7 @@ pub async fn create_job(
             ));
         }
     };
-    let spec: JobSpec = body.into_typed()?;
+    let spec = runnable_here(body.into_typed()?)?;
     let job = match id {
         Some(id) => app.scheduler.create_with_id(id, spec).await?,
         None => app.scheduler.create(spec).await?,
@@ -270,22 +311,24 @@ pub async fn create_job(
 }
 
 /// Read a job.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     responses((status = 200, body = JobDoc, description = "`ETag` holds the revision"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    caller: Caller,
+    JobPath(id): JobPath,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
-    Ok(job_response(StatusCode::OK, &load(&app, &id).await?))
+    let job = load(&app, &id).await?;
+    Ok(job_response(StatusCode::OK, &redact::job(caller, &job)))
 }
 
 /// Replace a job's spec (or create it under this id if it does not exist and no revision is required).
 /// Takes effect from the next instant.
 #[utoipa::path(put, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"),
-        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"")),
+    params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"),
+        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"", pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#)),
     request_body = JobReplacementDoc,
     responses((status = 200, body = JobDoc), (status = 201, body = JobDoc, description = "Created"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -293,7 +336,7 @@ pub async fn get_job(
         (status = 412, body = ErrorBody, description = "If-Match is stale"), (status = 413, body = ErrorBody)))]
 pub async fn replace_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     headers: HeaderMap,
     mut body: JsonObject,
 ) -> Result<Response, ApiError> {
@@ -304,7 +347,7 @@ pub async fn replace_job(
         Some(other) => {
             return Err(ApiError::invalid(
                 "id",
-                format!("id: {other} differs from the path's id {id:?}"),
+                format!("id: {other} differs from the path's id \"{id}\""),
             ));
         }
     }
@@ -324,18 +367,31 @@ pub async fn replace_job(
             format!("revision: {b} disagrees with If-Match {h}"),
         ));
     }
-    let spec: JobSpec = body.into_typed()?;
+    let spec = runnable_here(body.into_typed()?)?;
     let expected = header_revision.or(body_revision);
-    let exists_required = expected.is_some() || headers.contains_key(header::IF_MATCH);
+    let has_if_match = headers.contains_key(header::IF_MATCH);
+    let exists_required = expected.is_some() || has_if_match;
     if !exists_required && app.scheduler.get(&id).await?.is_none() {
-        let job = app.scheduler.create_with_id(id, spec).await?;
-        return Ok(job_response(StatusCode::CREATED, &job));
+        match app.scheduler.create_with_id(id.clone(), spec.clone()).await {
+            Ok(job) => return Ok(job_response(StatusCode::CREATED, &job)),
+            // Another writer created it meanwhile: this PUT replaces what it wrote, as it would have a
+            // moment later.
+            Err(SchedulerError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    let job = app
-        .scheduler
-        .update(&id, spec, expected)
-        .await
-        .map_err(|e| precondition(e, header_revision.is_some()))?;
+    let job = match app.scheduler.update(&id, spec, expected).await {
+        Ok(job) => job,
+        // RFC 9110 13.1.1: If-Match (even `*`) on a missing resource is a failed precondition.
+        Err(SchedulerError::NotFound(_)) if has_if_match => {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!("job {id} does not exist, so it matches no If-Match"),
+            ));
+        }
+        Err(e) => return Err(precondition(e, header_revision.is_some())),
+    };
     Ok(job_response(StatusCode::OK, &job))
 }
 
@@ -343,15 +399,15 @@ pub async fn replace_job(
 /// default). A `revision` in the patch or `If-Match` makes it conditional; otherwise it is retried on a
 /// concurrent change.
 #[utoipa::path(patch, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"),
-        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"")),
+    params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"),
+        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"", pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#)),
     request_body(content = Object, description = "Merge patch of the job JSON, e.g. {\"schedule\": \"0 * * * *\", \"paused\": true}",
         content_type = "application/merge-patch+json"),
     responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 412, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn patch_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     headers: HeaderMap,
     mut body: JsonObject,
 ) -> Result<Response, ApiError> {
@@ -379,6 +435,11 @@ pub async fn patch_job(
             serde_json::to_value(&job.spec).map_err(|e| ApiError::internal(e.to_string()))?;
         merge_patch(&mut merged, &patch);
         let spec: JobSpec = typed(merged, "")?;
+        let spec = if patch.get("target").is_some() {
+            runnable_here(spec)?
+        } else {
+            spec
+        };
         match app
             .scheduler
             .update(&id, spec, Some(expected.unwrap_or(job.revision)))
@@ -413,13 +474,13 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// Delete a job and its history.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"),
-        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"")),
+    params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"),
+        ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"", pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#)),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub async fn delete_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let id = job_id(&id)?;
@@ -432,11 +493,11 @@ pub async fn delete_job(
 }
 
 /// Pause a job: its instants are not run (nor owed) until it is resumed.
-#[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/pause", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn pause_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     Ok(job_response(
@@ -446,11 +507,11 @@ pub async fn pause_job(
 }
 
 /// Resume a paused job from its next instant.
-#[utoipa::path(post, path = "/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/resume", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn resume_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     Ok(job_response(
@@ -460,11 +521,11 @@ pub async fn resume_job(
 }
 
 /// Run a job now, once, on the node that answers (outside its schedule).
-#[utoipa::path(post, path = "/v1/jobs/{id}/trigger", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/trigger", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     responses((status = 202, body = Fires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn trigger_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
 ) -> Result<(StatusCode, Json<Fires>), ApiError> {
     let id = job_id(&id)?;
     let fire = app.scheduler.trigger(&id).await?;
@@ -477,13 +538,13 @@ pub async fn trigger_job(
 }
 
 /// Copy a job under a new id.
-#[utoipa::path(post, path = "/v1/jobs/{id}/clone", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/clone", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     request_body(content = Option<CloneRequest>),
     responses((status = 201, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub async fn clone_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
@@ -495,12 +556,12 @@ pub async fn clone_job(
 
 /// Run, on the node that answers, every instant of the job's schedule in `[from, to]` that has no run
 /// record (at most 10,000).
-#[utoipa::path(post, path = "/v1/jobs/{id}/backfill", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/backfill", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     request_body = BackfillRequest,
     responses((status = 202, body = Fires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn backfill_job(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     body: JsonObject,
 ) -> Result<(StatusCode, Json<Fires>), ApiError> {
     let id = job_id(&id)?;
@@ -523,11 +584,11 @@ pub async fn backfill_job(
 
 /// Preview a job's next instants from now (empty when paused).
 #[utoipa::path(get, path = "/v1/jobs/{id}/next", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"), NextParams),
+    params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"), NextParams),
     responses((status = 200, body = NextFires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn next_fires(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    JobPath(id): JobPath,
     Params(params): Params<NextParams>,
 ) -> Result<Json<NextFires>, ApiError> {
     let id = job_id(&id)?;

@@ -23,12 +23,17 @@ use super::error::{ApiError, ErrorBody};
 #[schema(example = json!({"jobs": [{"id": "a"}, {"id": "b", "weight": 2, "labels": ["region=eu"]}],
     "previous": {"a": "n1"}, "nodes": ["n1", {"id": "n2", "capacity": 10, "labels": ["region=eu"]}]}))]
 pub struct Scenario {
-    /// The jobs to place.
+    /// The jobs to place. (An empty body, or `{}`, plans the live cluster instead.)
+    #[serde(default)]
+    #[schema(nullable)]
     pub jobs: Vec<ScenarioJob>,
     /// The previous assignment, job id → node id (nodes absent from `nodes` are gone or drained).
     #[serde(default)]
+    #[schema(nullable)]
     pub previous: BTreeMap<String, String>,
     /// The live nodes: an id, or an object with capacity and labels.
+    #[serde(default)]
+    #[schema(nullable)]
     pub nodes: Vec<ScenarioNode>,
 }
 
@@ -197,27 +202,59 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, ApiError> {
     })
 }
 
-/// Plan a scenario (the body), or the live cluster after `?drain=NODE` / `?join=NODE` (no body).
+/// Plan a scenario (the body) or the live cluster (no body), after `?drain=NODE` (the node leaves) and
+/// `?join=NODE` (a node joins), if given.
 #[utoipa::path(post, path = "/v1/rebalance/plan", tag = "cluster", params(PlanParams),
     request_body(content = Option<Scenario>),
-    responses((status = 200, body = Plan), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Plan), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "`drain` names no node of the cluster or scenario")))]
 pub async fn plan_route(
     State(app): State<AppState>,
-    Params(params): Params<PlanParams>,
+    Params(mut params): Params<PlanParams>,
     body: JsonObject,
 ) -> Result<Json<Plan>, ApiError> {
+    // An empty value is no value (`?drain=&join=`, as forms and generated clients send unset fields).
+    for value in [&mut params.drain, &mut params.join, &mut params.join_labels] {
+        if value.as_deref() == Some("") {
+            *value = None;
+        }
+    }
     let scenario = if body.0.is_empty() {
         live_scenario(&app, &params).await?
     } else {
-        if params.drain.is_some() || params.join.is_some() {
-            return Err(ApiError::invalid(
-                "drain",
-                "drain/join plan the live cluster: send them without a body",
-            ));
+        let mut scenario: Scenario = body.into_typed()?;
+        if let Some(drain) = &params.drain {
+            let before = scenario.nodes.len();
+            scenario.nodes.retain(|n| n.id() != drain);
+            if scenario.nodes.len() == before {
+                return Err(ApiError::not_found(format!(
+                    "drain: {drain:?} is not a node of the scenario"
+                ))
+                .with_field("drain"));
+            }
         }
-        body.into_typed()?
+        if let Some(join) = &params.join {
+            scenario.nodes.push(joining(join, &params));
+        }
+        scenario
     };
     Ok(Json(plan(&scenario)?))
+}
+
+/// The node `?join=` adds, with `join_labels`.
+fn joining(id: &str, params: &PlanParams) -> ScenarioNode {
+    ScenarioNode::Node(ScenarioNodeSpec {
+        id: id.to_owned(),
+        capacity: None,
+        labels: params
+            .join_labels
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 async fn live_scenario(app: &AppState, params: &PlanParams) -> Result<Scenario, ApiError> {
@@ -240,24 +277,13 @@ async fn live_scenario(app: &AppState, params: &PlanParams) -> Result<Scenario, 
     if let Some(drain) = &params.drain
         && !members.members.iter().any(|m| m.node.id.as_str() == drain)
     {
-        return Err(ApiError::invalid(
-            "drain",
-            format!("drain: {drain:?} is not a live member"),
-        ));
+        return Err(
+            ApiError::not_found(format!("drain: {drain:?} is not a live member"))
+                .with_field("drain"),
+        );
     }
     if let Some(join) = &params.join {
-        nodes.push(ScenarioNode::Node(ScenarioNodeSpec {
-            id: join.clone(),
-            capacity: None,
-            labels: params
-                .join_labels
-                .as_deref()
-                .unwrap_or("")
-                .split(',')
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        }));
+        nodes.push(joining(join, params));
     }
     Ok(Scenario {
         jobs: jobs

@@ -1,16 +1,18 @@
 //! Run records: one job's (`/v1/jobs/{id}/runs`) and across jobs (`/v1/runs`).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use campanile::coordinator::RunQuery;
 use campanile::{JobId, Outcome, RunRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::body::Params;
+use super::auth::Caller;
+use super::body::{JobPath, Params};
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{job_id, page_size};
+use super::redact;
 use super::schema::RunRecordDoc;
 
 /// `GET /v1/jobs/{id}/runs` parameters.
@@ -19,6 +21,7 @@ use super::schema::RunRecordDoc;
 #[into_params(parameter_in = Query)]
 pub struct JobRunsParams {
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only records scheduled strictly before this Unix ms (the previous page's `next_before`).
     pub before: Option<i64>,
@@ -26,7 +29,7 @@ pub struct JobRunsParams {
     pub from: Option<i64>,
     /// Only records with this outcome (a filtered page may hold fewer than `limit` records: follow
     /// `next_before` until it is absent).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = r"^(|succeeded|failed|timed_out|skipped|misfired|in_doubt)$")]
     pub outcome: Option<String>,
 }
 
@@ -47,13 +50,15 @@ pub struct JobRuns {
 #[into_params(parameter_in = Query)]
 pub struct RunsParams {
     /// Only records with this outcome: succeeded, failed, timed_out, skipped, misfired, in_doubt.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = r"^(|succeeded|failed|timed_out|skipped|misfired|in_doubt)$")]
     pub outcome: Option<String>,
     /// Only jobs of this namespace.
     pub namespace: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Continue after this cursor (the previous page's `next`).
+    #[param(pattern = r"^$|^-?[0-9]{1,19}:[A-Za-z0-9._-]{1,128}$")]
     pub after: Option<String>,
 }
 
@@ -75,19 +80,20 @@ fn outcome(raw: Option<&str>) -> Result<Option<Outcome>, ApiError> {
 
 /// A job's run records, newest first.
 #[utoipa::path(get, path = "/v1/jobs/{id}/runs", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"), JobRunsParams),
+    params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"), JobRunsParams),
     responses((status = 200, body = JobRuns), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn job_runs(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    caller: Caller,
+    JobPath(id): JobPath,
     Params(params): Params<JobRunsParams>,
 ) -> Result<Json<JobRuns>, ApiError> {
     let id = job_id(&id)?;
     let limit = page_size(params.limit, 100)?;
     let wanted = outcome(params.outcome.as_deref())?;
-    if app.scheduler.get(&id).await?.is_none() {
+    let Some(job) = app.scheduler.get(&id).await? else {
         return Err(ApiError::not_found(format!("job {id} not found")));
-    }
+    };
     let raw = app
         .scheduler
         .runs(
@@ -102,10 +108,11 @@ pub async fn job_runs(
     let next_before = (raw.len() == limit)
         .then(|| raw.last().map(|r| r.scheduled_ms))
         .flatten();
-    let runs = raw
+    let mut runs: Vec<RunRecord> = raw
         .into_iter()
         .filter(|r| wanted.is_none_or(|o| r.outcome == o))
         .collect();
+    redact::runs(caller, &job, &mut runs);
     Ok(Json(JobRuns { runs, next_before }))
 }
 
@@ -120,6 +127,7 @@ const SCAN_PER_JOB: usize = 10_000;
     responses((status = 200, body = Runs), (status = 400, body = ErrorBody)))]
 pub async fn all_runs(
     State(app): State<AppState>,
+    caller: Caller,
     Params(params): Params<RunsParams>,
 ) -> Result<Json<Runs>, ApiError> {
     let limit = page_size(params.limit, 100)?;
@@ -144,12 +152,13 @@ pub async fn all_runs(
             before_ms: cursor.as_ref().map(|(ms, _)| ms.saturating_add(1)),
             limit: per_job,
         };
-        let records = match app.scheduler.runs(&job.id, query).await {
+        let mut records = match app.scheduler.runs(&job.id, query).await {
             Ok(records) => records,
             // Deleted between the list and this read.
             Err(campanile::SchedulerError::NotFound(_)) => continue,
             Err(e) => return Err(e.into()),
         };
+        redact::runs(caller, &job, &mut records);
         found.extend(records.into_iter().filter(|r| {
             wanted.is_none_or(|o| r.outcome == o)
                 && cursor

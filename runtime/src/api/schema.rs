@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 }))]
 pub struct JobSpecDoc {
     /// Human name (1 to 256 characters); need not be unique.
+    #[schema(min_length = 1, max_length = 256)]
     pub name: String,
     /// Namespace for listing (`[A-Za-z0-9_-]`, default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,7 +96,7 @@ pub enum TargetDoc {
     Command(CommandDoc),
     /// An HTTP request.
     Http(HttpDoc),
-    /// An in-process handler (embedded use only: the standalone binary registers none).
+    /// An in-process handler (embedded use only: the standalone binary registers none and refuses it).
     Handler(HandlerDoc),
 }
 
@@ -106,9 +107,10 @@ pub enum TargetDoc {
 pub struct CommandDoc {
     /// Program and arguments; `argv[0]` is looked up in `PATH` if it has no `/`.
     pub argv: Vec<String>,
-    /// Extra environment variables.
+    /// Environment variables, on top of the node's `PATH`, `HOME`, `LANG`, `TZ` and `inherit_env` (never its
+    /// whole environment). Values may be references resolved on the node when the fire runs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, SecretValueDoc>,
     /// Working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
@@ -127,9 +129,9 @@ pub struct HttpDoc {
     /// Method (default `POST`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// Extra request headers.
+    /// Extra request headers. Values may be references resolved on the node when the fire runs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, SecretValueDoc>,
     /// Request body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -139,6 +141,40 @@ pub struct HttpDoc {
     /// Whole-request timeout (default `"30s"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Follow redirects, at most 5, each checked against the node's egress rules (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<bool>,
+}
+
+/// A value that may be secret: the value itself, or a reference resolved on the node when the fire runs
+/// (only the reference is stored and shown). Readers without the admin role see literal values as
+/// `"(redacted)"`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = SecretValue)]
+pub enum SecretValueDoc {
+    /// The value itself.
+    Literal(String),
+    /// The node's environment variable of this name (not one starting with `CAMPANILE_`).
+    FromEnv(FromEnvDoc),
+    /// The contents of this file on the node (an absolute path; a final line break is dropped).
+    FromFile(FromFileDoc),
+}
+
+/// `{"from_env": "NAME"}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FromEnvDoc {
+    /// Variable name.
+    pub from_env: String,
+}
+
+/// `{"from_file": "/path"}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FromFileDoc {
+    /// Absolute path.
+    pub from_file: String,
 }
 
 /// A handler target.
@@ -278,6 +314,9 @@ pub struct PastScheduleDoc {
 pub struct NewJobDoc {
     /// The id to create the job under (`[A-Za-z0-9._-]`); generated if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"
+    )]
     pub id: Option<String>,
     /// The job JSON.
     #[serde(flatten)]
@@ -291,6 +330,9 @@ pub struct NewJobDoc {
 pub struct JobReplacementDoc {
     /// Must equal the path's id when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"
+    )]
     pub id: Option<String>,
     /// Update only if the job is still at this revision (like `If-Match`); 409 otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -421,16 +463,28 @@ mod tests {
     fn mirrors_match_the_engine() {
         let mut command = CommandTarget::new(["echo", "hi"]);
         command.env.insert("K".into(), "V".into());
+        command.env.insert(
+            "KEY".into(),
+            campanile::job::SecretValue::FromFile("/run/key".into()),
+        );
         command.cwd = Some("/tmp".into());
         command.timeout = Some(Duration::from_secs(5));
         round_trip::<JobSpec, JobSpecDoc>(&full_spec(Target::Command(command)));
         let http = HttpTarget {
             url: "http://127.0.0.1/x".into(),
             method: "PUT".into(),
-            headers: [("X-A".to_owned(), "b".to_owned())].into(),
+            headers: [
+                ("X-A".to_owned(), "b".into()),
+                (
+                    "Authorization".to_owned(),
+                    campanile::job::SecretValue::FromEnv("HOOK_AUTH".into()),
+                ),
+            ]
+            .into(),
             body: Some("{}".into()),
             expected_status: vec![204],
             timeout: Duration::from_secs(3),
+            follow_redirects: true,
         };
         round_trip::<JobSpec, JobSpecDoc>(&full_spec(Target::Http(http)));
         round_trip::<JobSpec, JobSpecDoc>(&full_spec(Target::Handler(

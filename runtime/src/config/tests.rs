@@ -113,3 +113,77 @@ fn the_example_round_trips_and_lists_nested_keys() {
         assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
     }
 }
+
+#[test]
+fn an_open_api_on_a_non_loopback_address_needs_insecure_no_auth() {
+    let mut config = Config {
+        listen: "0.0.0.0:7070".parse().unwrap(),
+        ..Config::default()
+    };
+    let err = config.validate().unwrap_err();
+    assert_eq!(err.field, "listen");
+    let message = err.to_string();
+    for hint in [
+        "0.0.0.0:7070",
+        "token_file",
+        "127.0.0.1",
+        "insecure_no_auth",
+        "--insecure-no-auth",
+    ] {
+        assert!(message.contains(hint), "{hint:?} in {message}");
+    }
+    config.apply(&Overrides {
+        insecure_no_auth: true,
+        ..Overrides::default()
+    });
+    config.validate().unwrap();
+    let with_tokens = Config {
+        listen: "[::]:7070".parse().unwrap(),
+        token_file: Some(PathBuf::from("/etc/campanile/tokens")),
+        ..Config::default()
+    };
+    with_tokens.validate().unwrap();
+    let loopback = Config {
+        listen: "[::1]:7070".parse().unwrap(),
+        ..Config::default()
+    };
+    loopback.validate().unwrap();
+}
+
+#[test]
+fn http_limits_and_inherit_env_are_checked_with_their_key() {
+    let config: Config = toml::from_str(
+        "inherit_env = [\"HTTPS_PROXY\"]\n[http]\nheader_read_timeout = \"2s\"\nmax_connections = 64\n",
+    )
+    .unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.http.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(config.http.max_connections, 64);
+    for (toml, field) in [
+        ("[http]\nmax_connections = 0", "http.max_connections"),
+        ("[http]\nmax_uri_bytes = 10", "http.max_uri_bytes"),
+        (
+            "[http]\nmax_header_bytes = 1000000",
+            "http.max_header_bytes",
+        ),
+        (
+            "[http]\nheader_read_timeout = \"1ms\"",
+            "http.header_read_timeout",
+        ),
+        (
+            "[http]\nbody_read_timeout = \"2h\"",
+            "http.body_read_timeout",
+        ),
+        ("inherit_env = [\"CAMPANILE_TOKEN\"]", "inherit_env"),
+        (
+            "[egress]\nallow = [\"ok.test\", \"10.0.0.0/40\"]",
+            "egress.allow[1]",
+        ),
+        ("[egress]\ndeny = [\"http://x\"]", "egress.deny[0]"),
+        ("inherit_env = [\"A=B\"]", "inherit_env"),
+    ] {
+        let config: Config = toml::from_str(toml).unwrap();
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.field, field, "{toml}: {err}");
+    }
+}

@@ -157,6 +157,7 @@ async fn tls_serves_https() {
                 fixtures.join("key.pem").display().to_string(),
             ],
             tls_ca: Some(fixtures.join("cert.pem")),
+            ..Options::default()
         },
     );
     assert!(
@@ -166,4 +167,147 @@ async fn tls_serves_https() {
     );
     let (status, health) = server.get("/healthz").await;
     assert_eq!(status, 200, "{health}");
+}
+
+#[tokio::test]
+async fn read_only_tokens_never_see_secrets() {
+    // An HTTP target's endpoint that echoes a secret in its answer.
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async { "session=echoed-secret" }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!(
+        "http://user:url-password@{}/hook",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{ADMIN}\nread-only {READER}\n")).unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            args: vec!["--token-file".into(), tokens.display().to_string()],
+            ..Options::default()
+        },
+    );
+    let call = |method: Method, path: &str, token: &str, body: Option<serde_json::Value>| {
+        let mut request = server
+            .http
+            .request(method, server.at(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move { status_and_json(request.send().await.unwrap()).await }
+    };
+    let http_job = json!({"id": "hook", "name": "hook", "schedule": "* * * * * *",
+        "target": {"type": "http", "url": hook, "headers": {
+            "Authorization": "Bearer header-secret", "X-Key": {"from_file": "/dev/null"}}}});
+    let command_job = json!({"id": "cmd", "name": "cmd", "schedule": "@yearly",
+        "target": {"type": "command", "argv": ["true"], "env": {
+            "PASSWORD": "env-secret", "KEY": {"from_file": "/run/secrets/key"}}}});
+    for job in [http_job, command_job] {
+        assert_eq!(
+            call(Method::POST, "/v1/jobs", ADMIN, Some(job)).await.0,
+            201
+        );
+    }
+    crate::harness::eventually("a run of the HTTP job with output", || async {
+        let (_, runs) = call(Method::GET, "/v1/jobs/hook/runs", ADMIN, None).await;
+        runs["runs"]
+            .as_array()?
+            .iter()
+            .any(|r| r["output"] == "session=echoed-secret")
+            .then_some(())
+    })
+    .await;
+
+    let reader_views = [
+        call(Method::GET, "/v1/jobs/hook", READER, None).await.1,
+        call(Method::GET, "/v1/jobs/cmd", READER, None).await.1,
+        call(Method::GET, "/v1/jobs", READER, None).await.1,
+        call(Method::GET, "/v1/jobs/hook/runs", READER, None)
+            .await
+            .1,
+        call(Method::GET, "/v1/runs", READER, None).await.1,
+    ];
+    for view in &reader_views {
+        let text = view.to_string();
+        for secret in [
+            "header-secret",
+            "url-password",
+            "env-secret",
+            "echoed-secret",
+        ] {
+            assert!(!text.contains(secret), "a reader sees {secret}: {text}");
+        }
+    }
+    let hook_job = &reader_views[0];
+    assert_eq!(hook_job["target"]["headers"]["Authorization"], "(redacted)");
+    assert_eq!(
+        hook_job["target"]["headers"]["X-Key"],
+        json!({"from_file": "/dev/null"}),
+        "references are shown"
+    );
+    assert_eq!(reader_views[1]["target"]["env"]["PASSWORD"], "(redacted)");
+    // Admins see everything.
+    let admin_view = call(Method::GET, "/v1/jobs/cmd", ADMIN, None).await.1;
+    assert_eq!(admin_view["target"]["env"]["PASSWORD"], "env-secret");
+    let admin_view = call(Method::GET, "/v1/jobs/hook", ADMIN, None).await.1;
+    assert!(
+        admin_view["target"]["url"]
+            .as_str()
+            .unwrap()
+            .contains("url-password")
+    );
+}
+
+#[tokio::test]
+async fn without_a_token_unknown_api_routes_look_like_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{ADMIN}\nread-only {READER}\n")).unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            args: vec!["--token-file".into(), tokens.display().to_string()],
+            ..Options::default()
+        },
+    );
+    // Routed or not, any method: 401, so a client without a token learns nothing of the API's shape.
+    for (method, path) in [
+        (Method::GET, "/v1/jobs"),
+        (Method::GET, "/v1/no-such-route"),
+        (Method::DELETE, "/v1/cluster"),
+        (Method::PATCH, "/v1/jobs"),
+    ] {
+        let answer = server
+            .http
+            .request(method.clone(), server.at(path))
+            .send()
+            .await
+            .unwrap();
+        assert_error(&status_and_json(answer).await, 401, "unauthorized", None);
+    }
+    // With a token, the difference shows.
+    let answer = server
+        .http
+        .get(server.at("/v1/no-such-route"))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_error(&status_and_json(answer).await, 404, "no_route", None);
+    // And a path segment that is no string is a bad id.
+    let answer = server
+        .http
+        .get(server.at("/v1/jobs/%FF"))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_error(&status_and_json(answer).await, 400, "invalid", Some("id"));
 }

@@ -507,8 +507,19 @@ async fn actions_queries_and_routes() {
     );
     assert_error(
         &plan("/v1/rebalance/plan?drain=ghost", None).await,
-        400,
-        "invalid",
+        404,
+        "not_found",
+        Some("drain"),
+    );
+    // With a scenario, drain and join apply to it; an empty value is no value.
+    let scenario = json!({"jobs": [{"id": "a"}, {"id": "b"}], "nodes": ["n1", "n2"], "previous": {"a": "n1", "b": "n2"}});
+    let (status, drained) = plan("/v1/rebalance/plan?drain=n2&join=", Some(scenario.clone())).await;
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(drained["assignment"], json!({"a": "n1", "b": "n1"}));
+    assert_error(
+        &plan("/v1/rebalance/plan?drain=n9", Some(scenario)).await,
+        404,
+        "not_found",
         Some("drain"),
     );
 
@@ -529,4 +540,108 @@ async fn actions_queries_and_routes() {
     // Nothing above broke the node.
     assert_eq!(server.get("/readyz").await.0, 200, "{}", server.log());
     assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+#[tokio::test]
+async fn ids_preconditions_repeats_and_jobs_that_never_fire() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let post = |body: Value| server.send(Method::POST, "/v1/jobs", Some(body));
+
+    // Ids that a URL cannot reach.
+    for dots in [".", ".."] {
+        assert_error(
+            &post(job(json!({"id": dots}))).await,
+            400,
+            "invalid",
+            Some("id"),
+        );
+    }
+    // Schedules and bounds that leave nothing to fire.
+    assert_error(
+        &post(job(json!({"schedule": "@at 2001-01-01T00:00:00Z"}))).await,
+        400,
+        "invalid",
+        Some("schedule"),
+    );
+    assert_error(
+        &post(job(json!({"schedule": "0 0 0 1 1 * 2020"}))).await,
+        400,
+        "invalid",
+        Some("schedule"),
+    );
+    let ended = post(job(json!({"end_at": "2001-01-01T00:00:00Z"}))).await;
+    assert_error(&ended, 400, "invalid", Some("end_at"));
+    assert!(
+        ended.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("never fire"),
+        "{}",
+        ended.1
+    );
+
+    // If-Match, even `*`, on a job that does not exist: 412 (RFC 9110), not 404 and not a creation.
+    let answer = server
+        .http
+        .put(server.at("/v1/jobs/absent"))
+        .header("if-match", "*")
+        .json(&job(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        &status_and_json(answer).await,
+        412,
+        "precondition_failed",
+        None,
+    );
+    assert_eq!(server.get("/v1/jobs/absent").await.0, 404);
+
+    // A repeated query parameter is named.
+    assert_error(
+        &server.get("/v1/jobs?limit=1&limit=2").await,
+        400,
+        "invalid",
+        Some("limit"),
+    );
+}
+
+#[tokio::test]
+async fn handler_targets_are_refused_by_a_server_without_handlers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let handler = json!({"type": "handler", "name": "report"});
+    let created = server
+        .send(
+            Method::POST,
+            "/v1/jobs",
+            Some(job(json!({"target": handler}))),
+        )
+        .await;
+    assert_error(&created, 400, "invalid", Some("target.type"));
+    let replaced = server
+        .send(
+            Method::PUT,
+            "/v1/jobs/h",
+            Some(job(json!({"target": handler}))),
+        )
+        .await;
+    assert_error(&replaced, 400, "invalid", Some("target.type"));
+    assert_eq!(
+        server
+            .send(Method::POST, "/v1/jobs", Some(job(json!({"id": "h"}))))
+            .await
+            .0,
+        201
+    );
+    // A merge patch: `argv: null` removes the command's member.
+    let patched = server
+        .send(
+            Method::PATCH,
+            "/v1/jobs/h",
+            Some(json!({"target": {"type": "handler", "name": "report", "argv": null}})),
+        )
+        .await;
+    assert_error(&patched, 400, "invalid", Some("target.type"));
 }

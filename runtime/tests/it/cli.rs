@@ -472,3 +472,26 @@ fn the_packaged_example_config_is_valid() {
         stdout(&out)
     );
 }
+
+#[test]
+fn config_check_never_prints_webhook_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hooks.toml");
+    std::fs::write(
+        &file,
+        "[[notify.webhooks]]\nname = \"ops\"\nurl = \"https://bot:url-secret@hooks.example.com/x\"\n\
+         headers = { Authorization = \"Bearer header-secret\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(!printed.contains("header-secret"), "{printed}");
+    assert!(!printed.contains("url-secret"), "{printed}");
+    assert!(printed.contains("Authorization"), "{printed}");
+    assert!(printed.contains("hooks.example.com"), "{printed}");
+}

@@ -34,6 +34,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// `https` with this CA certificate.
     pub tls_ca: Option<PathBuf>,
+    /// Start the server with this limit of open files (`ulimit -n`).
+    pub max_open_files: Option<u32>,
 }
 
 impl Server {
@@ -45,7 +47,14 @@ impl Server {
     /// Starts a server with options; waits until it listens.
     pub fn start_with(dir: &Path, options: Options) -> Server {
         let data_dir = dir.join("data");
-        let mut command = Command::new(BIN);
+        let mut command = match options.max_open_files {
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+                sh
+            }
+            None => Command::new(BIN),
+        };
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])

@@ -12,6 +12,7 @@ mod cli;
 mod docs;
 mod etcd_cluster;
 mod failover_skips;
+mod hardening;
 mod harness;
 mod notify;
 mod openapi;

@@ -149,3 +149,93 @@ async fn the_document_matches_the_router() {
     assert_eq!(required, ["name", "schedule", "target"]);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+/// The schema a `$ref` names.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.trim_start_matches("#/components/schemas/");
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+#[tokio::test]
+async fn the_document_describes_real_answers_and_every_auth_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (_, doc) = server.get("/v1/openapi.json").await;
+
+    // No member of an allOf forbids the other members' properties: no real job could validate.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for (name, schema) in schemas {
+        for member in schema["allOf"].as_array().into_iter().flatten() {
+            let member = resolve(&doc, member);
+            assert_ne!(
+                member["additionalProperties"],
+                Value::Bool(false),
+                "{name}: a member of allOf has additionalProperties: false"
+            );
+        }
+    }
+
+    // A real job's members are all properties of the Job schema (its allOf members together).
+    let job = serde_json::json!({"id": "doc", "name": "doc", "schedule": "@hourly",
+        "target": {"type": "command", "argv": ["true"], "env": {"K": {"from_env": "V"}}}});
+    assert_eq!(
+        server.send(Method::POST, "/v1/jobs", Some(job)).await.0,
+        201
+    );
+    let (_, real) = server.get("/v1/jobs/doc").await;
+    let mut known = BTreeSet::new();
+    for member in schemas["Job"]["allOf"].as_array().unwrap() {
+        let member = resolve(&doc, member);
+        known.extend(member["properties"].as_object().unwrap().keys().cloned());
+    }
+    for key in real.as_object().unwrap().keys() {
+        assert!(
+            known.contains(key),
+            "{key} of a real job is not in the Job schema"
+        );
+    }
+
+    // Every /v1 operation documents 401; those that change state 403 too.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for method in METHODS {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            let responses = &operation["responses"];
+            assert!(responses.get("401").is_some(), "{method} {path}: no 401");
+            let writes = method != "get" && path != "/v1/rebalance/plan";
+            assert_eq!(
+                responses.get("403").is_some(),
+                writes,
+                "{method} {path}: 403 documented iff it changes state"
+            );
+        }
+    }
+
+    // Every optional member is nullable in the document, and may be sent as null; no parameter is nullable.
+    let labels = &schemas["JobSpec"]["properties"]["labels"]["type"];
+    assert_eq!(labels, &serde_json::json!(["object", "null"]), "{labels}");
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let text = parameter["schema"]["type"].to_string();
+                assert!(!text.contains("null"), "{method} {path}: {parameter}");
+            }
+        }
+    }
+    let with_nulls = serde_json::json!({"id": "nulls", "name": "nulls", "schedule": "@hourly",
+        "delivery": null, "timezone": null, "paused": null, "labels": null, "node_labels": null,
+        "target": {"type": "command", "argv": ["true"], "cwd": null, "env": null}});
+    let (status, body) = server
+        .send(Method::POST, "/v1/jobs", Some(with_nulls))
+        .await;
+    assert_eq!(status, 201, "{body}");
+}

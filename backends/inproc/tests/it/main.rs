@@ -39,7 +39,7 @@ fn job(name: &str) -> Job {
 /// A job with many non-default fields, to see that it round-trips through the file.
 fn full_job(name: &str) -> Job {
     let mut command = CommandTarget::new(["/bin/sh", "-c", "echo 'héllo' \"$X\""]);
-    command.env = BTreeMap::from([("X".to_owned(), "1 2".to_owned())]);
+    command.env = BTreeMap::from([("X".to_owned(), "1 2".into())]);
     command.timeout = Some(Duration::from_secs(30));
     let mut spec = JobSpec::new(
         name,

@@ -161,3 +161,77 @@ fn allow_and_cancel_previous_start_every_instant() {
         assert_eq!(decisions.cancel.len(), expected, "{overlap:?}");
     }
 }
+
+/// A manual fire (trigger, backfill) of the instant `second`.
+fn manual(job: &Arc<Job>, second: i64) -> Fire {
+    Fire {
+        kind: FireKind::Manual,
+        ..fire(job, second)
+    }
+}
+
+/// Ends runs one by one, each at `now_ms`, collecting what starts, until nothing does.
+fn drain(state: &mut State, job: &Arc<Job>, first: &[Fire], now_ms: i64) -> Vec<i64> {
+    let mut ran = seconds(first);
+    loop {
+        let next = end(state, job, now_ms);
+        assert!(
+            next.records.is_empty(),
+            "nothing skipped: {:?}",
+            next.records
+        );
+        if next.start.is_empty() {
+            return ran;
+        }
+        ran.extend(seconds(&next.start));
+    }
+}
+
+#[test]
+fn a_backfill_runs_every_instant_in_order_whatever_the_policy() {
+    for overlap in [Overlap::Skip, Overlap::BufferOne, Overlap::CancelPrevious] {
+        let job = job(overlap);
+        let mut state = state();
+        // Four past instants at once, while nothing runs.
+        let first = state.fires((1..=4).map(|s| manual(&job, s)).collect(), T0 + 60_000);
+        assert_eq!(seconds(&first.start), [1], "{overlap:?}");
+        assert!(
+            first.cancel.is_empty() && first.records.is_empty(),
+            "{overlap:?}"
+        );
+        assert_eq!(
+            drain(&mut state, &job, &first.start, T0 + 61_000),
+            [1, 2, 3, 4],
+            "{overlap:?}"
+        );
+    }
+}
+
+#[test]
+fn a_trigger_while_the_job_runs_waits_and_is_never_skipped() {
+    for overlap in [Overlap::Skip, Overlap::BufferOne, Overlap::CancelPrevious] {
+        let job = job(overlap);
+        let mut state = state();
+        let scheduled = state.fires(vec![fire(&job, 1)], T0 + 1000);
+        assert_eq!(seconds(&scheduled.start), [1]);
+
+        // Triggers a moment later, while instant 1 runs: their ids are "now", after the run started.
+        let at = |ms: i64| Fire {
+            scheduled_ms: T0 + ms,
+            ..manual(&job, 0)
+        };
+        let trigger = state.fires(vec![at(1500), at(1501)], T0 + 1501);
+
+        assert!(trigger.start.is_empty(), "{overlap:?}");
+        assert!(
+            trigger.cancel.is_empty() && trigger.records.is_empty(),
+            "{overlap:?}"
+        );
+        // The run ends long after: each trigger still runs, one after the other.
+        assert_eq!(
+            drain(&mut state, &job, &[], T0 + 9000).len(),
+            2,
+            "{overlap:?}"
+        );
+    }
+}
