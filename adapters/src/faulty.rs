@@ -16,7 +16,7 @@ use campanile::coordinator::{
 use campanile::{CoordError, Coordinator, Job, JobId, RunRecord};
 use tokio::sync::watch;
 
-pub use control::{Fault, FaultControl, FaultStats, Method};
+pub use control::{ContractBreak, Fault, FaultControl, FaultStats, Method};
 
 /// Wraps any coordinator and injects the faults its [`FaultControl`] asks for. With no fault on it is
 /// transparent (it passes the conformance suite).
@@ -265,10 +265,23 @@ impl Coordinator for FaultyCoordinator {
         session: SessionId,
         claims: &[FireClaim],
     ) -> CoordResult<Vec<ClaimResult>> {
-        self.call(Method::ClaimFires, Some(session), || {
-            self.inner.claim_fires(session, claims)
-        })
-        .await
+        let mut results = self
+            .call(Method::ClaimFires, Some(session), || {
+                self.inner.claim_fires(session, claims)
+            })
+            .await?;
+        if self.control.is_broken(ContractBreak::TakeoverRaisesSettled) {
+            for (request, result) in claims.iter().zip(&mut results) {
+                if let ClaimResult::Granted {
+                    claim,
+                    previous: Some(_),
+                } = result
+                {
+                    claim.settled_ms = claim.settled_ms.max(request.settled_ms);
+                }
+            }
+        }
+        Ok(results)
     }
 
     async fn release_claims(

@@ -31,4 +31,4 @@ pub use factory::{
     BackendProfile, CleanupFn, CleanupGuard, CoordinatorFactory, Namespace, NamespaceOptions,
     RestartFn, SetupError,
 };
-pub use faulty::{Fault, FaultControl, FaultStats, FaultyCoordinator, Method};
+pub use faulty::{ContractBreak, Fault, FaultControl, FaultStats, FaultyCoordinator, Method};

@@ -131,6 +131,16 @@ pub enum Fault {
     ReplyLost,
 }
 
+/// A deliberate break of one line of the `Coordinator` contract, for checking that the conformance suite
+/// catches it (a backend author's wrapper can do the same to check the suite against a known-broken backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ContractBreak {
+    /// `claim_fires` answers a takeover with the `settled_ms` the new holder asked for, even above the
+    /// previous holder's (hiding the previous holder's unsettled instants from the next owner).
+    TakeoverRaisesSettled,
+}
+
 /// What the wrapper has done so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FaultStats {
@@ -170,6 +180,7 @@ struct State {
     random: Option<Rule>,
     countdown: Option<(Rule, u64)>,
     stats: FaultStats,
+    broken: BTreeSet<ContractBreak>,
 }
 
 /// A failure rule: the methods it applies to (all when `None`), a probability, and the fault.
@@ -208,6 +219,7 @@ impl FaultControl {
                     random: None,
                     countdown: None,
                     stats: FaultStats::default(),
+                    broken: BTreeSet::new(),
                 }),
                 partitions: watch::Sender::new(BTreeSet::new()),
             }),
@@ -317,6 +329,16 @@ impl FaultControl {
             p.clear();
             changed
         });
+    }
+
+    /// Breaks one line of the contract from now on (see [`ContractBreak`]).
+    pub fn break_contract(&self, line: ContractBreak) {
+        self.state().broken.insert(line);
+    }
+
+    /// Whether `line` is broken.
+    pub(super) fn is_broken(&self, line: ContractBreak) -> bool {
+        self.state().broken.contains(&line)
     }
 
     /// What the wrappers sharing this control did so far.

@@ -128,6 +128,52 @@ impl CoordinatorFactory for Transparent {
     }
 }
 
+/// In memory on paused time, through a `FaultyCoordinator` that breaks one line of the contract: the suite
+/// must catch it.
+struct Broken(campanile_adapters::ContractBreak);
+
+#[async_trait::async_trait]
+impl CoordinatorFactory for Broken {
+    fn profile(&self) -> BackendProfile {
+        paused_profile()
+    }
+
+    async fn namespace(&self, options: NamespaceOptions) -> Result<Namespace, SetupError> {
+        let c: Arc<dyn Coordinator> = Arc::new(InprocCoordinator::memory_with(config(&options)));
+        let control = FaultControl::new(1);
+        control.break_contract(self.0);
+        let clients = (0..options.clients)
+            .map(|_| {
+                Arc::new(FaultyCoordinator::with_control(
+                    Arc::clone(&c),
+                    control.clone(),
+                )) as Arc<dyn Coordinator>
+            })
+            .collect();
+        Ok(Namespace::new(clients, CleanupGuard::none()))
+    }
+}
+
+/// The suite checks itself: a coordinator that breaks a contract line fails that line's case, naming it.
+#[tokio::test(start_paused = true)]
+async fn the_suite_catches_a_takeover_that_raises_settled_ms() {
+    let broken = Broken(campanile_adapters::ContractBreak::TakeoverRaisesSettled);
+    let run = tokio::spawn(async move {
+        campanile_adapters::suite::takeover_starts_after_previous(&broken).await;
+    })
+    .await;
+    let panic = run.expect_err("the broken coordinator passed the takeover case");
+    let message = panic
+        .into_panic()
+        .downcast::<String>()
+        .map(|m| *m)
+        .unwrap_or_default();
+    assert!(
+        message.contains(campanile_adapters::suite::lines::CLAIM_TAKEOVER_SETTLED),
+        "the case failed, but not on the settled_ms line: {message}"
+    );
+}
+
 mod memory {
     campanile_adapters::conformance_suite!(super::Memory { paused: true }, paused_time);
 }
