@@ -104,11 +104,12 @@ impl CoordinatorFactory for Durable {
     }
 }
 
-/// In memory on paused time, through a `FaultyCoordinator` with no fault on: the wrapper is transparent.
-struct Transparent;
+/// In memory on paused time, through a `FaultyCoordinator`: with no fault on (`None`) the wrapper is
+/// transparent; with a contract break, the suite must catch it.
+struct Wrapped(Option<campanile_adapters::ContractBreak>);
 
 #[async_trait::async_trait]
-impl CoordinatorFactory for Transparent {
+impl CoordinatorFactory for Wrapped {
     fn profile(&self) -> BackendProfile {
         paused_profile()
     }
@@ -116,32 +117,9 @@ impl CoordinatorFactory for Transparent {
     async fn namespace(&self, options: NamespaceOptions) -> Result<Namespace, SetupError> {
         let c: Arc<dyn Coordinator> = Arc::new(InprocCoordinator::memory_with(config(&options)));
         let control = FaultControl::new(1);
-        let clients = (0..options.clients)
-            .map(|_| {
-                Arc::new(FaultyCoordinator::with_control(
-                    Arc::clone(&c),
-                    control.clone(),
-                )) as Arc<dyn Coordinator>
-            })
-            .collect();
-        Ok(Namespace::new(clients, CleanupGuard::none()))
-    }
-}
-
-/// In memory on paused time, through a `FaultyCoordinator` that breaks one line of the contract: the suite
-/// must catch it.
-struct Broken(campanile_adapters::ContractBreak);
-
-#[async_trait::async_trait]
-impl CoordinatorFactory for Broken {
-    fn profile(&self) -> BackendProfile {
-        paused_profile()
-    }
-
-    async fn namespace(&self, options: NamespaceOptions) -> Result<Namespace, SetupError> {
-        let c: Arc<dyn Coordinator> = Arc::new(InprocCoordinator::memory_with(config(&options)));
-        let control = FaultControl::new(1);
-        control.break_contract(self.0);
+        if let Some(line) = self.0 {
+            control.break_contract(line);
+        }
         let clients = (0..options.clients)
             .map(|_| {
                 Arc::new(FaultyCoordinator::with_control(
@@ -157,7 +135,9 @@ impl CoordinatorFactory for Broken {
 /// The suite checks itself: a coordinator that breaks a contract line fails that line's case, naming it.
 #[tokio::test(start_paused = true)]
 async fn the_suite_catches_a_takeover_that_raises_settled_ms() {
-    let broken = Broken(campanile_adapters::ContractBreak::TakeoverRaisesSettled);
+    let broken = Wrapped(Some(
+        campanile_adapters::ContractBreak::TakeoverRaisesSettled,
+    ));
     let run = tokio::spawn(async move {
         campanile_adapters::suite::takeover_starts_after_previous(&broken).await;
     })
@@ -187,7 +167,7 @@ mod durable {
 }
 
 mod through_fault_wrapper {
-    campanile_adapters::conformance_suite!(super::Transparent, paused_time);
+    campanile_adapters::conformance_suite!(super::Wrapped(None), paused_time);
 }
 
 mod faults {
