@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::coordinator::NodeId;
 use crate::job::{FireId, JobId};
 
 /// How a fire ended. Exactly one run record per fire id exists in the coordinator.
@@ -84,7 +85,7 @@ pub struct RunRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scheduled_ms: Option<i64>,
     /// Node that wrote the record.
-    pub node: String,
+    pub node: NodeId,
     /// Attempts made (0 when the target never started).
     pub attempt: u32,
     /// Unix ms the (last) attempt started, if one did.
@@ -114,13 +115,13 @@ impl RunRecord {
     pub const MAX_OUTPUT: usize = 4096;
 
     /// A record of `fire` with `outcome`, without timings; fill in the rest with struct update syntax.
-    pub fn new(fire: &FireId, node: impl Into<String>, outcome: Outcome) -> Self {
+    pub fn new(fire: &FireId, node: &NodeId, outcome: Outcome) -> Self {
         Self {
             job: fire.job.clone(),
             scheduled_ms: fire.scheduled_ms,
             count: 1,
             last_scheduled_ms: None,
-            node: node.into(),
+            node: node.clone(),
             attempt: 0,
             started_ms: None,
             ended_ms: None,

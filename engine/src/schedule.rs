@@ -17,6 +17,7 @@
 //! expressions cost a handful of parsed schedules.
 
 mod cron;
+mod memo;
 
 #[cfg(test)]
 mod tests;
@@ -119,7 +120,7 @@ impl Schedule {
                 let k = after_ms.checked_sub(*anchor_ms)?.div_euclid(*every_ms) + 1;
                 anchor_ms.checked_add(k.checked_mul(*every_ms)?)
             }
-            Kind::Cron(cron) => cron.next_after(after_ms, tz, dst),
+            Kind::Cron(cron) => memo::next_after(cron, after_ms, tz, dst),
         }
     }
 

@@ -40,7 +40,7 @@ pub async fn record_runs_once_per_fire_id<F: CoordinatorFactory + ?Sized>(factor
     );
     let other = RunRecord {
         outcome: Outcome::Failed,
-        node: "someone-else".into(),
+        node: campanile::coordinator::NodeId::new("someone-else").expect("valid node id"),
         ..first.clone()
     };
     let results = ok(

@@ -377,7 +377,7 @@ pub(crate) fn record(job: &JobId, scheduled_ms: i64, node: &str, outcome: Outcom
         scheduled_ms,
         count: 1,
         last_scheduled_ms: None,
-        node: node.to_owned(),
+        node: campanile::coordinator::NodeId::new(node).expect("the suite's node ids are valid"),
         attempt: 2,
         started_ms: Some(scheduled_ms + 3),
         ended_ms: Some(scheduled_ms + 40),

@@ -118,7 +118,7 @@ pub fn check_record(record: &RunRecord) -> CoordResult<()> {
         )));
     }
     let reason = record.reason.as_deref().unwrap_or_default();
-    if reason.len() > MAX_RECORD_TEXT || record.node.len() > MAX_RECORD_TEXT {
+    if reason.len() > MAX_RECORD_TEXT || record.node.as_str().len() > MAX_RECORD_TEXT {
         return Err(invalid(format!(
             "run record {fire}: reason or node longer than {MAX_RECORD_TEXT} bytes"
         )));

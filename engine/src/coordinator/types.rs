@@ -39,6 +39,36 @@ impl NodeId {
     }
 }
 
+impl PartialEq<str> for NodeId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for NodeId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for NodeId {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<NodeId> for String {
+    fn eq(&self, other: &NodeId) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<NodeId> for &str {
+    fn eq(&self, other: &NodeId) -> bool {
+        *self == other.as_str()
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -30,10 +30,11 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rustc_hash::FxHashMap;
 
 use super::executor;
 use super::fire::{Fire, FireKind};
@@ -136,7 +137,7 @@ const SKIP_REASON: &str = "overlap: skip (previous run still going)";
 /// The dispatcher's state: which jobs are running.
 pub struct State {
     node: crate::coordinator::NodeId,
-    running: HashMap<JobId, Running>,
+    running: FxHashMap<JobId, Running>,
 }
 
 impl State {
@@ -144,7 +145,7 @@ impl State {
     pub fn new(node: crate::coordinator::NodeId) -> Self {
         Self {
             node,
-            running: HashMap::new(),
+            running: FxHashMap::default(),
         }
     }
 
@@ -245,7 +246,7 @@ impl State {
 }
 
 fn skipped(node: &crate::coordinator::NodeId, fire: &Fire, reason: &str) -> RunRecord {
-    let mut record = RunRecord::new(&fire.id(), node.as_str(), Outcome::Skipped);
+    let mut record = RunRecord::new(&fire.id(), node, Outcome::Skipped);
     record.reason = Some(reason.to_owned());
     record.manual = fire.kind == FireKind::Manual;
     record

@@ -14,13 +14,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::task::AbortHandle;
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::task::JoinHandle;
 
 use super::dispatcher;
 use super::fire::{Fire, FireKind};
@@ -108,7 +108,7 @@ pub struct Arguments {
     pub egress: crate::exec::Egress,
 }
 
-/// Everything a run task needs, shared.
+/// Everything a run task needs, shared: a run task holds one `Arc` of it and its fire, nothing else.
 struct RunEnv {
     node: NodeId,
     clock: Arc<dyn Clock>,
@@ -120,6 +120,23 @@ struct RunEnv {
     #[cfg(feature = "http")]
     http: crate::exec::HttpClients,
     metrics: RunMetrics,
+    /// The executor itself, woken by the first completion of a batch.
+    executor: ActorRef<Msg>,
+    /// Where run ends are reported (set once the dispatcher exists).
+    dispatcher: OnceLock<ActorRef<dispatcher::Msg>>,
+    /// Finished runs and killed ones, behind one lock (see [`Done`]).
+    done: Mutex<Done>,
+}
+
+/// Who reports a run's end, decided under one lock: the run task when it ends, or the actor when it kills
+/// the run. Exactly one of them does: a run that ended by itself has its record in `completions` (the actor
+/// skips it), and a killed run is in `killed` (its task, should it still end, reports nothing).
+#[derive(Default)]
+struct Done {
+    /// Records of finished runs, waiting for the executor to take them (see `Msg::Completed`).
+    completions: Vec<RunRecord>,
+    /// Runs the actor killed and reported.
+    killed: FxHashSet<FireId>,
 }
 
 /// The per-fire metrics, registered once when the executor starts (a lookup per fire costs more than the
@@ -142,12 +159,10 @@ impl RunMetrics {
 
 /// A started run, as the actor holds it.
 struct Run {
-    abort: AbortHandle,
+    task: JoinHandle<()>,
     /// Whether it is a manual fire (its record says so if it is killed; the record itself is built only then,
     /// not for every fire).
     manual: bool,
-    /// Set by whichever reports its end first: the task when the run ends, or the actor when it kills it.
-    reported: Arc<AtomicBool>,
 }
 
 /// The executor's state.
@@ -155,16 +170,20 @@ pub struct State {
     env: Arc<RunEnv>,
     max_concurrent: usize,
     recorder: ActorRef<recorder::Msg>,
-    dispatcher: Option<ActorRef<dispatcher::Msg>>,
     queue: VecDeque<Fire>,
-    running: HashMap<FireId, Run>,
-    /// Records of finished runs, waiting for the executor to take them (see `Msg::Completed`).
-    completions: Arc<std::sync::Mutex<Vec<(FireId, RunRecord)>>>,
+    running: FxHashMap<FireId, Run>,
+    /// Killed runs whose task may still be running (aborted, not yet dropped): their ids leave
+    /// [`Done::killed`] once the task is gone.
+    aborted: Vec<(FireId, JoinHandle<()>)>,
     draining: Option<RpcReplyPort<usize>>,
 }
 
 impl State {
-    fn start_queued(&mut self, myself: &ActorRef<Msg>) {
+    fn dispatcher(&self) -> Option<&ActorRef<dispatcher::Msg>> {
+        self.env.dispatcher.get()
+    }
+
+    fn start_queued(&mut self) {
         let mut started = false;
         while self.running.len() < self.max_concurrent
             && self.draining.is_none()
@@ -176,46 +195,14 @@ impl State {
                 // The dispatcher counted it as a run: it ends here.
                 dispatcher::report_ended(
                     &self.env.ended,
-                    self.dispatcher.as_ref(),
+                    self.dispatcher(),
                     [(fire.job.id.clone(), self.env.clock.now_ms())],
                 );
                 continue;
             }
             let manual = fire.kind == FireKind::Manual;
-            let env = self.env.clone();
-            let myself = myself.clone();
-            let completions = self.completions.clone();
-            let dispatcher = self.dispatcher.clone();
-            let reported = Arc::new(AtomicBool::new(false));
-            let ours = reported.clone();
-            let fire_id = id.clone();
-            let task = tokio::spawn(async move {
-                let job = fire.job.id.clone();
-                let record = run_fire(&env, fire).await;
-                if ours.swap(true, Ordering::AcqRel) {
-                    return; // killed meanwhile: the actor reported it
-                }
-                // The end goes to the overlap decision now, not after this actor's mailbox.
-                let ended_ms = record.ended_ms.unwrap_or_else(|| env.clock.now_ms());
-                dispatcher::report_ended(&env.ended, dispatcher.as_ref(), [(job, ended_ms)]);
-                let first = {
-                    let mut done = completions.lock().unwrap_or_else(|p| p.into_inner());
-                    done.push((fire_id, record));
-                    done.len() == 1
-                };
-                // Only the first completion of a batch wakes the executor; it takes them all.
-                if first {
-                    let _ = myself.cast(Msg::Completed);
-                }
-            });
-            self.running.insert(
-                id,
-                Run {
-                    abort: task.abort_handle(),
-                    manual,
-                    reported,
-                },
-            );
+            let task = tokio::spawn(run_task(self.env.clone(), fire));
+            self.running.insert(id, Run { task, manual });
             started = true;
         }
         if started {
@@ -225,34 +212,41 @@ impl State {
 
     /// Aborts runs and records them as failed with `reason`.
     fn kill(&mut self, which: impl Fn(&FireId) -> bool, reason: &str) -> usize {
-        let ids: Vec<FireId> = self
-            .running
-            .keys()
-            .filter(|id| which(id))
-            .cloned()
-            .collect();
-        let mut records = Vec::with_capacity(ids.len());
-        for id in &ids {
-            if self.running[id].reported.swap(true, Ordering::AcqRel) {
-                continue; // it ended by itself: its record waits in the completions buffer
-            }
-            if let Some(run) = self.running.remove(id) {
-                run.abort.abort();
-                let mut record = RunRecord::new(id, self.env.node.as_str(), Outcome::Failed);
-                record.manual = run.manual;
-                record.reason = Some(reason.to_owned());
-                record.ended_ms = Some(self.env.clock.now_ms());
-                records.push(record);
+        let now_ms = self.env.clock.now_ms();
+        let mut records = Vec::new();
+        {
+            let mut done = self.env.done.lock().unwrap_or_else(|p| p.into_inner());
+            let ids: Vec<FireId> = self
+                .running
+                .keys()
+                .filter(|id| which(id))
+                .filter(|id| {
+                    // Ended by itself: its record waits in the completions buffer.
+                    !done
+                        .completions
+                        .iter()
+                        .any(|r| r.job == id.job && r.scheduled_ms == id.scheduled_ms)
+                })
+                .cloned()
+                .collect();
+            for id in ids {
+                if let Some(run) = self.running.remove(&id) {
+                    run.task.abort();
+                    let mut record = RunRecord::new(&id, &self.env.node, Outcome::Failed);
+                    record.manual = run.manual;
+                    record.reason = Some(reason.to_owned());
+                    record.ended_ms = Some(now_ms);
+                    records.push(record);
+                    done.killed.insert(id.clone());
+                    self.aborted.push((id, run.task));
+                }
             }
         }
         let killed = records.len();
-        let now_ms = self.env.clock.now_ms();
         dispatcher::report_ended(
             &self.env.ended,
-            self.dispatcher.as_ref(),
-            records
-                .iter()
-                .map(|r| (r.job.clone(), r.ended_ms.unwrap_or(now_ms))),
+            self.dispatcher(),
+            records.iter().map(|r| (r.job.clone(), now_ms)),
         );
         self.finish(records);
         killed
@@ -267,18 +261,16 @@ impl State {
             return;
         }
         crate::metrics::misfired("shutdown", fires.len() as u64);
+        let now_ms = self.env.clock.now_ms();
         dispatcher::report_ended(
             &self.env.ended,
-            self.dispatcher.as_ref(),
-            fires
-                .iter()
-                .map(|f| (f.job.id.clone(), self.env.clock.now_ms())),
+            self.dispatcher(),
+            fires.iter().map(|f| (f.job.id.clone(), now_ms)),
         );
         let records = fires
             .iter()
             .map(|fire| {
-                let mut record =
-                    RunRecord::new(&fire.id(), self.env.node.as_str(), Outcome::Misfired);
+                let mut record = RunRecord::new(&fire.id(), &self.env.node, Outcome::Misfired);
                 record.reason = Some("missed: the node shut down before it could start".into());
                 record.manual = fire.kind == super::fire::FireKind::Manual;
                 record
@@ -287,14 +279,36 @@ impl State {
         let _ = self.recorder.cast(recorder::Msg::Record(None, records));
     }
 
+    /// Forgets killed runs whose task is gone (it ended, or was dropped by the abort).
+    fn forget_aborted(&mut self) {
+        if self.aborted.iter().all(|(_, task)| !task.is_finished()) {
+            return;
+        }
+        let mut done = self.env.done.lock().unwrap_or_else(|p| p.into_inner());
+        self.aborted.retain(|(id, task)| {
+            let gone = task.is_finished();
+            if gone {
+                done.killed.remove(id);
+            }
+            !gone
+        });
+    }
+
     /// Takes every completed run from the buffer.
     fn completed(&mut self) {
-        let done = std::mem::take(&mut *self.completions.lock().unwrap_or_else(|p| p.into_inner()));
-        let records = done
-            .into_iter()
-            .filter_map(|(id, record)| self.running.remove(&id).map(|_| record))
-            .collect();
-        self.finish(records);
+        let done = std::mem::take(
+            &mut self
+                .env
+                .done
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .completions,
+        );
+        for record in &done {
+            self.running
+                .remove(&FireId::new(record.job.clone(), record.scheduled_ms));
+        }
+        self.finish(done);
     }
 
     /// Stores the records of ended runs (their ends are reported already).
@@ -307,14 +321,42 @@ impl State {
     }
 }
 
+/// One run's task: runs the fire, then reports its end to the overlap decision at once (not after this
+/// actor's mailbox) and leaves its record for the actor, unless the actor killed it meanwhile.
+async fn run_task(env: Arc<RunEnv>, fire: Fire) {
+    let record = run_fire(&env, fire).await;
+    let job = record.job.clone();
+    let ended_ms = record.ended_ms.unwrap_or_else(|| env.clock.now_ms());
+    let first = {
+        let mut done = env.done.lock().unwrap_or_else(|p| p.into_inner());
+        if !done.killed.is_empty()
+            && done
+                .killed
+                .remove(&FireId::new(job.clone(), record.scheduled_ms))
+        {
+            return; // killed meanwhile: the actor reported it
+        }
+        done.completions.push(record);
+        done.completions.len() == 1
+    };
+    dispatcher::report_ended(&env.ended, env.dispatcher.get(), [(job, ended_ms)]);
+    // Only the first completion of a batch wakes the executor; it takes them all.
+    if first {
+        let _ = env.executor.cast(Msg::Completed);
+    }
+}
+
 /// Runs every attempt of one fire and returns its record.
+///
+/// Its future is what every run task carries: anything large that only some fires need (a jitter or backoff
+/// sleep, a handler's timeout, a command or HTTP target) is boxed, so the common fire moves little.
 async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
-    let id = fire.id();
     let spec = &fire.job.spec;
     if let Some(jitter) = spec.jitter.filter(|j| !j.is_zero()) {
         // Stable per fire id, so every node would pick the same delay.
-        let delay = Duration::from_millis(stable_hash(&id) % (jitter.as_millis() as u64 + 1));
-        tokio::time::sleep(delay).await;
+        let delay =
+            Duration::from_millis(stable_hash(&fire.id()) % (jitter.as_millis() as u64 + 1));
+        Box::pin(tokio::time::sleep(delay)).await;
     }
     let started_us = env.clock.now_us();
     env.metrics.fires.increment(1);
@@ -322,10 +364,16 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
         let lateness = (started_us - fire.scheduled_ms * 1000).max(0) as f64 / 1e6;
         env.metrics.lateness.record(lateness);
     }
-    let mut record = RunRecord::new(&id, env.node.as_str(), Outcome::Failed);
-    record.manual = fire.kind == FireKind::Manual;
-    record.started_ms = Some(started_us.div_euclid(1000));
+    let mut now_ms = started_us.div_euclid(1000);
     let attempts = spec.retry.max_retries + 1;
+    let mut started_ms = Some(now_ms);
+    let mut last = AttemptResult {
+        outcome: Outcome::Failed,
+        code: None,
+        output: String::new(),
+        reason: None,
+    };
+    let mut attempt_no = 0;
     for attempt in 1..=attempts {
         // Fencing, last line: a fire handed on before the session was lost (queued behind the concurrency
         // limit, buffered by `buffer_one`, delayed by jitter or a freeze) must not start once the session can
@@ -333,11 +381,11 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
         // fires are not claimed (`session` is `None`).
         let fenced = fire.session.is_some_and(|claimed_under| {
             let lease = *env.fence.lock().unwrap_or_else(|p| p.into_inner());
-            !lease.is_some_and(|lease| lease.permits(claimed_under, env.clock.now_ms()))
+            !lease.is_some_and(|lease| lease.permits(claimed_under, now_ms))
         });
         // Only the first attempt is bound by the claim window; retries belong to a fire that has started.
         let too_late = attempt == 1
-            && fire.start_by_ms.is_some_and(|by| env.clock.now_ms() > by)
+            && fire.start_by_ms.is_some_and(|by| now_ms > by)
             && env
                 .revoked
                 .lock()
@@ -350,34 +398,39 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
                 "missed: it could not start before the end of its claim window"
             };
             if attempt == 1 {
-                record.outcome = Outcome::Skipped;
-                record.started_ms = None;
+                last.outcome = Outcome::Skipped;
+                started_ms = None;
             }
-            record.reason = Some(
-                record
-                    .reason
+            last.reason = Some(
+                last.reason
                     .map_or_else(|| why.to_owned(), |r| format!("{r}; {why}")),
             );
             break;
         }
         let ctx = FireContext {
-            fire: id.clone(),
+            fire: fire.id(),
             job_name: spec.name.clone(),
             attempt,
             node: env.node.clone(),
         };
-        record.started_ms = Some(env.clock.now_ms());
-        let result = attempt_once(env, &spec.target, ctx).await;
-        record.attempt = attempt;
-        record.outcome = result.outcome;
-        record.code = result.code;
-        record.output = result.output;
-        record.reason = result.reason;
-        if result.outcome == Outcome::Succeeded || attempt == attempts {
+        if attempt > 1 {
+            started_ms = Some(now_ms);
+        }
+        last = attempt_once(env, &spec.target, ctx).await;
+        attempt_no = attempt;
+        if last.outcome == Outcome::Succeeded || attempt == attempts {
             break;
         }
-        tokio::time::sleep(spec.retry.backoff.delay(attempt)).await;
+        Box::pin(tokio::time::sleep(spec.retry.backoff.delay(attempt))).await;
+        now_ms = env.clock.now_ms();
     }
+    let mut record = RunRecord::new(&fire.id(), &env.node, last.outcome);
+    record.manual = fire.kind == FireKind::Manual;
+    record.started_ms = started_ms;
+    record.attempt = attempt_no;
+    record.code = last.code;
+    record.output = last.output;
+    record.reason = last.reason;
     record.ended_ms = Some(env.clock.now_ms());
     if fire.kind == FireKind::Redelivery {
         let why = "redelivered: the previous owner left no record (at_least_once)";
@@ -404,7 +457,8 @@ async fn attempt_once(env: &RunEnv, target: &Target, ctx: FireContext) -> Attemp
             };
             let run = std::panic::AssertUnwindSafe(handler(ctx)).catch_unwind();
             let result = match h.timeout {
-                Some(limit) => match tokio::time::timeout(limit, run).await {
+                // Boxed: a timer is large, and only fires with a timeout pay for it.
+                Some(limit) => match Box::pin(tokio::time::timeout(limit, run)).await {
                     Ok(result) => result,
                     Err(_) => {
                         return AttemptResult {
@@ -454,7 +508,7 @@ impl Actor for Executor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Msg>,
+        myself: ActorRef<Msg>,
         args: Arguments,
     ) -> Result<State, ActorProcessingErr> {
         let env = RunEnv {
@@ -469,15 +523,17 @@ impl Actor for Executor {
             #[cfg(feature = "http")]
             http: crate::exec::HttpClients::new(args.egress.clone())
                 .map_err(ActorProcessingErr::from)?,
+            executor: myself,
+            dispatcher: OnceLock::new(),
+            done: Mutex::default(),
         };
         Ok(State {
             env: Arc::new(env),
             max_concurrent: args.max_concurrent.max(1),
             recorder: args.recorder,
-            dispatcher: None,
             queue: VecDeque::new(),
-            running: HashMap::new(),
-            completions: Arc::default(),
+            running: FxHashMap::default(),
+            aborted: Vec::new(),
             draining: None,
         })
     }
@@ -502,7 +558,12 @@ impl Actor for Executor {
                 state.kill(|id| id.job == job, "cancelled: overlap cancel_previous");
             }
             Msg::Completed => state.completed(),
-            Msg::SetDispatcher(dispatcher) => state.dispatcher = Some(dispatcher),
+            Msg::SetDispatcher(dispatcher) => {
+                // Set once, when the node wires its actors; a second dispatcher is a wiring bug.
+                if state.env.dispatcher.set(dispatcher).is_err() {
+                    tracing::warn!("the executor's dispatcher was set twice; keeping the first");
+                }
+            }
             Msg::Drain { deadline, reply } => {
                 let queued: Vec<Fire> = state.queue.drain(..).collect();
                 state.not_started(queued);
@@ -528,7 +589,8 @@ impl Actor for Executor {
             let _ = reply.send(0);
             state.max_concurrent = 0;
         }
-        state.start_queued(&myself);
+        state.forget_aborted();
+        state.start_queued();
         Ok(())
     }
 }

@@ -137,7 +137,11 @@ mod tests {
     }
 
     fn skipped(node: &str, scheduled_s: i64, reason: &str) -> RunRecord {
-        let mut record = RunRecord::new(&fire(scheduled_s), node, Outcome::Skipped);
+        let mut record = RunRecord::new(
+            &fire(scheduled_s),
+            &campanile::coordinator::NodeId::new(node).unwrap(),
+            Outcome::Skipped,
+        );
         record.reason = Some(reason.to_owned());
         record
     }

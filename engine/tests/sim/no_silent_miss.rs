@@ -202,7 +202,11 @@ mod tests {
 
     fn record(s: i64, node: &str, outcome: Outcome) -> RunRecord {
         let fire = FireId::new(JobId::new("a").unwrap(), T0 + s * 1000);
-        RunRecord::new(&fire, node, outcome)
+        RunRecord::new(
+            &fire,
+            &campanile::coordinator::NodeId::new(node).unwrap(),
+            outcome,
+        )
     }
 
     fn range(first_s: i64, last_s: i64, count: u32) -> RunRecord {

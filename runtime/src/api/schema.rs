@@ -513,7 +513,7 @@ mod tests {
 
         let mut record = RunRecord::new(
             &FireId::new(campanile::JobId::new("j").unwrap(), 1000),
-            "node-1",
+            &campanile::coordinator::NodeId::new("node-1").unwrap(),
             Outcome::Misfired,
         );
         record.count = 3;

@@ -56,7 +56,7 @@ fn request(job: &str, from_ms: i64, through_ms: i64, settled_ms: i64) -> FireCla
 
 fn record(job: &str, scheduled_ms: i64) -> RunRecord {
     let fire = campanile::job::FireId::new(job_id(job), scheduled_ms);
-    RunRecord::new(&fire, "a", Outcome::Succeeded)
+    RunRecord::new(&fire, &NodeId::new("a").unwrap(), Outcome::Succeeded)
 }
 
 /// Nodes `a` and `b` with live sessions (returned in that order), job `j`, and an assignment of `j` to

@@ -69,7 +69,7 @@ fn claim(job: &str, from_ms: i64, through_ms: i64, settled_ms: i64) -> FireClaim
 fn record(job: &str, scheduled_ms: i64) -> RunRecord {
     let mut record = RunRecord::new(
         &FireId::new(job_id(job), scheduled_ms),
-        "a",
+        &campanile::coordinator::NodeId::new("a").unwrap(),
         Outcome::Succeeded,
     );
     record.output = format!("ran {scheduled_ms}");

@@ -339,7 +339,7 @@ impl Model {
                     // The coordinator refuses records written under a session that is gone: its successor
                     // accounts for the instant (in doubt).
                     if fire.session == Some(self.session) {
-                        self.record(RunRecord::new(&fire.id(), "n1", Outcome::Succeeded))?;
+                        self.record(RunRecord::new(&fire.id(), &node(), Outcome::Succeeded))?;
                     }
                 }
             }

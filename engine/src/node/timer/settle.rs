@@ -85,8 +85,7 @@ impl State {
         match entry.job.spec.delivery {
             Delivery::AtMostOnce => {
                 for &t in in_doubt {
-                    let mut record =
-                        RunRecord::new(&entry.job.fire_id(t), node.as_str(), Outcome::InDoubt);
+                    let mut record = RunRecord::new(&entry.job.fire_id(t), node, Outcome::InDoubt);
                     record.reason = Some(format!(
                         "claimed by node {} (session {}) which left no record",
                         previous.node, previous.session

@@ -2,7 +2,9 @@
 //! slot)`. Every transition is a synchronous method that returns the [`Effects`] the actor carries out; nothing
 //! here awaits, reads the clock or does IO.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,7 +78,7 @@ pub struct State {
     pub(super) config: Config,
     pub(super) slots: Vec<Option<Entry>>,
     pub(super) free: Vec<u32>,
-    pub(super) index: HashMap<JobId, u32>,
+    pub(super) index: FxHashMap<JobId, u32>,
     /// `(next_ms, slot)` of every claimed entry whose next instant is within its claim or not yet reached.
     pub(super) queue: BTreeSet<(i64, u32)>,
     /// Entries without a claim (new, or after a session change).
@@ -86,10 +88,10 @@ pub struct State {
     /// For jobs this session let go (reassigned away): the last instant it emitted. If the job comes back
     /// to the same session, the coordinator answers with the same claim (an extension keeps `from_ms`), and
     /// the timer must resume after what it already fired, not at the claim's start.
-    pub(super) released: HashMap<JobId, i64>,
+    pub(super) released: FxHashMap<JobId, i64>,
     /// Jobs answered `NotOwner`: not claimed again before the next claim tick (no claim storm while this
     /// node's view of the assignment is behind the coordinator's).
-    pub(super) refused: std::collections::HashSet<JobId>,
+    pub(super) refused: FxHashSet<JobId>,
     pub(super) lease: Option<Lease>,
     pub(super) draining: bool,
 }
@@ -102,12 +104,12 @@ impl State {
             config,
             slots: Vec::new(),
             free: Vec::new(),
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             queue: BTreeSet::new(),
             unclaimed: BTreeSet::new(),
             blocked: BTreeSet::new(),
-            released: HashMap::new(),
-            refused: std::collections::HashSet::new(),
+            released: FxHashMap::default(),
+            refused: FxHashSet::default(),
             lease: None,
             draining: false,
         }
@@ -442,8 +444,7 @@ impl State {
             debug!(job = %entry.job.id, ?skips, "instants misfired");
         }
         for (first, last, count) in skips {
-            let mut record =
-                RunRecord::new(&entry.job.fire_id(first), node.as_str(), Outcome::Misfired);
+            let mut record = RunRecord::new(&entry.job.fire_id(first), node, Outcome::Misfired);
             record.count = count;
             record.last_scheduled_ms = (last != first).then_some(last);
             let late = Duration::from_millis(u64::try_from(now_ms - last).unwrap_or(0));

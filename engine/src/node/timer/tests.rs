@@ -428,19 +428,35 @@ fn unsettled_instants_are_those_after_settled_through_the_claim() {
 fn instants_covered_by_a_record_or_a_record_range_are_not_in_doubt() {
     let job = job("a", "* * * * * *", T0 - 60_000);
     let instants = vec![T0 + 1000, T0 + 2000, T0 + 3000, T0 + 4000];
-    let ran = RunRecord::new(&job.fire_id(T0 + 1000), "n0", Outcome::Succeeded);
+    let ran = RunRecord::new(
+        &job.fire_id(T0 + 1000),
+        &NodeId::new("n0").unwrap(),
+        Outcome::Succeeded,
+    );
     // A misfired range that began before the instants looked at and covers the second one.
-    let mut range = RunRecord::new(&job.fire_id(T0 - 1000), "n0", Outcome::Misfired);
+    let mut range = RunRecord::new(
+        &job.fire_id(T0 - 1000),
+        &NodeId::new("n0").unwrap(),
+        Outcome::Misfired,
+    );
     range.count = 4;
     range.last_scheduled_ms = Some(T0 + 2000);
-    let later = RunRecord::new(&job.fire_id(T0 + 4000), "n0", Outcome::Succeeded);
+    let later = RunRecord::new(
+        &job.fire_id(T0 + 4000),
+        &NodeId::new("n0").unwrap(),
+        Outcome::Succeeded,
+    );
     assert_eq!(
         unrecorded(instants.clone(), &[ran.clone(), range, later]),
         vec![T0 + 3000]
     );
     assert_eq!(unrecorded(instants.clone(), &[]), instants);
     // A record that ends before the first instant covers none of them.
-    let old = RunRecord::new(&job.fire_id(T0), "n0", Outcome::Succeeded);
+    let old = RunRecord::new(
+        &job.fire_id(T0),
+        &NodeId::new("n0").unwrap(),
+        Outcome::Succeeded,
+    );
     assert_eq!(unrecorded(instants.clone(), &[old]), instants);
     assert!(unrecorded(Vec::new(), &[ran]).is_empty());
 }
