@@ -47,7 +47,7 @@ pub type Fence = Arc<std::sync::Mutex<Option<timer::Lease>>>;
 /// Jobs reassigned away from this node whose claims it is running out, written by the timer and read by the
 /// executor: a fire of such a job must not start after the end of its claim window (a successor may be firing
 /// later instants by then). Fires of jobs still owned start whenever they can: their claims are renewed.
-pub type Revoked = Arc<std::sync::Mutex<std::collections::HashSet<crate::job::JobId>>>;
+pub type Revoked = Arc<std::sync::Mutex<rustc_hash::FxHashSet<crate::job::JobId>>>;
 
 /// Restarts allowed within [`RESTART_WINDOW`].
 pub const MAX_RESTARTS: usize = 3;

@@ -10,7 +10,7 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::btree_map::Entry;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use campanile::coordinator::{
 };
 use campanile::job::{Job, JobId};
 use campanile::run::RunRecord;
+use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -103,7 +104,10 @@ pub(crate) struct State {
     revision: u64,
     leader_epoch: u64,
     last_session: u64,
-    jobs: BTreeMap<JobId, JobEntry>,
+    /// Every job, by id: a hash map, as every fire's claim and record looks its job up.
+    jobs: FxHashMap<JobId, JobEntry>,
+    /// The ids of `jobs` in order, for listing.
+    order: BTreeSet<JobId>,
     assignment: Option<Arc<Assignment>>,
 
     // Volatile: gone after a restart (every earlier session is then expired).
@@ -124,7 +128,8 @@ impl State {
             revision: durable.revision,
             leader_epoch: durable.leader_epoch,
             last_session: durable.last_session,
-            jobs: durable.jobs,
+            order: durable.jobs.keys().cloned().collect(),
+            jobs: durable.jobs.into_iter().collect(),
             assignment_watch: watch::Sender::new(assignment.clone()),
             assignment,
             sessions: BTreeMap::new(),
@@ -327,7 +332,12 @@ impl State {
     /// Every job, sorted by id, at the current revision.
     pub(crate) fn list_jobs(&self) -> JobSnapshot {
         JobSnapshot {
-            jobs: self.jobs.values().map(|e| e.job.clone()).collect(),
+            jobs: self
+                .order
+                .iter()
+                .filter_map(|id| self.jobs.get(id))
+                .map(|e| e.job.clone())
+                .collect(),
             revision: self.revision,
         }
     }
@@ -497,7 +507,7 @@ impl State {
         let mut results = Vec::with_capacity(records.len());
         let mut changes = Vec::new();
         // Scheduled instants recorded by this call, per job.
-        let mut added: BTreeMap<JobId, BTreeSet<i64>> = BTreeMap::new();
+        let mut added: FxHashMap<JobId, Vec<i64>> = FxHashMap::default();
         for record in records {
             let Some(entry) = self.jobs.get(&record.job) else {
                 // The job is gone (deleted while the fire ran): its history went with it.
@@ -508,19 +518,21 @@ impl State {
             let fresh = added.entry(record.job.clone()).or_default();
             let duplicate = entry.runs.contains_key(&at)
                 || entry.run_floor.is_some_and(|floor| at <= floor)
-                || !fresh.insert(at);
+                || fresh.contains(&at);
             if duplicate {
                 results.push(RecordResult::Duplicate);
             } else {
+                fresh.push(at);
                 results.push(RecordResult::Recorded);
                 changes.push(Change::PutRun(record));
             }
         }
         let limit = self.config.history_limit;
-        for (job, fresh) in &added {
+        for (job, fresh) in &mut added {
             let Some(entry) = self.jobs.get(job).filter(|_| !fresh.is_empty()) else {
                 continue;
             };
+            fresh.sort_unstable();
             let excess = (entry.runs.len() + fresh.len()).saturating_sub(limit);
             let dropped = smallest(entry.runs.keys().copied(), fresh.iter().copied(), excess);
             for &scheduled_ms in &dropped {
@@ -574,6 +586,7 @@ impl State {
                 match self.jobs.entry(job.id.clone()) {
                     Entry::Occupied(mut entry) => entry.get_mut().job = job,
                     Entry::Vacant(entry) => {
+                        self.order.insert(job.id.clone());
                         entry.insert(JobEntry::new(job));
                     }
                 }
@@ -581,6 +594,7 @@ impl State {
             Change::DeleteJob { id, revision } => {
                 self.revision = revision;
                 self.jobs.remove(&id);
+                self.order.remove(&id);
                 self.log.append(JobEvent::Deleted { id, revision });
             }
             Change::Assignment(assignment) => {

@@ -104,6 +104,14 @@ struct Running {
     /// The newest of the running runs: its instant and when it was handed on (Unix ms).
     instant_ms: i64,
     since_ms: i64,
+    /// What waits for the running runs to end; boxed, as most jobs never have anything waiting (an entry is
+    /// made and dropped per fire, so it is kept small).
+    queued: Option<Box<Queued>>,
+}
+
+/// Fires of one job waiting for its running runs.
+#[derive(Debug, Default)]
+struct Queued {
     /// Instants whose time came before the running run was handed on (so while no run of the job was going
     /// here), oldest first: each starts when the run before it ends.
     waiting: VecDeque<Fire>,
@@ -118,6 +126,10 @@ impl Running {
         self.count += 1;
         self.instant_ms = fire.scheduled_ms;
         self.since_ms = now_ms;
+    }
+
+    fn queued(&mut self) -> &mut Queued {
+        self.queued.get_or_insert_default()
     }
 }
 
@@ -160,7 +172,7 @@ impl State {
                 continue;
             }
             if fire.kind == FireKind::Manual && fire.job.spec.overlap != Overlap::Allow {
-                running.waiting.push_back(fire);
+                running.queued().waiting.push_back(fire);
                 continue;
             }
             // Whether a run of the job was going here when the instant's time came: the running run was handed
@@ -172,16 +184,16 @@ impl State {
                     out.start.push(fire);
                 }
                 Overlap::Skip | Overlap::BufferOne if !met_a_run => {
-                    running.waiting.push_back(fire);
+                    running.queued().waiting.push_back(fire);
                 }
                 Overlap::Skip => {
-                    if let Some(older) = running.pending.replace(fire) {
+                    if let Some(older) = running.queued().pending.replace(fire) {
                         // A newer instant met a run too: a run was going at the older one's time.
                         out.records.push(skipped(&self.node, &older, SKIP_REASON));
                     }
                 }
                 Overlap::BufferOne => {
-                    if let Some(dropped) = running.buffered.replace(fire) {
+                    if let Some(dropped) = running.queued().buffered.replace(fire) {
                         // Keep the newest; the older buffered instant is skipped.
                         out.records.push(skipped(
                             &self.node,
@@ -211,28 +223,36 @@ impl State {
         if running.count > 0 {
             return;
         }
-        if let Some(next) = running.waiting.pop_front() {
-            running.start(&next, now_ms);
-            out.start.push(next);
+        let Some(queued) = running.queued.as_mut() else {
+            self.running.remove(job);
             return;
-        }
-        if let Some(pending) = running.pending.take() {
-            // The run, had it started at its instant and taken as long, would have ended at `on_time_end`.
-            let on_time_end = running.instant_ms + (ended_ms - running.since_ms).max(0);
-            if on_time_end >= pending.scheduled_ms {
-                out.records.push(skipped(&self.node, &pending, SKIP_REASON));
-            } else {
-                running.start(&pending, now_ms);
-                out.start.push(pending);
-                return;
+        };
+        let next = match queued.waiting.pop_front() {
+            Some(next) => Some(next),
+            None => {
+                let pending = queued.pending.take().and_then(|pending| {
+                    // The run, had it started at its instant and taken as long, would have ended at
+                    // `on_time_end`.
+                    let on_time_end = running.instant_ms + (ended_ms - running.since_ms).max(0);
+                    if on_time_end >= pending.scheduled_ms {
+                        out.records.push(skipped(&self.node, &pending, SKIP_REASON));
+                        None
+                    } else {
+                        Some(pending)
+                    }
+                });
+                pending.or_else(|| queued.buffered.take())
+            }
+        };
+        match next {
+            Some(next) => {
+                running.start(&next, now_ms);
+                out.start.push(next);
+            }
+            None => {
+                self.running.remove(job);
             }
         }
-        if let Some(next) = running.buffered.take() {
-            running.start(&next, now_ms);
-            out.start.push(next);
-            return;
-        }
-        self.running.remove(job);
     }
 
     /// Runs ended (`(job, ended_ms)`), seen at `now_ms`: what to start next, what to record.

@@ -12,7 +12,9 @@
 //! awaits one, so a slow campaign or publish cannot delay `SessionExpired` or a keep-alive's answer. Only the
 //! graceful leave (`Drain`, `Leave`) awaits its call, since nothing else is left to do then.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -187,7 +189,8 @@ impl State {
         let mut upserts = Vec::new();
         let mut removes = Vec::new();
         let me = self.node.id.clone();
-        let mut still_owned = HashMap::with_capacity(self.owned.len());
+        let mut still_owned =
+            HashMap::with_capacity_and_hasher(self.owned.len(), Default::default());
         if let Some(assignment) = &self.assignment {
             for (id, owner) in &assignment.owners {
                 if *owner != me {
@@ -455,10 +458,10 @@ impl Actor for Membership {
             session: None,
             valid_until_ms: None,
             leader_epoch: None,
-            jobs: HashMap::new(),
+            jobs: HashMap::default(),
             assignment: None,
             members: Vec::new(),
-            owned: HashMap::new(),
+            owned: HashMap::default(),
             publish_pending: false,
             jobs_listed: false,
             publishing: false,
