@@ -172,6 +172,10 @@ fn main() {
 /// One measurement in this process; prints one `RESULT key=value<TAB>...` line.
 fn run_worker(mode: &str, system: &str, options: &Options) {
     let jobs = options.jobs.first().copied().unwrap_or(100_000);
+    if mode == "load" {
+        // Memory per job is read from the live-heap counter; the lateness modes run without it.
+        heap::count();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -279,12 +279,21 @@ pub struct Wired {
     recorder: ActorRef<recorder::Msg>,
     clock: Arc<dyn Clock>,
     ended: Ended,
+    /// Ends taken last time (the next buffer's capacity).
+    last_batch: usize,
 }
 
 impl Wired {
     /// Takes the ends of runs reported so far, and starts (or records) what waited for them.
     fn take_ended(&mut self) {
-        let runs = std::mem::take(&mut *self.ended.lock().unwrap_or_else(|p| p.into_inner()));
+        // The next buffer is allocated outside the lock, at the size of the last batch, so that run tasks
+        // push into it without growing it under the lock.
+        let fresh = Vec::with_capacity(self.last_batch.clamp(16, 4096));
+        let runs = std::mem::replace(
+            &mut *self.ended.lock().unwrap_or_else(|p| p.into_inner()),
+            fresh,
+        );
+        self.last_batch = runs.len();
         if !runs.is_empty() {
             let decisions = self.state.ended(runs, self.clock.now_ms());
             self.apply(decisions);
@@ -322,6 +331,7 @@ impl Actor for Dispatcher {
             recorder: args.recorder,
             clock: args.clock,
             ended: args.ended,
+            last_batch: 0,
         })
     }
 

@@ -175,6 +175,8 @@ pub struct State {
     /// Killed runs whose task may still be running (aborted, not yet dropped): their ids leave
     /// [`Done::killed`] once the task is gone.
     aborted: Vec<(FireId, JoinHandle<()>)>,
+    /// Completions taken last time (the next buffer's capacity).
+    last_batch: usize,
     draining: Option<RpcReplyPort<usize>>,
 }
 
@@ -296,14 +298,19 @@ impl State {
 
     /// Takes every completed run from the buffer.
     fn completed(&mut self) {
-        let done = std::mem::take(
+        // The next batch's buffer is allocated here, outside the lock and at the size of the last batch, so
+        // that run tasks push into it without growing it under the lock.
+        let fresh = Vec::with_capacity(self.last_batch.clamp(16, 4096));
+        let done = std::mem::replace(
             &mut self
                 .env
                 .done
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .completions,
+            fresh,
         );
+        self.last_batch = done.len();
         for record in &done {
             self.running
                 .remove(&FireId::new(record.job.clone(), record.scheduled_ms));
@@ -534,6 +541,7 @@ impl Actor for Executor {
             queue: VecDeque::new(),
             running: FxHashMap::default(),
             aborted: Vec::new(),
+            last_batch: 0,
             draining: None,
         })
     }
