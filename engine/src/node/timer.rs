@@ -104,6 +104,8 @@ pub enum Msg {
     ClaimTick,
     /// A claim round trip finished.
     Claimed(Result<RoundTrip, CoordError>),
+    /// Apply the next chunk of the answers of the last round trip.
+    ApplyGrants,
     /// Run records of these instants are stored in the coordinator.
     Settled(Vec<FireId>),
     /// Stop emitting and give back every claimed instant not yet emitted (graceful leave).
@@ -155,6 +157,9 @@ pub struct Running {
     dispatcher: ActorRef<dispatcher::Msg>,
     alarm: alarm::Alarm,
     claim_in_flight: bool,
+    /// Answers of the last round trip not applied yet (applied [`CLAIM_CHUNK`] per turn), and its settlements,
+    /// applied after the last chunk.
+    applying: Option<(std::collections::VecDeque<Granted>, Vec<Settlement>)>,
     /// Time between claim ticks.
     tick: Duration,
     empty_waiters: Vec<RpcReplyPort<()>>,
@@ -194,6 +199,37 @@ impl Running {
                 warn!(%error, "{what} failed");
             }
         });
+    }
+
+    /// Applies the next [`CLAIM_CHUNK`] answers of the last round trip; once they are all applied, its
+    /// settlements, what became due meanwhile, and the claims of jobs that arrived meanwhile. A renewal of
+    /// 100,000 claims is so 200 short turns, with due instants emitted between them, not one long one.
+    fn apply_grants(&mut self, myself: &ActorRef<Msg>) {
+        let Some((grants, _)) = self.applying.as_mut() else {
+            return;
+        };
+        let chunk: Vec<Granted> = grants.drain(..grants.len().min(CLAIM_CHUNK)).collect();
+        let more = !grants.is_empty();
+        let stray = self.state.granted(chunk);
+        self.release(stray, "giving back claims of jobs let go");
+        if more {
+            let _ = myself.cast(Msg::ApplyGrants);
+            return;
+        }
+        let Some((_, settlements)) = self.applying.take() else {
+            return;
+        };
+        self.claim_in_flight = false;
+        let fx = self.state.settle(settlements);
+        self.apply(fx);
+        // Instants that became due while the claim was in flight go out now (in chunks).
+        let fx = self.state.wake_at_most(self.clock.now_ms(), WAKE_CHUNK);
+        if fx.fires.len() + fx.records.len() >= WAKE_CHUNK {
+            let _ = myself.cast(Msg::Wake);
+        }
+        self.apply(fx);
+        // Jobs that arrived while the claim was in flight are claimed at once.
+        self.request_claims(myself, false);
     }
 
     fn request_claims(&mut self, myself: &ActorRef<Msg>, renewals: bool) {
@@ -272,6 +308,7 @@ impl Actor for Timer {
             dispatcher: args.dispatcher,
             alarm,
             claim_in_flight: false,
+            applying: None,
             tick,
             empty_waiters: Vec::new(),
             settled_waiters: Vec::new(),
@@ -329,31 +366,18 @@ impl Actor for Timer {
                 running.state.refused.clear();
                 running.request_claims(&myself, true);
             }
-            Msg::Claimed(result) => {
-                running.claim_in_flight = false;
-                match result {
-                    Ok(trip) => {
-                        let stray = running.state.granted(trip.grants);
-                        running.release(stray, "giving back claims of jobs let go");
-                        let fx = running.state.settle(trip.settlements);
-                        running.apply(fx);
-                        // Instants that became due while the claim was in flight go out now (in chunks).
-                        let fx = running
-                            .state
-                            .wake_at_most(running.clock.now_ms(), WAKE_CHUNK);
-                        if fx.fires.len() + fx.records.len() >= WAKE_CHUNK {
-                            let _ = myself.cast(Msg::Wake);
-                        }
-                        running.apply(fx);
-                        // Jobs that arrived while the claim was in flight are claimed at once.
-                        running.request_claims(&myself, false);
-                    }
-                    Err(error) => {
-                        crate::metrics::coordinator_error("claim_fires");
-                        warn!(%error, "claiming fires failed");
-                    }
+            Msg::Claimed(result) => match result {
+                Ok(trip) => {
+                    running.applying = Some((trip.grants.into(), trip.settlements));
+                    running.apply_grants(&myself);
                 }
-            }
+                Err(error) => {
+                    running.claim_in_flight = false;
+                    crate::metrics::coordinator_error("claim_fires");
+                    warn!(%error, "claiming fires failed");
+                }
+            },
+            Msg::ApplyGrants => running.apply_grants(&myself),
             Msg::Settled(fires) => running.state.settled(&fires),
             Msg::Drain { reply } => {
                 let releases = running.state.drain();

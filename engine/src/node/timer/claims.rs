@@ -2,7 +2,6 @@
 //! the state ([`State::granted`]), and the round trip that carries a claim request out (the one part that does
 //! IO; the decisions about the predecessors it meets are the pure functions of `settle`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
@@ -17,7 +16,7 @@ use crate::job::{Job, JobId};
 
 /// Most claims sent in one coordinator call; the round trip yields between calls, so a large renewal never
 /// holds a runtime worker (or a backend's lock) for long.
-pub const CLAIM_CHUNK: usize = 2_000;
+pub const CLAIM_CHUNK: usize = 500;
 
 /// The outcome of one claim.
 #[derive(Debug, Clone)]
@@ -205,14 +204,15 @@ impl State {
         stray
     }
 
-    /// The jobs (and zones) of these claims, for settling the predecessors the answers may name.
-    pub fn claimed_jobs(&self, claims: &[FireClaim]) -> HashMap<JobId, (Arc<Job>, Tz)> {
+    /// The job (and zone) of each of these claims, in their order, for settling the predecessors the answers
+    /// may name.
+    pub fn claimed_jobs(&self, claims: &[FireClaim]) -> Vec<Option<(Arc<Job>, Tz)>> {
         claims
             .iter()
-            .filter_map(|c| {
+            .map(|c| {
                 let slot = *self.index.get(&c.job)?;
                 let entry = self.slots[slot as usize].as_ref()?;
-                Some((c.job.clone(), (entry.job.clone(), entry.tz)))
+                Some((entry.job.clone(), entry.tz))
             })
             .collect()
     }
@@ -225,24 +225,28 @@ pub(super) async fn claim_round_trip(
     coordinator: &dyn Coordinator,
     session: SessionId,
     claims: Vec<FireClaim>,
-    jobs: &HashMap<JobId, (Arc<Job>, Tz)>,
+    jobs: &[Option<(Arc<Job>, Tz)>],
     pending: Vec<(JobClaim, Arc<Job>, Tz)>,
     now_ms: i64,
 ) -> Result<RoundTrip, CoordError> {
     let mut trip = RoundTrip::default();
     let mut to_settle = pending;
-    for (i, chunk) in claims.chunks(CLAIM_CHUNK).enumerate() {
+    for (i, (chunk, chunk_jobs)) in claims
+        .chunks(CLAIM_CHUNK)
+        .zip(jobs.chunks(CLAIM_CHUNK))
+        .enumerate()
+    {
         if i > 0 {
             tokio::task::yield_now().await;
         }
         let results = coordinator.claim_fires(session, chunk).await?;
-        for (claim, result) in chunk.iter().zip(results) {
+        for ((claim, result), job) in chunk.iter().zip(results).zip(chunk_jobs) {
             if let ClaimResult::Granted {
                 previous: Some(previous),
                 ..
             } = &result
                 && previous.session != session
-                && let Some((job, tz)) = jobs.get(&claim.job)
+                && let Some((job, tz)) = job
             {
                 to_settle.push((previous.clone(), job.clone(), *tz));
             }
