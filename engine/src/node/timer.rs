@@ -160,8 +160,6 @@ pub struct Running {
     /// Answers of the last round trip not applied yet (applied [`CLAIM_CHUNK`] per turn), and its settlements,
     /// applied after the last chunk.
     applying: Option<(std::collections::VecDeque<Granted>, Vec<Settlement>)>,
-    /// Time between claim ticks.
-    tick: Duration,
     empty_waiters: Vec<RpcReplyPort<()>>,
     settled_waiters: Vec<RpcReplyPort<()>>,
     revoked: super::Revoked,
@@ -268,24 +266,6 @@ impl Running {
     }
 }
 
-/// How long until the next claim tick, `tick` after `now_ms`. Ticks of a second or more fall half-way
-/// between whole seconds (at `…:ss.500`): cron instants are whole seconds, so a herd of jobs due at the top
-/// of a second never shares its moment with a round of renewals (tens of thousands of claims), which would
-/// otherwise delay one burst in every few by the renewals' work. The period stays within half a second of
-/// `tick`, so claims are renewed as often as the lookahead needs.
-fn tick_delay(now_ms: i64, tick: Duration) -> Duration {
-    let tick_ms = state::duration_ms(tick);
-    if tick_ms < 1000 {
-        return tick;
-    }
-    let target = now_ms.saturating_add(tick_ms);
-    let mut at = target - target.rem_euclid(1000) + 500;
-    if at <= now_ms {
-        at += 1000;
-    }
-    Duration::from_millis(u64::try_from(at - now_ms).unwrap_or(0))
-}
-
 impl Actor for Timer {
     type Msg = Msg;
     type State = Running;
@@ -299,8 +279,7 @@ impl Actor for Timer {
         let alarm = alarm::Alarm::start(args.clock.clone(), myself.clone());
         // Renew claims four times per lookahead, so a claim is renewed well before it runs out.
         let tick = (args.config.lookahead / 4).max(Duration::from_millis(50));
-        let first = tick_delay(args.clock.now_ms(), tick);
-        myself.send_after(first, || Msg::ClaimTick);
+        myself.send_interval(tick, || Msg::ClaimTick);
         Ok(Running {
             state: State::new(args.node, args.config),
             clock: args.clock,
@@ -309,7 +288,6 @@ impl Actor for Timer {
             alarm,
             claim_in_flight: false,
             applying: None,
-            tick,
             empty_waiters: Vec::new(),
             settled_waiters: Vec::new(),
             revoked: args.revoked,
@@ -362,7 +340,6 @@ impl Actor for Timer {
                 }
             }
             Msg::ClaimTick => {
-                myself.send_after(tick_delay(now, running.tick), || Msg::ClaimTick);
                 running.state.refused.clear();
                 running.request_claims(&myself, true);
             }

@@ -559,22 +559,3 @@ fn a_wake_hands_fires_on_in_chunks_oldest_first_and_loses_none() {
     assert_eq!(all.iter().filter(|&&t| t == T0 + 1000).count(), 25);
     assert_eq!(s.deadline(T0 + 2000), Some(T0 + 3000), "nothing left due");
 }
-
-#[test]
-fn claim_ticks_of_a_second_or_more_fall_between_whole_seconds() {
-    for tick_ms in [1000_u64, 1250, 2500, 7000] {
-        let tick = Duration::from_millis(tick_ms);
-        for now in [T0, T0 + 1, T0 + 499, T0 + 500, T0 + 501, T0 + 999] {
-            let delay = super::tick_delay(now, tick).as_millis() as i64;
-            let at = now + delay;
-            assert_eq!(at.rem_euclid(1000), 500, "tick {tick_ms} ms from {now}");
-            assert!(
-                (delay - tick_ms as i64).abs() <= 500 && delay > 0,
-                "tick {tick_ms} ms from {now}: {delay} ms"
-            );
-        }
-    }
-    // Short ticks (short lookaheads, as in tests) keep their period.
-    let short = Duration::from_millis(250);
-    assert_eq!(super::tick_delay(T0 + 123, short), short);
-}
