@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod bad_input;
 mod cli;
+mod contract;
 mod docs;
 mod etcd_cluster;
 mod failover_skips;
