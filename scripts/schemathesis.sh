@@ -7,8 +7,10 @@
 #
 #   scripts/schemathesis.sh [BINARY]      # default: $CARGO_TARGET_DIR/debug/campanile, built if missing
 #
-# Environment: SCHEMATHESIS_EXAMPLES (examples per operation, default 50), SCHEMATHESIS_VERSION (default the
-# pinned one below). schemathesis is installed with pip into a virtualenv under the target dir on first use.
+# Environment: SCHEMATHESIS_EXAMPLES (examples per operation, default 50: about 2 minutes on 2 cores; CI runs
+# this default), SCHEMATHESIS_VERSION (default the pinned one below). schemathesis is installed from PyPI with
+# pip into a virtualenv under the target dir on first use (python3-venv is installed through apt if missing).
+# What the document cannot express, and so what schemathesis is told to expect, is in scripts/schemathesis.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,16 @@ config="$PWD/scripts/schemathesis.toml"
 
 venv="$CARGO_TARGET_DIR/schemathesis-venv"
 if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$version"; then
+  # A bare Debian has python3 without venv/ensurepip (the python3-venv package): install what is missing,
+  # as scripts/etcd.sh installs etcd-server (root or sudo).
+  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    echo "installing python3-venv"
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3 python3-venv
+  fi
+  rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet "schemathesis==$version"
 fi
