@@ -342,7 +342,8 @@ impl Scheduler {
             .inner
             .coordinator
             .put_job(job.clone(), Precondition::Absent)
-            .await?;
+            .await
+            .map_err(|e| refused_by_store(&job, e))?;
         Ok(job)
     }
 
@@ -659,7 +660,7 @@ impl Scheduler {
                 .coordinator
                 .put_job(job.clone(), Precondition::Revision(job.revision))
                 .await
-                .map_err(SchedulerError::from)
+                .map_err(|e| refused_by_store(&job, e))
             {
                 Ok(revision) => {
                     job.revision = revision;
@@ -759,4 +760,53 @@ pub fn preview(spec: &JobSpec, after_ms: i64, n: usize) -> Result<Vec<i64>, Sche
         .preview(after_ms.max(start), n.min(1000), tz, spec.dst);
     out.retain(|&t| t <= end);
     Ok(out)
+}
+
+/// A job write's error. The store refuses a job itself (`CoordError::Invalid`) only for its size (see
+/// `coordinator::limits::check_job`): that is the input's fault, so it becomes a [`ValidationError`] naming the
+/// member that takes most of the room (`target.env.BIG`), which is what to shrink.
+fn refused_by_store(job: &Job, error: CoordError) -> SchedulerError {
+    let CoordError::Invalid(reason) = error else {
+        return error.into();
+    };
+    let (field, bytes) = serde_json::to_value(&job.spec)
+        .map(|spec| largest_member(&spec))
+        .unwrap_or_default();
+    let field = if field.is_empty() {
+        "job".to_owned()
+    } else {
+        field
+    };
+    ValidationError::new(
+        field,
+        format!("{bytes} bytes as JSON"),
+        format!("the largest part of a job the store refuses: {reason}"),
+    )
+    .into()
+}
+
+/// The dotted path of the member that holds most of `value`'s JSON bytes, descending while one member holds
+/// at least half of its parent, and its size.
+fn largest_member(value: &serde_json::Value) -> (String, usize) {
+    fn size(value: &serde_json::Value) -> usize {
+        serde_json::to_vec(value).map_or(0, |json| json.len())
+    }
+    let mut path = String::new();
+    let mut current = value;
+    loop {
+        let total = size(current);
+        let Some((key, child)) = current.as_object().and_then(|members| {
+            members
+                .iter()
+                .max_by_key(|(_, child)| size(child))
+                .filter(|(_, child)| size(child) * 2 >= total)
+        }) else {
+            return (path, total);
+        };
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+        current = child;
+    }
 }

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{Server, assert_error};
+use crate::harness::{Options, Server, assert_error};
 
 /// A component schema of the served document.
 fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
@@ -183,4 +183,45 @@ async fn job_schemas_are_closed_objects_that_real_jobs_validate_against() {
         )
         .await;
     assert_error(&answer, 400, "invalid", Some("weight"));
+}
+
+#[tokio::test]
+async fn a_job_larger_than_the_store_takes_is_refused_naming_its_largest_member() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bodies up to 4 MiB get through, so the job reaches the store's 1 MiB limit.
+    let config = dir.path().join("campanile.toml");
+    std::fs::write(&config, "max_body_bytes = 4194304\n").unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            args: vec!["--config".into(), config.display().to_string()],
+            ..Options::default()
+        },
+    );
+    let big = "x".repeat(1_100_000);
+    let job = json!({"id": "big", "name": "big", "schedule": "@daily",
+        "target": {"type": "command", "argv": ["true"], "env": {"SMALL": "a", "BIG": big}}});
+    let answer = server.send(Method::POST, "/v1/jobs", Some(job)).await;
+    assert_error(&answer, 400, "invalid", Some("target.env.BIG"));
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1048576"),
+        "{}",
+        answer.1
+    );
+
+    // The same through an update of a job that fits.
+    let job = json!({"id": "small", "name": "small", "schedule": "@daily",
+        "target": {"type": "command", "argv": ["true"]}});
+    assert_eq!(
+        server.send(Method::POST, "/v1/jobs", Some(job)).await.0,
+        201
+    );
+    let patch = json!({"labels": {"huge": "y".repeat(1_100_000)}});
+    let answer = server
+        .send(Method::PATCH, "/v1/jobs/small", Some(patch))
+        .await;
+    assert_error(&answer, 400, "invalid", Some("labels.huge"));
 }
