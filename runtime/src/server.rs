@@ -202,18 +202,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
     let service = app.into_make_service();
     let max_connections = config.http.max_connections;
+    let header_read_timeout = config.http.header_read_timeout;
     let mut server = match tls {
         Some(tls) => {
             let mut server = axum_server::from_tcp_rustls(listener, tls)
                 .context("failed to set up the TLS listener")?
-                .map(|tls| listener::Limited::new(tls, max_connections));
+                .map(|tls| listener::Limited::new(tls, max_connections, header_read_timeout));
             listener::configure(&mut server, &config.http);
             tokio::spawn(server.handle(handle.clone()).serve(service))
         }
         None => {
             let mut server = axum_server::from_tcp(listener)
                 .context("failed to set up the listener")?
-                .map(|plain| listener::Limited::new(plain, max_connections));
+                .map(|plain| listener::Limited::new(plain, max_connections, header_read_timeout));
             listener::configure(&mut server, &config.http);
             tokio::spawn(server.handle(handle.clone()).serve(service))
         }
