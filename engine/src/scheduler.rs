@@ -265,12 +265,13 @@ impl Builder {
             address: self.address,
         };
         let (stored, _) = tokio::sync::broadcast::channel(RUN_FEED_CAPACITY);
+        let base_env = self.base_env.unwrap_or_default();
         let args = node::Arguments {
             coordinator: coordinator.clone(),
             clock: clock.clone(),
             info,
             handlers: Arc::new(self.handlers),
-            base_env: self.base_env.unwrap_or_default(),
+            base_env: base_env.clone(),
             egress: self.egress,
             config: self.config,
             stored: stored.clone(),
@@ -288,6 +289,7 @@ impl Builder {
                 rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
                 triggered: Mutex::new(HashMap::new()),
                 backfilled: Mutex::new(HashMap::new()),
+                base_env,
             }),
         })
     }
@@ -307,6 +309,8 @@ struct Inner {
     /// that a backfill repeated meanwhile does not run them again (see [`Scheduler::backfill`]). An entry
     /// goes when a later backfill of the job finds its record.
     backfilled: Mutex<HashMap<JobId, BTreeSet<i64>>>,
+    /// What commands start from, and who they may run as (checked when a job is written here).
+    base_env: BaseEnv,
 }
 
 /// A running node's handle. Cheap to clone; job operations go to the coordinator, so they act on the whole
@@ -341,6 +345,7 @@ impl Scheduler {
     /// Creates a job with the given id; `Conflict` if it exists.
     pub async fn create_with_id(&self, id: JobId, spec: JobSpec) -> Result<Job, SchedulerError> {
         spec.validate()?;
+        self.inner.base_env.check_run_as(&spec.target)?;
         fires_at_all(&spec, self.inner.clock.now_ms())?;
         let mut job = Job::new(id, spec, self.inner.clock.now_ms());
         job.revision = self
@@ -361,6 +366,7 @@ impl Scheduler {
         expected_revision: Option<u64>,
     ) -> Result<Job, SchedulerError> {
         spec.validate()?;
+        self.inner.base_env.check_run_as(&spec.target)?;
         // A job whose instants have all passed stays editable (its name, its labels); a new schedule or new
         // bounds must have an instant to come.
         let current = self.get(id).await?;

@@ -182,7 +182,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .misfire_threshold(config.engine.misfire_threshold)
         .max_concurrent_runs(config.engine.max_concurrent_runs)
         .rebalance_delay(config.engine.rebalance_delay)
-        .command_env(BaseEnv::inherit(&config.inherit_env))
+        .command_env(BaseEnv::inherit(&config.inherit_env).allow_run_as(&config.allow_run_as))
         .egress(egress.clone());
     if let Some(capacity) = config.capacity {
         builder = builder.capacity(capacity);

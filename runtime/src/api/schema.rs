@@ -196,6 +196,25 @@ pub struct CommandDoc {
     /// Kill the process group after this long (`"30s"`); no limit if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Run as this user and group instead of the node's: only users the node's `allow_run_as` lists, and
+    /// only when the node runs as root (else the run fails, saying so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<RunAsDoc>,
+}
+
+/// Who a command runs as. The command gets the uid and gid and no supplementary groups; `HOME` is the
+/// user's home unless the job's `env` sets it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RunAs)]
+pub struct RunAsDoc {
+    /// User name or numeric uid.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,32}$")]
+    pub user: String,
+    /// Group name or numeric gid; the user's primary group if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,32}$")]
+    pub group: Option<String>,
 }
 
 /// An HTTP target.
@@ -548,6 +567,10 @@ mod tests {
         );
         command.cwd = Some("/tmp".into());
         command.timeout = Some(Duration::from_secs(5));
+        command.run_as = Some(campanile::job::RunAs {
+            user: "nobody".into(),
+            group: Some("nogroup".into()),
+        });
         round_trip::<JobSpec, JobSpecDoc>(&full_spec(Target::Command(command)));
         let http = HttpTarget {
             url: "http://127.0.0.1/x".into(),

@@ -17,4 +17,5 @@ mod hardening;
 mod harness;
 mod notify;
 mod openapi;
+mod run_as;
 mod zk_cluster;
