@@ -6,7 +6,9 @@
 #      unless those variables already name servers to use;
 #   3. checks formatting, lints (a build of every crate and target with PROTOC pointing at nothing, so no
 #      dependency can bring back a need for `protoc`), every test including the real-server ones, docs, the
-#      packaging (systemd unit, completions, man pages), and benchmark and fuzz smoke runs;
+#      packaging (systemd unit, completions, man pages), the API against its OpenAPI document (schemathesis,
+#      installed from PyPI into a virtualenv; python3-venv through apt if missing), and benchmark and fuzz
+#      smoke runs;
 #   4. stops the servers it started, whatever happened.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +80,10 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
   echo "systemd-analyze is not installed: the systemd unit was not verified"
 fi
+
+step "schemathesis: the API against its OpenAPI document, without a token, read-only and admin"
+# The binary the tests built; 50 examples per operation and pass (about 2 minutes on 2 cores).
+SCHEMATHESIS_EXAMPLES=50 scripts/schemathesis.sh "$bin"
 
 step "benchmark smoke (each benchmark runs once, as a test)"
 cargo bench -p campanile-benches --locked -- --test

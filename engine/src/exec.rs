@@ -64,6 +64,8 @@ impl FireContext {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseEnv {
     vars: Arc<[(OsString, OsString)]>,
+    /// Users commands may run as (`run_as`); none by default.
+    run_as: Arc<[String]>,
 }
 
 impl BaseEnv {
@@ -96,7 +98,50 @@ impl BaseEnv {
         if !vars.iter().any(|(name, _)| name == "PATH") {
             vars.push(("PATH".into(), Self::DEFAULT_PATH.into()));
         }
-        Self { vars: vars.into() }
+        Self {
+            vars: vars.into(),
+            run_as: Arc::from([]),
+        }
+    }
+
+    /// The same, letting commands run as these users (a job's `run_as.user`, by name or uid as written
+    /// there). Jobs naming another user are refused when created or updated on this node, and not run by it.
+    #[must_use]
+    pub fn allow_run_as<S: AsRef<str>>(mut self, users: impl IntoIterator<Item = S>) -> Self {
+        self.run_as = users.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// Whether commands may run as `user`.
+    pub fn allows_run_as(&self, user: &str) -> bool {
+        self.run_as.iter().any(|u| u == user)
+    }
+
+    /// Refuses a job whose command runs as a user this node does not allow (the field and value named).
+    pub fn check_run_as(
+        &self,
+        target: &crate::job::Target,
+    ) -> Result<(), crate::job::ValidationError> {
+        let crate::job::Target::Command(cmd) = target else {
+            return Ok(());
+        };
+        match &cmd.run_as {
+            Some(run_as) if !self.allows_run_as(&run_as.user) => {
+                Err(crate::job::ValidationError::new(
+                    "target.run_as.user",
+                    &run_as.user,
+                    if self.run_as.is_empty() {
+                        "running commands as another user is not allowed on this node (allow_run_as is empty)".to_owned()
+                    } else {
+                        format!(
+                            "is not one of the users this node allows (allow_run_as: {})",
+                            self.run_as.join(", ")
+                        )
+                    },
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The variables, in order.

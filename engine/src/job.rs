@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use id::{FireId, JobId};
 pub use policy::{Backoff, Delivery, DstPolicy, MisfirePolicy, Overlap, RetryPolicy};
 pub use secret::{MAX_SECRET_FILE, SecretValue};
-pub use target::{CommandTarget, HandlerTarget, HttpTarget, Target};
+pub use target::{CommandTarget, HandlerTarget, HttpTarget, RunAs, Target};
 pub use validate::ValidationError;
 
 use crate::schedule::Schedule;

@@ -265,12 +265,13 @@ impl Builder {
             address: self.address,
         };
         let (stored, _) = tokio::sync::broadcast::channel(RUN_FEED_CAPACITY);
+        let base_env = self.base_env.unwrap_or_default();
         let args = node::Arguments {
             coordinator: coordinator.clone(),
             clock: clock.clone(),
             info,
             handlers: Arc::new(self.handlers),
-            base_env: self.base_env.unwrap_or_default(),
+            base_env: base_env.clone(),
             egress: self.egress,
             config: self.config,
             stored: stored.clone(),
@@ -287,6 +288,8 @@ impl Builder {
                 stored,
                 rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
                 triggered: Mutex::new(HashMap::new()),
+                backfilled: Mutex::new(HashMap::new()),
+                base_env,
             }),
         })
     }
@@ -302,6 +305,12 @@ struct Inner {
     /// The latest instant this node gave a trigger of each job, to give the next one another (see
     /// [`Scheduler::trigger`]). Only entries at or after the clock matter; older ones are pruned.
     triggered: Mutex<HashMap<JobId, i64>>,
+    /// Instants this node's backfills handed to its executor whose run records were not seen yet, by job, so
+    /// that a backfill repeated meanwhile does not run them again (see [`Scheduler::backfill`]). An entry
+    /// goes when a later backfill of the job finds its record.
+    backfilled: Mutex<HashMap<JobId, BTreeSet<i64>>>,
+    /// What commands start from, and who they may run as (checked when a job is written here).
+    base_env: BaseEnv,
 }
 
 /// A running node's handle. Cheap to clone; job operations go to the coordinator, so they act on the whole
@@ -336,13 +345,15 @@ impl Scheduler {
     /// Creates a job with the given id; `Conflict` if it exists.
     pub async fn create_with_id(&self, id: JobId, spec: JobSpec) -> Result<Job, SchedulerError> {
         spec.validate()?;
+        self.inner.base_env.check_run_as(&spec.target)?;
         fires_at_all(&spec, self.inner.clock.now_ms())?;
         let mut job = Job::new(id, spec, self.inner.clock.now_ms());
         job.revision = self
             .inner
             .coordinator
             .put_job(job.clone(), Precondition::Absent)
-            .await?;
+            .await
+            .map_err(|e| refused_by_store(&job, e))?;
         Ok(job)
     }
 
@@ -355,6 +366,7 @@ impl Scheduler {
         expected_revision: Option<u64>,
     ) -> Result<Job, SchedulerError> {
         spec.validate()?;
+        self.inner.base_env.check_run_as(&spec.target)?;
         // A job whose instants have all passed stays editable (its name, its labels); a new schedule or new
         // bounds must have an instant to come.
         let current = self.get(id).await?;
@@ -415,8 +427,10 @@ impl Scheduler {
     /// Runs a job now on this node, once, outside its schedule; returns the fire id (`job@ms`, `ms` about now).
     ///
     /// Every trigger is a run of its own, with its own fire id (a fire id has one run and one record): `ms` is
-    /// now, or one past this node's previous trigger of the job if that was at or after now (many triggers in
-    /// one millisecond), and never an instant of the job's schedule (that fire id is the scheduled run's). The
+    /// the first millisecond of this node's share (see `trigger_slot`: triggers on other nodes take other
+    /// milliseconds) at or after now, or after this node's previous trigger of the job if that was at or
+    /// after now (many triggers in one millisecond), and never an instant of the job's schedule (that fire id
+    /// is the scheduled run's). The
     /// run waits behind a run of the job that is going on, whatever the overlap policy (see
     /// `node::dispatcher`).
     pub async fn trigger(&self, id: &JobId) -> Result<FireId, SchedulerError> {
@@ -425,7 +439,8 @@ impl Scheduler {
                 .await?
                 .ok_or_else(|| SchedulerError::NotFound(id.clone()))?,
         );
-        let scheduled_ms = self.trigger_instant(&job)?;
+        let slot = self.trigger_slot().await?;
+        let scheduled_ms = self.trigger_instant(&job, slot)?;
         let fire = Fire {
             job,
             scheduled_ms,
@@ -441,8 +456,24 @@ impl Scheduler {
         Ok(fire_id)
     }
 
-    /// The instant of a new trigger of `job` (see [`Scheduler::trigger`]).
-    fn trigger_instant(&self, job: &Job) -> Result<i64, SchedulerError> {
+    /// This node's share of trigger instants, `(rank, of)`: its triggers take only instants `t` with
+    /// `t % of == rank`, where `rank` is its place among the live members (sorted by node id) and `of` their
+    /// number (one more, with this node last, when it is not among them yet). So triggers of one job in the
+    /// same millisecond on different nodes get different fire ids, while the members seen agree, and no
+    /// coordinator write is needed.
+    async fn trigger_slot(&self) -> Result<(i64, i64), SchedulerError> {
+        let members = self.inner.coordinator.members().await?;
+        let ids: BTreeSet<&NodeId> = members.members.iter().map(|m| &m.node.id).collect();
+        let of = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+        Ok(match ids.iter().position(|id| **id == self.inner.node_id) {
+            Some(rank) => (i64::try_from(rank).unwrap_or(0), of.max(1)),
+            None => (of, of.saturating_add(1)),
+        })
+    }
+
+    /// The instant of a new trigger of `job` (see [`Scheduler::trigger`]), in this node's `slot` (see
+    /// [`Scheduler::trigger_slot`]).
+    fn trigger_instant(&self, job: &Job, (rank, of): (i64, i64)) -> Result<i64, SchedulerError> {
         let tz = job.spec.tz()?;
         let now = self.inner.clock.now_ms();
         let mut triggered = self
@@ -451,9 +482,11 @@ impl Scheduler {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         triggered.retain(|_, last| *last >= now);
-        let mut at = triggered.get(&job.id).map_or(now, |last| now.max(last + 1));
+        let earliest = triggered.get(&job.id).map_or(now, |last| now.max(last + 1));
+        // The first instant of this node's slot at or after `earliest`.
+        let mut at = earliest + (rank - earliest).rem_euclid(of);
         while job.spec.schedule.next_after(at - 1, tz, job.spec.dst) == Some(at) {
-            at += 1;
+            at += of;
         }
         triggered.insert(job.id.clone(), at);
         Ok(at)
@@ -465,6 +498,13 @@ impl Scheduler {
     /// They run one after another, oldest first, whatever the job's overlap policy (only `allow` runs them
     /// side by side): a backfill is asked for, and none of its instants is skipped. Instants after now are
     /// left out: they are the schedule's to run.
+    ///
+    /// An instant is run at most once, so repeating a backfill runs only what is still missing. Left out are
+    /// instants that have a run record (run, skipped or misfired: a fire id has one record), instants the
+    /// job's owner holds a claim on and has not settled (it runs or accounts for them itself), and instants
+    /// an earlier backfill on this node handed to its executor and that have no record yet (still queued or
+    /// running). Two backfills of the same range on different nodes at the same moment are not told apart:
+    /// each runs the instants neither has recorded.
     pub async fn backfill(
         &self,
         id: &JobId,
@@ -513,9 +553,34 @@ impl Scheduler {
             .iter()
             .map(|r| r.scheduled_ms)
             .collect();
+        // The owner's claimed, unsettled window: its instants are the owner's to run or account for.
+        let owners = self
+            .inner
+            .coordinator
+            .claim_of(id)
+            .await?
+            .map(|claim| (claim.settled_ms, claim.through_ms));
+        let instants: Vec<i64> = {
+            let mut backfilled = self
+                .inner
+                .backfilled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let pending = backfilled.entry(id.clone()).or_default();
+            pending.retain(|t| !recorded.contains(t));
+            let instants: Vec<i64> = instants
+                .into_iter()
+                .filter(|t| !recorded.contains(t) && !pending.contains(t))
+                .filter(|t| owners.is_none_or(|(settled, through)| *t <= settled || *t > through))
+                .collect();
+            pending.extend(&instants);
+            if pending.is_empty() {
+                backfilled.remove(id);
+            }
+            instants
+        };
         let fires: Vec<Fire> = instants
             .into_iter()
-            .filter(|t| !recorded.contains(t))
             .map(|t| Fire {
                 job: job.clone(),
                 scheduled_ms: t,
@@ -659,7 +724,7 @@ impl Scheduler {
                 .coordinator
                 .put_job(job.clone(), Precondition::Revision(job.revision))
                 .await
-                .map_err(SchedulerError::from)
+                .map_err(|e| refused_by_store(&job, e))
             {
                 Ok(revision) => {
                     job.revision = revision;
@@ -759,4 +824,53 @@ pub fn preview(spec: &JobSpec, after_ms: i64, n: usize) -> Result<Vec<i64>, Sche
         .preview(after_ms.max(start), n.min(1000), tz, spec.dst);
     out.retain(|&t| t <= end);
     Ok(out)
+}
+
+/// A job write's error. The store refuses a job itself (`CoordError::Invalid`) only for its size (see
+/// `coordinator::limits::check_job`): that is the input's fault, so it becomes a [`ValidationError`] naming the
+/// member that takes most of the room (`target.env.BIG`), which is what to shrink.
+fn refused_by_store(job: &Job, error: CoordError) -> SchedulerError {
+    let CoordError::Invalid(reason) = error else {
+        return error.into();
+    };
+    let (field, bytes) = serde_json::to_value(&job.spec)
+        .map(|spec| largest_member(&spec))
+        .unwrap_or_default();
+    let field = if field.is_empty() {
+        "job".to_owned()
+    } else {
+        field
+    };
+    ValidationError::new(
+        field,
+        format!("{bytes} bytes as JSON"),
+        format!("the largest part of a job the store refuses: {reason}"),
+    )
+    .into()
+}
+
+/// The dotted path of the member that holds most of `value`'s JSON bytes, descending while one member holds
+/// at least half of its parent, and its size.
+fn largest_member(value: &serde_json::Value) -> (String, usize) {
+    fn size(value: &serde_json::Value) -> usize {
+        serde_json::to_vec(value).map_or(0, |json| json.len())
+    }
+    let mut path = String::new();
+    let mut current = value;
+    loop {
+        let total = size(current);
+        let Some((key, child)) = current.as_object().and_then(|members| {
+            members
+                .iter()
+                .max_by_key(|(_, child)| size(child))
+                .filter(|(_, child)| size(child) * 2 >= total)
+        }) else {
+            return (path, total);
+        };
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+        current = child;
+    }
 }

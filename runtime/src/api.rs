@@ -161,7 +161,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// What the per-route annotations cannot say, added to the assembled document so it describes what the
 /// server does: every `/v1` operation may answer 401 (no or an unknown token) and, when it changes state,
-/// 403 (a read-only token). (See also [`open_all_of_members`].)
+/// 403 (a read-only token). (See also [`merge_all_of_objects`].)
 struct Contract;
 
 impl utoipa::Modify for Contract {
@@ -214,7 +214,7 @@ pub fn router(state: AppState, tokens: Option<Tokens>, limits: &Limits) -> Route
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let json = serde_json::to_value(&doc)
         .map(|mut value| {
-            open_all_of_members(&mut value);
+            merge_all_of_objects(&mut value);
             optional_members_take_null(&mut value);
             value.to_string()
         })
@@ -240,38 +240,80 @@ pub fn router(state: AppState, tokens: Option<Tokens>, limits: &Limits) -> Route
         .with_state(state)
 }
 
-/// Drops `additionalProperties: false` from every component schema that is a member of an `allOf` (a flattened
-/// struct like `JobSpec` in `Job`, a tagged enum's variant like `CommandTarget` in `Target`): there it would
-/// forbid the other members' properties, so no real value could validate and no generator could build one.
-/// The server still refuses unknown fields, with a 400 naming the field.
-pub fn open_all_of_members(doc: &mut serde_json::Value) {
-    fn members(value: &serde_json::Value, out: &mut Vec<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                if let Some(serde_json::Value::Array(all_of)) = map.get("allOf") {
-                    out.extend(all_of.iter().filter_map(|member| {
-                        member["$ref"]
+/// Replaces every `allOf` of object schemas (a flattened struct like `JobSpec` in `Job`, `NewJob` and
+/// `JobReplacement`; a tagged enum's variant like `CommandTarget` plus its `type` in `Target`) by the one object
+/// it stands for: the members' properties and required names together, closed (`additionalProperties: false`)
+/// when a member was, as the server's types are (`deny_unknown_fields`).
+///
+/// Left as an `allOf`, a closed member would forbid the other members' properties, so no real value could
+/// validate; opened, the document would promise that unknown members are accepted, which the server refuses
+/// with a 400 naming the field. Merged, it says exactly what the server reads and writes.
+pub fn merge_all_of_objects(doc: &mut serde_json::Value) {
+    use serde_json::{Map, Value};
+
+    fn merge(schema: &mut Value, components: &Map<String, Value>) {
+        match schema {
+            Value::Object(map) => {
+                map.values_mut().for_each(|v| merge(v, components));
+                let Some(Value::Array(all_of)) = map.get("allOf") else {
+                    return;
+                };
+                let resolved: Option<Vec<&Map<String, Value>>> = all_of
+                    .iter()
+                    .map(|member| {
+                        let member = match member["$ref"]
                             .as_str()
                             .and_then(|r| r.strip_prefix("#/components/schemas/"))
-                            .map(str::to_owned)
-                    }));
+                        {
+                            Some(name) => components.get(name)?,
+                            None => member,
+                        };
+                        let member = member.as_object()?;
+                        (member.get("type") == Some(&Value::from("object"))
+                            && !member.contains_key("allOf"))
+                        .then_some(member)
+                    })
+                    .collect();
+                let Some(members) = resolved else { return };
+                let mut properties = Map::new();
+                let mut required: Vec<Value> = Vec::new();
+                let mut closed = false;
+                for member in members {
+                    if let Some(Value::Object(p)) = member.get("properties") {
+                        properties.extend(p.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
+                    if let Some(Value::Array(r)) = member.get("required") {
+                        for name in r {
+                            if !required.contains(name) {
+                                required.push(name.clone());
+                            }
+                        }
+                    }
+                    closed |= member.get("additionalProperties") == Some(&Value::Bool(false));
                 }
-                map.values().for_each(|v| members(v, out));
+                map.remove("allOf");
+                map.insert("type".to_owned(), Value::from("object"));
+                map.insert("properties".to_owned(), Value::Object(properties));
+                if !required.is_empty() {
+                    map.insert("required".to_owned(), Value::Array(required));
+                }
+                if closed {
+                    map.insert("additionalProperties".to_owned(), Value::Bool(false));
+                }
             }
-            serde_json::Value::Array(items) => items.iter().for_each(|v| members(v, out)),
+            Value::Array(items) => items.iter_mut().for_each(|v| merge(v, components)),
             _ => {}
         }
     }
-    let mut names = Vec::new();
-    members(doc, &mut names);
-    for name in names {
-        if let Some(schema) = doc["components"]["schemas"]
-            .get_mut(&name)
-            .and_then(serde_json::Value::as_object_mut)
-        {
-            schema.remove("additionalProperties");
-        }
-    }
+    // Members are resolved against the components as generated (members never nest an `allOf` there).
+    let Some(components) = doc
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .cloned()
+    else {
+        return;
+    };
+    merge(doc, &components);
 }
 
 /// Says what the server does with `null`: in a request body an optional member sent as `null` is absent

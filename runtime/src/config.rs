@@ -50,6 +50,9 @@ pub struct Config {
     /// Environment variables of the node that commands receive, besides `PATH`, `HOME`, `LANG` and `TZ`
     /// (commands never get the node's whole environment).
     pub inherit_env: Vec<String>,
+    /// Users that jobs' commands may run as (`target.run_as.user`, as written there: a name or a uid); none
+    /// by default. Switching users needs the node to run as root.
+    pub allow_run_as: Vec<String>,
     /// Largest request body accepted, in bytes; larger ones are answered 413.
     pub max_body_bytes: usize,
     /// Limits of the HTTP listener: timeouts, connections, request head sizes.
@@ -371,6 +374,7 @@ impl Default for Config {
             token_file: None,
             insecure_no_auth: false,
             inherit_env: Vec::new(),
+            allow_run_as: Vec::new(),
             max_body_bytes: 1 << 20,
             http: HttpConfig::default(),
             egress: EgressConfig::default(),
@@ -671,6 +675,18 @@ impl Config {
                  (the node's own settings and secrets, and the fire variables, never pass through)",
             ));
         }
+        if let Some(user) = self.allow_run_as.iter().find(|u| {
+            !(1..=32).contains(&u.len())
+                || !u
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        }) {
+            return Err(ValidationError::new(
+                "allow_run_as",
+                user,
+                "a user name or uid is 1 to 32 characters of [A-Za-z0-9._-]",
+            ));
+        }
         self.egress.policy(None)?;
         let http = &self.http;
         if !(1..=1_000_000).contains(&http.max_connections) {
@@ -933,6 +949,7 @@ impl Config {
             coordinator: Some("file://./campanile-data/campanile.redb".to_owned()),
             token_file: Some(PathBuf::from("/etc/campanile/tokens")),
             inherit_env: vec!["HTTPS_PROXY".to_owned()],
+            allow_run_as: vec!["nobody".to_owned()],
             egress: EgressConfig {
                 allow: vec!["*.example.com".to_owned()],
                 deny: vec!["10.0.0.0/8".to_owned()],

@@ -182,7 +182,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .misfire_threshold(config.engine.misfire_threshold)
         .max_concurrent_runs(config.engine.max_concurrent_runs)
         .rebalance_delay(config.engine.rebalance_delay)
-        .command_env(BaseEnv::inherit(&config.inherit_env))
+        .command_env(BaseEnv::inherit(&config.inherit_env).allow_run_as(&config.allow_run_as))
         .egress(egress.clone());
     if let Some(capacity) = config.capacity {
         builder = builder.capacity(capacity);
@@ -202,18 +202,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
     let service = app.into_make_service();
     let max_connections = config.http.max_connections;
+    let header_read_timeout = config.http.header_read_timeout;
     let mut server = match tls {
         Some(tls) => {
             let mut server = axum_server::from_tcp_rustls(listener, tls)
                 .context("failed to set up the TLS listener")?
-                .map(|tls| listener::Limited::new(tls, max_connections));
+                .map(|tls| listener::Limited::new(tls, max_connections, header_read_timeout));
             listener::configure(&mut server, &config.http);
             tokio::spawn(server.handle(handle.clone()).serve(service))
         }
         None => {
             let mut server = axum_server::from_tcp(listener)
                 .context("failed to set up the listener")?
-                .map(|plain| listener::Limited::new(plain, max_connections));
+                .map(|plain| listener::Limited::new(plain, max_connections, header_read_timeout));
             listener::configure(&mut server, &config.http);
             tokio::spawn(server.handle(handle.clone()).serve(service))
         }

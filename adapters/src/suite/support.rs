@@ -300,6 +300,10 @@ pub(crate) fn full_job(name: &str, variant: usize) -> Job {
             ]),
             cwd: Some("/tmp/campanile suite".into()),
             timeout: Some(Duration::from_millis(2500)),
+            run_as: Some(campanile::job::RunAs {
+                user: "nobody".into(),
+                group: None,
+            }),
         }),
         1 => Target::Http(HttpTarget {
             url: "https://example.invalid/hook?a=1&b=%20".into(),

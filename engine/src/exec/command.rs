@@ -146,6 +146,56 @@ pub async fn run_command(cmd: &CommandTarget, ctx: &FireContext, base: &BaseEnv)
     }
 }
 
+/// Who a command runs as, resolved on this node.
+struct Identity {
+    uid: u32,
+    gid: u32,
+    home: std::path::PathBuf,
+}
+
+/// Resolves a job's `run_as` on this node: allowed here, the node running as root, the user and group known.
+/// Errors are the run's failure reason, naming the field and the value.
+fn run_as(run_as: &crate::job::RunAs, base: &BaseEnv) -> Result<Identity, String> {
+    use nix::unistd::{Gid, Group, Uid, User, geteuid};
+
+    if !base.allows_run_as(&run_as.user) {
+        return Err(format!(
+            "run_as.user: {:?}: this node does not allow running commands as that user (allow_run_as)",
+            run_as.user
+        ));
+    }
+    let me = geteuid();
+    if !me.is_root() {
+        return Err(format!(
+            "run_as.user: {:?}: the node runs as uid {me}, not root, so it cannot run commands as another user",
+            run_as.user
+        ));
+    }
+    let user = match run_as.user.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+        Err(_) => User::from_name(&run_as.user),
+    }
+    .map_err(|e| format!("run_as.user: {:?}: failed to look it up: {e}", run_as.user))?
+    .ok_or_else(|| format!("run_as.user: {:?}: no such user on this node", run_as.user))?;
+    let gid = match &run_as.group {
+        None => user.gid,
+        Some(group) => match group.parse::<u32>() {
+            Ok(gid) => Gid::from_raw(gid),
+            Err(_) => {
+                Group::from_name(group)
+                    .map_err(|e| format!("run_as.group: {group:?}: failed to look it up: {e}"))?
+                    .ok_or_else(|| format!("run_as.group: {group:?}: no such group on this node"))?
+                    .gid
+            }
+        },
+    };
+    Ok(Identity {
+        uid: user.uid.as_raw(),
+        gid: gid.as_raw(),
+        home: user.dir,
+    })
+}
+
 /// Starts the child with its output pipe. Errors are the run's failure reason.
 fn spawn(
     cmd: &CommandTarget,
@@ -168,6 +218,7 @@ fn spawn(
                 .map_err(|reason| format!("env {name}: {reason}"))?,
         ));
     }
+    let user = cmd.run_as.as_ref().map(|r| run_as(r, base)).transpose()?;
     let mut command = Command::new(&cmd.argv[0]);
     command
         .args(&cmd.argv[1..])
@@ -188,6 +239,14 @@ fn spawn(
         .kill_on_drop(false);
     if let Some(cwd) = &cmd.cwd {
         command.current_dir(cwd);
+    }
+    if let Some(user) = &user {
+        // std drops the supplementary groups (`setgroups(0)`), then sets the gid, then the uid, in the child
+        // before it executes the program.
+        command.uid(user.uid).gid(user.gid);
+        if !cmd.env.contains_key("HOME") {
+            command.env("HOME", &user.home);
+        }
     }
     let child = command.spawn().map_err(|err| match &cmd.cwd {
         Some(cwd) => format!(

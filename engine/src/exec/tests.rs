@@ -769,3 +769,59 @@ mod http {
         );
     }
 }
+
+/// `id -u; id -g; echo $HOME` as `run_as`.
+fn whoami_as(user: &str, group: Option<&str>) -> CommandTarget {
+    let mut cmd = sh("id -u; id -g; id -G; echo \"$HOME\"");
+    cmd.run_as = Some(crate::job::RunAs {
+        user: user.to_owned(),
+        group: group.map(str::to_owned),
+    });
+    cmd
+}
+
+#[tokio::test]
+async fn run_as_a_user_the_node_does_not_allow_never_starts() {
+    let result = run_command(&whoami_as("nobody", None), &ctx()).await;
+    assert_outcome(&result, Outcome::Failed, None);
+    let reason = result.reason.unwrap();
+    assert!(
+        reason.contains("run_as.user")
+            && reason.contains("\"nobody\"")
+            && reason.contains("allow_run_as"),
+        "{reason}"
+    );
+    assert!(result.output.is_empty(), "{}", result.output);
+}
+
+#[tokio::test]
+async fn run_as_an_allowed_user_runs_as_that_user_when_the_node_is_root() {
+    let base = BaseEnv::default().allow_run_as(["nobody", "no-such-user-here"]);
+    let result = super::run_command(&whoami_as("nobody", Some("nogroup")), &ctx(), &base).await;
+    if nix::unistd::geteuid().is_root() {
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
+        assert_outcome(&result, Outcome::Succeeded, Some(0));
+        // uid, gid, every group (no supplementary one of the node's), HOME.
+        assert_eq!(
+            result.output,
+            format!(
+                "{}\n{}\n{}\n{}\n",
+                nobody.uid,
+                nogroup.gid,
+                nogroup.gid,
+                nobody.dir.display()
+            )
+        );
+        let result = super::run_command(&whoami_as("no-such-user-here", None), &ctx(), &base).await;
+        assert_outcome(&result, Outcome::Failed, None);
+        let reason = result.reason.unwrap();
+        assert!(reason.contains("no such user"), "{reason}");
+    } else {
+        // Not root: the run fails, saying why, and nothing ran as the node's user instead.
+        assert_outcome(&result, Outcome::Failed, None);
+        let reason = result.reason.unwrap();
+        assert!(reason.contains("not root"), "{reason}");
+        assert!(result.output.is_empty(), "{}", result.output);
+    }
+}

@@ -55,6 +55,23 @@ pub struct CommandTarget {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
+    /// The user (and group) the command runs as, instead of the node's. Only users the node allows
+    /// (`exec::BaseEnv::allow_run_as`) are accepted, and only a node running as root can switch to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<RunAs>,
+}
+
+/// Who a command runs as: a user name (or numeric uid), and a group name (or gid), by default the user's
+/// primary group. The command gets that uid and gid and no supplementary groups, and `HOME` is the user's
+/// home directory unless the job's `env` sets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunAs {
+    /// User name or numeric uid.
+    pub user: String,
+    /// Group name or numeric gid; the user's primary group if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// An HTTP request. Headers `Campanile-Fire-Id`, `Campanile-Job-Id`, `Campanile-Scheduled-At`,
@@ -118,6 +135,7 @@ impl CommandTarget {
             env: BTreeMap::new(),
             cwd: None,
             timeout: None,
+            run_as: None,
         }
     }
 }

@@ -116,7 +116,7 @@ fn every_field_set_round_trips_through_json() {
         "timezone": "America/New_York",
         "dst": "skip_gap",
         "target": {"type": "command", "argv": ["/bin/sh", "-c", "sync"], "env": {"MODE": "full"},
-                   "cwd": "/var/lib/sync", "timeout": "5m"},
+                   "cwd": "/var/lib/sync", "timeout": "5m", "run_as": {"user": "backup", "group": "disk"}},
         "misfire": {"policy": "catch_up", "max_count": 3, "window": "2h"},
         "overlap": "buffer_one",
         "retry": {"max_retries": 4, "backoff": {"initial": "2s", "factor": 3.0, "max": "5m"}},
@@ -144,6 +144,10 @@ fn every_field_set_round_trips_through_json() {
             env: BTreeMap::from([("MODE".to_owned(), "full".into())]),
             cwd: Some(PathBuf::from("/var/lib/sync")),
             timeout: Some(Duration::from_secs(300)),
+            run_as: Some(crate::job::RunAs {
+                user: "backup".to_owned(),
+                group: Some("disk".to_owned()),
+            }),
         }),
         misfire: MisfirePolicy::CatchUp {
             max_count: 3,

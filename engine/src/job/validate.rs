@@ -175,6 +175,28 @@ fn validate_target(target: &Target) -> Result<(), ValidationError> {
                     "is not a valid variable name",
                 ));
             }
+            if let Some(run_as) = &cmd.run_as {
+                let name_ok = |name: &str| {
+                    (1..=32).contains(&name.len())
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                };
+                if !name_ok(&run_as.user) {
+                    return Err(ValidationError::new(
+                        "run_as.user",
+                        run_as.user.escape_debug(),
+                        "must be a user name or uid: 1 to 32 characters of [A-Za-z0-9._-]",
+                    ));
+                }
+                if let Some(group) = run_as.group.as_deref().filter(|g| !name_ok(g)) {
+                    return Err(ValidationError::new(
+                        "run_as.group",
+                        group.escape_debug(),
+                        "must be a group name or gid: 1 to 32 characters of [A-Za-z0-9._-]",
+                    ));
+                }
+            }
             // The OS takes environment values and paths as C strings.
             for (key, value) in &cmd.env {
                 value.validate(&format!("env.{key}"))?;

@@ -123,3 +123,56 @@ async fn a_graceful_leave_hands_jobs_over_with_no_missed_and_no_late_fire() {
         assert!(by_node.contains_key("node-b"), "{id}: {by_node:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn triggers_in_one_millisecond_on_different_nodes_get_different_fire_ids() {
+    let coordinator: Arc<dyn Coordinator> = Arc::new(InprocCoordinator::memory());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let nodes = [
+        member(coordinator.clone(), "n1", tx.clone()).await,
+        member(coordinator.clone(), "n2", tx.clone()).await,
+        member(coordinator.clone(), "n3", tx.clone()).await,
+    ];
+    // Until all three are members (virtual time; a failure bound, not a synchronization).
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while coordinator.members().await.unwrap().members.len() < 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("three members");
+    let job = nodes[0]
+        .create_with_id(JobId::new("hot").unwrap(), recording("hot", "@yearly"))
+        .await
+        .unwrap();
+
+    // Paused time does not move between these calls: every trigger is asked in the same millisecond.
+    let mut fires = Vec::new();
+    for _ in 0..10 {
+        for node in &nodes {
+            fires.push(node.trigger(&job.id).await.unwrap());
+        }
+    }
+    let unique: std::collections::BTreeSet<i64> = fires.iter().map(|f| f.scheduled_ms).collect();
+    assert_eq!(
+        unique.len(),
+        fires.len(),
+        "one fire id per trigger: {fires:?}"
+    );
+
+    // And every one of them runs.
+    let mut ran = std::collections::BTreeSet::new();
+    while !unique.is_subset(&ran) {
+        let (_, fire) = rx.recv().await.expect("the nodes run");
+        ran.insert(fire.scheduled_ms);
+    }
+    for node in &nodes {
+        node.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    let manual = history(&nodes[0], &job.id)
+        .await
+        .into_iter()
+        .filter(|r| r.manual && r.outcome == Outcome::Succeeded)
+        .count();
+    assert_eq!(manual, fires.len());
+}

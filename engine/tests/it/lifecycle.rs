@@ -429,3 +429,56 @@ async fn updates_without_a_revision_all_land_when_they_race() {
     faulty.control().clear_delay();
     scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_repeated_backfill_runs_no_instant_twice() {
+    let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    let job = scheduler
+        .create_with_id(id("hourly"), recording("hourly", "0 * * * *"))
+        .await
+        .unwrap();
+    let from = T0 - 10 * 3_600_000;
+
+    // Asked twice before the first one's runs are recorded (paused time does not move between the calls),
+    // then once more for a range that overlaps it.
+    let first = scheduler.backfill(&job.id, from, T0 - 1).await.unwrap();
+    let second = scheduler.backfill(&job.id, from, T0 - 1).await.unwrap();
+    assert_eq!(first.len(), 10, "{first:?}");
+    assert!(
+        second.is_empty(),
+        "the same range again runs nothing: {second:?}"
+    );
+
+    let mut ran = Vec::new();
+    while ran.len() < first.len() {
+        let fire = rx.recv().await.expect("the node runs");
+        if fire.scheduled_ms < T0 {
+            ran.push(fire.scheduled_ms);
+        }
+    }
+    // Recorded by now or not, none of them runs again.
+    let wider = scheduler
+        .backfill(&job.id, from - 2 * 3_600_000, T0 - 1)
+        .await
+        .unwrap();
+    let earliest = first.iter().map(|f| f.scheduled_ms).min().unwrap();
+    assert!(
+        wider.len() == 2 && wider.iter().all(|f| f.scheduled_ms < earliest),
+        "only the two instants not run yet: {wider:?}"
+    );
+    while ran.len() < 12 {
+        let fire = rx.recv().await.expect("the node runs");
+        if fire.scheduled_ms < T0 {
+            ran.push(fire.scheduled_ms);
+        }
+    }
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+    let unique: BTreeSet<i64> = ran.iter().copied().collect();
+    assert_eq!(unique.len(), ran.len(), "an instant ran twice: {ran:?}");
+    let manual = history(&scheduler, &job.id)
+        .await
+        .into_iter()
+        .filter(|r| r.manual)
+        .count();
+    assert_eq!(manual, 12);
+}

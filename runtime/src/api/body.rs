@@ -207,6 +207,15 @@ impl<S: Send + Sync> FromRequestParts<S> for JobPath {
     }
 }
 
+/// For an optional string query parameter whose empty value means "not given" (`?after=&outcome=`, as
+/// forms and generated clients send unset fields): `#[serde(default, deserialize_with = "empty_is_none")]`.
+pub fn empty_is_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let value: Option<String> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(value.filter(|v| !v.is_empty()))
+}
+
 /// A query string as a `T` (usually with `deny_unknown_fields`); errors name the parameter.
 #[derive(Debug, Clone)]
 pub struct Params<T>(pub T);
@@ -215,13 +224,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // An empty value is still a value: `?limit=` is not a number and is refused, naming `limit`. String
+        // parameters that take an empty value as absent say so (`empty_is_none`).
         let query = parts.uri.query().unwrap_or_default();
-        // An empty value is no value (`?after=&outcome=`, as forms and generated clients send unset fields).
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(
-                form_urlencoded::parse(query.as_bytes()).filter(|(_, value)| !value.is_empty()),
-            )
-            .finish();
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)

@@ -19,7 +19,7 @@ use super::auth::Caller;
 use super::body::{JobPath, JsonObject, Params, typed};
 use super::error::{ApiError, ErrorBody};
 use super::redact;
-use super::schema::{JobDoc, JobReplacementDoc, NewJobDoc};
+use super::schema::{JobDoc, JobPatchDoc, JobReplacementDoc, NewJobDoc};
 
 /// Most items one page holds.
 pub const MAX_PAGE: usize = 1000;
@@ -34,8 +34,10 @@ pub const MAX_PAGE_BYTES: usize = 4 << 20;
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only jobs of this namespace.
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
     pub namespace: Option<String>,
     /// Only jobs carrying these labels: `key=value[,key=value...]` (a bare `key` matches any value).
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
     pub label: Option<String>,
     /// Only paused (`true`) or only active (`false`) jobs.
     pub paused: Option<bool>,
@@ -46,6 +48,7 @@ pub struct ListParams {
     #[param(
         pattern = r"^$|^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"
     )]
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
     pub after: Option<String>,
 }
 
@@ -401,7 +404,7 @@ pub async fn replace_job(
 #[utoipa::path(patch, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"),
         ("If-Match" = Option<String>, Header, description = "Required revision, like \"12\"", pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#)),
-    request_body(content = Object, description = "Merge patch of the job JSON, e.g. {\"schedule\": \"0 * * * *\", \"paused\": true}",
+    request_body(content = Option<JobPatchDoc>, description = "Merge patch of the job JSON, e.g. {\"schedule\": \"0 * * * *\", \"paused\": true}; no body changes nothing",
         content_type = "application/merge-patch+json"),
     responses((status = 200, body = JobDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 412, body = ErrorBody), (status = 413, body = ErrorBody)))]
@@ -566,6 +569,16 @@ pub async fn backfill_job(
 ) -> Result<(StatusCode, Json<Fires>), ApiError> {
     let id = job_id(&id)?;
     let request: BackfillRequest = body.into_typed()?;
+    if request.to < request.from {
+        return Err(ApiError::invalid(
+            "to",
+            format!(
+                "to: {:?} is before from {:?}",
+                request.to.to_rfc3339(),
+                request.from.to_rfc3339()
+            ),
+        ));
+    }
     let fires = app
         .scheduler
         .backfill(

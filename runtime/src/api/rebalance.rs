@@ -27,9 +27,10 @@ pub struct Scenario {
     #[serde(default)]
     #[schema(nullable)]
     pub jobs: Vec<ScenarioJob>,
-    /// The previous assignment, job id → node id (nodes absent from `nodes` are gone or drained).
+    /// The previous assignment, job id → node id (nodes absent from `nodes` are gone or drained). Entries
+    /// for jobs not in `jobs` (deleted since) are ignored.
     #[serde(default)]
-    #[schema(nullable)]
+    #[schema(nullable, value_type = BTreeMap<String, NodeIdDoc>)]
     pub previous: BTreeMap<String, String>,
     /// The live nodes: an id, or an object with capacity and labels.
     #[serde(default)]
@@ -42,9 +43,13 @@ pub struct Scenario {
 #[serde(deny_unknown_fields)]
 pub struct ScenarioJob {
     /// Job id.
+    #[schema(
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$"
+    )]
     pub id: String,
-    /// Load weight (default 1).
+    /// Load weight, 1 to 1000000 (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub weight: Option<u32>,
     /// Labels a node must carry to own it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -56,7 +61,7 @@ pub struct ScenarioJob {
 #[serde(untagged)]
 pub enum ScenarioNode {
     /// Just an id: no labels, unlimited capacity.
-    Id(String),
+    Id(NodeIdDoc),
     /// A node with capacity and labels.
     Node(ScenarioNodeSpec),
 }
@@ -66,14 +71,21 @@ pub enum ScenarioNode {
 #[serde(deny_unknown_fields)]
 pub struct ScenarioNodeSpec {
     /// Node id.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub id: String,
-    /// Most total job weight.
+    /// Most total job weight, at most 2^63 - 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<u64>,
     /// Node labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
 }
+
+/// A node id: 1 to 64 characters of `[A-Za-z0-9._-]`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(as = NodeId, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+pub struct NodeIdDoc(pub String);
 
 /// A plan.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -95,10 +107,13 @@ pub struct Plan {
 #[into_params(parameter_in = Query)]
 pub struct PlanParams {
     /// Plan as if this node left.
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
     pub drain: Option<String>,
     /// Plan as if a node with this id joined.
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
     pub join: Option<String>,
     /// Labels of the joining node, comma-separated.
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
     pub join_labels: Option<String>,
 }
 
@@ -106,7 +121,7 @@ impl ScenarioNode {
     /// The node's id.
     pub fn id(&self) -> &str {
         match self {
-            ScenarioNode::Id(id) => id,
+            ScenarioNode::Id(id) => &id.0,
             ScenarioNode::Node(node) => &node.id,
         }
     }
@@ -136,6 +151,20 @@ impl Scenario {
             NodeId::new(node.id()).map_err(|e| {
                 ApiError::invalid(format!("nodes[{i}]"), format!("nodes[{i}]: {e}"))
             })?;
+            if let ScenarioNode::Node(ScenarioNodeSpec {
+                capacity: Some(capacity),
+                ..
+            }) = node
+                && i64::try_from(*capacity).is_err()
+            {
+                return Err(ApiError::invalid(
+                    format!("nodes[{i}].capacity"),
+                    format!(
+                        "nodes[{i}].capacity: {capacity} must be at most {}",
+                        i64::MAX
+                    ),
+                ));
+            }
             if !nodes.insert(node.id()) {
                 return Err(ApiError::invalid(
                     format!("nodes[{i}]"),
@@ -143,13 +172,12 @@ impl Scenario {
                 ));
             }
         }
-        for (job, node) in &self.previous {
-            if !jobs.contains(job.as_str()) {
-                return Err(ApiError::invalid(
-                    format!("previous.{job}"),
-                    format!("previous.{job}: not one of the scenario's jobs"),
-                ));
-            }
+        // An entry for a job that is not in the scenario (deleted since) is ignored: it cannot move.
+        for (job, node) in self
+            .previous
+            .iter()
+            .filter(|(job, _)| jobs.contains(job.as_str()))
+        {
             NodeId::new(node).map_err(|e| {
                 ApiError::invalid(format!("previous.{job}"), format!("previous.{job}: {e}"))
             })?;
@@ -186,7 +214,12 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, ApiError> {
         });
     }
     let mut previous = BTreeMap::new();
-    for (job, node) in &scenario.previous {
+    let known: BTreeSet<&str> = scenario.jobs.iter().map(|j| j.id.as_str()).collect();
+    for (job, node) in scenario
+        .previous
+        .iter()
+        .filter(|(job, _)| known.contains(job.as_str()))
+    {
         previous.insert(JobId::new(job)?, NodeId::new(node)?);
     }
     let plan = rebalance(&jobs, &nodes, &previous);
@@ -210,15 +243,9 @@ pub fn plan(scenario: &Scenario) -> Result<Plan, ApiError> {
         (status = 404, body = ErrorBody, description = "`drain` names no node of the cluster or scenario")))]
 pub async fn plan_route(
     State(app): State<AppState>,
-    Params(mut params): Params<PlanParams>,
+    Params(params): Params<PlanParams>,
     body: JsonObject,
 ) -> Result<Json<Plan>, ApiError> {
-    // An empty value is no value (`?drain=&join=`, as forms and generated clients send unset fields).
-    for value in [&mut params.drain, &mut params.join, &mut params.join_labels] {
-        if value.as_deref() == Some("") {
-            *value = None;
-        }
-    }
     let scenario = if body.0.is_empty() {
         live_scenario(&app, &params).await?
     } else {

@@ -30,6 +30,7 @@ pub struct JobRunsParams {
     /// Only records with this outcome (a filtered page may hold fewer than `limit` records: follow
     /// `next_before` until it is absent).
     #[param(value_type = Option<String>, pattern = r"^(|succeeded|failed|timed_out|skipped|misfired|in_doubt)$")]
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
     pub outcome: Option<String>,
 }
 
@@ -51,14 +52,17 @@ pub struct JobRuns {
 pub struct RunsParams {
     /// Only records with this outcome: succeeded, failed, timed_out, skipped, misfired, in_doubt.
     #[param(value_type = Option<String>, pattern = r"^(|succeeded|failed|timed_out|skipped|misfired|in_doubt)$")]
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
     pub outcome: Option<String>,
     /// Only jobs of this namespace.
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
     pub namespace: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Continue after this cursor (the previous page's `next`).
     #[param(pattern = r"^$|^-?[0-9]{1,19}:[A-Za-z0-9._-]{1,128}$")]
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
     pub after: Option<String>,
 }
 

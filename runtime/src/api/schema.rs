@@ -21,8 +21,12 @@ use utoipa::ToSchema;
     "misfire": {"policy": "fire_once"}, "overlap": "skip"
 }))]
 pub struct JobSpecDoc {
-    /// Human name (1 to 256 characters); need not be unique.
-    #[schema(min_length = 1, max_length = 256)]
+    /// Human name (1 to 256 characters, not blank, no control characters); need not be unique.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     /// Namespace for listing (`[A-Za-z0-9_-]`, default `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,10 +74,85 @@ pub struct JobSpecDoc {
     pub paused: Option<bool>,
     /// Load weight for the rebalancer, 1 to 1000000 (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub weight: Option<u32>,
     /// Labels a node must carry to own this job (`["region=eu"]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_labels: Vec<String>,
+}
+
+/// `PATCH /v1/jobs/{id}`: a JSON merge patch (RFC 7396) of the job JSON. Every member is optional, and `null`
+/// resets a member to its default. Members that are objects (`target`, `misfire`, `retry`, `labels`) are
+/// merged into the job's, so they may be partial; the merged job must then be a valid job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = JobPatch, example = json!({"schedule": "0 * * * *", "paused": true}))]
+pub struct JobPatchDoc {
+    /// Update only if the job is still at this revision (like `If-Match`); 409 otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// See `JobSpec.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
+    pub name: Option<String>,
+    /// See `JobSpec.namespace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Labels to set; a label given as `null` is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, Option<String>>>,
+    /// See `JobSpec.schedule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// See `JobSpec.timezone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// See `JobSpec.dst`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<DstPolicyDoc>,
+    /// Members of the target to change (merged into the job's target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub target: Option<serde_json::Value>,
+    /// Members of the misfire policy to change (merged into the job's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub misfire: Option<serde_json::Value>,
+    /// See `JobSpec.overlap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<OverlapDoc>,
+    /// Members of the retry policy to change (merged into the job's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<serde_json::Value>,
+    /// See `JobSpec.delivery`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryDoc>,
+    /// See `JobSpec.jitter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
+    /// See `JobSpec.start_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub start_at: Option<String>,
+    /// See `JobSpec.end_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub end_at: Option<String>,
+    /// See `JobSpec.paused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    /// See `JobSpec.weight`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub weight: Option<u32>,
+    /// See `JobSpec.node_labels` (replaced whole: it is a list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_labels: Option<Vec<String>>,
 }
 
 /// DST handling.
@@ -117,6 +196,25 @@ pub struct CommandDoc {
     /// Kill the process group after this long (`"30s"`); no limit if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Run as this user and group instead of the node's: only users the node's `allow_run_as` lists, and
+    /// only when the node runs as root (else the run fails, saying so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<RunAsDoc>,
+}
+
+/// Who a command runs as. The command gets the uid and gid and no supplementary groups; `HOME` is the
+/// user's home unless the job's `env` sets it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RunAs)]
+pub struct RunAsDoc {
+    /// User name or numeric uid.
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,32}$")]
+    pub user: String,
+    /// Group name or numeric gid; the user's primary group if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,32}$")]
+    pub group: Option<String>,
 }
 
 /// An HTTP target.
@@ -469,6 +567,10 @@ mod tests {
         );
         command.cwd = Some("/tmp".into());
         command.timeout = Some(Duration::from_secs(5));
+        command.run_as = Some(campanile::job::RunAs {
+            user: "nobody".into(),
+            group: Some("nogroup".into()),
+        });
         round_trip::<JobSpec, JobSpecDoc>(&full_spec(Target::Command(command)));
         let http = HttpTarget {
             url: "http://127.0.0.1/x".into(),

@@ -498,12 +498,14 @@ async fn actions_queries_and_routes() {
     assert_error(
         &plan(
             "/v1/rebalance/plan",
-            Some(json!({"jobs": [{"id": "a"}], "previous": {"b": "n"}, "nodes": ["n"]})),
+            Some(
+                json!({"jobs": [{"id": "a"}], "previous": {"a": "no such node!"}, "nodes": ["n"]}),
+            ),
         )
         .await,
         400,
         "invalid",
-        Some("previous.b"),
+        Some("previous.a"),
     );
     assert_error(
         &plan("/v1/rebalance/plan?drain=ghost", None).await,

@@ -333,3 +333,73 @@ async fn a_page_of_large_jobs_ends_early_with_a_cursor() {
     assert!(pages > 1, "one page held everything");
     assert_eq!(seen, (0..6).map(|i| format!("big-{i}")).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_client_that_connects_and_sends_nothing_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with(
+        dir.path(),
+        "[http]\nheader_read_timeout = \"500ms\"\n",
+        Options::default(),
+    );
+    // Not a byte: the server cannot tell HTTP/1 from HTTP/2, and still closes the connection.
+    let mut silent = TcpStream::connect(addr(&server)).await.unwrap();
+    read_to_close(&mut silent).await;
+}
+
+#[tokio::test]
+async fn an_http2_client_that_never_finishes_its_request_head_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with(
+        dir.path(),
+        "[http]\nheader_read_timeout = \"500ms\"\n",
+        Options::default(),
+    );
+    let mut slow = TcpStream::connect(addr(&server)).await.unwrap();
+    // The preface, an empty SETTINGS frame, and a HEADERS frame of 100 bytes of which 3 are sent.
+    let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    start.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    start.extend_from_slice(&[0, 0, 100, 0x1, 0x4, 0, 0, 0, 1, 0x82, 0x86, 0x84]);
+    slow.write_all(&start).await.unwrap();
+    // Never sends the rest: the server closes the connection (after at most the timeout; PATIENCE is only
+    // the failure bound).
+    read_to_close(&mut slow).await;
+
+    // A complete HTTP/2 request is answered as before.
+    let mut quick = TcpStream::connect(addr(&server)).await.unwrap();
+    let mut request = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    request.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    // HEADERS, END_STREAM | END_HEADERS, stream 1: :method GET, :scheme http, :path /healthz (literal,
+    // not indexed), :authority x.
+    let mut block = vec![0x82, 0x86, 0x04, 8];
+    block.extend_from_slice(b"/healthz");
+    block.extend_from_slice(&[0x41, 1, b'x']);
+    let len = u8::try_from(block.len()).unwrap();
+    request.extend_from_slice(&[0, 0, len, 0x1, 0x5, 0, 0, 0, 1]);
+    request.extend_from_slice(&block);
+    quick.write_all(&request).await.unwrap();
+    let mut answer = Vec::new();
+    let got_headers = tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = quick.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return false;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            // A HEADERS frame on stream 1 from the server: the answer.
+            let mut at = 0;
+            while at + 9 <= answer.len() {
+                let length = usize::from(answer[at]) << 16
+                    | usize::from(answer[at + 1]) << 8
+                    | usize::from(answer[at + 2]);
+                if answer[at + 3] == 0x1 && answer[at + 8] == 1 {
+                    return true;
+                }
+                at += 9 + length;
+            }
+        }
+    })
+    .await;
+    assert_eq!(got_headers, Ok(true), "no answer on stream 1: {answer:?}");
+}
