@@ -130,6 +130,24 @@ impl Namespace {
         self
     }
 
+    /// Wraps every client, now and after each restart, with `wrap` (a fault-injecting, counting or logging
+    /// wrapper over any factory's namespace).
+    pub fn wrap<W>(mut self, wrap: W) -> Self
+    where
+        W: Fn(Arc<dyn Coordinator>) -> Arc<dyn Coordinator> + Send + Sync + 'static,
+    {
+        let wrap = Arc::new(wrap);
+        self.clients = self.clients.into_iter().map(|c| wrap(c)).collect();
+        if let Some(mut restart) = self.restart.take() {
+            self.restart = Some(Box::new(move || {
+                let reopened = restart();
+                let wrap = Arc::clone(&wrap);
+                Box::pin(async move { Ok(reopened.await?.into_iter().map(|c| wrap(c)).collect()) })
+            }));
+        }
+        self
+    }
+
     /// The clients, at least one.
     pub fn clients(&self) -> &[Arc<dyn Coordinator>] {
         &self.clients

@@ -111,6 +111,13 @@ use crate::factory::CoordinatorFactory;
 /// The name of every case, in the order the macro expands them.
 pub const CASES: &[&str] = crate::__conformance_cases! { __conformance_names!() };
 
+/// Runs the case named `case` (one of [`CASES`]) against `factory`, panicking as the case does when a check
+/// fails; returns false when no case has that name. The suite's own tests use it to run the case that
+/// each [`ContractBreak`](crate::ContractBreak) must fail.
+pub async fn run_case<F: CoordinatorFactory + ?Sized>(case: &str, factory: &F) -> bool {
+    crate::__conformance_cases! { __conformance_dispatch!(case, factory) }
+}
+
 /// Checks that the macro's clock option agrees with the factory's profile; the macro calls it first in
 /// every test.
 #[doc(hidden)]

@@ -115,3 +115,53 @@ fn every_contract_bullet_has_a_line_constant() {
         );
     }
 }
+
+#[test]
+fn every_contract_line_has_a_contract_break() {
+    use crate::ContractBreak;
+    for line in lines::ALL {
+        let breaks: Vec<ContractBreak> = ContractBreak::ALL
+            .iter()
+            .copied()
+            .filter(|b| b.line() == *line)
+            .collect();
+        assert!(
+            !breaks.is_empty(),
+            "contract line \"{line}\" has no ContractBreak: nothing shows that the suite catches a backend \
+             that breaks it"
+        );
+    }
+    for b in ContractBreak::ALL {
+        assert!(
+            CASES.contains(&b.case()),
+            "{b:?} names the case {}, which the suite does not have",
+            b.case()
+        );
+        let file = CASE_SOURCES
+            .iter()
+            .find(|(_, src)| src.contains(&format!("pub async fn {}<", b.case())))
+            .map(|(_, src)| *src)
+            .unwrap_or_default();
+        let name = lines_constant_name(b.line());
+        assert!(
+            file.contains(name),
+            "{b:?} expects {} to fail on {name}, which that case does not check",
+            b.case()
+        );
+    }
+}
+
+/// The name of the constant in `lines.rs` that holds `line`.
+fn lines_constant_name(line: &str) -> &'static str {
+    let source = include_str!("lines.rs");
+    let mut name = "";
+    for l in source.lines() {
+        if let Some(rest) = l.strip_prefix("pub const ") {
+            name = rest.split(':').next().unwrap_or_default();
+        }
+        if l.contains(&format!("\"{line}\"")) && !name.is_empty() {
+            return name;
+        }
+    }
+    panic!("no constant holds \"{line}\"")
+}
