@@ -599,8 +599,9 @@ pub async fn session_expiry_follows_tokio_time<F: CoordinatorFactory + ?Sized>(f
         return;
     };
     if !ctx.profile.paused_time {
-        eprintln!(
-            "session_expiry_follows_tokio_time: not checked: the factory runs on real time ({COORD_TOKIO_TIME})"
+        super::support::not_run(
+            "session_expiry_follows_tokio_time",
+            format_args!("the factory runs on real time ({COORD_TOKIO_TIME})"),
         );
         ctx.finish().await;
         return;
@@ -653,8 +654,9 @@ pub async fn restart_keeps_ids_epochs_and_revisions_growing<F: CoordinatorFactor
         return;
     };
     if !ctx.namespace_mut().can_restart() {
-        eprintln!(
-            "restart_keeps_ids_epochs_and_revisions_growing: not checked: the factory declares no restart ({CAMPAIGN_EPOCH_RESTART})"
+        super::support::not_run(
+            "restart_keeps_ids_epochs_and_revisions_growing",
+            format_args!("the factory declares no restart ({CAMPAIGN_EPOCH_RESTART})"),
         );
         ctx.finish().await;
         return;
