@@ -28,7 +28,7 @@ pub async fn session_ids_are_never_reused<F: CoordinatorFactory + ?Sized>(factor
         check!(
             seen.insert(id),
             OPEN_FRESH_ID,
-            "{when}: session id {id} was returned twice"
+            "{when}: session id {id:?} was returned twice"
         );
     };
 
@@ -528,7 +528,7 @@ pub async fn session_expires_without_keep_alive<F: CoordinatorFactory + ?Sized>(
     check!(
         again.id != session.id,
         OPEN_FRESH_ID,
-        "the node's new session reuses the expired id {}",
+        "the node's new session reuses the expired id {:?}",
         session.id
     );
     match c.keep_alive(session.id).await {
@@ -671,7 +671,7 @@ pub async fn restart_keeps_ids_epochs_and_revisions_growing<F: CoordinatorFactor
             check!(
                 ids.insert(id),
                 OPEN_FRESH_ID,
-                "round {round}: session id {id} was issued before a restart and again after it"
+                "round {round}: session id {id:?} was issued before a restart and again after it"
             );
         }
         let leader = ctx.lead(0, a.id, CAMPAIGN_EPOCH_RESTART).await;

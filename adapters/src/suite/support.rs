@@ -211,7 +211,7 @@ impl Ctx {
                 check!(
                     leader.session == session,
                     line,
-                    "campaign of {session} returned the leadership of {}",
+                    "campaign of {session:?} returned the leadership of {:?}",
                     leader.session
                 );
                 leader
@@ -219,7 +219,7 @@ impl Ctx {
             None => fail(
                 line,
                 format_args!(
-                    "campaign of {session} lost although no other session holds the leadership"
+                    "campaign of {session:?} lost although no other session holds the leadership"
                 ),
             ),
         }
@@ -266,7 +266,7 @@ impl Ctx {
             other => fail(
                 line,
                 format_args!(
-                    "claim of {job} by {session} was expected to be granted, got {other:?}"
+                    "claim of {job} by {session:?} was expected to be granted, got {other:?}"
                 ),
             ),
         }

@@ -165,3 +165,68 @@ fn lines_constant_name(line: &str) -> &'static str {
     }
     panic!("no constant holds \"{line}\"")
 }
+
+/// The crate's README, the guide a backend author reads.
+const README: &str = include_str!("../../README.md");
+
+#[test]
+fn the_readme_lists_every_case() {
+    let start = README
+        .find("### The cases")
+        .expect("the README has a case table");
+    let listed: Vec<&str> = README[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with("| case |"))
+        .skip(2)
+        .take_while(|l| l.starts_with("| `"))
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .collect();
+    for case in CASES {
+        assert!(
+            listed.contains(case),
+            "case {case} is missing from the README's case table"
+        );
+    }
+    for case in &listed {
+        assert!(
+            CASES.contains(case),
+            "the README's case table lists {case}, which the suite does not have"
+        );
+    }
+    assert_eq!(listed.len(), CASES.len(), "a case is listed twice");
+}
+
+#[test]
+fn the_readme_counts_are_current() {
+    let figure = format!(
+        "**{} lines, {} cases, {} mutants caught.**",
+        lines::ALL.len(),
+        CASES.len(),
+        crate::ContractBreak::ALL.len()
+    );
+    assert!(
+        README.contains(&figure),
+        "the README's counts are stale: expected {figure}"
+    );
+}
+
+#[test]
+fn session_ids_print_one_way() {
+    // Failure messages show a session id as `SessionId(4)` ({:?}), as the claims and members they print
+    // do; the hexadecimal `Display` form would show the same id two ways in one message.
+    let support = ("support.rs", include_str!("support.rs"));
+    for (file, src) in CASE_SOURCES.iter().chain([&support]) {
+        for pattern in [
+            "{session}",
+            "{holder}",
+            "session {}",
+            "leadership of {}",
+            "by {}",
+        ] {
+            assert!(
+                !src.contains(pattern),
+                "{file} formats a session id with `{pattern}`; use {{:?}}"
+            );
+        }
+    }
+}

@@ -444,6 +444,8 @@ mod faults {
         assert_eq!(unavailable(&b.members().await), Some(true));
         assert_eq!(unavailable(&a.members().await), Some(true));
         assert_eq!(control.stats().calls, 3);
+        assert_eq!(control.stats().calls_of(Method::Members), 3);
+        assert_eq!(control.stats().calls_of(Method::Leader), 0);
         assert_eq!(a.backend(), inner.backend());
     }
 }
