@@ -33,6 +33,10 @@ pub use control::{Fault, FaultControl, FaultStats, Method};
 ///   `Suspended` meanwhile. Calls that name no session (reads, job writes, `open_session`) are not affected:
 ///   to cut a whole node off, give it its own wrapper and fail all its calls.
 ///
+/// - **Contract breaks**: with [`FaultControl::break_contract`], the wrapper breaks one line of the
+///   `Coordinator` contract on purpose ([`ContractBreak`]), to check that the conformance suite catches it.
+///   With no break on, nothing of it runs and the wrapper is transparent.
+///
 /// Several wrappers may share one control (one per simulated node over one backend, say).
 #[derive(Clone)]
 pub struct FaultyCoordinator {
