@@ -50,6 +50,8 @@ cargo fmt --all -- --check
 step "clippy: every crate and target, built with no protoc (PROTOC=$PROTOC)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Every workspace member, including adapters/examples/wrapper (the outside wrapper of adapters/README.md, run
+# through the conformance suite) and the check that the suite catches every contract break.
 step "tests (with real etcd and ZooKeeper)"
 cargo test --workspace --locked
 

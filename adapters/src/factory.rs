@@ -17,7 +17,11 @@ use futures::future::BoxFuture;
 /// removes it in the [`CleanupGuard`].
 #[async_trait]
 pub trait CoordinatorFactory: Send + Sync {
-    /// The backend's timing and settings. Called once per case, before [`CoordinatorFactory::namespace`].
+    /// The backend's timing and settings. Called at the start of every case, before
+    /// [`CoordinatorFactory::namespace`], and once more by each test of
+    /// [`conformance_suite!`](crate::conformance_suite) to check its clock option: twice per test through the
+    /// macro, once through [`suite::run_case`](crate::suite::run_case) or a case called directly. It must be
+    /// cheap and return the same profile every time.
     fn profile(&self) -> BackendProfile;
 
     /// Builds a fresh, empty namespace and `options.clients` coordinator clients onto it.
@@ -121,12 +125,47 @@ impl Namespace {
     }
 
     /// Declares that the backend can be restarted over this namespace's durable state (a durable
-    /// in-process file reopened, a fresh connection to a server). `restart` is called after every client of
-    /// the namespace was dropped and returns as many new clients. The suite then checks what the contract
-    /// promises across restarts: session ids are never reused, epochs and store revisions keep growing.
-    /// A memory-only backend does not declare it: its namespace does not outlive its process.
+    /// in-process file reopened, a fresh connection to a server). `restart` is a [`RestartFn`]: a boxed
+    /// `FnMut() -> BoxFuture<'static, Result<Vec<Arc<dyn Coordinator>>, SetupError>>`, called (possibly several
+    /// times) after every client of the namespace was dropped; its future returns as many new clients onto the
+    /// same namespace. Do the blocking part (reopening a file) before the `Box::pin(async move { .. })`, or
+    /// inside it. The suite then checks what the contract promises across restarts: session ids are never
+    /// reused, epochs and store revisions keep growing. A memory-only backend does not declare it: its
+    /// namespace does not outlive its process, and the restart case reports itself not run.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use campanile::Coordinator;
+    /// # use campanile_adapters::{CleanupGuard, Namespace, RestartFn, SetupError};
+    /// # fn open(path: &std::path::Path) -> Result<Arc<dyn Coordinator>, String> { unimplemented!() }
+    /// # fn build(path: std::path::PathBuf, first: Arc<dyn Coordinator>) -> Namespace {
+    /// let restart: RestartFn = Box::new(move || {
+    ///     let reopened = open(&path);
+    ///     Box::pin(async move { Ok(vec![reopened.map_err(SetupError::failed)?]) })
+    /// });
+    /// Namespace::new(vec![first], CleanupGuard::none()).with_restart(restart)
+    /// # }
+    /// ```
     pub fn with_restart(mut self, restart: RestartFn) -> Self {
         self.restart = Some(restart);
+        self
+    }
+
+    /// Wraps every client, now and after each restart, with `wrap` (a fault-injecting, counting or logging
+    /// wrapper over any factory's namespace).
+    pub fn wrap<W>(mut self, wrap: W) -> Self
+    where
+        W: Fn(Arc<dyn Coordinator>) -> Arc<dyn Coordinator> + Send + Sync + 'static,
+    {
+        let wrap = Arc::new(wrap);
+        self.clients = self.clients.into_iter().map(|c| wrap(c)).collect();
+        if let Some(mut restart) = self.restart.take() {
+            self.restart = Some(Box::new(move || {
+                let reopened = restart();
+                let wrap = Arc::clone(&wrap);
+                Box::pin(async move { Ok(reopened.await?.into_iter().map(|c| wrap(c)).collect()) })
+            }));
+        }
         self
     }
 

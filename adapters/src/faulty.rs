@@ -1,22 +1,24 @@
 //! `FaultyCoordinator`: a `Coordinator` that wraps another and injects delays, failures and partitions,
 //! for the engine's cluster simulation and for testing how callers survive an unreliable backend.
 
+mod breaks;
 mod control;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use campanile::coordinator::{
-    Assignment, ClaimResult, CoordResult, FireClaim, JobClaim, JobSnapshot, JobWatch, Leader,
-    Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId,
+    Assignment, ClaimResult, CoordResult, FireClaim, JobClaim, JobEvent, JobSnapshot, JobWatch,
+    Leader, Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId,
     SessionState,
 };
 use campanile::{CoordError, Coordinator, Job, JobId, RunRecord};
 use tokio::sync::watch;
 
-pub use control::{ContractBreak, Fault, FaultControl, FaultStats, Method};
+pub use breaks::ContractBreak;
+pub use control::{Fault, FaultControl, FaultStats, Method};
 
 /// Wraps any coordinator and injects the faults its [`FaultControl`] asks for. With no fault on it is
 /// transparent (it passes the conformance suite).
@@ -31,11 +33,19 @@ pub use control::{ContractBreak, Fault, FaultControl, FaultStats, Method};
 ///   `Suspended` meanwhile. Calls that name no session (reads, job writes, `open_session`) are not affected:
 ///   to cut a whole node off, give it its own wrapper and fail all its calls.
 ///
+/// - **Contract breaks**: with [`FaultControl::break_contract`], the wrapper breaks one line of the
+///   `Coordinator` contract on purpose ([`ContractBreak`]), to check that the conformance suite catches it.
+///   With no break on, nothing of it runs and the wrapper is transparent.
+///
 /// Several wrappers may share one control (one per simulated node over one backend, say).
 #[derive(Clone)]
 pub struct FaultyCoordinator {
     inner: Arc<dyn Coordinator>,
     control: FaultControl,
+    /// The greatest epoch answered before this wrapper was made (for [`ContractBreak::EpochsRestartAtZero`]).
+    epoch_floor: u64,
+    /// The session opened last on this wrapper (for [`ContractBreak::OneSessionPerInstance`]).
+    last_session: Arc<std::sync::Mutex<Option<SessionId>>>,
 }
 
 impl FaultyCoordinator {
@@ -46,7 +56,13 @@ impl FaultyCoordinator {
 
     /// Wraps `inner` with an existing (possibly shared) control.
     pub fn with_control(inner: Arc<dyn Coordinator>, control: FaultControl) -> Self {
-        Self { inner, control }
+        let epoch_floor = control.with_memory(|m| m.max_epoch);
+        Self {
+            inner,
+            control,
+            epoch_floor,
+            last_session: Arc::default(),
+        }
     }
 
     /// The control handle (clone it to keep it after moving the wrapper into an `Arc`).
@@ -57,6 +73,11 @@ impl FaultyCoordinator {
     /// The wrapped coordinator, to look at the state without faults.
     pub fn inner(&self) -> &Arc<dyn Coordinator> {
         &self.inner
+    }
+
+    /// Whether `line` is broken.
+    fn broken(&self, line: ContractBreak) -> bool {
+        self.control.is_broken(line)
     }
 
     /// Runs one call through the control's plan.
@@ -103,6 +124,106 @@ fn seen_through_partition(state: SessionState, partitioned: bool) -> SessionStat
     }
 }
 
+fn is_expired<T>(result: &CoordResult<T>) -> bool {
+    matches!(result, Err(CoordError::SessionExpired { .. }))
+}
+
+/// A receiver that holds `value` and never changes (its sender lives as long as the receiver).
+fn frozen<T: Send + Sync + 'static>(value: T) -> watch::Receiver<T> {
+    let (tx, rx) = watch::channel(value);
+    tokio::spawn(async move { tx.closed().await });
+    rx
+}
+
+/// The membership as the member breaks show it.
+fn shown_members(control: &FaultControl, m: &mut Membership) {
+    let newest_hidden = control.is_broken(ContractBreak::NewestMemberHidden);
+    let closed_stay = control.is_broken(ContractBreak::ClosedMemberStays);
+    let expired_stay = control.is_broken(ContractBreak::ExpiredMemberStays);
+    let version_frozen = control.is_broken(ContractBreak::MembersVersionFrozen);
+    if !(newest_hidden || closed_stay || expired_stay || version_frozen) {
+        return;
+    }
+    control.with_memory(|memory| {
+        if newest_hidden {
+            m.members
+                .retain(|member| Some(member.session) != memory.last_opened);
+        }
+        if closed_stay {
+            for member in &memory.closed_members {
+                if !m.members.iter().any(|x| x.session == member.session) {
+                    m.members.push(member.clone());
+                }
+            }
+        }
+        if expired_stay {
+            for member in &m.members {
+                memory.members_seen.insert(member.session, member.clone());
+            }
+            for (session, member) in &memory.members_seen {
+                if !memory.closed.contains(session)
+                    && !m.members.iter().any(|x| x.session == *session)
+                {
+                    m.members.push(member.clone());
+                }
+            }
+        }
+        m.members.sort_by(|a, b| a.node.id.cmp(&b.node.id));
+        if version_frozen {
+            m.version = *memory.first_members_version.get_or_insert(m.version);
+        }
+    });
+}
+
+/// Forwards a job watch, dropping every third event or the `Compacted` items as the breaks say.
+fn forward_jobs(mut inner: JobWatch, skip_every_third: bool, hide_compacted: bool) -> JobWatch {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        let mut events = 0u64;
+        loop {
+            let item = tokio::select! {
+                biased;
+                () = tx.closed() => return,
+                item = inner.recv() => item,
+            };
+            let Some(item) = item else {
+                // Keep the watch open: a hidden compaction ends nothing.
+                if hide_compacted {
+                    tx.closed().await;
+                }
+                return;
+            };
+            if hide_compacted && matches!(item, Err(CoordError::Compacted { .. })) {
+                continue;
+            }
+            if skip_every_third && item.is_ok() {
+                events += 1;
+                if events.is_multiple_of(3) {
+                    continue;
+                }
+            }
+            if tx.send(item).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// A claim reported granted to `session` although the backend refused it.
+fn made_up_grant(session: SessionId, node: NodeId, request: &FireClaim) -> ClaimResult {
+    ClaimResult::Granted {
+        claim: JobClaim {
+            session,
+            node,
+            from_ms: request.from_ms,
+            through_ms: request.through_ms,
+            settled_ms: request.settled_ms,
+        },
+        previous: None,
+    }
+}
+
 #[async_trait]
 impl Coordinator for FaultyCoordinator {
     fn backend(&self) -> &'static str {
@@ -110,35 +231,179 @@ impl Coordinator for FaultyCoordinator {
     }
 
     async fn open_session(&self, node: NodeInfo, ttl: std::time::Duration) -> CoordResult<Session> {
-        self.call(Method::OpenSession, None, || {
-            self.inner.open_session(node, ttl)
-        })
-        .await
+        use ContractBreak as B;
+        let asked = if self.broken(B::HalfTtl) {
+            ttl / 2
+        } else {
+            ttl
+        };
+        let again = node.clone();
+        let mut result = self
+            .call(Method::OpenSession, None, || {
+                self.inner.open_session(node, asked)
+            })
+            .await;
+        if matches!(result, Err(CoordError::Conflict { .. })) {
+            if self.broken(B::ConflictAfterWriting)
+                && let Ok(members) = self.inner.members().await
+            {
+                for member in members.members.iter().filter(|m| m.node.id == again.id) {
+                    let _ = self.inner.close_session(member.session).await;
+                }
+                let _ = self.inner.open_session(again, asked).await;
+            }
+            if self.broken(B::DuplicateNodeJoins) {
+                let id = self.control.with_memory(|m| {
+                    m.made_up += 1;
+                    SessionId(u64::MAX - m.made_up)
+                });
+                result = Ok(Session { id, ttl });
+            }
+        }
+        let mut session = result?;
+        if self.broken(B::OneSessionPerInstance) {
+            let previous = self
+                .last_session
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .replace(session.id);
+            if let Some(previous) = previous {
+                let _ = self.inner.close_session(previous).await;
+            }
+        }
+        let (real_clock, reuse) = (
+            self.broken(B::ExpiryOnRealClock),
+            self.broken(B::ReusedSessionId),
+        );
+        let track_newest = self.broken(B::NewestMemberHidden);
+        if self.broken(B::ExpiredMemberStays)
+            && let Ok(mut members) = self.inner.members().await
+        {
+            // Seen once, kept by `members` after the session expires.
+            shown_members(&self.control, &mut members);
+        }
+        // This break is about a backend that times expiry by the real clock, so it reads that clock.
+        #[allow(clippy::disallowed_methods)]
+        let now = std::time::Instant::now();
+        self.control.with_memory(|m| {
+            if real_clock {
+                m.opened.insert(session.id, (now, session.ttl));
+            }
+            if track_newest {
+                m.last_opened = Some(session.id);
+            }
+            if reuse {
+                m.opens += 1;
+                let first = *m.first_session.get_or_insert(session.id);
+                if m.opens % 2 == 0 {
+                    session.id = first;
+                }
+            }
+        });
+        Ok(session)
     }
 
     async fn keep_alive(&self, session: SessionId) -> CoordResult<()> {
-        self.call(Method::KeepAlive, Some(session), || {
-            self.inner.keep_alive(session)
-        })
-        .await
+        if self.broken(ContractBreak::KeepAliveIgnored) {
+            return self
+                .call(Method::KeepAlive, Some(session), || async { Ok(()) })
+                .await;
+        }
+        let result = self
+            .call(Method::KeepAlive, Some(session), || {
+                self.inner.keep_alive(session)
+            })
+            .await;
+        if is_expired(&result) {
+            if self.broken(ContractBreak::ExpiredFlipsBack) {
+                self.control.with_memory(|m| {
+                    for tx in m.session_watchers.get(&session).into_iter().flatten() {
+                        tx.send_replace(SessionState::Alive);
+                    }
+                });
+            }
+            if self.broken(ContractBreak::KeepAliveOfExpiredSucceeds) {
+                return Ok(());
+            }
+        }
+        result
     }
 
     async fn drain(&self, session: SessionId) -> CoordResult<()> {
-        self.call(Method::Drain, Some(session), || self.inner.drain(session))
-            .await
+        if self.broken(ContractBreak::DrainIgnored) {
+            return self
+                .call(Method::Drain, Some(session), || async { Ok(()) })
+                .await;
+        }
+        let result = self
+            .call(Method::Drain, Some(session), || self.inner.drain(session))
+            .await;
+        if is_expired(&result) && self.broken(ContractBreak::DrainOfClosedSucceeds) {
+            return Ok(());
+        }
+        result
     }
 
     async fn close_session(&self, session: SessionId) -> CoordResult<()> {
-        self.call(Method::CloseSession, Some(session), || {
-            self.inner.close_session(session)
-        })
-        .await
+        use ContractBreak as B;
+        if self.broken(B::SecondCloseFails) {
+            let state = self
+                .inner
+                .watch_session(session)
+                .await
+                .map(|rx| *rx.borrow());
+            if state == Ok(SessionState::Expired) {
+                return self
+                    .call(Method::CloseSession, Some(session), || async {
+                        Err(CoordError::SessionExpired { session: session.0 })
+                    })
+                    .await;
+            }
+        }
+        if self.broken(B::CloseReleasesClaims) {
+            let jobs = self
+                .control
+                .with_memory(|m| m.held.get(&session).cloned().unwrap_or_default());
+            let mut releases = Vec::new();
+            for job in jobs {
+                if let Ok(Some(claim)) = self.inner.claim_of(&job).await
+                    && claim.session == session
+                {
+                    releases.push((job, claim.settled_ms));
+                }
+            }
+            let _ = self.inner.release_claims(session, &releases).await;
+        }
+        if self.broken(B::ClosedMemberStays)
+            && let Ok(members) = self.inner.members().await
+        {
+            self.control.with_memory(|m| {
+                m.closed_members.extend(
+                    members
+                        .members
+                        .into_iter()
+                        .filter(|member| member.session == session),
+                );
+            });
+        }
+        let result = self
+            .call(Method::CloseSession, Some(session), || {
+                self.inner.close_session(session)
+            })
+            .await;
+        if result.is_ok()
+            && (self.broken(B::ExpiredMemberStays) || self.broken(B::MembersWatchMissesExpiry))
+        {
+            self.control.with_memory(|m| m.closed.insert(session));
+        }
+        result
     }
 
     async fn watch_session(
         &self,
         session: SessionId,
     ) -> CoordResult<watch::Receiver<SessionState>> {
+        use ContractBreak as B;
         let mut inner = self
             .call(Method::WatchSession, Some(session), || {
                 self.inner.watch_session(session)
@@ -149,10 +414,23 @@ impl Coordinator for FaultyCoordinator {
             *inner.borrow_and_update(),
             partitions.borrow_and_update().contains(&session),
         );
+        if initial == SessionState::Expired && self.broken(B::UnknownSessionAlive) {
+            return Ok(frozen(SessionState::Alive));
+        }
+        if initial == SessionState::Alive && self.broken(B::ExpiryNeedsACall) {
+            return Ok(frozen(SessionState::Alive));
+        }
         let (tx, rx) = watch::channel(initial);
+        if self.broken(B::ExpiredFlipsBack) {
+            let kept = tx.clone();
+            self.control
+                .with_memory(|m| m.session_watchers.entry(session).or_default().push(kept));
+        }
         if initial == SessionState::Expired {
             return Ok(rx);
         }
+        let control = self.control.clone();
+        let real_clock = self.broken(B::ExpiryOnRealClock);
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -165,6 +443,15 @@ impl Coordinator for FaultyCoordinator {
                     *inner.borrow_and_update(),
                     partitions.borrow_and_update().contains(&session),
                 );
+                if state == SessionState::Expired && real_clock {
+                    let opened = control.with_memory(|m| m.opened.get(&session).copied());
+                    if opened.is_some_and(|(at, ttl)| at.elapsed() < ttl) {
+                        // Not yet expired on the real clock: the receiver waits for a change that never
+                        // comes, as a backend timing expiry by `std::time` would.
+                        tx.closed().await;
+                        return;
+                    }
+                }
                 tx.send_if_modified(|held| {
                     let changed = *held != state;
                     *held = state;
@@ -179,61 +466,279 @@ impl Coordinator for FaultyCoordinator {
     }
 
     async fn members(&self) -> CoordResult<Membership> {
-        self.call(Method::Members, None, || self.inner.members())
-            .await
+        let mut members = self
+            .call(Method::Members, None, || self.inner.members())
+            .await?;
+        shown_members(&self.control, &mut members);
+        Ok(members)
     }
 
     async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>> {
-        self.call(Method::WatchMembers, None, || self.inner.watch_members())
-            .await
+        use ContractBreak as B;
+        let mut inner = self
+            .call(Method::WatchMembers, None, || self.inner.watch_members())
+            .await?;
+        let misses_expiry = self.broken(B::MembersWatchMissesExpiry);
+        let adjusted = [
+            B::NewestMemberHidden,
+            B::ClosedMemberStays,
+            B::ExpiredMemberStays,
+            B::MembersVersionFrozen,
+        ]
+        .into_iter()
+        .any(|b| self.broken(b));
+        let mut initial = inner.borrow_and_update().clone();
+        shown_members(&self.control, &mut initial);
+        if self.broken(B::MembersWatchFrozen) {
+            return Ok(frozen(initial));
+        }
+        if !(misses_expiry || adjusted) {
+            return Ok(inner);
+        }
+        let (tx, rx) = watch::channel(initial);
+        let control = self.control.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    () = tx.closed() => return,
+                    changed = inner.changed() => if changed.is_err() { return },
+                }
+                let mut now = inner.borrow_and_update().clone();
+                if misses_expiry {
+                    let closed = control.with_memory(|m| m.closed.clone());
+                    let before = tx.borrow().members.clone();
+                    for member in before {
+                        if !closed.contains(&member.session)
+                            && !now.members.iter().any(|m| m.session == member.session)
+                        {
+                            now.members.push(member);
+                        }
+                    }
+                    now.members.sort_by(|a, b| a.node.id.cmp(&b.node.id));
+                }
+                shown_members(&control, &mut now);
+                tx.send_replace(now);
+            }
+        });
+        Ok(rx)
     }
 
     async fn campaign(&self, session: SessionId) -> CoordResult<Option<Leader>> {
-        self.call(Method::Campaign, Some(session), || {
-            self.inner.campaign(session)
-        })
-        .await
+        use ContractBreak as B;
+        let result = self
+            .call(Method::Campaign, Some(session), || {
+                self.inner.campaign(session)
+            })
+            .await;
+        if is_expired(&result) && self.broken(B::ExpiredCampaignLoses) {
+            return Ok(None);
+        }
+        let Some(mut leader) = result? else {
+            if self.broken(B::LosersAlsoLead)
+                && let Ok(Some(winner)) = self.inner.leader().await
+                && let Ok(members) = self.inner.members().await
+                && let Some(me) = members.members.iter().find(|m| m.session == session)
+            {
+                return Ok(Some(Leader {
+                    node: me.node.id.clone(),
+                    session,
+                    epoch: winner.epoch,
+                }));
+            }
+            return Ok(None);
+        };
+        let outlives = self.broken(B::LeadershipOutlivesSession);
+        let remember = outlives || self.broken(B::ExpiredLeaderShown);
+        let bump = self.broken(B::RecampaignBumpsEpoch);
+        let blocked = self.control.with_memory(|m| {
+            m.max_epoch = m.max_epoch.max(leader.epoch);
+            let blocked = outlives
+                && m.last_leader
+                    .as_ref()
+                    .is_some_and(|(last, resigned)| last.session != session && !resigned);
+            if remember && !blocked {
+                m.last_leader = Some((leader.clone(), false));
+            }
+            if bump {
+                let again = m.led.insert(session, leader.epoch) == Some(leader.epoch);
+                if again {
+                    leader.epoch += 1;
+                }
+            }
+            blocked
+        });
+        if blocked {
+            return Ok(None);
+        }
+        if self.broken(B::EpochAlwaysOne) {
+            leader.epoch = 1;
+        }
+        if self.broken(B::EpochsRestartAtZero) {
+            leader.epoch = leader.epoch.saturating_sub(self.epoch_floor).max(1);
+        }
+        Ok(Some(leader))
     }
 
     async fn leader(&self) -> CoordResult<Option<Leader>> {
-        self.call(Method::Leader, None, || self.inner.leader())
-            .await
+        use ContractBreak as B;
+        if self.broken(B::LeaderNeverSeen) {
+            return self.call(Method::Leader, None, || async { Ok(None) }).await;
+        }
+        let mut leader = self
+            .call(Method::Leader, None, || self.inner.leader())
+            .await?;
+        if self.broken(B::ExpiredLeaderShown) {
+            leader = self.control.with_memory(|m| match leader {
+                Some(leader) => {
+                    m.last_leader = Some((leader.clone(), false));
+                    Some(leader)
+                }
+                None => m.last_leader.as_ref().map(|(l, _)| l.clone()),
+            });
+        }
+        if let Some(leader) = leader.as_mut()
+            && self.broken(B::EpochAlwaysOne)
+        {
+            leader.epoch = 1;
+        }
+        Ok(leader)
     }
 
     async fn resign(&self, session: SessionId) -> CoordResult<()> {
-        self.call(Method::Resign, Some(session), || self.inner.resign(session))
-            .await
+        use ContractBreak as B;
+        if self.broken(B::ResignIgnored) {
+            return self
+                .call(Method::Resign, Some(session), || async { Ok(()) })
+                .await;
+        }
+        if self.broken(B::NonLeaderResignFails)
+            && !matches!(self.inner.leader().await, Ok(Some(l)) if l.session == session)
+        {
+            return self
+                .call(Method::Resign, Some(session), || async {
+                    Err(CoordError::Fenced {
+                        reason: format!("session {session} is not leader"),
+                    })
+                })
+                .await;
+        }
+        let result = self
+            .call(Method::Resign, Some(session), || self.inner.resign(session))
+            .await;
+        if is_expired(&result) && self.broken(B::ClosedSessionStillResigns) {
+            return Ok(());
+        }
+        if result.is_ok() && self.broken(B::LeadershipOutlivesSession) {
+            self.control.with_memory(|m| {
+                if let Some((last, resigned)) = m.last_leader.as_mut()
+                    && last.session == session
+                {
+                    *resigned = true;
+                }
+            });
+        }
+        result
     }
 
-    async fn put_job(&self, job: Job, precondition: Precondition) -> CoordResult<u64> {
-        self.call(Method::PutJob, None, || {
-            self.inner.put_job(job, precondition)
-        })
-        .await
+    async fn put_job(&self, mut job: Job, precondition: Precondition) -> CoordResult<u64> {
+        use ContractBreak as B;
+        if self.broken(B::LabelsDropped) {
+            job.spec.labels.clear();
+        }
+        let asked = if self.broken(B::PreconditionIgnored) {
+            Precondition::Any
+        } else {
+            precondition
+        };
+        let id = job.id.clone();
+        let result = self
+            .call(Method::PutJob, None, || self.inner.put_job(job, asked))
+            .await;
+        if matches!(result, Err(CoordError::Conflict { .. }))
+            && matches!(precondition, Precondition::Revision(_))
+            && self.broken(B::LosingWriterSucceeds)
+        {
+            let current = self.inner.get_job(&id).await?;
+            return Ok(current.map_or(0, |j| j.revision));
+        }
+        if result.is_ok() && self.broken(B::RevisionAlwaysOne) {
+            return Ok(1);
+        }
+        result
     }
 
     async fn delete_job(&self, id: &JobId, precondition: Precondition) -> CoordResult<u64> {
-        self.call(Method::DeleteJob, None, || {
-            self.inner.delete_job(id, precondition)
-        })
-        .await
+        use ContractBreak as B;
+        let asked = match precondition {
+            Precondition::Revision(_) if self.broken(B::DeleteIgnoresRevision) => Precondition::Any,
+            other => other,
+        };
+        let kept = if self.broken(B::DeletedRunsStay) {
+            let query = RunQuery {
+                limit: usize::MAX,
+                ..RunQuery::default()
+            };
+            self.inner.runs(id, query).await.ok()
+        } else {
+            None
+        };
+        let result = self
+            .call(Method::DeleteJob, None, || self.inner.delete_job(id, asked))
+            .await;
+        if matches!(result, Err(CoordError::NotFound { .. }))
+            && self.broken(B::DeleteOfMissingSucceeds)
+        {
+            return Ok(0);
+        }
+        if result.is_ok()
+            && let Some(runs) = kept
+        {
+            self.control
+                .with_memory(|m| m.deleted_runs.insert(id.clone(), runs));
+        }
+        result
     }
 
     async fn get_job(&self, id: &JobId) -> CoordResult<Option<Job>> {
-        self.call(Method::GetJob, None, || self.inner.get_job(id))
-            .await
+        let job = self
+            .call(Method::GetJob, None, || self.inner.get_job(id))
+            .await?;
+        if self.broken(ContractBreak::StaleGet) {
+            return Ok(self
+                .control
+                .with_memory(|m| m.first_get.entry(id.clone()).or_insert(job).clone()));
+        }
+        Ok(job)
     }
 
     async fn list_jobs(&self) -> CoordResult<JobSnapshot> {
-        self.call(Method::ListJobs, None, || self.inner.list_jobs())
-            .await
+        let mut snapshot = self
+            .call(Method::ListJobs, None, || self.inner.list_jobs())
+            .await?;
+        if self.broken(ContractBreak::ListUnsorted) {
+            snapshot.jobs.reverse();
+        }
+        Ok(snapshot)
     }
 
     async fn watch_jobs(&self, after_revision: u64) -> CoordResult<JobWatch> {
-        self.call(Method::WatchJobs, None, || {
-            self.inner.watch_jobs(after_revision)
-        })
-        .await
+        let skip = self.broken(ContractBreak::WatchSkipsEvents);
+        let hide = self.broken(ContractBreak::CompactionHidden);
+        let result = self
+            .call(Method::WatchJobs, None, || {
+                self.inner.watch_jobs(after_revision)
+            })
+            .await;
+        match result {
+            Err(CoordError::Compacted { .. }) if hide => {
+                let (tx, rx) = tokio::sync::mpsc::channel::<CoordResult<JobEvent>>(1);
+                tokio::spawn(async move { tx.closed().await });
+                Ok(rx)
+            }
+            Ok(watch) if skip || hide => Ok(forward_jobs(watch, skip, hide)),
+            other => other,
+        }
     }
 
     async fn publish_assignment(
@@ -242,22 +747,46 @@ impl Coordinator for FaultyCoordinator {
         epoch: u64,
         owners: BTreeMap<JobId, NodeId>,
     ) -> CoordResult<u64> {
-        self.call(Method::PublishAssignment, Some(session), || {
-            self.inner.publish_assignment(session, epoch, owners)
-        })
-        .await
+        use ContractBreak as B;
+        let result = self
+            .call(Method::PublishAssignment, Some(session), || {
+                self.inner.publish_assignment(session, epoch, owners)
+            })
+            .await;
+        if matches!(result, Err(CoordError::Fenced { .. })) && self.broken(B::FencedPublishSucceeds)
+        {
+            let current = self.inner.assignment().await?;
+            return Ok(current.map_or(0, |a| a.version));
+        }
+        if result.is_ok() && self.broken(B::PublishVersionAlwaysOne) {
+            return Ok(1);
+        }
+        result
     }
 
     async fn assignment(&self) -> CoordResult<Option<Arc<Assignment>>> {
-        self.call(Method::Assignment, None, || self.inner.assignment())
-            .await
+        let assignment = self
+            .call(Method::Assignment, None, || self.inner.assignment())
+            .await?;
+        if self.broken(ContractBreak::StaleAssignment) {
+            return Ok(self
+                .control
+                .with_memory(|m| m.first_assignment.get_or_insert(assignment).clone()));
+        }
+        Ok(assignment)
     }
 
     async fn watch_assignment(&self) -> CoordResult<watch::Receiver<Option<Arc<Assignment>>>> {
-        self.call(Method::WatchAssignment, None, || {
-            self.inner.watch_assignment()
-        })
-        .await
+        let rx = self
+            .call(Method::WatchAssignment, None, || {
+                self.inner.watch_assignment()
+            })
+            .await?;
+        if self.broken(ContractBreak::AssignmentWatchFrozen) {
+            let initial = rx.borrow().clone();
+            return Ok(frozen(initial));
+        }
+        Ok(rx)
     }
 
     async fn claim_fires(
@@ -265,20 +794,77 @@ impl Coordinator for FaultyCoordinator {
         session: SessionId,
         claims: &[FireClaim],
     ) -> CoordResult<Vec<ClaimResult>> {
-        let mut results = self
+        use ContractBreak as B;
+        let concurrent = self.broken(B::ConcurrentNonOwnerGranted);
+        if concurrent {
+            self.control.with_memory(|m| m.claims_in_flight += 1);
+            // Let concurrent claimers start too, so that they are seen in flight.
+            tokio::task::yield_now().await;
+        }
+        let result = self
             .call(Method::ClaimFires, Some(session), || {
                 self.inner.claim_fires(session, claims)
             })
-            .await?;
-        if self.control.is_broken(ContractBreak::TakeoverRaisesSettled) {
-            for (request, result) in claims.iter().zip(&mut results) {
-                if let ClaimResult::Granted {
-                    claim,
-                    previous: Some(_),
-                } = result
+            .await;
+        let overlapping = concurrent
+            && self.control.with_memory(|m| {
+                m.claims_in_flight -= 1;
+                m.claims_in_flight > 0
+            });
+        if is_expired(&result) && self.broken(B::ExpiredClaimsAnswered) {
+            return Ok(vec![ClaimResult::NotOwner { owner: None }; claims.len()]);
+        }
+        let mut results = result?;
+        let breaks: BTreeSet<ContractBreak> = [
+            B::NonOwnerGranted,
+            B::MissingJobNotOwner,
+            B::TakeoverOverlaps,
+            B::ExtensionMovesFrom,
+            B::TakeoverRaisesSettled,
+            B::CloseReleasesClaims,
+        ]
+        .into_iter()
+        .filter(|b| self.broken(*b))
+        .collect();
+        if breaks.is_empty() && !overlapping {
+            return Ok(results);
+        }
+        for (request, result) in claims.iter().zip(&mut results) {
+            match result {
+                ClaimResult::NotOwner { owner: Some(owner) }
+                    if overlapping || breaks.contains(&B::NonOwnerGranted) =>
                 {
-                    claim.settled_ms = claim.settled_ms.max(request.settled_ms);
+                    *result = made_up_grant(session, owner.clone(), request);
                 }
+                ClaimResult::NoSuchJob if breaks.contains(&B::MissingJobNotOwner) => {
+                    *result = ClaimResult::NotOwner { owner: None };
+                }
+                ClaimResult::Granted { claim, previous } => {
+                    if breaks.contains(&B::CloseReleasesClaims) {
+                        self.control.with_memory(|m| {
+                            m.held
+                                .entry(session)
+                                .or_default()
+                                .insert(request.job.clone())
+                        });
+                    }
+                    match previous {
+                        Some(previous) => {
+                            if breaks.contains(&B::TakeoverOverlaps) {
+                                claim.from_ms = claim.from_ms.min(previous.through_ms);
+                            }
+                            if breaks.contains(&B::TakeoverRaisesSettled) {
+                                claim.settled_ms = claim.settled_ms.max(request.settled_ms);
+                            }
+                        }
+                        None => {
+                            if breaks.contains(&B::ExtensionMovesFrom) {
+                                claim.from_ms = request.from_ms;
+                            }
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         Ok(results)
@@ -289,15 +875,68 @@ impl Coordinator for FaultyCoordinator {
         session: SessionId,
         releases: &[(JobId, i64)],
     ) -> CoordResult<()> {
-        self.call(Method::ReleaseClaims, Some(session), || {
-            self.inner.release_claims(session, releases)
-        })
-        .await
+        use ContractBreak as B;
+        if self.broken(B::ReleaseIgnored) {
+            return self
+                .call(Method::ReleaseClaims, Some(session), || async { Ok(()) })
+                .await;
+        }
+        let foreign_fails = self.broken(B::ReleaseOfForeignFails);
+        let extends = self.broken(B::ReleaseExtends);
+        if foreign_fails || extends {
+            for (job, through_ms) in releases {
+                let claim = self.inner.claim_of(job).await?;
+                match claim {
+                    Some(claim)
+                        if claim.session == session
+                            && extends
+                            && claim.through_ms < *through_ms =>
+                    {
+                        let extension = FireClaim {
+                            job: job.clone(),
+                            from_ms: claim.from_ms,
+                            through_ms: *through_ms,
+                            settled_ms: claim.settled_ms,
+                        };
+                        self.inner.claim_fires(session, &[extension]).await?;
+                    }
+                    Some(claim) if claim.session == session => {}
+                    _ if foreign_fails => {
+                        return self
+                            .call(Method::ReleaseClaims, Some(session), || async {
+                                Err(CoordError::Conflict {
+                                    key: job.to_string(),
+                                    expected: format!("held by session {session}"),
+                                    actual: "held by another session or none".to_owned(),
+                                })
+                            })
+                            .await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let result = self
+            .call(Method::ReleaseClaims, Some(session), || {
+                self.inner.release_claims(session, releases)
+            })
+            .await;
+        if is_expired(&result) && self.broken(B::ClosedSessionStillResigns) {
+            return Ok(());
+        }
+        result
     }
 
     async fn claim_of(&self, job: &JobId) -> CoordResult<Option<JobClaim>> {
-        self.call(Method::ClaimOf, None, || self.inner.claim_of(job))
-            .await
+        let claim = self
+            .call(Method::ClaimOf, None, || self.inner.claim_of(job))
+            .await?;
+        if self.broken(ContractBreak::StaleClaimOf) {
+            return Ok(self
+                .control
+                .with_memory(|m| m.first_claim.entry(job.clone()).or_insert(claim).clone()));
+        }
+        Ok(claim)
     }
 
     async fn record_runs(
@@ -305,14 +944,51 @@ impl Coordinator for FaultyCoordinator {
         session: SessionId,
         records: Vec<RunRecord>,
     ) -> CoordResult<Vec<RecordResult>> {
-        self.call(Method::RecordRuns, Some(session), || {
-            self.inner.record_runs(session, records)
-        })
-        .await
+        use ContractBreak as B;
+        if self.broken(B::MissingJobRecordsFail) {
+            for record in &records {
+                if self.inner.get_job(&record.job).await?.is_none() {
+                    let key = record.job.to_string();
+                    return self
+                        .call(Method::RecordRuns, Some(session), || async {
+                            Err(CoordError::NotFound { key })
+                        })
+                        .await;
+                }
+            }
+        }
+        let count = records.len();
+        let result = self
+            .call(Method::RecordRuns, Some(session), || {
+                self.inner.record_runs(session, records)
+            })
+            .await;
+        if is_expired(&result) && self.broken(B::ExpiredRecordsAnswered) {
+            return Ok(vec![RecordResult::Recorded; count]);
+        }
+        let mut results = result?;
+        if self.broken(B::DuplicateRecorded) {
+            results.fill(RecordResult::Recorded);
+        }
+        Ok(results)
     }
 
     async fn runs(&self, job: &JobId, query: RunQuery) -> CoordResult<Vec<RunRecord>> {
-        self.call(Method::Runs, None, || self.inner.runs(job, query))
-            .await
+        use ContractBreak as B;
+        let mut runs = self
+            .call(Method::Runs, None, || self.inner.runs(job, query))
+            .await?;
+        if runs.is_empty() && self.broken(B::DeletedRunsStay) {
+            runs = self
+                .control
+                .with_memory(|m| m.deleted_runs.get(job).cloned().unwrap_or_default());
+        }
+        if self.broken(B::HistoryTrimmed) {
+            runs.truncate(50);
+        }
+        if self.broken(B::RunsOldestFirst) {
+            runs.reverse();
+        }
+        Ok(runs)
     }
 }

@@ -19,11 +19,15 @@
 //!   write happening), failures after N calls, and partitions of one session, driven by a seeded RNG through a
 //!   shared [`FaultControl`]. The engine's cluster simulation uses it.
 //!
+//! - [`Intercepted`]: the interception hook: an [`Interceptor`] sees every call before and after it is
+//!   forwarded, so a logging, metrics or fault wrapper is a few lines.
+//!
 //! `README.md` beside this crate is the guide to writing a backend; the `campanile-inproc` crate is the skeleton
 //! to copy.
 
 mod factory;
 mod faulty;
+mod intercept;
 mod macros;
 pub mod suite;
 
@@ -32,3 +36,4 @@ pub use factory::{
     RestartFn, SetupError,
 };
 pub use faulty::{ContractBreak, Fault, FaultControl, FaultStats, FaultyCoordinator, Method};
+pub use intercept::{Call, Intercepted, Interceptor};

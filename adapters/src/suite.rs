@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! claim_fires: no instant is ever granted to two sessions: a takeover starts at max(from_ms, previous.through_ms + 1) and returns the previous claim
-//!     job contended-1: session 3 was granted [1000, 1400] and session 5 [1300, 2100]
+//!     job contended-1: SessionId(3) was granted [1000, 1400] and SessionId(5) [1300, 2100]
 //! ```
 //!
 //! # Written for real servers too
@@ -46,6 +46,13 @@
 //!   exercise it.
 //! - **Run history beyond the bound**: "older ones may be dropped" promises nothing to check; the suite checks
 //!   that the newest `history_limit` records are kept.
+//!
+//! # Checked against a broken backend
+//!
+//! For every line there is a [`ContractBreak`](crate::ContractBreak) that makes
+//! [`FaultyCoordinator`](crate::FaultyCoordinator) break exactly that rule, and the case
+//! ([`ContractBreak::case`](crate::ContractBreak::case)) that must then fail on that line; [`run_case`] runs a
+//! case by name. `campanile-inproc`'s tests run every break and fail on a break the suite misses.
 
 /// Fails the running case unless `cond` holds, naming the contract line and what was seen.
 macro_rules! check {
@@ -110,6 +117,13 @@ use crate::factory::CoordinatorFactory;
 
 /// The name of every case, in the order the macro expands them.
 pub const CASES: &[&str] = crate::__conformance_cases! { __conformance_names!() };
+
+/// Runs the case named `case` (one of [`CASES`]) against `factory`, panicking as the case does when a check
+/// fails; returns false when no case has that name. The suite's own tests use it to run the case that
+/// each [`ContractBreak`](crate::ContractBreak) must fail.
+pub async fn run_case<F: CoordinatorFactory + ?Sized>(case: &str, factory: &F) -> bool {
+    crate::__conformance_cases! { __conformance_dispatch!(case, factory) }
+}
 
 /// Checks that the macro's clock option agrees with the factory's profile; the macro calls it first in
 /// every test.

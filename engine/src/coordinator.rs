@@ -12,6 +12,7 @@
 
 mod error;
 pub mod limits;
+mod shared;
 mod types;
 
 use std::sync::Arc;

@@ -10,6 +10,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
+use super::breaks::{ContractBreak, Memory};
+
 /// A method of the `Coordinator` trait, to aim faults at some calls only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
@@ -84,6 +86,14 @@ impl Method {
         Method::RecordRuns,
     ];
 
+    /// Its position in [`Method::ALL`].
+    pub fn index(self) -> usize {
+        Method::ALL
+            .iter()
+            .position(|m| *m == self)
+            .expect("Method::ALL lists every method")
+    }
+
     /// The method's name in the trait (`claim_fires`).
     pub fn name(self) -> &'static str {
         match self {
@@ -131,18 +141,9 @@ pub enum Fault {
     ReplyLost,
 }
 
-/// A deliberate break of one line of the `Coordinator` contract, for checking that the conformance suite
-/// catches it (a backend author's wrapper can do the same to check the suite against a known-broken backend).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum ContractBreak {
-    /// `claim_fires` answers a takeover with the `settled_ms` the new holder asked for, even above the
-    /// previous holder's (hiding the previous holder's unsettled instants from the next owner).
-    TakeoverRaisesSettled,
-}
-
 /// What the wrapper has done so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct FaultStats {
     /// Calls made to the wrapper.
     pub calls: u64,
@@ -154,6 +155,15 @@ pub struct FaultStats {
     pub delayed: u64,
     /// Keep-alives of partitioned sessions that were not forwarded.
     pub keep_alives_dropped: u64,
+    /// Calls made to the wrapper, per method, in the order of [`Method::ALL`]: see [`FaultStats::calls_of`].
+    pub per_method: [u64; Method::ALL.len()],
+}
+
+impl FaultStats {
+    /// Calls of `method` made to the wrapper (forwarded or not).
+    pub fn calls_of(&self, method: Method) -> u64 {
+        self.per_method[method.index()]
+    }
 }
 
 /// The shared handle that turns faults on and off for one or more [`FaultyCoordinator`]s
@@ -181,6 +191,7 @@ struct State {
     countdown: Option<(Rule, u64)>,
     stats: FaultStats,
     broken: BTreeSet<ContractBreak>,
+    memory: Memory,
 }
 
 /// A failure rule: the methods it applies to (all when `None`), a probability, and the fault.
@@ -220,6 +231,7 @@ impl FaultControl {
                     countdown: None,
                     stats: FaultStats::default(),
                     broken: BTreeSet::new(),
+                    memory: Memory::default(),
                 }),
                 partitions: watch::Sender::new(BTreeSet::new()),
             }),
@@ -341,6 +353,11 @@ impl FaultControl {
         self.state().broken.contains(&line)
     }
 
+    /// What the contract breaks remember across calls.
+    pub(super) fn with_memory<T>(&self, f: impl FnOnce(&mut Memory) -> T) -> T {
+        f(&mut self.state().memory)
+    }
+
     /// What the wrappers sharing this control did so far.
     pub fn stats(&self) -> FaultStats {
         self.state().stats
@@ -357,6 +374,7 @@ impl FaultControl {
         let partitioned = session.is_some_and(|s| self.is_partitioned(s));
         let mut state = self.state();
         state.stats.calls += 1;
+        state.stats.per_method[method.index()] += 1;
         if partitioned {
             state.stats.aborted += 1;
             if method == Method::KeepAlive {

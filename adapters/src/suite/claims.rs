@@ -168,7 +168,7 @@ pub async fn claims_require_ownership<F: CoordinatorFactory + ?Sized>(factory: &
         check!(
             if session == s2 { granted } else { refused },
             CLAIM_CONCURRENT,
-            "a concurrent claim of a job owned by n2, by session {session}, returned {results:?}"
+            "a concurrent claim of a job owned by n2, by {session:?}, returned {results:?}"
         );
     }
     ctx.finish().await;
@@ -775,7 +775,7 @@ pub async fn concurrent_claimers_never_overlap<F: CoordinatorFactory + ?Sized>(f
                 check!(
                     a.through_ms < b.from_ms || b.through_ms < a.from_ms,
                     CLAIM_NO_DOUBLE_GRANT,
-                    "job {job}: session {} was granted [{}, {}] and session {} [{}, {}]",
+                    "job {job}: {:?} was granted [{}, {}] and {:?} [{}, {}]",
                     a.session,
                     a.from_ms,
                     a.through_ms,

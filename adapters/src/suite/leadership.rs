@@ -70,7 +70,7 @@ pub async fn campaign_elects_exactly_one_leader<F: CoordinatorFactory + ?Sized>(
                 check!(
                     leader.session == session,
                     CAMPAIGN_ONE,
-                    "round {round}: campaign of {session} returned the leadership of {}",
+                    "round {round}: campaign of {session:?} returned the leadership of {:?}",
                     leader.session
                 );
                 winners.push(leader);
@@ -118,7 +118,7 @@ pub async fn campaign_elects_exactly_one_leader<F: CoordinatorFactory + ?Sized>(
                 check!(
                     again.is_none(),
                     CAMPAIGN_ONE,
-                    "round {round}: {session} won while {} leads: {again:?}",
+                    "round {round}: {session:?} won while {:?} leads: {again:?}",
                     winner.session
                 );
             }
@@ -163,7 +163,7 @@ pub async fn campaign_elects_exactly_one_leader<F: CoordinatorFactory + ?Sized>(
         check!(
             holder == leader.session,
             CAMPAIGN_ONE,
-            "epoch {} was held by {holder} and by {}",
+            "epoch {} was held by {holder:?} and by {:?}",
             leader.epoch,
             leader.session
         );

@@ -28,7 +28,7 @@ pub async fn session_ids_are_never_reused<F: CoordinatorFactory + ?Sized>(factor
         check!(
             seen.insert(id),
             OPEN_FRESH_ID,
-            "{when}: session id {id} was returned twice"
+            "{when}: session id {id:?} was returned twice"
         );
     };
 
@@ -528,7 +528,7 @@ pub async fn session_expires_without_keep_alive<F: CoordinatorFactory + ?Sized>(
     check!(
         again.id != session.id,
         OPEN_FRESH_ID,
-        "the node's new session reuses the expired id {}",
+        "the node's new session reuses the expired id {:?}",
         session.id
     );
     match c.keep_alive(session.id).await {
@@ -599,8 +599,9 @@ pub async fn session_expiry_follows_tokio_time<F: CoordinatorFactory + ?Sized>(f
         return;
     };
     if !ctx.profile.paused_time {
-        eprintln!(
-            "session_expiry_follows_tokio_time: not checked: the factory runs on real time ({COORD_TOKIO_TIME})"
+        super::support::not_run(
+            "session_expiry_follows_tokio_time",
+            format_args!("the factory runs on real time ({COORD_TOKIO_TIME})"),
         );
         ctx.finish().await;
         return;
@@ -653,8 +654,9 @@ pub async fn restart_keeps_ids_epochs_and_revisions_growing<F: CoordinatorFactor
         return;
     };
     if !ctx.namespace_mut().can_restart() {
-        eprintln!(
-            "restart_keeps_ids_epochs_and_revisions_growing: not checked: the factory declares no restart ({CAMPAIGN_EPOCH_RESTART})"
+        super::support::not_run(
+            "restart_keeps_ids_epochs_and_revisions_growing",
+            format_args!("the factory declares no restart ({CAMPAIGN_EPOCH_RESTART})"),
         );
         ctx.finish().await;
         return;
@@ -669,7 +671,7 @@ pub async fn restart_keeps_ids_epochs_and_revisions_growing<F: CoordinatorFactor
             check!(
                 ids.insert(id),
                 OPEN_FRESH_ID,
-                "round {round}: session id {id} was issued before a restart and again after it"
+                "round {round}: session id {id:?} was issued before a restart and again after it"
             );
         }
         let leader = ctx.lead(0, a.id, CAMPAIGN_EPOCH_RESTART).await;

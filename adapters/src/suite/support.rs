@@ -25,6 +25,18 @@ pub(crate) fn fail(line: &str, detail: fmt::Arguments<'_>) -> ! {
     panic!("{line}\n    {detail}")
 }
 
+/// Reports a case that checks nothing in this mode (a restart case without a restart, compaction without a
+/// configurable retention, a backend skipped by its factory). Written to the process's stderr directly, not
+/// through `eprintln!`, which the test harness captures and shows only for failing tests: the line appears in
+/// a plain `cargo test` run, so a case that checked nothing is never mistaken for a pass.
+pub(crate) fn not_run(case: &str, reason: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "campanile-adapters: NOT RUN {case}: {reason}"
+    );
+}
+
 /// Unwraps a call that the contract says succeeds here; an error names the line being checked.
 #[track_caller]
 pub(crate) fn ok<T>(result: CoordResult<T>, line: &str, call: &str) -> T {
@@ -57,7 +69,10 @@ impl Ctx {
         match factory.namespace(options).await {
             Ok(ns) => Some(Self { ns, profile }),
             Err(SetupError::Skip(reason)) => {
-                eprintln!("{case}: skipped: {reason}");
+                not_run(
+                    case,
+                    format_args!("the factory skipped the backend: {reason}"),
+                );
                 None
             }
             Err(error) => panic!("{case}: {error}"),
@@ -196,7 +211,7 @@ impl Ctx {
                 check!(
                     leader.session == session,
                     line,
-                    "campaign of {session} returned the leadership of {}",
+                    "campaign of {session:?} returned the leadership of {:?}",
                     leader.session
                 );
                 leader
@@ -204,7 +219,7 @@ impl Ctx {
             None => fail(
                 line,
                 format_args!(
-                    "campaign of {session} lost although no other session holds the leadership"
+                    "campaign of {session:?} lost although no other session holds the leadership"
                 ),
             ),
         }
@@ -251,7 +266,7 @@ impl Ctx {
             other => fail(
                 line,
                 format_args!(
-                    "claim of {job} by {session} was expected to be granted, got {other:?}"
+                    "claim of {job} by {session:?} was expected to be granted, got {other:?}"
                 ),
             ),
         }

@@ -115,3 +115,118 @@ fn every_contract_bullet_has_a_line_constant() {
         );
     }
 }
+
+#[test]
+fn every_contract_line_has_a_contract_break() {
+    use crate::ContractBreak;
+    for line in lines::ALL {
+        let breaks: Vec<ContractBreak> = ContractBreak::ALL
+            .iter()
+            .copied()
+            .filter(|b| b.line() == *line)
+            .collect();
+        assert!(
+            !breaks.is_empty(),
+            "contract line \"{line}\" has no ContractBreak: nothing shows that the suite catches a backend \
+             that breaks it"
+        );
+    }
+    for b in ContractBreak::ALL {
+        assert!(
+            CASES.contains(&b.case()),
+            "{b:?} names the case {}, which the suite does not have",
+            b.case()
+        );
+        let file = CASE_SOURCES
+            .iter()
+            .find(|(_, src)| src.contains(&format!("pub async fn {}<", b.case())))
+            .map(|(_, src)| *src)
+            .unwrap_or_default();
+        let name = lines_constant_name(b.line());
+        assert!(
+            file.contains(name),
+            "{b:?} expects {} to fail on {name}, which that case does not check",
+            b.case()
+        );
+    }
+}
+
+/// The name of the constant in `lines.rs` that holds `line`.
+fn lines_constant_name(line: &str) -> &'static str {
+    let source = include_str!("lines.rs");
+    let mut name = "";
+    for l in source.lines() {
+        if let Some(rest) = l.strip_prefix("pub const ") {
+            name = rest.split(':').next().unwrap_or_default();
+        }
+        if l.contains(&format!("\"{line}\"")) && !name.is_empty() {
+            return name;
+        }
+    }
+    panic!("no constant holds \"{line}\"")
+}
+
+/// The crate's README, the guide a backend author reads.
+const README: &str = include_str!("../../README.md");
+
+#[test]
+fn the_readme_lists_every_case() {
+    let start = README
+        .find("### The cases")
+        .expect("the README has a case table");
+    let listed: Vec<&str> = README[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with("| case |"))
+        .skip(2)
+        .take_while(|l| l.starts_with("| `"))
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .collect();
+    for case in CASES {
+        assert!(
+            listed.contains(case),
+            "case {case} is missing from the README's case table"
+        );
+    }
+    for case in &listed {
+        assert!(
+            CASES.contains(case),
+            "the README's case table lists {case}, which the suite does not have"
+        );
+    }
+    assert_eq!(listed.len(), CASES.len(), "a case is listed twice");
+}
+
+#[test]
+fn the_readme_counts_are_current() {
+    let figure = format!(
+        "**{} lines, {} cases, {} mutants caught.**",
+        lines::ALL.len(),
+        CASES.len(),
+        crate::ContractBreak::ALL.len()
+    );
+    assert!(
+        README.contains(&figure),
+        "the README's counts are stale: expected {figure}"
+    );
+}
+
+#[test]
+fn session_ids_print_one_way() {
+    // Failure messages show a session id as `SessionId(4)` ({:?}), as the claims and members they print
+    // do; the hexadecimal `Display` form would show the same id two ways in one message.
+    let support = ("support.rs", include_str!("support.rs"));
+    for (file, src) in CASE_SOURCES.iter().chain([&support]) {
+        for pattern in [
+            "{session}",
+            "{holder}",
+            "session {}",
+            "leadership of {}",
+            "by {}",
+        ] {
+            assert!(
+                !src.contains(pattern),
+                "{file} formats a session id with `{pattern}`; use {{:?}}"
+            );
+        }
+    }
+}

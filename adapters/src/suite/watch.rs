@@ -222,8 +222,13 @@ pub async fn watch_jobs_reports_compaction<F: CoordinatorFactory + ?Sized>(facto
         return;
     };
     if !ctx.profile.configurable_watch_retention {
-        eprintln!(
-            "watch_jobs_reports_compaction: not checked: the factory cannot configure the watch retention ({WATCH_JOBS_COMPACTED})"
+        super::support::not_run(
+            "watch_jobs_reports_compaction",
+            format_args!(
+                "the factory cannot configure the watch retention ({WATCH_JOBS_COMPACTED}); set \
+                 BackendProfile::configurable_watch_retention and map NamespaceOptions::watch_retention \
+                 onto the backend's own setting"
+            ),
         );
         ctx.finish().await;
         return;
@@ -253,7 +258,11 @@ pub async fn watch_jobs_reports_compaction<F: CoordinatorFactory + ?Sized>(facto
         }
         other => fail!(
             WATCH_JOBS_COMPACTED,
-            "after 40 writes with a retention of 4, watching from revision {start} gave {other:?}"
+            "after 40 writes with a retention of 4, watching from revision {start} gave {other:?}\n    \
+             hint: the profile says configurable_watch_retention, so the factory must map \
+             NamespaceOptions::watch_retention (here Some(4)) onto the backend's own retention setting for \
+             this namespace (e.g. InprocConfig::watch_retention, or compacting an etcd prefix's revisions); \
+             if it cannot, set configurable_watch_retention: false"
         ),
     };
     // From the oldest retained revision, a watch works and delivers the retained tail in order.

@@ -11,8 +11,8 @@ use campanile::coordinator::{
 use campanile::job::{HandlerTarget, Job, JobId, JobSpec, Target};
 use campanile::schedule::Schedule;
 use campanile_adapters::{
-    BackendProfile, CleanupGuard, CoordinatorFactory, Fault, FaultControl, FaultyCoordinator,
-    Method, Namespace, NamespaceOptions, SetupError,
+    BackendProfile, CleanupGuard, ContractBreak, CoordinatorFactory, Fault, FaultControl,
+    FaultyCoordinator, Method, Namespace, NamespaceOptions, SetupError,
 };
 use campanile_inproc::{InprocConfig, InprocCoordinator};
 use tokio::time::Instant;
@@ -104,9 +104,9 @@ impl CoordinatorFactory for Durable {
     }
 }
 
-/// In memory on paused time, through a `FaultyCoordinator`: with no fault on (`None`) the wrapper is
-/// transparent; with a contract break, the suite must catch it.
-struct Wrapped(Option<campanile_adapters::ContractBreak>);
+/// In memory on paused time (durable for a case that restarts), through a `FaultyCoordinator`: with no fault
+/// on (`None`) the wrapper is transparent; with a contract break, the suite must catch it.
+struct Wrapped(Option<ContractBreak>);
 
 #[async_trait::async_trait]
 impl CoordinatorFactory for Wrapped {
@@ -115,42 +115,65 @@ impl CoordinatorFactory for Wrapped {
     }
 
     async fn namespace(&self, options: NamespaceOptions) -> Result<Namespace, SetupError> {
-        let c: Arc<dyn Coordinator> = Arc::new(InprocCoordinator::memory_with(config(&options)));
         let control = FaultControl::new(1);
+        let restarts = self
+            .0
+            .is_some_and(|line| line.case() == "restart_keeps_ids_epochs_and_revisions_growing");
+        let namespace = if restarts {
+            Durable.namespace(options).await?
+        } else {
+            Memory { paused: true }.namespace(options).await?
+        };
         if let Some(line) = self.0 {
             control.break_contract(line);
         }
-        let clients = (0..options.clients)
-            .map(|_| {
-                Arc::new(FaultyCoordinator::with_control(
-                    Arc::clone(&c),
-                    control.clone(),
-                )) as Arc<dyn Coordinator>
-            })
-            .collect();
-        Ok(Namespace::new(clients, CleanupGuard::none()))
+        Ok(namespace.wrap(move |c| {
+            Arc::new(FaultyCoordinator::with_control(c, control.clone())) as Arc<dyn Coordinator>
+        }))
     }
 }
 
-/// The suite checks itself: a coordinator that breaks a contract line fails that line's case, naming it.
-#[tokio::test(start_paused = true)]
-async fn the_suite_catches_a_takeover_that_raises_settled_ms() {
-    let broken = Wrapped(Some(
-        campanile_adapters::ContractBreak::TakeoverRaisesSettled,
-    ));
-    let run = tokio::spawn(async move {
-        campanile_adapters::suite::takeover_starts_after_previous(&broken).await;
+/// Runs `line`'s case against the coordinator that breaks it, on a runtime of its own (so that tasks a failed
+/// case left behind die with it): `Err` with the case's panic message when it failed, `Ok(passed)` otherwise.
+fn run_broken_case(line: ContractBreak) -> Result<bool, String> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("a runtime");
+        runtime.block_on(campanile_adapters::suite::run_case(
+            line.case(),
+            &Wrapped(Some(line)),
+        ))
     })
-    .await;
-    let panic = run.expect_err("the broken coordinator passed the takeover case");
-    let message = panic
-        .into_panic()
-        .downcast::<String>()
-        .map(|m| *m)
-        .unwrap_or_default();
+    .join()
+    .map_err(|panic| panic.downcast::<String>().map(|m| *m).unwrap_or_default())
+}
+
+/// The suite checks itself, as the simulation's invariants are checked against injected faults: for every
+/// contract line, a coordinator that breaks it (`ContractBreak`) fails that line's case, naming the line.
+#[test]
+fn the_suite_catches_every_contract_break() {
+    let mut missed = Vec::new();
+    for &line in ContractBreak::ALL {
+        match run_broken_case(line) {
+            Ok(true) => missed.push(format!("{line:?}: {} passed", line.case())),
+            Ok(false) => missed.push(format!("{line:?}: no case named {}", line.case())),
+            Err(message) if message.lines().next() != Some(line.line()) => missed.push(format!(
+                "{line:?}: {} failed, but not on \"{}\":\n{message}",
+                line.case(),
+                line.line()
+            )),
+            Err(_) => {}
+        }
+    }
     assert!(
-        message.contains(campanile_adapters::suite::lines::CLAIM_TAKEOVER_SETTLED),
-        "the case failed, but not on the settled_ms line: {message}"
+        missed.is_empty(),
+        "{} of {} contract breaks were not caught on their line:\n{}",
+        missed.len(),
+        ContractBreak::ALL.len(),
+        missed.join("\n")
     );
 }
 
@@ -421,6 +444,8 @@ mod faults {
         assert_eq!(unavailable(&b.members().await), Some(true));
         assert_eq!(unavailable(&a.members().await), Some(true));
         assert_eq!(control.stats().calls, 3);
+        assert_eq!(control.stats().calls_of(Method::Members), 3);
+        assert_eq!(control.stats().calls_of(Method::Leader), 0);
         assert_eq!(a.backend(), inner.backend());
     }
 }
