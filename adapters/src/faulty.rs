@@ -212,6 +212,11 @@ impl Coordinator for FaultyCoordinator {
         .await
     }
 
+    async fn put_jobs(&self, jobs: Vec<Job>) -> CoordResult<Vec<u64>> {
+        self.call(Method::PutJobs, None, || self.inner.put_jobs(jobs))
+            .await
+    }
+
     async fn delete_job(&self, id: &JobId, precondition: Precondition) -> CoordResult<u64> {
         self.call(Method::DeleteJob, None, || {
             self.inner.delete_job(id, precondition)

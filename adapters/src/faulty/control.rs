@@ -26,6 +26,7 @@ pub enum Method {
     Leader,
     Resign,
     PutJob,
+    PutJobs,
     DeleteJob,
     GetJob,
     ListJobs,
@@ -42,7 +43,7 @@ pub enum Method {
 
 impl Method {
     /// Every method.
-    pub const ALL: [Method; 23] = [
+    pub const ALL: [Method; 24] = [
         Method::OpenSession,
         Method::KeepAlive,
         Method::Drain,
@@ -54,6 +55,7 @@ impl Method {
         Method::Leader,
         Method::Resign,
         Method::PutJob,
+        Method::PutJobs,
         Method::DeleteJob,
         Method::GetJob,
         Method::ListJobs,
@@ -69,7 +71,7 @@ impl Method {
     ];
 
     /// The methods that change the backend's state.
-    pub const WRITES: [Method; 12] = [
+    pub const WRITES: [Method; 13] = [
         Method::OpenSession,
         Method::KeepAlive,
         Method::Drain,
@@ -77,6 +79,7 @@ impl Method {
         Method::Campaign,
         Method::Resign,
         Method::PutJob,
+        Method::PutJobs,
         Method::DeleteJob,
         Method::PublishAssignment,
         Method::ClaimFires,
@@ -98,6 +101,7 @@ impl Method {
             Method::Leader => "leader",
             Method::Resign => "resign",
             Method::PutJob => "put_job",
+            Method::PutJobs => "put_jobs",
             Method::DeleteJob => "delete_job",
             Method::GetJob => "get_job",
             Method::ListJobs => "list_jobs",
