@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod bad_input;
+mod batch;
 mod cli;
 mod docs;
 mod etcd_cluster;
