@@ -382,10 +382,10 @@ pub async fn create_batch(
     let created = BatchCreated {
         created: jobs.len(),
         jobs: jobs
-            .iter()
-            .map(|job| CreatedJob {
-                id: job.id.to_string(),
-                revision: job.revision,
+            .into_iter()
+            .map(|(id, revision)| CreatedJob {
+                id: id.to_string(),
+                revision,
             })
             .collect(),
     };
