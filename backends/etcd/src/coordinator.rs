@@ -665,8 +665,8 @@ impl EtcdCoordinator {
         warn!(%cause, created = created.len(), "put_jobs failed and could not delete what it created");
         CoordError::Unavailable {
             message: format!(
-                "etcd put_jobs failed ({cause}), and deleting the {} jobs it had created (plus up to {unknown} \
-                 whose write may have happened) failed too: some of them may exist; list them before retrying",
+                "etcd put_jobs failed ({cause}), and it could not make sure that none of its jobs remain (of the \
+                 {} it had created, plus up to {unknown} whose write may have happened): list them before retrying",
                 created.len()
             ),
             certainly_aborted: false,
@@ -1105,28 +1105,34 @@ impl Coordinator for EtcdCoordinator {
                     revisions.extend(chunk.iter().map(|_| stored::revision(revision)));
                     continue;
                 }
-                Ok(response) => {
-                    let found = gets(&response)?;
-                    let existing = chunk
-                        .iter()
-                        .zip(&found)
-                        .find_map(|((id, _), get)| get.kvs().first().map(|kv| (id, kv)));
-                    match existing {
-                        Some((id, kv)) => CoordError::Conflict {
-                            key: id.to_string(),
-                            expected: "absent".to_owned(),
-                            actual: format!("revision {}", stored::revision(kv.mod_revision())),
-                        },
-                        None => CoordError::unavailable(
-                            "etcd: a batch of new jobs was refused although none of them exists",
-                        ),
+                Ok(response) => match gets(&response) {
+                    Ok(found) => {
+                        let existing = chunk
+                            .iter()
+                            .zip(&found)
+                            .find_map(|((id, _), get)| get.kvs().first().map(|kv| (id, kv)));
+                        match existing {
+                            Some((id, kv)) => CoordError::Conflict {
+                                key: id.to_string(),
+                                expected: "absent".to_owned(),
+                                actual: format!("revision {}", stored::revision(kv.mod_revision())),
+                            },
+                            None => CoordError::unavailable(
+                                "etcd: a batch of new jobs was refused although none of them exists",
+                            ),
+                        }
                     }
-                }
+                    Err(error) => error,
+                },
                 // The chunk may have been written (a timeout): take back whatever of it holds our bytes.
                 Err(error) if !error.is_certainly_aborted() => {
                     match self.written_by_us(chunk).await {
                         Ok(ours) => created.extend(ours),
-                        Err(_) => return Err(self.undo_failed(error, &created, chunk.len())),
+                        Err(_) => {
+                            // Still take back what is known; the rest stays uncertain.
+                            let _ = self.undo(&created).await;
+                            return Err(self.undo_failed(error, &created, chunk.len()));
+                        }
                     }
                     error
                 }

@@ -186,6 +186,7 @@ impl Inner {
                     revisions.extend(chunk.iter().map(|j| j.revision));
                 }
                 Err((error, maybe_written)) => {
+                    let mut unknown = 0;
                     if maybe_written {
                         // The multi may have been applied: take back whichever of its jobs carry the revision
                         // this call gave them.
@@ -196,18 +197,23 @@ impl Inner {
                                 }
                                 Ok(_) => {}
                                 Err(_) => {
-                                    return Err(undo_failed(error, created.len(), chunk.len()));
+                                    unknown = chunk.len();
+                                    break;
                                 }
                             }
                         }
                     }
+                    let mut undone = true;
                     for (id, revision) in &created {
                         match self.delete_job(id, Precondition::Revision(*revision)).await {
                             // Changed or deleted by another writer meanwhile: no longer this call's to undo.
                             Ok(_)
                             | Err(CoordError::Conflict { .. } | CoordError::NotFound { .. }) => {}
-                            Err(_) => return Err(undo_failed(error, created.len(), 0)),
+                            Err(_) => undone = false,
                         }
+                    }
+                    if !undone || unknown > 0 {
+                        return Err(undo_failed(error, created.len(), unknown));
                     }
                     return Err(error);
                 }
@@ -643,8 +649,8 @@ fn encoded_len(job: &Job) -> usize {
 fn undo_failed(cause: CoordError, created: usize, unknown: usize) -> CoordError {
     CoordError::Unavailable {
         message: format!(
-            "zookeeper put_jobs failed ({cause}), and deleting the {created} jobs it had created (plus up to \
-             {unknown} whose write may have happened) failed too: some of them may exist; list them before retrying"
+            "zookeeper put_jobs failed ({cause}), and it could not make sure that none of its jobs remain (of the \
+             {created} it had created, plus up to {unknown} whose write may have happened): list them before retrying"
         ),
         certainly_aborted: false,
     }

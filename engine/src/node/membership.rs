@@ -896,7 +896,10 @@ impl Actor for Membership {
                 if newer {
                     let old = std::mem::replace(&mut state.assignment, assignment);
                     if let Some(assignment) = &state.assignment {
-                        state.fresh.retain(|id| !assignment.owners.contains_key(id));
+                        let jobs = &state.jobs;
+                        state.fresh.retain(|id| {
+                            jobs.contains_key(id) && !assignment.owners.contains_key(id)
+                        });
                     }
                     match old {
                         Some(old) => state.reconcile_from(&old),
