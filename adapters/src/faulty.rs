@@ -668,6 +668,29 @@ impl Coordinator for FaultyCoordinator {
         result
     }
 
+    async fn put_jobs(&self, jobs: Vec<Job>) -> CoordResult<Vec<u64>> {
+        use ContractBreak as B;
+        let unchecked = self.broken(B::BatchUnchecked);
+        if unchecked || self.broken(B::BatchConflictKeepsEarlier) {
+            if !unchecked {
+                use campanile::coordinator::limits;
+                limits::check_jobs(&jobs, limits::MAX_JOB_BYTES)?;
+            }
+            let mut revisions = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                revisions.push(self.put_job(job, Precondition::Absent).await?);
+            }
+            return Ok(revisions);
+        }
+        let result = self
+            .call(Method::PutJobs, None, || self.inner.put_jobs(jobs))
+            .await;
+        match result {
+            Ok(revisions) if self.broken(B::BatchRevisionsOne) => Ok(vec![1; revisions.len()]),
+            other => other,
+        }
+    }
+
     async fn delete_job(&self, id: &JobId, precondition: Precondition) -> CoordResult<u64> {
         use ContractBreak as B;
         let asked = match precondition {
@@ -723,7 +746,8 @@ impl Coordinator for FaultyCoordinator {
     }
 
     async fn watch_jobs(&self, after_revision: u64) -> CoordResult<JobWatch> {
-        let skip = self.broken(ContractBreak::WatchSkipsEvents);
+        let skip = self.broken(ContractBreak::WatchSkipsEvents)
+            || self.broken(ContractBreak::BatchEventsSkipped);
         let hide = self.broken(ContractBreak::CompactionHidden);
         let result = self
             .call(Method::WatchJobs, None, || {

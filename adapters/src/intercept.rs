@@ -170,6 +170,11 @@ impl<C: Coordinator, I: Interceptor> Coordinator for Intercepted<C, I> {
         self.run(Method::PutJob, None, forward).await
     }
 
+    async fn put_jobs(&self, jobs: Vec<Job>) -> CoordResult<Vec<u64>> {
+        let forward = self.inner.put_jobs(jobs);
+        self.run(Method::PutJobs, None, forward).await
+    }
+
     async fn delete_job(&self, id: &JobId, precondition: Precondition) -> CoordResult<u64> {
         let forward = self.inner.delete_job(id, precondition);
         self.run(Method::DeleteJob, None, forward).await

@@ -71,6 +71,7 @@ macro_rules! fail {
 }
 
 mod assignment;
+mod batch;
 mod claims;
 mod jobs;
 mod leadership;
@@ -85,6 +86,9 @@ mod watch;
 mod tests;
 
 pub use assignment::{assignment_versions_increase, publish_assignment_is_fenced};
+pub use batch::{
+    put_jobs_checks_before_writing, put_jobs_conflict_leaves_nothing, put_jobs_creates_every_job,
+};
 pub use claims::{
     claim_extension_is_monotonic, claims_require_ownership, close_keeps_claims,
     concurrent_claimers_never_overlap, expired_session_is_fenced_from_claims,

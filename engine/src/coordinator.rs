@@ -153,6 +153,25 @@ pub trait Coordinator: Send + Sync + 'static {
     /// - The job is stored as given (every field round-trips), except `revision`, set to the returned one.
     async fn put_job(&self, job: Job, precondition: Precondition) -> CoordResult<u64>;
 
+    /// Creates many jobs that do not exist yet (each as [`Coordinator::put_job`] with
+    /// [`Precondition::Absent`]), all or none; returns each job's store revision, in the order given.
+    /// Atomic where the store's transactions are large enough (see each backend's docs); otherwise written
+    /// in chunks, and a chunk that fails has the chunks before it deleted again (compensation).
+    ///
+    /// ### To ensure correctness:
+    /// - Every job is checked before anything is written ([`limits::check_jobs`]: sizes, and no id twice in
+    ///   the call): a rejected call returns [`CoordError::Invalid`] naming the index (`jobs[3]`) and writes
+    ///   nothing.
+    /// - If any of the jobs exists, the call returns [`CoordError::Conflict`] naming it, and when the call
+    ///   returns none of the call's jobs is in the store (an atomic backend wrote none; a chunked one deleted
+    ///   what it had created, each at the revision it created it with, so a job changed meanwhile is left).
+    /// - On success every job is stored as given (every field round-trips), with `revision` set to the returned
+    ///   one; the revisions are non-decreasing in the order given and greater than every write acknowledged
+    ///   before the call. Jobs written in one store transaction may share its revision (etcd).
+    /// - A job watch delivers one `Put` per created job; events that share a revision are delivered together,
+    ///   so a watch never ends between them.
+    async fn put_jobs(&self, jobs: Vec<Job>) -> CoordResult<Vec<u64>>;
+
     /// Deletes a job, its claims and its run history if `precondition` holds; returns the store revision.
     ///
     /// ### To ensure correctness:

@@ -32,6 +32,7 @@ use ractor::{Actor, ActorRef};
 use rand::{Rng, SeedableRng};
 
 use crate::clock::{Clock, SystemClock};
+use crate::coordinator::limits::MAX_CREATE_BATCH;
 use crate::coordinator::{CoordError, Coordinator, NodeId, NodeInfo, Precondition, RunQuery};
 use crate::exec::{BaseEnv, Egress, FireContext};
 use crate::job::{FireId, Job, JobId, JobSpec, ValidationError};
@@ -355,6 +356,82 @@ impl Scheduler {
             .await
             .map_err(|e| refused_by_store(&job, e))?;
         Ok(job)
+    }
+
+    /// Creates many jobs at once, all or none: each with the given id, or a generated one. At most
+    /// [`MAX_CREATE_BATCH`] jobs; returns each job's id (generated where none was given) and store revision, in
+    /// the order given. (Not the jobs: they are the specs as given, and a copy of 10,000 jobs per call is
+    /// what a bulk import cannot spare.)
+    ///
+    /// Every job is validated before anything is written; an error names the job's index and the field
+    /// (`jobs[17].schedule: ...`), and two jobs with one id are an error naming both indexes. If any id
+    /// already exists, nothing is created (`Conflict` naming that job; see [`Coordinator::put_jobs`] for how
+    /// each backend keeps it all-or-nothing).
+    pub async fn create_many(
+        &self,
+        jobs: Vec<(Option<JobId>, JobSpec)>,
+    ) -> Result<Vec<(JobId, u64)>, SchedulerError> {
+        if jobs.len() > MAX_CREATE_BATCH {
+            return Err(ValidationError::new(
+                "jobs",
+                format!("{} jobs", jobs.len()),
+                format!("at most {MAX_CREATE_BATCH} jobs in one request"),
+            )
+            .into());
+        }
+        let now_ms = self.inner.clock.now_ms();
+        let mut named: HashMap<&JobId, usize> = HashMap::with_capacity(jobs.len());
+        for (i, (id, spec)) in jobs.iter().enumerate() {
+            let within = |e: ValidationError| e.within(&format!("jobs[{i}]"));
+            spec.validate().map_err(within)?;
+            fires_at_all(spec, now_ms).map_err(within)?;
+            if let Some(id) = id
+                && let Some(first) = named.insert(id, i)
+            {
+                return Err(ValidationError::new(
+                    format!("jobs[{i}].id"),
+                    id,
+                    format!("repeats jobs[{first}].id: each job needs its own id"),
+                )
+                .into());
+            }
+        }
+        let taken: BTreeSet<JobId> = named.into_keys().cloned().collect();
+        let mut generated = BTreeSet::new();
+        let mut batch = Vec::with_capacity(jobs.len());
+        for (id, spec) in jobs {
+            let id = id.unwrap_or_else(|| {
+                loop {
+                    let id = self.generate_id();
+                    if !taken.contains(&id) && generated.insert(id.clone()) {
+                        break id;
+                    }
+                }
+            });
+            batch.push(Job::new(id, spec, now_ms));
+        }
+        let ids: Vec<JobId> = batch.iter().map(|job| job.id.clone()).collect();
+        let revisions = match self.inner.coordinator.put_jobs(batch).await {
+            Ok(revisions) => revisions,
+            Err(CoordError::Conflict { key, actual, .. }) => {
+                let index = ids.iter().position(|id| id.as_str() == key);
+                return Err(match (JobId::new(&key), index) {
+                    (Ok(job), Some(i)) => SchedulerError::Conflict {
+                        job,
+                        detail: format!(
+                            "jobs[{i}].id: the job exists ({actual}); nothing was created"
+                        ),
+                    },
+                    _ => SchedulerError::Coordinator(CoordError::Conflict {
+                        key,
+                        expected: "absent".into(),
+                        actual,
+                    }),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(ids.into_iter().zip(revisions).collect())
     }
 
     /// Replaces a job's spec; with `expected_revision`, only if the job is still at that revision. Takes effect

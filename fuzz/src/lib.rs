@@ -165,6 +165,10 @@ pub fn api_bodies(data: &[u8]) {
         }
         Err(err) => client_error(&err, "job"),
     }
+    match jobs::parse_batch(object.clone()) {
+        Ok(batch) => assert!(!batch.is_empty() && batch.len() <= jobs::MAX_BATCH),
+        Err(err) => client_error(&err, "batch"),
+    }
     if let Err(err) = object.clone().into_typed::<jobs::CloneRequest>() {
         client_error(&err, "clone");
     }

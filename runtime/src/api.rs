@@ -100,6 +100,8 @@ impl utoipa::Modify for BearerAuth {
 pub struct Limits {
     /// Largest body (413 beyond).
     pub max_body_bytes: usize,
+    /// Largest body of `POST /v1/jobs:batch` (413 beyond).
+    pub max_batch_body_bytes: usize,
     /// Longest request target (414 beyond).
     pub max_uri_bytes: usize,
     /// Most bytes of header fields, names and values (431 beyond).
@@ -113,6 +115,7 @@ impl Limits {
     pub fn from_config(config: &crate::config::Config) -> Self {
         Self {
             max_body_bytes: config.max_body_bytes,
+            max_batch_body_bytes: config.http.max_batch_body_bytes,
             max_uri_bytes: config.http.max_uri_bytes,
             max_header_bytes: config.http.max_header_bytes,
             body_read_timeout: config.http.body_read_timeout,
@@ -128,7 +131,19 @@ impl Default for Limits {
 
 /// The router and its OpenAPI document, before state is attached.
 pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    routes_with(&Limits::default())
+}
+
+/// The router and its OpenAPI document, before state is attached; the batch route reads bodies up to
+/// `limits.max_batch_body_bytes` (every other route up to the router's `max_body_bytes`).
+pub fn routes_with(limits: &Limits) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    // A literal `:batch` after `jobs` is a segment of its own (`jobs:batch`) to the router, and a job id
+    // cannot contain `:`, so it never collides with `/v1/jobs/{id}`.
+    let batch = OpenApiRouter::<AppState>::new()
+        .routes(routes!(jobs::create_batch))
+        .layer(DefaultBodyLimit::max(limits.max_batch_body_bytes));
     let v1 = OpenApiRouter::<AppState>::new()
+        .merge(batch)
         .routes(routes!(jobs::list_jobs, jobs::create_job))
         .routes(routes!(
             jobs::get_job,
@@ -210,7 +225,7 @@ impl utoipa::Modify for Contract {
 
 /// The whole service: routes, document, limits, JSON errors for everything, request metrics.
 pub fn router(state: AppState, tokens: Option<Tokens>, limits: &Limits) -> Router {
-    let (router, mut doc) = routes();
+    let (router, mut doc) = routes_with(limits);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let json = serde_json::to_value(&doc)
         .map(|mut value| {

@@ -120,7 +120,8 @@ pub enum Output {
 /// `campanile job ...`.
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// Create a job from a JSON or TOML file, or from flags: `job add --schedule '* * * * * *' -- echo hi`.
+    /// Create a job from a JSON or TOML file, or from flags: `job add --schedule '* * * * * *' -- echo hi`;
+    /// or many from a JSON Lines file: `job add --file jobs.jsonl`.
     Add(AddArgs),
     /// List jobs.
     Ls(LsArgs),
@@ -198,8 +199,14 @@ pub enum JobCommand {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// Job file: JSON, or TOML if it ends in .toml; `-` reads JSON from stdin. Flags override its fields.
+    /// A file ending in .jsonl or .ndjson (or any file with --jsonl) holds many jobs, one JSON object a line.
     #[arg(long, short)]
     pub file: Option<PathBuf>,
+    /// Read --file as JSON Lines: one job a line, created in batches of up to 10,000 (each batch all or
+    /// none); implied by a .jsonl or .ndjson file name. Use `--file - --jsonl` for stdin.
+    #[arg(long, requires = "file", conflicts_with_all = ["id", "name", "schedule", "tz", "namespace", "labels",
+        "timeout", "overlap", "paused", "http", "argv"])]
+    pub jsonl: bool,
     /// Job id (generated if absent).
     #[arg(long)]
     pub id: Option<String>,
@@ -233,6 +240,18 @@ pub struct AddArgs {
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "ARGV")]
     pub argv: Vec<String>,
+}
+
+impl AddArgs {
+    /// Whether `--file` holds many jobs, one a line.
+    pub fn is_jsonl(&self) -> bool {
+        self.jsonl
+            || self.file.as_ref().is_some_and(|f| {
+                f.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson")
+                })
+            })
+    }
 }
 
 /// `campanile job ls`.

@@ -109,6 +109,49 @@ impl Client {
         Ok(Answer { body, etag })
     }
 
+    /// POSTs a JSON body given as text; an error answer in the API's JSON form is returned as a value (its
+    /// `field` tells the caller which input failed), anything else as an error.
+    async fn post_raw(&self, path: &str, body: String) -> anyhow::Result<Result<Value, ErrorBody>> {
+        let url = self
+            .base
+            .join(path)
+            .with_context(|| format!("invalid path {path}"))?;
+        let mut request = self
+            .http
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("failed to reach {}", self.base))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("failed to read the answer to POST {path}"))?;
+        if status.is_success() {
+            return Ok(Ok(serde_json::from_str(&text).with_context(|| {
+                format!("the answer to POST {path} is not JSON")
+            })?));
+        }
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(mut error) => {
+                error.error.message = format!(
+                    "{} ({}): {}",
+                    status.as_u16(),
+                    error.error.code,
+                    error.error.message
+                );
+                Ok(Err(error))
+            }
+            Err(_) => bail!("POST {path}: HTTP {status}: {}", text.trim()),
+        }
+    }
+
     fn print_json(&self, value: &Value) -> std::io::Result<()> {
         outln!(
             "{}",
@@ -154,6 +197,7 @@ impl Client {
 pub async fn job(args: &ClientArgs, command: &JobCommand) -> anyhow::Result<()> {
     let client = Client::new(args)?;
     match command {
+        JobCommand::Add(add) if add.is_jsonl() => add_many(&client, add).await?,
         JobCommand::Add(add) => {
             let body = add_body(add)?;
             let answer = client
@@ -537,6 +581,143 @@ pub async fn rebalance_plan(args: &PlanArgs) -> anyhow::Result<()> {
     }
     out!("{table}")?;
     Ok(())
+}
+
+/// Most bytes of jobs one `job add --file x.jsonl` request carries (the server's default
+/// `http.max_batch_body_bytes` is 16 MiB): a batch ends at 10,000 jobs or at this size.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// `job add --file jobs.jsonl`: every line is read and parsed first (a bad line creates nothing), then the
+/// jobs go out in batches of up to 10,000 through `POST /v1/jobs:batch`, each all or none. An error names the
+/// line and the field.
+async fn add_many(client: &Client, add: &AddArgs) -> anyhow::Result<()> {
+    let path = add.file.as_deref().context("--jsonl needs --file")?;
+    let name = if path.as_os_str() == "-" {
+        "stdin".to_owned()
+    } else {
+        path.display().to_string()
+    };
+    let text = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("failed to read stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("failed to read {name}"))?
+    };
+    // (line number, raw JSON) of each job, then batches of them.
+    let mut jobs: Vec<(usize, &str)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(line) {
+            Ok(Value::Object(_)) => jobs.push((i + 1, line)),
+            Ok(other) => bail!(
+                "{name}:{}: a line must hold one job object, not {}",
+                i + 1,
+                short_json(&other)
+            ),
+            Err(e) => bail!("{name}:{}: not valid JSON: {e}", i + 1),
+        }
+    }
+    if jobs.is_empty() {
+        bail!("{name}: no jobs (one JSON object a line)");
+    }
+    let mut created = 0usize;
+    let mut answers = Vec::new();
+    let mut rest = jobs.as_slice();
+    while !rest.is_empty() {
+        let mut end = 0;
+        let mut bytes = 0;
+        while end < rest.len()
+            && end < crate::api::jobs::MAX_BATCH
+            && (end == 0 || bytes + rest[end].1.len() < BATCH_BYTES)
+        {
+            bytes += rest[end].1.len() + 1;
+            end += 1;
+        }
+        let (batch, later) = rest.split_at(end);
+        rest = later;
+        let mut body = String::with_capacity(bytes + 16);
+        body.push_str("{\"jobs\":[");
+        for (k, (_, job)) in batch.iter().enumerate() {
+            if k > 0 {
+                body.push(',');
+            }
+            body.push_str(job);
+        }
+        body.push_str("]}");
+        match client.post_raw("v1/jobs:batch", body).await? {
+            Ok(answer) => {
+                created += answer["created"].as_u64().unwrap_or(0) as usize;
+                answers.push(answer);
+            }
+            Err(error) => {
+                let detail = error.error;
+                let index = detail
+                    .field
+                    .as_deref()
+                    .and_then(|f| f.strip_prefix("jobs["))
+                    .and_then(|f| f.split_once(']'))
+                    .and_then(|(i, _)| i.parse::<usize>().ok())
+                    .filter(|&i| i < batch.len());
+                let earlier = if created == 0 {
+                    "nothing was created".to_owned()
+                } else {
+                    format!("the {created} jobs of the lines before this batch were created")
+                };
+                match index {
+                    Some(i) => {
+                        let prefix = format!("jobs[{i}]");
+                        let message = detail
+                            .message
+                            .replacen(&format!("{prefix}."), "", 1)
+                            .replacen(&prefix, "job", 1);
+                        bail!(
+                            "{name}:{}: {message} ({}; this line's batch of {} was not)",
+                            batch[i].0,
+                            earlier,
+                            batch.len()
+                        )
+                    }
+                    None => bail!(
+                        "{name}: lines {}-{}: {} ({}; this batch of {} was not)",
+                        batch[0].0,
+                        batch[batch.len() - 1].0,
+                        detail.message,
+                        earlier,
+                        batch.len()
+                    ),
+                }
+            }
+        }
+    }
+    if client.output == Output::Json {
+        let ids: Vec<Value> = answers
+            .iter_mut()
+            .flat_map(|a| {
+                a["jobs"]
+                    .as_array_mut()
+                    .map(std::mem::take)
+                    .unwrap_or_default()
+            })
+            .collect();
+        client.print_json(&json!({"created": created, "jobs": ids}))?;
+    } else {
+        outln!("created {created} jobs")?;
+    }
+    Ok(())
+}
+
+fn short_json(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 /// The job JSON for `job add`: the file's (if any), with the flags on top.

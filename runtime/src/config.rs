@@ -158,6 +158,9 @@ pub struct HttpConfig {
     pub max_uri_bytes: usize,
     /// Most bytes of request header fields; more is answered 431.
     pub max_header_bytes: usize,
+    /// Largest body of `POST /v1/jobs:batch` (up to 10,000 jobs), which `max_body_bytes` does not bound;
+    /// larger ones are answered 413.
+    pub max_batch_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -168,6 +171,7 @@ impl Default for HttpConfig {
             max_connections: 512,
             max_uri_bytes: 8 << 10,
             max_header_bytes: 16 << 10,
+            max_batch_body_bytes: 16 << 20,
         }
     }
 }
@@ -708,6 +712,13 @@ impl Config {
                 "http.max_header_bytes",
                 http.max_header_bytes,
                 "must be 1024 to 49152",
+            ));
+        }
+        if !(1024..=256 << 20).contains(&http.max_batch_body_bytes) {
+            return Err(ValidationError::new(
+                "http.max_batch_body_bytes",
+                http.max_batch_body_bytes,
+                "must be 1024 to 268435456",
             ));
         }
         if !(1024..=64 << 20).contains(&self.max_body_bytes) {

@@ -120,6 +120,16 @@ contract_breaks! {
     LosingWriterSucceeds => PUT_CONCURRENT, concurrent_writers_one_wins;
     /// `put_job` drops the job's labels.
     LabelsDropped => PUT_ROUND_TRIP, job_fields_round_trip;
+    /// `put_jobs` writes its jobs one at a time, unchecked: an id given twice is a `Conflict` after the first
+    /// is written.
+    BatchUnchecked => PUT_JOBS_CHECKED, put_jobs_checks_before_writing;
+    /// `put_jobs` checks its jobs, then writes them one at a time and stops at the first that exists, leaving
+    /// the ones before it.
+    BatchConflictKeepsEarlier => PUT_JOBS_CONFLICT, put_jobs_conflict_leaves_nothing;
+    /// `put_jobs` answers revision 1 for every job.
+    BatchRevisionsOne => PUT_JOBS_STORED, put_jobs_creates_every_job;
+    /// `watch_jobs` drops every third event of a batch (every third event, as the watch cannot tell).
+    BatchEventsSkipped => PUT_JOBS_WATCHED, put_jobs_creates_every_job;
     /// `delete_job` of a missing job answers `Ok`.
     DeleteOfMissingSucceeds => DELETE_MISSING, delete_job_preconditions;
     /// `delete_job` ignores a `Revision(r)` precondition.

@@ -28,6 +28,7 @@ pub enum Method {
     Leader,
     Resign,
     PutJob,
+    PutJobs,
     DeleteJob,
     GetJob,
     ListJobs,
@@ -44,7 +45,7 @@ pub enum Method {
 
 impl Method {
     /// Every method.
-    pub const ALL: [Method; 23] = [
+    pub const ALL: [Method; 24] = [
         Method::OpenSession,
         Method::KeepAlive,
         Method::Drain,
@@ -56,6 +57,7 @@ impl Method {
         Method::Leader,
         Method::Resign,
         Method::PutJob,
+        Method::PutJobs,
         Method::DeleteJob,
         Method::GetJob,
         Method::ListJobs,
@@ -71,7 +73,7 @@ impl Method {
     ];
 
     /// The methods that change the backend's state.
-    pub const WRITES: [Method; 12] = [
+    pub const WRITES: [Method; 13] = [
         Method::OpenSession,
         Method::KeepAlive,
         Method::Drain,
@@ -79,6 +81,7 @@ impl Method {
         Method::Campaign,
         Method::Resign,
         Method::PutJob,
+        Method::PutJobs,
         Method::DeleteJob,
         Method::PublishAssignment,
         Method::ClaimFires,
@@ -108,6 +111,7 @@ impl Method {
             Method::Leader => "leader",
             Method::Resign => "resign",
             Method::PutJob => "put_job",
+            Method::PutJobs => "put_jobs",
             Method::DeleteJob => "delete_job",
             Method::GetJob => "get_job",
             Method::ListJobs => "list_jobs",

@@ -106,6 +106,15 @@ pub const PUT_CONCURRENT: &str =
 /// `put_job`: round trip.
 pub const PUT_ROUND_TRIP: &str = "put_job: the job is stored as given (every field round-trips), except revision, set to the returned one";
 
+/// `put_jobs`: checks first.
+pub const PUT_JOBS_CHECKED: &str = "put_jobs: every job is checked before anything is written (sizes, no id twice): a rejected call returns Invalid naming the index and writes nothing";
+/// `put_jobs`: all or none.
+pub const PUT_JOBS_CONFLICT: &str = "put_jobs: if any of the jobs exists, the call returns Conflict naming it, and none of the call's jobs is in the store when it returns";
+/// `put_jobs`: stored as given.
+pub const PUT_JOBS_STORED: &str = "put_jobs: on success every job is stored as given with its returned revision; revisions are non-decreasing and greater than every earlier write's";
+/// `put_jobs`: watched.
+pub const PUT_JOBS_WATCHED: &str = "put_jobs: a job watch delivers one Put per created job; events that share a revision are delivered together";
+
 /// `delete_job`: missing job.
 pub const DELETE_MISSING: &str = "delete_job: a missing job returns NotFound";
 /// `delete_job`: precondition.
@@ -216,6 +225,10 @@ pub const ALL: &[&str] = &[
     PUT_PRECONDITION,
     PUT_CONCURRENT,
     PUT_ROUND_TRIP,
+    PUT_JOBS_CHECKED,
+    PUT_JOBS_CONFLICT,
+    PUT_JOBS_STORED,
+    PUT_JOBS_WATCHED,
     DELETE_MISSING,
     DELETE_CONFLICT,
     DELETE_CASCADE,

@@ -5,6 +5,7 @@ use super::{CASES, lines};
 /// The sources of the cases, for the coverage check.
 const CASE_SOURCES: &[(&str, &str)] = &[
     ("assignment.rs", include_str!("assignment.rs")),
+    ("batch.rs", include_str!("batch.rs")),
     ("claims.rs", include_str!("claims.rs")),
     ("jobs.rs", include_str!("jobs.rs")),
     ("leadership.rs", include_str!("leadership.rs")),

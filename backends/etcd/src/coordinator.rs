@@ -610,9 +610,94 @@ impl EtcdCoordinator {
         Ok(())
     }
 
+    /// The jobs of `chunk` whose key holds exactly the value this call wrote, with their mod revision:
+    /// what a write that may have happened did write.
+    async fn written_by_us(&self, chunk: &[(JobId, Vec<u8>)]) -> CoordResult<Vec<(JobId, i64)>> {
+        let mut ours = Vec::new();
+        for (id, value) in chunk {
+            let response = self
+                .get("read a new job", self.keys().job(id), None)
+                .await?;
+            if let Some(kv) = response.kvs().first()
+                && kv.value() == value.as_slice()
+            {
+                ours.push((id.clone(), kv.mod_revision()));
+            }
+        }
+        Ok(ours)
+    }
+
+    /// Deletes jobs a failed `put_jobs` created, each only if still at the revision it was created with (a
+    /// job changed meanwhile was taken over by another writer and is left), with what a delete of the job
+    /// removes besides (claim, runs, floor).
+    async fn undo(&self, created: &[(JobId, i64)]) -> CoordResult<()> {
+        // One transaction per job: a batch would delete none if one of them had changed. This is the failure
+        // path only.
+        for (id, revision) in created {
+            let key = self.keys().job(id);
+            let txn = Txn::new()
+                .when(vec![Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    *revision,
+                )])
+                .and_then(vec![
+                    TxnOp::delete(key, None),
+                    TxnOp::delete(self.keys().claim(id), None),
+                    TxnOp::delete(
+                        self.keys().runs(id),
+                        Some(DeleteOptions::new().with_prefix()),
+                    ),
+                    TxnOp::delete(self.keys().run_floor(id), None),
+                ]);
+            self.txn("undo put jobs", Kind::Write, txn).await?;
+        }
+        Ok(())
+    }
+
+    /// The error of a `put_jobs` whose compensation failed: some of its jobs may be left.
+    fn undo_failed(
+        &self,
+        cause: CoordError,
+        created: &[(JobId, i64)],
+        unknown: usize,
+    ) -> CoordError {
+        warn!(%cause, created = created.len(), "put_jobs failed and could not delete what it created");
+        CoordError::Unavailable {
+            message: format!(
+                "etcd put_jobs failed ({cause}), and it could not make sure that none of its jobs remain (of the \
+                 {} it had created, plus up to {unknown} whose write may have happened): list them before retrying",
+                created.len()
+            ),
+            certainly_aborted: false,
+        }
+    }
+
     fn max_ops(&self) -> usize {
         self.inner.config.max_txn_ops
     }
+}
+
+/// Most bytes of job values in one `put_jobs` transaction: below etcd's default `--max-request-bytes`
+/// (1.5 MiB) with room for keys and framing.
+const PUT_JOBS_TXN_BYTES: usize = 1 << 20;
+
+/// Splits encoded new jobs into transactions of at most `max_ops` jobs (one compare and one put each) and
+/// [`PUT_JOBS_TXN_BYTES`] of values (a single larger job, within the job limit, goes alone).
+fn put_chunks(jobs: &[(JobId, Vec<u8>)], max_ops: usize) -> Vec<std::ops::Range<usize>> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (_, value)) in jobs.iter().enumerate() {
+        if i > start && (i - start == max_ops || bytes + value.len() > PUT_JOBS_TXN_BYTES) {
+            chunks.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += value.len();
+    }
+    if start < jobs.len() {
+        chunks.push(start..jobs.len());
+    }
+    chunks
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -979,6 +1064,86 @@ impl Coordinator for EtcdCoordinator {
                 .map(|kv| stored::revision(kv.mod_revision()))
         });
         Err(precondition_error(&job.id, precondition, current))
+    }
+
+    async fn put_jobs(&self, jobs: Vec<Job>) -> CoordResult<Vec<u64>> {
+        limits::check_jobs(&jobs, limits::MAX_JOB_BYTES)?;
+        let mut encoded = Vec::with_capacity(jobs.len());
+        for mut job in jobs {
+            // The revision is the key's mod revision, filled in on every read.
+            job.revision = 0;
+            let value = stored::encode(&job)?;
+            encoded.push((job.id, value));
+        }
+        let chunks = put_chunks(&encoded, self.max_ops());
+        let mut revisions = Vec::with_capacity(encoded.len());
+        let mut created: Vec<(JobId, i64)> = Vec::new();
+        for range in chunks {
+            let chunk = &encoded[range];
+            let keys: Vec<String> = chunk.iter().map(|(id, _)| self.keys().job(id)).collect();
+            let txn = Txn::new()
+                .when(
+                    keys.iter()
+                        .map(|k| Compare::create_revision(k.clone(), CompareOp::Equal, 0))
+                        .collect::<Vec<_>>(),
+                )
+                .and_then(
+                    keys.iter()
+                        .zip(chunk)
+                        .map(|(k, (_, value))| TxnOp::put(k.clone(), value.clone(), None))
+                        .collect::<Vec<_>>(),
+                )
+                .or_else(
+                    keys.iter()
+                        .map(|k| TxnOp::get(k.clone(), Some(GetOptions::new().with_keys_only())))
+                        .collect::<Vec<_>>(),
+                );
+            let failure = match self.txn("put jobs", Kind::Write, txn).await {
+                Ok(response) if response.succeeded() => {
+                    let revision = response.header().map_or(0, |h| h.revision());
+                    created.extend(chunk.iter().map(|(id, _)| (id.clone(), revision)));
+                    revisions.extend(chunk.iter().map(|_| stored::revision(revision)));
+                    continue;
+                }
+                Ok(response) => match gets(&response) {
+                    Ok(found) => {
+                        let existing = chunk
+                            .iter()
+                            .zip(&found)
+                            .find_map(|((id, _), get)| get.kvs().first().map(|kv| (id, kv)));
+                        match existing {
+                            Some((id, kv)) => CoordError::Conflict {
+                                key: id.to_string(),
+                                expected: "absent".to_owned(),
+                                actual: format!("revision {}", stored::revision(kv.mod_revision())),
+                            },
+                            None => CoordError::unavailable(
+                                "etcd: a batch of new jobs was refused although none of them exists",
+                            ),
+                        }
+                    }
+                    Err(error) => error,
+                },
+                // The chunk may have been written (a timeout): take back whatever of it holds our bytes.
+                Err(error) if !error.is_certainly_aborted() => {
+                    match self.written_by_us(chunk).await {
+                        Ok(ours) => created.extend(ours),
+                        Err(_) => {
+                            // Still take back what is known; the rest stays uncertain.
+                            let _ = self.undo(&created).await;
+                            return Err(self.undo_failed(error, &created, chunk.len()));
+                        }
+                    }
+                    error
+                }
+                Err(error) => error,
+            };
+            return Err(match self.undo(&created).await {
+                Ok(()) => failure,
+                Err(_) => self.undo_failed(failure, &created, 0),
+            });
+        }
+        Ok(revisions)
     }
 
     async fn delete_job(&self, id: &JobId, precondition: Precondition) -> CoordResult<u64> {

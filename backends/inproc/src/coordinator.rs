@@ -252,6 +252,12 @@ impl Coordinator for InprocCoordinator {
         self.write(|state, _| state.put_job(job, precondition))
     }
 
+    async fn put_jobs(&self, jobs: Vec<Job>) -> CoordResult<Vec<u64>> {
+        // One plan and one commit under the lock: one redb transaction (durable mode), and every watch sees
+        // the whole batch or none of it.
+        self.write(|state, _| state.put_jobs(jobs))
+    }
+
     async fn delete_job(&self, id: &JobId, precondition: Precondition) -> CoordResult<u64> {
         self.write(|state, _| state.delete_job(id, precondition))
     }

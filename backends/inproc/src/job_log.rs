@@ -6,10 +6,12 @@ use campanile::coordinator::{CoordError, CoordResult, JobEvent, JobWatch};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-/// Room a job watch has for events beyond its replayed backlog. A watcher that falls this far behind is
-/// cut off (its stream ends) instead of slowing down writers or growing without bound; it resumes with
-/// `watch_jobs(last revision seen)`, served from the retained events.
-pub(crate) const WATCH_BUFFER: usize = 1024;
+/// Room a job watch has for events beyond its replayed backlog: one whole `put_jobs` batch and then some, so
+/// that a watcher that keeps up between calls is never cut off by a single batch (and does not have to
+/// resume, or list everything again if the batch outgrew the retained events). A watcher that falls this far
+/// behind is cut off (its stream ends) instead of slowing down writers or growing without bound; it resumes
+/// with `watch_jobs(last revision seen)`, served from the retained events.
+pub(crate) const WATCH_BUFFER: usize = campanile::coordinator::limits::MAX_CREATE_BATCH + 1024;
 
 /// The last `retention` job-store events, in revision order, plus the senders of the live job watches.
 ///

@@ -308,6 +308,25 @@ impl State {
         Ok((revision, vec![Change::PutJob(Box::new(job))]))
     }
 
+    /// Plans creating many jobs, all or none: every job is checked and every id must be absent before any
+    /// change is planned. Each job gets a revision of its own (the next ones, in order), so that each store
+    /// revision stays exactly one event of the job log.
+    pub(crate) fn put_jobs(&self, jobs: Vec<Job>) -> Plan<Vec<u64>> {
+        limits::check_jobs(&jobs, limits::MAX_JOB_BYTES)?;
+        for job in &jobs {
+            let current = self.jobs.get(&job.id).map(|e| e.job.revision);
+            check_precondition(&job.id, Precondition::Absent, current)?;
+        }
+        let mut revisions = Vec::with_capacity(jobs.len());
+        let mut changes = Vec::with_capacity(jobs.len());
+        for (revision, mut job) in (self.revision + 1..).zip(jobs) {
+            job.revision = revision;
+            revisions.push(revision);
+            changes.push(Change::PutJob(Box::new(job)));
+        }
+        Ok((revisions, changes))
+    }
+
     /// Plans deleting a job with its claim and runs; the answer is the new store revision.
     pub(crate) fn delete_job(&self, id: &JobId, precondition: Precondition) -> Plan<u64> {
         let Some(entry) = self.jobs.get(id) else {

@@ -668,6 +668,10 @@ impl Coordinator for ZkCoordinator {
         self.inner.put_job(job, precondition).await
     }
 
+    async fn put_jobs(&self, jobs: Vec<Job>) -> CoordResult<Vec<u64>> {
+        self.inner.put_jobs(jobs).await
+    }
+
     async fn delete_job(&self, id: &JobId, precondition: Precondition) -> CoordResult<u64> {
         self.inner.delete_job(id, precondition).await
     }

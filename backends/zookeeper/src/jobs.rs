@@ -160,6 +160,148 @@ impl Inner {
         Err(contended("put_job"))
     }
 
+    /// Creates many jobs, none of which may exist, in `multi`s of at most [`PUT_JOBS_MULTI_BYTES`]: each
+    /// `multi` compare-and-sets the head once and, per job, creates its znodes and its log entry, with the
+    /// next revisions in order. A later `multi` that fails (a job exists, or ZooKeeper fails) has the jobs of
+    /// the earlier ones deleted again, each at the revision it was created with.
+    pub(crate) async fn put_jobs(&self, jobs: Vec<Job>) -> CoordResult<Vec<u64>> {
+        limits::check_jobs(&jobs)?;
+        let client = self.shared.client().await?;
+        let mut revisions = Vec::with_capacity(jobs.len());
+        let mut created: Vec<(JobId, u64)> = Vec::new();
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let mut chunk = Vec::new();
+            let mut bytes = 0;
+            while let Some(job) = jobs.next_if(|job| {
+                let size = encoded_len(job);
+                chunk.is_empty() || (bytes + 2 * size + 512 <= PUT_JOBS_MULTI_BYTES)
+            }) {
+                bytes += 2 * encoded_len(&job) + 512;
+                chunk.push(job);
+            }
+            match self.put_chunk(&client, &mut chunk).await {
+                Ok(()) => {
+                    created.extend(chunk.iter().map(|j| (j.id.clone(), j.revision)));
+                    revisions.extend(chunk.iter().map(|j| j.revision));
+                }
+                Err((error, maybe_written)) => {
+                    let mut unknown = 0;
+                    if maybe_written {
+                        // The multi may have been applied: take back whichever of its jobs carry the revision
+                        // this call gave them.
+                        for job in &chunk {
+                            match self.read_job(&client, &job.id).await {
+                                Ok(Some((stored, _))) if stored.revision == job.revision => {
+                                    created.push((job.id.clone(), job.revision));
+                                }
+                                Ok(_) => {}
+                                Err(_) => {
+                                    unknown = chunk.len();
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let mut undone = true;
+                    for (id, revision) in &created {
+                        match self.delete_job(id, Precondition::Revision(*revision)).await {
+                            // Changed or deleted by another writer meanwhile: no longer this call's to undo.
+                            Ok(_)
+                            | Err(CoordError::Conflict { .. } | CoordError::NotFound { .. }) => {}
+                            Err(_) => undone = false,
+                        }
+                    }
+                    if !undone || unknown > 0 {
+                        return Err(undo_failed(error, created.len(), unknown));
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        Ok(revisions)
+    }
+
+    /// Writes one `multi` of new jobs, setting each job's revision. On failure, the error and whether the
+    /// `multi` may have been applied.
+    async fn put_chunk(
+        &self,
+        client: &zk::Client,
+        chunk: &mut [Job],
+    ) -> Result<(), (CoordError, bool)> {
+        let options = zk::CreateMode::Persistent.with_acls(acls(&self.config));
+        let certain = |e: CoordError| {
+            let maybe = !e.is_certainly_aborted();
+            (e, maybe)
+        };
+        for attempt in 0..WRITE_ATTEMPTS {
+            let (head, head_version) = self.read_head(client).await.map_err(certain)?;
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for (revision, job) in (head.revision + 1..).zip(chunk.iter_mut()) {
+                job.revision = revision;
+                let data = encode("job", &*job).map_err(certain)?;
+                let entry = encode(
+                    "log entry",
+                    &LogEntry::Put {
+                        job: Box::new(job.clone()),
+                    },
+                )
+                .map_err(certain)?;
+                encoded.push((data, entry));
+            }
+            let revision = head.revision + chunk.len() as u64;
+            let new_head = encode("head", &Head { revision, ..head }).map_err(certain)?;
+            let mut multi = client.new_multi_writer();
+            // Index of each job's create in the multi: 1 + 4·i.
+            let built: Result<(), zk::Error> = (|| {
+                multi.add_set_data(paths::HEAD, &new_head, Some(head_version))?;
+                for (job, (data, entry)) in chunk.iter().zip(&encoded) {
+                    multi.add_create(&paths::job(&job.id), data, &options)?;
+                    multi.add_create(&paths::claim(&job.id), b"null", &options)?;
+                    multi.add_create(&paths::runs(&job.id), runs::EMPTY_META, &options)?;
+                    multi.add_create(&paths::log_entry(job.revision), entry, &options)?;
+                }
+                Ok(())
+            })();
+            built.map_err(|e| certain(from_zk(e, "put_jobs", Kind::Write)))?;
+            match self
+                .zk("put_jobs", Kind::Write, multi.commit())
+                .await
+                .map_err(certain)?
+            {
+                Ok(_) => {
+                    self.trim_log(client, revision).await;
+                    return Ok(());
+                }
+                Err(zk::MultiWriteError::OperationFailed {
+                    index,
+                    source: zk::Error::NodeExists,
+                }) if index % 4 == 1 => {
+                    let job = &chunk[index / 4];
+                    let actual = match self.read_job(client, &job.id).await {
+                        Ok(Some((stored, _))) => format!("revision {}", stored.revision),
+                        _ => "present".to_owned(),
+                    };
+                    return Err((
+                        CoordError::Conflict {
+                            key: job.id.to_string(),
+                            expected: "absent".to_owned(),
+                            actual,
+                        },
+                        false,
+                    ));
+                }
+                Err(e) if lost_race(&e) => backoff(attempt).await,
+                Err(e) => {
+                    let e = from_zk(e.into(), "put_jobs", Kind::Write);
+                    let maybe = !e.is_certainly_aborted();
+                    return Err((e, maybe));
+                }
+            }
+        }
+        Err((contended("put_jobs"), false))
+    }
+
     pub(crate) async fn delete_job(
         &self,
         id: &JobId,
@@ -492,6 +634,26 @@ pub(crate) async fn follow_head(shared: Arc<Shared>, timeout: Duration, tx: watc
         },
     )
     .await;
+}
+
+/// Most bytes of one `put_jobs` `multi` (each job counts twice, for its znode and its log entry, plus paths):
+/// well below ZooKeeper's default `jute.maxbuffer` of 1 MiB.
+pub(crate) const PUT_JOBS_MULTI_BYTES: usize = 768 * 1024;
+
+/// A job's JSON size (as [`limits::check_jobs`] measured it, within [`limits::MAX_JOB_BYTES`]).
+fn encoded_len(job: &Job) -> usize {
+    serde_json::to_vec(job).map_or(limits::MAX_JOB_BYTES, |v| v.len())
+}
+
+/// The error of a `put_jobs` whose compensation failed: some of its jobs may be left.
+fn undo_failed(cause: CoordError, created: usize, unknown: usize) -> CoordError {
+    CoordError::Unavailable {
+        message: format!(
+            "zookeeper put_jobs failed ({cause}), and it could not make sure that none of its jobs remain (of the \
+             {created} it had created, plus up to {unknown} whose write may have happened): list them before retrying"
+        ),
+        certainly_aborted: false,
+    }
 }
 
 fn contended(what: &str) -> CoordError {

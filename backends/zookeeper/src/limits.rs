@@ -12,6 +12,11 @@ pub(crate) use campanile::coordinator::limits::{
 /// Largest job, as JSON: twice this, plus the head and paths, stays below ZooKeeper's 1 MiB request limit.
 pub(crate) const MAX_JOB_BYTES: usize = 400 * 1024;
 
+/// A batch of new jobs is within the shared bounds, each job at most [`MAX_JOB_BYTES`].
+pub(crate) fn check_jobs(jobs: &[Job]) -> CoordResult<()> {
+    campanile::coordinator::limits::check_jobs(jobs, MAX_JOB_BYTES)
+}
+
 /// A job's JSON form is at most [`MAX_JOB_BYTES`].
 pub(crate) fn check_job(job: &Job) -> CoordResult<()> {
     campanile::coordinator::limits::check_job_within(job, MAX_JOB_BYTES)

@@ -10,6 +10,9 @@
 //!   target): the time from the first create until the node owns N jobs and its timer holds them, and the
 //!   resident memory (and live heap) per job. `campanile` creates through a running node; `campanile-split`
 //!   fills the in-process store first, then starts the node, to separate the backend's copy from the engine's.
+//!   `campanile-bulk-http` creates them through the API's bulk route (`POST /v1/jobs:batch`, 10,000 jobs a
+//!   request) over loopback HTTP, served by the runtime's own router; "of it, creates" is the time until the
+//!   last create was acknowledged.
 //! - `spread`: `--fire-jobs` jobs at scattered instants (`@every 10s from <anchor + i·100 µs>`; instants are
 //!   whole milliseconds, so 10 jobs fall on each millisecond); lateness p50/p99/max and missed fires over
 //!   `--seconds`.
@@ -29,6 +32,8 @@
 // A binary's root resolves modules beside itself (`src/bin/`); these live in `src/bin/scale/`.
 #[path = "scale/apalis.rs"]
 mod apalis;
+#[path = "scale/campanile_http.rs"]
+mod campanile_http;
 #[path = "scale/campanile_node.rs"]
 mod campanile_node;
 #[path = "scale/heap.rs"]
@@ -97,7 +102,12 @@ impl Mode {
     /// The systems measured in this mode at `jobs` jobs.
     fn systems(self, jobs: usize, peer_max_jobs: usize) -> Vec<&'static str> {
         let mut systems = match self {
-            Mode::Load => vec!["campanile", "campanile-split", "tokio-tasks"],
+            Mode::Load => vec![
+                "campanile",
+                "campanile-bulk-http",
+                "campanile-split",
+                "tokio-tasks",
+            ],
             // tokio-cron-scheduler has no sub-second instants: it cannot express the spread workload.
             Mode::Spread => vec!["campanile", "tokio-tasks"],
             Mode::Burst => vec!["campanile", "tokio-tasks"],
@@ -183,6 +193,7 @@ fn run_worker(mode: &str, system: &str, options: &Options) {
     let result: Result<BTreeMap<&'static str, String>, String> = rt.block_on(async {
         match (mode, system) {
             ("load", "campanile") => campanile_node::load(jobs).await,
+            ("load", "campanile-bulk-http") => campanile_http::load(jobs).await,
             ("load", "campanile-split") => campanile_node::load_split(jobs).await,
             ("load", "tokio-tasks") => naive::load(jobs).await,
             ("load", "tokio-cron-scheduler") => tcs::load(jobs).await,
@@ -304,15 +315,19 @@ fn print_load(rows: &[Row]) {
     println!("## load: time to take N typical jobs, memory per job");
     println!();
     println!(
-        "| system | jobs | load time | RSS/job | heap/job | load avg | detail |\n|---|---:|---:|---:|---:|---:|---|"
+        "| system | jobs | load time | of it, creates | RSS/job | heap/job | load avg | detail |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|"
     );
     for (system, jobs, f) in rows {
         if let Some(error) = f.get("error") {
-            println!("| {system} | {jobs} | error: {error} | | | | |");
+            println!("| {system} | {jobs} | error: {error} | | | | | |");
             continue;
         }
+        let create = f
+            .get("create_s")
+            .map_or_else(|| "-".to_owned(), |s| format!("{s} s"));
         println!(
-            "| {system} | {jobs} | {} s | {} B | {} B | {} | {} |",
+            "| {system} | {jobs} | {} s | {create} | {} B | {} B | {} | {} |",
             get(f, "load_s"),
             get(f, "rss_per_job"),
             get(f, "heap_per_job"),

@@ -96,6 +96,35 @@ pub fn check_job_within(job: &Job, max_bytes: usize) -> CoordResult<()> {
     Ok(())
 }
 
+/// Most jobs one [`Coordinator::put_jobs`](super::Coordinator::put_jobs) call may create.
+pub const MAX_CREATE_BATCH: usize = 10_000;
+
+/// A batch of new jobs (for `put_jobs`) is within [`MAX_CREATE_BATCH`], each job's JSON form is at most
+/// `max_job_bytes`, and no id appears twice. Errors name the index: `jobs[3]: ...`,
+/// `jobs[7].id: "a": repeats jobs[2].id`.
+pub fn check_jobs(jobs: &[Job], max_job_bytes: usize) -> CoordResult<()> {
+    if jobs.len() > MAX_CREATE_BATCH {
+        return Err(invalid(format!(
+            "jobs: {} jobs in one call, at most {MAX_CREATE_BATCH} allowed",
+            jobs.len()
+        )));
+    }
+    let mut seen = std::collections::HashMap::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        check_job_within(job, max_job_bytes).map_err(|e| match e {
+            CoordError::Invalid(message) => invalid(format!("jobs[{i}]: {message}")),
+            other => other,
+        })?;
+        if let Some(first) = seen.insert(&job.id, i) {
+            return Err(invalid(format!(
+                "jobs[{i}].id: {:?}: repeats jobs[{first}].id",
+                job.id.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A claim's range leaves room for a successor: `through_ms + 1` must exist.
 pub fn check_claim(claim: &FireClaim) -> CoordResult<()> {
     if claim.through_ms == i64::MAX {

@@ -70,6 +70,10 @@ impl<T: Coordinator + ?Sized> Coordinator for Arc<T> {
         (**self).put_job(job, precondition).await
     }
 
+    async fn put_jobs(&self, jobs: Vec<Job>) -> CoordResult<Vec<u64>> {
+        (**self).put_jobs(jobs).await
+    }
+
     async fn delete_job(&self, id: &JobId, precondition: Precondition) -> CoordResult<u64> {
         (**self).delete_job(id, precondition).await
     }

@@ -12,11 +12,12 @@
 //! awaits one, so a slow campaign or publish cannot delay `SessionExpired` or a keep-alive's answer. Only the
 //! graceful leave (`Drain`, `Leave`) awaits its call, since nothing else is left to do then.
 
-use std::collections::BTreeMap;
-
-use rustc_hash::FxHashMap as HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 use std::time::Duration;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
@@ -42,6 +43,9 @@ pub struct Config {
     /// restart, a bulk import) causes one publication.
     pub rebalance_delay: Duration,
 }
+
+/// Most job changes the feed hands over in one message.
+pub const FEED_BATCH: usize = 1024;
 
 /// Messages of the membership actor.
 #[derive(Debug)]
@@ -79,8 +83,9 @@ pub enum Msg {
     },
     /// A consistent snapshot of all jobs (at start, and after a compaction).
     JobsListed(JobSnapshot),
-    /// A job changed (boxed: a job is large, the other messages are small).
-    JobChanged(Box<JobEvent>),
+    /// Jobs changed, in revision order (as many as the feed had at hand, up to [`FEED_BATCH`]: a bulk
+    /// create arrives in few messages, and the timer hears of the new jobs this node owns in few upserts).
+    JobsChanged(Vec<JobEvent>),
     /// The assignment changed.
     AssignmentChanged(Option<Arc<Assignment>>),
     /// The members changed.
@@ -169,6 +174,19 @@ pub struct State {
     /// A `campaign` call is out; the next keep-alive round does not start another.
     campaigning: bool,
     dirty: bool,
+    /// Something happened since the last placement that only a full rebalance handles (members, deletions,
+    /// labels, weights, a new term); otherwise the only change is new jobs in `fresh`.
+    replace_all: bool,
+    /// New jobs without node labels and of weight 1, in arrival order, that the last assignment seen may not
+    /// hold yet: placed incrementally (see [`State::place`]).
+    fresh: Vec<JobId>,
+    /// Jobs with node labels or a weight other than 1: while there are any, placement is always a full
+    /// rebalance.
+    constrained: usize,
+    /// How long the last placement took (µs, by the node's clock): the next waits at least three times as
+    /// long, so that a leader placing a million jobs while they arrive in bulk spends at most a quarter of its
+    /// time on it.
+    last_place_us: i64,
     connect_failures: u32,
     leaving: bool,
     tasks: Vec<JoinHandle<()>>,
@@ -182,6 +200,87 @@ impl State {
 
     fn owner_of(&self, job: &JobId) -> Option<&NodeId> {
         self.assignment.as_ref()?.owners.get(job)
+    }
+
+    /// Brings the timer's set of jobs in line with a newer assignment, after `old`: only the entries that
+    /// differ are looked at (a walk of both sorted maps), so that a publication that adds a few jobs costs
+    /// the node a comparison per job, not a rebuild of what it owns. The owned set was kept in line with
+    /// `old` and the job changes since (see [`State::jobs_changed`]), so the differing entries are all that
+    /// can change it.
+    fn reconcile_from(&mut self, old: &Assignment) {
+        let Some(new) = self.assignment.clone() else {
+            return self.reconcile();
+        };
+        let me = self.node.id.clone();
+        let (mut upserts, mut removes, mut revokes) = (Vec::new(), Vec::new(), Vec::new());
+        let mut gained = |state: &mut Self, id: &JobId| {
+            if let Some(job) = state.jobs.get(id)
+                && state.owned.get(id) != Some(&job.revision)
+            {
+                state.owned.insert(id.clone(), job.revision);
+                upserts.push(job.clone());
+            }
+        };
+        let mut lost = |state: &mut Self, id: &JobId| {
+            if state.owned.remove(id).is_some() {
+                // Reassigned (the job exists): run out the claim. Deleted: stop now.
+                if state.jobs.contains_key(id) {
+                    revokes.push(id.clone());
+                } else {
+                    removes.push(id.clone());
+                }
+            }
+        };
+        let mut before = old.owners.iter().peekable();
+        let mut after = new.owners.iter().peekable();
+        loop {
+            match (before.peek(), after.peek()) {
+                (None, None) => break,
+                (Some((id, owner)), None) => {
+                    if **owner == me {
+                        lost(self, id);
+                    }
+                    before.next();
+                }
+                (None, Some((id, owner))) => {
+                    if **owner == me {
+                        gained(self, id);
+                    }
+                    after.next();
+                }
+                (Some((old_id, old_owner)), Some((new_id, new_owner))) => {
+                    match old_id.cmp(new_id) {
+                        std::cmp::Ordering::Less => {
+                            if **old_owner == me {
+                                lost(self, old_id);
+                            }
+                            before.next();
+                        }
+                        std::cmp::Ordering::Greater => {
+                            if **new_owner == me {
+                                gained(self, new_id);
+                            }
+                            after.next();
+                        }
+                        std::cmp::Ordering::Equal => {
+                            if old_owner != new_owner {
+                                if **old_owner == me {
+                                    lost(self, old_id);
+                                } else if **new_owner == me {
+                                    gained(self, new_id);
+                                }
+                            }
+                            before.next();
+                            after.next();
+                        }
+                    }
+                }
+            }
+        }
+        if !revokes.is_empty() {
+            let _ = self.timer.cast(timer::Msg::Revoke(revokes));
+        }
+        self.send(upserts, removes);
     }
 
     /// Brings the timer's set of jobs in line with the assignment (full pass).
@@ -223,30 +322,137 @@ impl State {
         self.send(upserts, removes);
     }
 
-    /// Applies one job change (incremental).
-    fn job_changed(&mut self, event: JobEvent) {
+    /// Applies job changes (incremental), telling the timer in as few messages as their order allows.
+    fn jobs_changed(&mut self, events: Vec<JobEvent>) {
+        let (mut upserts, mut removes) = (Vec::new(), Vec::new());
+        for event in events {
+            // An upsert must not overtake an earlier remove of the same job, nor a remove an earlier upsert.
+            match &event {
+                JobEvent::Put(_) if !removes.is_empty() => {
+                    self.send(Vec::new(), std::mem::take(&mut removes));
+                }
+                JobEvent::Deleted { .. } if !upserts.is_empty() => {
+                    self.send(std::mem::take(&mut upserts), Vec::new());
+                }
+                _ => {}
+            }
+            self.job_changed(event, &mut upserts, &mut removes);
+        }
+        self.send(upserts, removes);
+    }
+
+    /// Applies one job change; what the timer must hear is added to `upserts` and `removes`.
+    fn job_changed(
+        &mut self,
+        event: JobEvent,
+        upserts: &mut Vec<Arc<Job>>,
+        removes: &mut Vec<JobId>,
+    ) {
         match event {
             JobEvent::Put(job) => {
                 let job = Arc::new(job);
                 let known = self.jobs.insert(job.id.clone(), job.clone());
-                let placement_changed = known.as_ref().is_none_or(|old| {
-                    old.spec.node_labels != job.spec.node_labels
-                        || old.spec.weight != job.spec.weight
-                });
-                self.dirty |= placement_changed;
+                if is_constrained(&job) {
+                    self.constrained += 1;
+                }
+                match &known {
+                    None if !is_constrained(&job) => {
+                        self.fresh.push(job.id.clone());
+                        self.dirty = true;
+                    }
+                    None => {
+                        self.replace_all = true;
+                        self.dirty = true;
+                    }
+                    Some(old) => {
+                        if is_constrained(old) {
+                            self.constrained -= 1;
+                        }
+                        if old.spec.node_labels != job.spec.node_labels
+                            || old.spec.weight != job.spec.weight
+                        {
+                            self.replace_all = true;
+                            self.dirty = true;
+                        }
+                    }
+                }
                 if self.owner_of(&job.id) == Some(&self.node.id) {
                     self.owned.insert(job.id.clone(), job.revision);
-                    self.send(vec![job], Vec::new());
+                    upserts.push(job);
                 }
             }
             JobEvent::Deleted { id, .. } => {
-                self.jobs.remove(&id);
+                if self
+                    .jobs
+                    .remove(&id)
+                    .is_some_and(|old| is_constrained(&old))
+                {
+                    self.constrained -= 1;
+                }
+                self.replace_all = true;
                 self.dirty = true;
                 if self.owned.remove(&id).is_some() {
-                    self.send(Vec::new(), vec![id]);
+                    removes.push(id);
                 }
             }
         }
+    }
+
+    /// The placement to publish: a full rebalance ([`crate::assign::place`]) after any change it must weigh,
+    /// or, when the only change is new jobs that any member may take (no node labels, weight 1, no member
+    /// with a capacity), the last assignment plus each new job on the least loaded member (ties by node id).
+    ///
+    /// The incremental path keeps the rebalancer's guarantees: with unit weights and no labels or capacities,
+    /// "balanced" is loads that differ by at most one, which least-loaded insertion preserves, so a later full
+    /// rebalance of the result moves nothing. It costs a copy of the assignment instead of a rebalance of
+    /// every job, which matters when jobs arrive in bulk (`put_jobs`) and the leader places them every
+    /// `rebalance_delay`. `None` when the result equals the last assignment.
+    fn place(&mut self, placeable: &[Member]) -> Option<BTreeMap<JobId, NodeId>> {
+        let previous = self.assignment.as_ref().map(|a| &a.owners);
+        let incremental = !self.replace_all
+            && self.constrained == 0
+            && placeable.iter().all(|m| m.node.capacity.is_none());
+        if let (true, Some(previous)) = (incremental, previous) {
+            let wanted = |id: &JobId| self.jobs.contains_key(id) && !previous.contains_key(id);
+            if !self.fresh.iter().any(wanted) {
+                return None;
+            }
+            let mut loads: BTreeMap<&NodeId, usize> =
+                placeable.iter().map(|m| (&m.node.id, 0)).collect();
+            for owner in previous.values() {
+                match loads.get_mut(owner) {
+                    Some(load) => *load += 1,
+                    // An owner that is no longer placeable: only a full rebalance may move its jobs.
+                    None => return self.place_all(placeable),
+                }
+            }
+            let mut heap: BinaryHeap<Reverse<(usize, &NodeId)>> = loads
+                .into_iter()
+                .map(|(node, load)| Reverse((load, node)))
+                .collect();
+            let mut owners = previous.clone();
+            for id in &self.fresh {
+                if !self.jobs.contains_key(id) || owners.contains_key(id) {
+                    continue;
+                }
+                let Some(Reverse((load, node))) = heap.pop() else {
+                    return self.place_all(placeable);
+                };
+                owners.insert(id.clone(), node.clone());
+                heap.push(Reverse((load + 1, node)));
+            }
+            return Some(owners);
+        }
+        self.place_all(placeable)
+    }
+
+    /// A full rebalance of every job; `None` when it equals the last assignment.
+    fn place_all(&mut self, placeable: &[Member]) -> Option<BTreeMap<JobId, NodeId>> {
+        self.replace_all = false;
+        let previous = self.assignment.as_ref().map(|a| &a.owners);
+        let owners =
+            crate::assign::place(self.jobs.values().map(|j| j.as_ref()), placeable, previous);
+        (previous != Some(&owners)).then_some(owners)
     }
 
     fn send(&self, upserts: Vec<Arc<Job>>, removes: Vec<JobId>) {
@@ -288,7 +494,10 @@ impl State {
     fn schedule_publish(&mut self, myself: &ActorRef<Msg>) {
         if self.leader_epoch.is_some() && self.dirty && !self.publish_pending && !self.publishing {
             self.publish_pending = true;
-            myself.send_after(self.config.rebalance_delay, || Msg::Publish);
+            let placing = Duration::from_micros(self.last_place_us.max(0) as u64);
+            myself.send_after(self.config.rebalance_delay.max(placing * 3), || {
+                Msg::Publish
+            });
         }
     }
 
@@ -303,6 +512,11 @@ impl State {
             assignment_version: self.assignment.as_ref().map(|a| a.version),
         }
     }
+}
+
+/// Whether a job's placement depends on more than the count of jobs per node: node labels or a weight.
+fn is_constrained(job: &Job) -> bool {
+    !job.spec.node_labels.is_empty() || job.spec.weight != 1
 }
 
 /// Reads the job store: a snapshot, then every change; resumes after a dropped watch, lists again after a
@@ -336,18 +550,31 @@ fn spawn_job_feed(coordinator: Arc<dyn Coordinator>, myself: ActorRef<Msg>) -> J
                     }
                 };
                 backoff.reset();
-                while let Some(item) = watch.recv().await {
-                    match item {
-                        Ok(event) => {
-                            revision = event.revision();
-                            if myself.cast(Msg::JobChanged(Box::new(event))).is_err() {
-                                return;
+                let mut items = Vec::with_capacity(FEED_BATCH);
+                'watch: while watch.recv_many(&mut items, FEED_BATCH).await > 0 {
+                    let mut events = Vec::with_capacity(items.len());
+                    let mut failure = None;
+                    for item in items.drain(..) {
+                        match item {
+                            Ok(event) => {
+                                revision = event.revision();
+                                events.push(event);
+                            }
+                            Err(error) => {
+                                failure = Some(error);
+                                break;
                             }
                         }
-                        Err(CoordError::Compacted { .. }) => continue 'relist,
-                        Err(error) => {
+                    }
+                    if !events.is_empty() && myself.cast(Msg::JobsChanged(events)).is_err() {
+                        return;
+                    }
+                    match failure {
+                        None => {}
+                        Some(CoordError::Compacted { .. }) => continue 'relist,
+                        Some(error) => {
                             warn!(%error, revision, "job watch failed, resuming");
-                            break;
+                            break 'watch;
                         }
                     }
                 }
@@ -467,6 +694,10 @@ impl Actor for Membership {
             publishing: false,
             campaigning: false,
             dirty: true,
+            replace_all: true,
+            fresh: Vec::new(),
+            constrained: 0,
+            last_place_us: 0,
             connect_failures: 0,
             leaving: false,
             tasks,
@@ -588,6 +819,7 @@ impl Actor for Membership {
                         if state.leader_epoch != Some(epoch) {
                             info!(node = %state.node.id, epoch, "became leader");
                             state.leader_epoch = Some(epoch);
+                            state.replace_all = true;
                             state.dirty = true;
                         }
                     }
@@ -605,6 +837,7 @@ impl Actor for Membership {
                     Err(error) => {
                         crate::metrics::coordinator_error("publish_assignment");
                         warn!(%error, "publishing the assignment failed");
+                        state.replace_all = true;
                         state.dirty = true;
                         if error.is_fatal_for_session() && state.leader_epoch == Some(epoch) {
                             state.leader_epoch = None;
@@ -650,10 +883,13 @@ impl Actor for Membership {
                     .into_iter()
                     .map(|job| (job.id.clone(), Arc::new(job)))
                     .collect();
+                state.constrained = state.jobs.values().filter(|j| is_constrained(j)).count();
+                state.fresh.clear();
+                state.replace_all = true;
                 state.dirty = true;
                 state.reconcile();
             }
-            Msg::JobChanged(event) => state.job_changed(*event),
+            Msg::JobsChanged(events) => state.jobs_changed(events),
             Msg::AssignmentChanged(assignment) => {
                 let newer = match (&state.assignment, &assignment) {
                     (Some(old), Some(new)) => new.version > old.version,
@@ -661,12 +897,22 @@ impl Actor for Membership {
                     _ => false,
                 };
                 if newer {
-                    state.assignment = assignment;
-                    state.reconcile();
+                    let old = std::mem::replace(&mut state.assignment, assignment);
+                    if let Some(assignment) = &state.assignment {
+                        let jobs = &state.jobs;
+                        state.fresh.retain(|id| {
+                            jobs.contains_key(id) && !assignment.owners.contains_key(id)
+                        });
+                    }
+                    match old {
+                        Some(old) => state.reconcile_from(&old),
+                        None => state.reconcile(),
+                    }
                 }
             }
             Msg::MembersChanged(members) => {
                 state.members = members.members;
+                state.replace_all = true;
                 state.dirty = true;
             }
             Msg::Publish => {
@@ -692,7 +938,6 @@ impl Actor for Membership {
                         return Ok(());
                     }
                     state.dirty = false;
-                    let previous = state.assignment.as_ref().map(|a| &a.owners);
                     // A leaving member takes nothing (it runs out what it has, then goes).
                     let placeable: Vec<Member> = state
                         .members
@@ -700,12 +945,10 @@ impl Actor for Membership {
                         .filter(|m| !m.draining)
                         .cloned()
                         .collect();
-                    let owners: BTreeMap<JobId, NodeId> = crate::assign::place(
-                        state.jobs.values().map(|j| j.as_ref()),
-                        &placeable,
-                        previous,
-                    );
-                    if previous != Some(&owners) {
+                    let started_us = state.clock.now_us();
+                    let placed = state.place(&placeable);
+                    state.last_place_us = state.clock.now_us() - started_us;
+                    if let Some(owners) = placed {
                         state.publishing = true;
                         let coordinator = state.coordinator.clone();
                         let me = myself.clone();
@@ -727,6 +970,7 @@ impl Actor for Membership {
                                 .iter()
                                 .any(|m| m.session != session && !m.draining);
                             // Our own placement (if we lead) must leave us out from now on.
+                            state.replace_all = true;
                             state.dirty = true;
                         }
                         Err(error) => warn!(%error, "marking the node as leaving failed"),

@@ -1,6 +1,7 @@
 //! Integration tests of the embedded scheduler on one node over the in-process backend: the full path from
 //! creating a job to its run records, on paused tokio time (except where a real process runs).
 
+mod bulk;
 mod cluster;
 mod command;
 mod crash;

@@ -21,6 +21,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let batch = req.uri().path() == "/v1/jobs:batch";
         if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
             let essence = content_type
                 .to_str()
@@ -47,7 +48,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
-                    "the request body is larger than this server accepts (max_body_bytes)",
+                    if batch {
+                        "the request body is larger than this server accepts for a batch \
+                         (http.max_batch_body_bytes); send fewer jobs per request"
+                    } else {
+                        "the request body is larger than this server accepts (max_body_bytes)"
+                    },
                 )
             } else if timed_out(&rejection) {
                 ApiError::new(
@@ -117,6 +123,13 @@ impl JsonObject {
         drop_nulls(&mut value);
         typed(value, "")
     }
+}
+
+/// `value` as a `T` like [`JsonObject::into_typed`] (`null` members absent); errors name the field below
+/// `prefix` (`jobs[3].target.argv`).
+pub fn typed_within<T: DeserializeOwned>(mut value: Value, prefix: &str) -> Result<T, ApiError> {
+    drop_nulls(&mut value);
+    typed(value, prefix)
 }
 
 /// Removes object members that are `null`, at any depth.

@@ -1,5 +1,5 @@
-//! `/v1/jobs`: create, list, read, replace (PUT), merge-patch (PATCH), delete, pause, resume, trigger, clone,
-//! backfill and preview.
+//! `/v1/jobs`: create (one, or up to 10,000 at `/v1/jobs:batch`), list, read, replace (PUT), merge-patch
+//! (PATCH), delete, pause, resume, trigger, clone, backfill and preview.
 //!
 //! Optimistic concurrency: every job answer carries `ETag: "<revision>"`; PUT, PATCH and DELETE honour
 //! `If-Match: "<revision>"` (412 when the job moved on) and PUT also a body `revision` (409 when it moved on).
@@ -16,13 +16,35 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::Caller;
-use super::body::{JobPath, JsonObject, Params, typed};
+use super::body::{JobPath, JsonObject, Params, typed, typed_within};
 use super::error::{ApiError, ErrorBody};
 use super::redact;
-use super::schema::{JobDoc, JobPatchDoc, JobReplacementDoc, NewJobDoc};
+use super::schema::{BatchRequestDoc, JobDoc, JobPatchDoc, JobReplacementDoc, NewJobDoc};
 
 /// Most items one page holds.
 pub const MAX_PAGE: usize = 1000;
+
+/// Most jobs one `POST /v1/jobs:batch` creates.
+pub const MAX_BATCH: usize = campanile::coordinator::limits::MAX_CREATE_BATCH;
+
+/// `POST /v1/jobs:batch` answer: the created jobs' ids and revisions, in the order sent (the jobs themselves
+/// are as sent; `GET /v1/jobs/{id}` reads one).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchCreated {
+    /// How many jobs were created (all of the request's).
+    pub created: usize,
+    /// Each job's id (generated where the request named none) and revision, in request order.
+    pub jobs: Vec<CreatedJob>,
+}
+
+/// One created job.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedJob {
+    /// Its id.
+    pub id: String,
+    /// Its store revision (`ETag` of later reads).
+    pub revision: u64,
+}
 
 /// Most bytes of jobs one page of `GET /v1/jobs` holds (a job may be 1 MiB: a full page of large jobs would
 /// be a gigabyte built in memory). A page that reaches it ends early, with `next_after`.
@@ -311,6 +333,139 @@ pub async fn create_job(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// Create up to 10,000 jobs in one request, all or none: every job is validated first (an error names its
+/// index and field: `jobs[3].target.argv`), two jobs with one id are refused, and if any id exists nothing is
+/// created (409). Bodies may be up to `http.max_batch_body_bytes` (16 MiB by default).
+#[utoipa::path(post, path = "/v1/jobs:batch", tag = "jobs", request_body = BatchRequestDoc,
+    responses((status = 201, body = BatchCreated, description = "Every job was created"),
+        (status = 400, body = ErrorBody, description = "A job is invalid (the field names its index), an id is \
+            repeated, or there are more than 10,000 jobs; nothing was created"),
+        (status = 409, body = ErrorBody, description = "A job with one of the ids exists; nothing was created"),
+        (status = 413, body = ErrorBody, description = "The body is larger than http.max_batch_body_bytes"),
+        (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn create_batch(
+    State(app): State<AppState>,
+    body: JsonObject,
+) -> Result<(StatusCode, Json<BatchCreated>), ApiError> {
+    let batch = parse_batch(body)?;
+    let ids: Vec<Option<JobId>> = batch.iter().map(|(id, _)| id.clone()).collect();
+    let jobs =
+        app.scheduler
+            .create_many(batch)
+            .await
+            .map_err(|e| match e {
+                SchedulerError::Conflict { job, .. } => {
+                    let i = ids
+                        .iter()
+                        .position(|id| id.as_ref() == Some(&job))
+                        .unwrap_or(0);
+                    ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("jobs[{i}].id: \"{job}\": a job with this id exists; nothing was created"),
+            )
+            .with_field(format!("jobs[{i}].id"))
+                }
+                // The store refused a job itself (too large for it): its message starts with the index.
+                SchedulerError::Coordinator(campanile::CoordError::Invalid(message)) => {
+                    let field = message
+                        .strip_prefix("jobs[")
+                        .and_then(|rest| rest.split_once(']'))
+                        .map(|(index, _)| format!("jobs[{index}]"));
+                    let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid", message);
+                    match field {
+                        Some(field) => error.with_field(field),
+                        None => error,
+                    }
+                }
+                other => other.into(),
+            })?;
+    let created = BatchCreated {
+        created: jobs.len(),
+        jobs: jobs
+            .into_iter()
+            .map(|(id, revision)| CreatedJob {
+                id: id.to_string(),
+                revision,
+            })
+            .collect(),
+    };
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The jobs of a `POST /v1/jobs:batch` body, each with its id if it names one; errors name the index and the
+/// field (`jobs[3].target.argv`). Checks what the request can tell alone; the scheduler checks the rest (ids
+/// repeated, jobs that would never fire) before it writes.
+pub fn parse_batch(mut body: JsonObject) -> Result<Vec<(Option<JobId>, JobSpec)>, ApiError> {
+    let items = match body.take("jobs") {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "jobs",
+                "jobs: missing: send {\"jobs\": [job, ...]}",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "jobs",
+                format!("jobs: {} is not an array of jobs", short(&other)),
+            ));
+        }
+    };
+    if let Some(unknown) = body.0.keys().next() {
+        return Err(ApiError::invalid(
+            unknown.clone(),
+            format!("{unknown}: unknown field, expected `jobs`"),
+        ));
+    }
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "jobs",
+            format!(
+                "jobs: {} jobs: a batch holds 1 to {MAX_BATCH} jobs; send the rest in further requests",
+                items.len()
+            ),
+        ));
+    }
+    let mut batch = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(mut object) = item else {
+            return Err(ApiError::invalid(
+                format!("jobs[{i}]"),
+                format!("jobs[{i}]: {} is not a job object", short(&item)),
+            ));
+        };
+        let id = match object.remove("id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) => {
+                Some(JobId::new(&id).map_err(|e| ApiError::from(e.within(&format!("jobs[{i}]"))))?)
+            }
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    format!("jobs[{i}].id"),
+                    format!("jobs[{i}].id: {} is not a string", short(&other)),
+                ));
+            }
+        };
+        let spec: JobSpec = typed_within(Value::Object(object), &format!("jobs[{i}]"))?;
+        let spec = runnable_here(spec).map_err(|e| {
+            let field = format!("jobs[{i}].{}", e.field.as_deref().unwrap_or("target.type"));
+            ApiError::invalid(field, format!("jobs[{i}].{}", e.message))
+        })?;
+        batch.push((id, spec));
+    }
+    Ok(batch)
+}
+
+/// A value for an error message, cut to 100 characters.
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 /// Read a job.

@@ -421,6 +421,16 @@ pub struct NewJobDoc {
     pub spec: JobSpecDoc,
 }
 
+/// `POST /v1/jobs:batch`: up to 10,000 new jobs, each as `POST /v1/jobs` takes one.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = BatchRequest)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequestDoc {
+    /// The jobs, 1 to 10,000; ids must differ (each is generated where absent).
+    #[schema(min_items = 1, max_items = 10000)]
+    pub jobs: Vec<NewJobDoc>,
+}
+
 /// `PUT /v1/jobs/{id}`: the job JSON; a `Job` as read (with `id`, `revision`, `created_ms`, `updated_ms`)
 /// is accepted as it is, so GET → edit → PUT works.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

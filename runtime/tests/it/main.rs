@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod bad_input;
+mod batch;
 mod cli;
 mod contract;
 mod docs;

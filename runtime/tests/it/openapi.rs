@@ -17,6 +17,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("patch", "/v1/jobs/{id}"),
     ("delete", "/v1/jobs/{id}"),
     ("post", "/v1/jobs/{id}/pause"),
+    ("post", "/v1/jobs:batch"),
     ("post", "/v1/jobs/{id}/resume"),
     ("post", "/v1/jobs/{id}/trigger"),
     ("post", "/v1/jobs/{id}/clone"),

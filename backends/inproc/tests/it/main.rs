@@ -450,7 +450,8 @@ mod watches {
     async fn a_slow_watcher_is_cut_off_and_resumes_without_gaps() {
         let c = InprocCoordinator::memory();
         let mut watch = c.watch_jobs(0).await.expect("watch");
-        let writes = 3000u64;
+        // More than a watch holds beyond its backlog (a whole `put_jobs` batch and 1,024 more).
+        let writes = (campanile::coordinator::limits::MAX_CREATE_BATCH + 3000) as u64;
         for i in 0..writes {
             c.put_job(job(&format!("j{i}")), Precondition::Absent)
                 .await
