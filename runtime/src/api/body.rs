@@ -158,8 +158,15 @@ pub fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ApiEr
             join(&path, &named)
         };
         let field = join(prefix, &path);
+        // A message that names its own field (`schedule: "61 * * * *": …`) names it once, with the prefix.
         let message = if field.is_empty() || message.starts_with(&format!("{field}:")) {
             message
+        } else if let Some(rest) = message
+            .strip_prefix(path.as_str())
+            .filter(|_| !path.is_empty())
+            .and_then(|rest| rest.strip_prefix(':'))
+        {
+            format!("{field}:{rest}")
         } else {
             format!("{field}: {message}")
         };

@@ -81,11 +81,12 @@ async fn a_batch_is_created_whole_or_not_at_all() {
         )
         .await;
     assert_error(&answer, 400, "invalid", Some("jobs[1].schedule"));
+    // The field is named once, with its index: `jobs[1].schedule: "61 * * * *": …`.
     assert!(
         answer.1["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("61"),
+            .starts_with("jobs[1].schedule: \"61 * * * *\""),
         "{}",
         answer.1
     );
