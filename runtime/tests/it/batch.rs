@@ -21,6 +21,13 @@ fn typical(i: usize) -> Value {
     })
 }
 
+/// `POST /v1/jobs:batch` with `body`, as an admin.
+async fn post_batch(server: &Server, body: Value) -> (u16, Value) {
+    server
+        .send(Method::POST, "/v1/jobs:batch", Some(body))
+        .await
+}
+
 async fn exists(server: &Server, id: &str) -> bool {
     server.get(&format!("/v1/jobs/{id}")).await.0 == 200
 }
@@ -33,13 +40,7 @@ async fn a_batch_is_created_whole_or_not_at_all() {
     // Created: with ids and without, in order.
     let mut unnamed = typical(2);
     unnamed.as_object_mut().unwrap().remove("id");
-    let answer = server
-        .send(
-            Method::POST,
-            "/v1/jobs:batch",
-            Some(json!({"jobs": [typical(0), typical(1), unnamed]})),
-        )
-        .await;
+    let answer = post_batch(&server, json!({"jobs": [typical(0), typical(1), unnamed]})).await;
     assert_eq!(answer.0, 201, "{}", answer.1);
     assert_eq!(answer.1["created"], 3);
     let created = answer.1["jobs"].as_array().unwrap();
@@ -59,13 +60,7 @@ async fn a_batch_is_created_whole_or_not_at_all() {
     // One invalid job: 400 naming its index and field, and nothing of the batch is created.
     let mut bad = typical(12);
     bad["target"]["argv"] = json!([]);
-    let answer = server
-        .send(
-            Method::POST,
-            "/v1/jobs:batch",
-            Some(json!({"jobs": [typical(10), typical(11), bad]})),
-        )
-        .await;
+    let answer = post_batch(&server, json!({"jobs": [typical(10), typical(11), bad]})).await;
     assert_error(&answer, 400, "invalid", Some("jobs[2].target.argv"));
     assert!(!exists(&server, "bulk-00010").await);
     assert!(!exists(&server, "bulk-00011").await);
@@ -73,13 +68,7 @@ async fn a_batch_is_created_whole_or_not_at_all() {
     // A type error inside a job names the index too, and the value.
     let mut bad = typical(13);
     bad["schedule"] = json!("61 * * * *");
-    let answer = server
-        .send(
-            Method::POST,
-            "/v1/jobs:batch",
-            Some(json!({"jobs": [typical(13), bad]})),
-        )
-        .await;
+    let answer = post_batch(&server, json!({"jobs": [typical(13), bad]})).await;
     assert_error(&answer, 400, "invalid", Some("jobs[1].schedule"));
     // The field is named once, with its index: `jobs[1].schedule: "61 * * * *": …`.
     assert!(
@@ -93,13 +82,11 @@ async fn a_batch_is_created_whole_or_not_at_all() {
     assert!(!exists(&server, "bulk-00013").await);
 
     // One id twice: 400 naming both indexes.
-    let answer = server
-        .send(
-            Method::POST,
-            "/v1/jobs:batch",
-            Some(json!({"jobs": [typical(20), typical(21), typical(20)]})),
-        )
-        .await;
+    let answer = post_batch(
+        &server,
+        json!({"jobs": [typical(20), typical(21), typical(20)]}),
+    )
+    .await;
     assert_error(&answer, 400, "invalid", Some("jobs[2].id"));
     assert!(
         answer.1["error"]["message"]
@@ -112,13 +99,11 @@ async fn a_batch_is_created_whole_or_not_at_all() {
     assert!(!exists(&server, "bulk-00020").await);
 
     // An existing id: 409 naming it, and the others are not created.
-    let answer = server
-        .send(
-            Method::POST,
-            "/v1/jobs:batch",
-            Some(json!({"jobs": [typical(30), typical(1), typical(31)]})),
-        )
-        .await;
+    let answer = post_batch(
+        &server,
+        json!({"jobs": [typical(30), typical(1), typical(31)]}),
+    )
+    .await;
     assert_error(&answer, 409, "conflict", Some("jobs[1].id"));
     assert!(!exists(&server, "bulk-00030").await);
     assert!(!exists(&server, "bulk-00031").await);
@@ -128,37 +113,13 @@ async fn a_batch_is_created_whole_or_not_at_all() {
         .send(Method::POST, "/v1/jobs:batch", Some(json!({})))
         .await;
     assert_error(&answer, 400, "invalid", Some("jobs"));
-    let answer = server
-        .send(
-            Method::POST,
-            "/v1/jobs:batch",
-            Some(json!({"jobs": {"a": 1}})),
-        )
-        .await;
+    let answer = post_batch(&server, json!({"jobs": {"a": 1}})).await;
     assert_error(&answer, 400, "invalid", Some("jobs"));
-    let answer = server
-        .send(
-            Method::POST,
-            "/v1/jobs:batch",
-            Some(json!({"jobs": [typical(40)], "dry_run": true})),
-        )
-        .await;
+    let answer = post_batch(&server, json!({"jobs": [typical(40)], "dry_run": true})).await;
     assert_error(&answer, 400, "invalid", Some("dry_run"));
-    let answer = server
-        .send(
-            Method::POST,
-            "/v1/jobs:batch",
-            Some(json!({"jobs": [typical(41), 7]})),
-        )
-        .await;
+    let answer = post_batch(&server, json!({"jobs": [typical(41), 7]})).await;
     assert_error(&answer, 400, "invalid", Some("jobs[1]"));
-    let answer = server
-        .send(
-            Method::POST,
-            "/v1/jobs:batch",
-            Some(json!({"jobs": vec![json!({}); 10_001]})),
-        )
-        .await;
+    let answer = post_batch(&server, json!({"jobs": vec![json!({}); 10_001]})).await;
     assert_error(&answer, 400, "invalid", Some("jobs"));
     assert!(
         answer.1["error"]["message"]
@@ -207,13 +168,7 @@ async fn a_batch_over_the_configured_limit_is_413_naming_the_setting() {
         },
     );
     let jobs: Vec<Value> = (0..100).map(typical).collect();
-    let answer = server
-        .send(
-            Method::POST,
-            "/v1/jobs:batch",
-            Some(json!({ "jobs": jobs })),
-        )
-        .await;
+    let answer = post_batch(&server, json!({ "jobs": jobs })).await;
     assert_error(&answer, 413, "payload_too_large", None);
     assert!(
         answer.1["error"]["message"]
