@@ -16,6 +16,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -103,8 +104,11 @@ pub struct Job {
     /// Unix ms of the last update of the spec; misfire accounting after an update starts here.
     pub updated_ms: i64,
     /// What the user asked for.
+    ///
+    /// Shared: every copy of a job (the backend's, the engine's, a watch event's) holds the same spec, so a
+    /// node keeps one spec per job however many places hold the job.
     #[serde(flatten)]
-    pub spec: JobSpec,
+    pub spec: Arc<JobSpec>,
     /// The schedules it had before updates changed it, oldest first: each owes its instants up to its
     /// `until_ms`, and the current spec owes its instants after the last one's. Kept so that a node settling
     /// instants claimed or missed before an update enumerates them as they were scheduled, not by the new
@@ -202,7 +206,7 @@ impl Job {
             revision: 0,
             created_ms: now_ms,
             updated_ms: now_ms,
-            spec,
+            spec: Arc::new(spec),
             past_schedules: Vec::new(),
         }
     }
@@ -217,8 +221,13 @@ impl Job {
             let excess = self.past_schedules.len().saturating_sub(MAX_PAST_SCHEDULES);
             self.past_schedules.drain(..excess);
         }
-        self.spec = spec;
+        self.spec = Arc::new(spec);
         self.updated_ms = now_ms;
+    }
+
+    /// The spec, to change in place (copied first when another holder shares it).
+    pub fn spec_mut(&mut self) -> &mut JobSpec {
+        Arc::make_mut(&mut self.spec)
     }
 
     /// When the current spec's instants begin to be owed: after the last schedule change, or from the

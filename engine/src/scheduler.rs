@@ -493,7 +493,7 @@ impl Scheduler {
             .get(id)
             .await?
             .ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
-        let mut spec = source.spec;
+        let mut spec = Arc::unwrap_or_clone(source.spec);
         if let Some(name) = name {
             spec.name = name;
         }
@@ -793,7 +793,7 @@ impl Scheduler {
                     detail: format!("expected revision {expected}, found {}", job.revision),
                 });
             }
-            let mut spec = job.spec.clone();
+            let mut spec = JobSpec::clone(&job.spec);
             change(&mut spec);
             job.update_spec(spec, self.inner.clock.now_ms());
             match self

@@ -385,7 +385,7 @@ pub(crate) fn full_job(name: &str, variant: usize) -> Job {
             end_at: spec.end_at,
             until_ms: 1_700_000_100_002,
         }],
-        spec,
+        spec: std::sync::Arc::new(spec),
     }
 }
 

@@ -241,7 +241,7 @@ fn stored_job_round_trips_through_json() {
         revision: 42,
         created_ms: 1_790_000_000_000,
         updated_ms: 1_790_000_100_000,
-        spec: valid(),
+        spec: std::sync::Arc::new(valid()),
         past_schedules: Vec::new(),
     };
     let text = serde_json::to_string(&job).unwrap();
@@ -642,7 +642,7 @@ fn job_with_eras() -> Job {
     };
     let mut job = Job::new(JobId::new("eras").unwrap(), every("*/2 * * * * *"), T);
     job.update_spec(every("* * * * * *"), T + 5_500);
-    let mut same_timing = job.spec.clone();
+    let mut same_timing = (*job.spec).clone();
     same_timing.paused = true;
     job.update_spec(same_timing, T + 6_000);
     job.update_spec(every("*/10 * * * * *"), T + 8_200);
@@ -679,7 +679,7 @@ fn past_instants_follow_the_schedule_in_force_then() {
 #[test]
 fn past_schedules_are_bounded_and_round_trip() {
     let mut job = job_with_eras();
-    let spec = job.spec.clone();
+    let spec = (*job.spec).clone();
     for i in 0..40 {
         let mut next = spec.clone();
         next.schedule =

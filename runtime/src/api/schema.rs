@@ -613,7 +613,7 @@ mod tests {
             full_spec(Target::Command(CommandTarget::new(["true"]))),
             5,
         );
-        let mut every_minute = job.spec.clone();
+        let mut every_minute = (*job.spec).clone();
         every_minute.schedule = Schedule::parse("0 * * * * *").unwrap();
         every_minute.dst = campanile::job::DstPolicy::default();
         job.update_spec(every_minute, 7);
