@@ -22,8 +22,8 @@ struct Start {
 }
 
 /// A node on a virtual clock starting at [`T0`] whose handlers report each start:
-/// `flaky` fails its first three attempts, `failing` fails every one, `long` runs for ten seconds, `quick`
-/// returns at once.
+/// `flaky` fails its first three attempts, `failing` fails every one, `long` runs for ten seconds,
+/// `second_is_long` fails its first attempt and runs its second for ten seconds, `quick` returns at once.
 async fn policy_node() -> (Scheduler, mpsc::UnboundedReceiver<Start>) {
     let clock = SystemClock::starting_at(T0).shared();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -40,6 +40,7 @@ async fn policy_node() -> (Scheduler, mpsc::UnboundedReceiver<Start>) {
     let flaky = reporter(tx.clone(), clock.clone());
     let failing = reporter(tx.clone(), clock.clone());
     let long = reporter(tx.clone(), clock.clone());
+    let second_is_long = reporter(tx.clone(), clock.clone());
     let quick = reporter(tx, clock.clone());
     let scheduler = Scheduler::builder()
         .coordinator(Arc::new(InprocCoordinator::memory()))
@@ -62,6 +63,16 @@ async fn policy_node() -> (Scheduler, mpsc::UnboundedReceiver<Start>) {
         .handler("long", move |ctx| {
             long(ctx);
             async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(())
+            }
+        })
+        .handler("second_is_long", move |ctx| {
+            let ctx = second_is_long(ctx);
+            async move {
+                if ctx.attempt == 1 {
+                    return Err("the first attempt fails".to_owned());
+                }
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 Ok(())
             }
@@ -228,6 +239,42 @@ async fn cancel_previous_kills_the_running_run_and_its_record_keeps_its_start_an
             "killed when the next instant came: {run:#?}"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_cancelled_in_a_retry_is_recorded_with_that_attempt_and_its_start() {
+    let (scheduler, mut rx) = policy_node().await;
+    let mut job = spec("second_is_long", "*/4 * * * * *");
+    job.overlap = Overlap::CancelPrevious;
+    job.retry = RetryPolicy {
+        max_retries: 1,
+        backoff: Backoff {
+            initial: Duration::from_secs(1),
+            factor: 1.0,
+            max: Duration::from_secs(1),
+        },
+    };
+    let job = scheduler.create_with_id(id("retried"), job).await.unwrap();
+    let starts = starts_until(&mut rx, |s| s.fire.scheduled_ms == T0 + 8000).await;
+    scheduler.shutdown(Duration::from_secs(1)).await.unwrap();
+
+    let second = starts
+        .iter()
+        .find(|s| s.fire.scheduled_ms == T0 + 4000 && s.attempt == 2)
+        .unwrap_or_else(|| panic!("{starts:#?}"));
+    assert_eq!(second.at_ms, T0 + 5000, "one second of backoff");
+    let runs = history(&scheduler, &job.id).await;
+    let run = runs.iter().find(|r| r.scheduled_ms == T0 + 4000).unwrap();
+    assert_eq!(run.outcome, Outcome::Failed, "{run:#?}");
+    assert!(
+        run.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("cancelled")),
+        "{run:#?}"
+    );
+    assert_eq!(run.attempt, 2, "{run:#?}");
+    assert_eq!(run.started_ms, Some(T0 + 5000), "{run:#?}");
+    assert_eq!(run.ended_ms, Some(T0 + 8000), "{run:#?}");
 }
 
 #[tokio::test(start_paused = true)]
