@@ -424,9 +424,11 @@ fn check_modifiers(field: &Field, value: &str, item: &str) -> Result<(), String>
 fn check_possible(cron: &Cron) -> Result<(), String> {
     const LONGEST: [u16; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     let pattern = &cron.pattern;
-    // A day-of-week other than `*` either matches on its own (neither day field starts with `*`) or narrows
-    // the days further (checked by no one: such a job finds no instant); L and W always find a day.
-    if !pattern.is_dow_wildcard() || pattern.days.has_modifiers() {
+    // A day-of-week that does not start with `*` beside a day-of-month that does not either matches on its
+    // own (cronie's "either"); otherwise a day must be in the day-of-month list whatever the weekday. L and W
+    // always find a day.
+    let day_of_month_required = pattern.is_dow_wildcard() || pattern.matches_dom_and_dow();
+    if !day_of_month_required || pattern.days.has_modifiers() {
         return Ok(());
     }
     let Some(&first_day) = pattern.days.values().first() else {

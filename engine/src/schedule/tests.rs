@@ -293,6 +293,12 @@ fn a_day_field_that_starts_with_a_star_makes_both_required_like_cronie() {
             "2026-08-13T00:00:00Z"
         ]
     );
+    // Both required, and no month of the pattern has the day: refused, as with a day-of-week `*`.
+    assert!(
+        rejection("0 0 30 2 */2").contains("never fires: day-of-month 30 does not occur in FEB"),
+        "{}",
+        rejection("0 0 30 2 */2")
+    );
     // `?` is a star too.
     assert_eq!(
         utc("0 0 ? * 1", "2026-11-01T00:00:00Z", 2),
