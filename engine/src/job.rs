@@ -21,7 +21,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use id::{FireId, JobId};
-pub use policy::{Backoff, Delivery, DstPolicy, MisfirePolicy, Overlap, RetryPolicy};
+pub use policy::{
+    Backoff, Delivery, DstHandling, DstPolicy, DstRepeat, MisfirePolicy, Overlap, RetryPolicy,
+};
 pub use secret::{MAX_SECRET_FILE, SecretValue};
 pub use target::{CommandTarget, HandlerTarget, HttpTarget, RunAs, Target};
 pub use validate::ValidationError;
@@ -45,9 +47,12 @@ pub struct JobSpec {
     /// IANA time zone the cron fields are read in; defaults to `UTC`.
     #[serde(default = "default_timezone")]
     pub timezone: String,
-    /// How cron wall-clock times that fall into a DST gap or overlap are handled.
+    /// How cron wall-clock times that fall into a DST gap are handled.
     #[serde(default, skip_serializing_if = "is_default")]
     pub dst: DstPolicy,
+    /// On which pass of a repeated wall-clock range (the autumn hour) fixed cron times run.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dst_repeat: DstRepeat,
     /// What runs.
     pub target: Target,
     /// What happens to instants that passed while nobody could fire them.
@@ -132,6 +137,9 @@ pub struct PastSchedule {
     /// Its DST policy.
     #[serde(default, skip_serializing_if = "is_default")]
     pub dst: DstPolicy,
+    /// Its choice for repeated wall-clock times.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dst_repeat: DstRepeat,
     /// Its lower bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -149,6 +157,7 @@ impl PastSchedule {
             schedule: spec.schedule.clone(),
             timezone: spec.timezone.clone(),
             dst: spec.dst,
+            dst_repeat: spec.dst_repeat,
             start_at: spec.start_at,
             end_at: spec.end_at,
             until_ms,
@@ -160,6 +169,7 @@ impl PastSchedule {
         self.schedule == spec.schedule
             && self.timezone == spec.timezone
             && self.dst == spec.dst
+            && self.dst_repeat == spec.dst_repeat
             && self.start_at == spec.start_at
             && self.end_at == spec.end_at
     }
@@ -170,7 +180,10 @@ impl PastSchedule {
         next_within(
             &self.schedule,
             tz,
-            self.dst,
+            DstHandling {
+                gap: self.dst,
+                repeat: self.dst_repeat,
+            },
             self.start_at,
             self.end_at,
             after_ms,
@@ -182,7 +195,7 @@ impl PastSchedule {
 fn next_within(
     schedule: &Schedule,
     tz: chrono_tz::Tz,
-    dst: DstPolicy,
+    dst: DstHandling,
     start_at: Option<chrono::DateTime<chrono::Utc>>,
     end_at: Option<chrono::DateTime<chrono::Utc>>,
     after_ms: i64,
@@ -245,7 +258,7 @@ impl Job {
             next_within(
                 &spec.schedule,
                 tz,
-                spec.dst,
+                spec.dst_handling(),
                 spec.start_at,
                 spec.end_at,
                 after_ms,
@@ -284,6 +297,7 @@ impl JobSpec {
             schedule,
             timezone: default_timezone(),
             dst: DstPolicy::default(),
+            dst_repeat: DstRepeat::default(),
             target,
             misfire: MisfirePolicy::default(),
             overlap: Overlap::default(),
@@ -295,6 +309,14 @@ impl JobSpec {
             paused: false,
             weight: default_weight(),
             node_labels: BTreeSet::new(),
+        }
+    }
+
+    /// How the schedule search treats DST transitions: `dst` and `dst_repeat` together.
+    pub fn dst_handling(&self) -> DstHandling {
+        DstHandling {
+            gap: self.dst,
+            repeat: self.dst_repeat,
         }
     }
 

@@ -81,6 +81,7 @@ fn documented_example_parses_with_defaults() {
     assert_eq!(spec.weight, 1);
     assert_eq!(spec.delivery, Delivery::AtMostOnce);
     assert_eq!(spec.dst, DstPolicy::Cronie);
+    assert_eq!(spec.dst_repeat, DstRepeat::First);
     let Target::Command(cmd) = &spec.target else {
         panic!("expected a command target")
     };
@@ -115,6 +116,7 @@ fn every_field_set_round_trips_through_json() {
         "schedule": "0 */5 9-17 * MON-FRI",
         "timezone": "America/New_York",
         "dst": "skip_gap",
+        "dst_repeat": "last",
         "target": {"type": "command", "argv": ["/bin/sh", "-c", "sync"], "env": {"MODE": "full"},
                    "cwd": "/var/lib/sync", "timeout": "5m", "run_as": {"user": "backup", "group": "disk"}},
         "misfire": {"policy": "catch_up", "max_count": 3, "window": "2h"},
@@ -139,6 +141,7 @@ fn every_field_set_round_trips_through_json() {
         schedule: Schedule::parse("0 */5 9-17 * MON-FRI").unwrap(),
         timezone: "America/New_York".to_owned(),
         dst: DstPolicy::SkipGap,
+        dst_repeat: DstRepeat::Last,
         target: Target::Command(CommandTarget {
             argv: vec!["/bin/sh".to_owned(), "-c".to_owned(), "sync".to_owned()],
             env: BTreeMap::from([("MODE".to_owned(), "full".into())]),
@@ -190,6 +193,7 @@ fn every_field_set_round_trips_through_json() {
             "schedule",
             "timezone",
             "dst",
+            "dst_repeat",
             "target",
             "misfire",
             "overlap",
@@ -307,6 +311,10 @@ fn unknown_fields_are_rejected_with_their_name() {
         (
             format!(r#"{{"name":"x","schedule":"@hourly",{handler},"dst":"ignore"}}"#),
             "ignore",
+        ),
+        (
+            format!(r#"{{"name":"x","schedule":"@hourly",{handler},"dst_repeat":"twice"}}"#),
+            "twice",
         ),
     ] {
         let err = parse(&json).unwrap_err();
