@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod batch;
 mod cli;
+mod console;
 mod contract;
 mod docs;
 mod etcd_cluster;
