@@ -1,7 +1,7 @@
 // The jobs table (search, filters, server-side pages) and one job's page (spec, next instants, runs,
 // actions).
 
-import { ApiError, api, badge, h, sparkline, span, timing, viewerZone, when } from "/console/api.js";
+import { api, badge, h, sparkline, span, timing, viewerZone, when } from "/console/api.js";
 
 const PAGE = 25;
 const OUTCOMES = ["succeeded", "failed", "timed_out", "skipped", "misfired", "in_doubt"];
@@ -380,5 +380,3 @@ export async function jobView(main, session, id) {
   );
   return null;
 }
-
-export { ApiError, runRow };
