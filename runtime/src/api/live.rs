@@ -302,3 +302,73 @@ fn events(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use campanile::coordinator::NodeId;
+    use campanile::{FireId, JobId};
+
+    use super::*;
+
+    /// A clock the test sets.
+    #[derive(Default)]
+    struct Fixed(AtomicI64);
+
+    impl Clock for Fixed {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    fn record(scheduled_ms: i64, late_ms: i64, outcome: Outcome) -> RunRecord {
+        let job = JobId::new("j").unwrap();
+        let mut record = RunRecord::new(
+            &FireId::new(job, scheduled_ms),
+            &NodeId::new("n").unwrap(),
+            outcome,
+        );
+        if matches!(outcome, Outcome::Succeeded | Outcome::Failed) {
+            record.started_ms = Some(scheduled_ms + late_ms);
+            record.ended_ms = Some(scheduled_ms + late_ms + 10);
+        }
+        record
+    }
+
+    #[test]
+    fn minutes_count_outcomes_and_lateness_and_forget_after_an_hour() {
+        let clock = Arc::new(Fixed::default());
+        // A whole minute (1_800_000_000_000 is one).
+        let start = 1_800_000_000_000;
+        clock.0.store(start + 5_000, Ordering::SeqCst);
+        let live = Live::new(clock.clone());
+        for late in [3, 4, 40, 40, 40, 40, 40, 40, 40, 900] {
+            live.record(&record(start, late, Outcome::Succeeded));
+        }
+        live.record(&record(start, 1, Outcome::Failed));
+        let mut misfired = record(start, 0, Outcome::Misfired);
+        misfired.count = 3;
+        live.record(&misfired);
+        live.record(&record(start, 0, Outcome::InDoubt));
+
+        let stats = live.stats();
+        assert_eq!(stats.minutes.len(), MINUTES);
+        let now = stats.minutes.last().unwrap();
+        assert_eq!(now.start_ms, start);
+        assert_eq!((now.fires, now.failures), (11, 1));
+        assert_eq!((now.misfires, now.in_doubt), (3, 1));
+        // 11 samples: the 6th is 40 ms (bucket ≤ 50), the 11th 900 ms (bucket ≤ 1000).
+        assert_eq!(now.lateness_p50_ms, Some(50));
+        assert_eq!(now.lateness_p99_ms, Some(1_000));
+        assert!(stats.minutes[..MINUTES - 1].iter().all(|m| m.fires == 0));
+
+        // An hour later the minute has left the window, and its slot counts the new minute from zero.
+        clock.0.store(start + 3_600_000, Ordering::SeqCst);
+        live.record(&record(start + 3_600_000, 2, Outcome::Succeeded));
+        let stats = live.stats();
+        assert_eq!(stats.minutes[0].start_ms, start + 60_000);
+        assert_eq!(stats.minutes.iter().map(|m| m.fires).sum::<u64>(), 1);
+        assert_eq!(stats.minutes.last().unwrap().lateness_p50_ms, Some(2));
+    }
+}

@@ -17,6 +17,7 @@ mod etcd_cluster;
 mod failover_skips;
 mod hardening;
 mod harness;
+mod live;
 mod notify;
 mod openapi;
 mod run_as;
