@@ -2,8 +2,9 @@
 //! (`fantoccini`). One browser session walks the scenarios an operator does, in order: sign in (a wrong token
 //! is refused at the field), create a job through the form (an invalid schedule shows the API's error at the
 //! schedule field; the preview lists a Europe/London schedule's instants across the spring DST change), see
-//! it in the table, trigger it and watch the run arrive in the live feed, pause it, and, signed in with a
-//! read-only token, see no write action (and a write refused with 403). A second test shows the cluster page
+//! it in the table, trigger it and watch the run arrive in the live feed, edit it, clone it and delete the
+//! copy, pause it, see failures on the overview, check a phone-sized screen, and, signed in with a read-only
+//! token, see no write action (and a write refused with 403). A second test shows the cluster page
 //! with three nodes on a real etcd.
 //!
 //! chromedriver comes from `CAMPANILE_TEST_CHROMEDRIVER` or `PATH` (scripts/chromium.sh installs it). Unset and
@@ -399,6 +400,33 @@ async fn an_operator_runs_the_scheduler_from_the_console() {
         .count("#feed-rows tr[data-job=\"nightly\"]", |n| n == before + 1)
         .await;
     browser.shot("runs").await;
+
+    // Edit: the form comes filled in with the job; a new name is saved.
+    browser.goto(&format!("{base}#/jobs/nightly/edit")).await;
+    let name = browser
+        .client
+        .find(Locator::Css("#f-name"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("Nightly report"));
+    browser.type_into("#f-name", "Nightly summary").await;
+    browser.click("#save").await;
+    browser
+        .text("h1", |t| t.starts_with("Nightly summary"))
+        .await;
+
+    // Clone, then delete the copy after confirming.
+    browser.type_into("#clone-id", "nightly-copy").await;
+    browser.click("#clone").await;
+    browser.text("h1", |t| t.contains("nightly-copy")).await;
+    browser.click("#delete").await;
+    browser.click("#confirm-delete-yes").await;
+    browser.text("h1", |t| t == "Jobs").await;
+    let (status, _) = admin_call(&server, reqwest::Method::GET, "/v1/jobs/nightly-copy").await;
+    assert_eq!(status, 404, "the copy was deleted");
 
     // Pause from the job's page.
     browser.goto(&format!("{base}#/jobs/nightly")).await;
