@@ -65,6 +65,8 @@ impl Browser {
         };
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
+            // The viewer's zone in the pages (and the backfill range typed in the test) is UTC.
+            .env("TZ", "UTC")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -400,6 +402,34 @@ async fn an_operator_runs_the_scheduler_from_the_console() {
         .count("#feed-rows tr[data-job=\"nightly\"]", |n| n == before + 1)
         .await;
     browser.shot("runs").await;
+
+    // Backfill: a range of four days shows its four instants before it runs them.
+    browser.goto(&format!("{base}#/jobs/nightly")).await;
+    browser.text("#backfill-count", |_| true).await;
+    let day = |back: i64| {
+        chrono::DateTime::from_timestamp_millis(super::harness::now_ms() - back * 86_400_000)
+            .unwrap()
+            .format("%Y-%m-%dT00:00:00")
+            .to_string()
+    };
+    for (input, value) in [("#backfill-from", day(5)), ("#backfill-to", day(1))] {
+        browser
+            .client
+            .execute(
+                "const el = document.querySelector(arguments[0]); el.value = arguments[1]; \
+                 el.dispatchEvent(new Event('change'));",
+                vec![json!(input), json!(value)],
+            )
+            .await
+            .unwrap();
+    }
+    browser
+        .text("#backfill-count", |t| t.starts_with("4 instants will run"))
+        .await;
+    browser.click("#backfill").await;
+    browser
+        .text("#action-message", |t| t == "Backfill started 4 runs.")
+        .await;
 
     // Edit: the form comes filled in with the job; a new name is saved.
     browser.goto(&format!("{base}#/jobs/nightly/edit")).await;
