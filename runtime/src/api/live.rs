@@ -280,15 +280,13 @@ fn events(
                             continue;
                         }
                         let mut runs = vec![record];
-                        if !caller.sees_secrets() {
+                        // Only output can be secret in a record: without any, no job is read.
+                        if !caller.sees_secrets() && !runs[0].output.is_empty() {
                             match app.scheduler.get(&runs[0].job).await {
                                 Ok(Some(job)) => super::redact::runs(caller, &job, &mut runs),
                                 // The job is gone or unreadable: whether its output is secret cannot
                                 // be told, so a reader does not see it.
-                                _ if !runs[0].output.is_empty() => {
-                                    runs[0].output = super::redact::REDACTED.to_owned();
-                                }
-                                _ => {}
+                                _ => runs[0].output = super::redact::REDACTED.to_owned(),
                             }
                         }
                         match serde_json::to_string(&runs[0]) {
