@@ -85,16 +85,16 @@ export async function jobsView(main, session) {
       last,
       spark,
     );
-    preview(spec, 1)
+    api("GET", `/v1/jobs/${encodeURIComponent(job.id)}/next?n=1`)
       .then((p) => {
         reading.textContent = p.description;
-        if (!spec.paused) {
-          const at = p.next[0]?.unix_ms;
+        const at = p.next[0]?.unix_ms;
+        if (at === undefined) next.replaceChildren(spec.paused ? "paused" : "none");
+        else
           next.replaceChildren(
             h("div", {}, when(at, spec.timezone || "UTC")),
             h("div", { class: "muted small" }, `${when(at, viewerZone)} (yours)`),
           );
-        }
       })
       .catch((e) => (reading.textContent = e.message));
     api("GET", `/v1/jobs/${encodeURIComponent(job.id)}/runs?limit=20`)
@@ -200,11 +200,10 @@ export async function jobView(main, session, id) {
   const message = h("p", { id: "action-message", role: "status", class: "muted" });
   // The job's own next instants (start_at, end_at, paused and past schedules included), DST changes marked
   // where the zone's offset differs from the previous instant's; the reading comes from the preview.
-  const reading = await preview(spec, 1).catch(() => ({ description: "" }));
   const upcoming = await api("GET", `${path}/next?n=10`);
   const offset = (local) => local.slice(-6);
   const next = {
-    description: reading.description,
+    description: upcoming.description,
     next: upcoming.next.map((i, k, all) => ({
       ...i,
       dst_change: k > 0 && offset(i.local) !== offset(all[k - 1].local),

@@ -143,6 +143,8 @@ pub struct NextFires {
     pub job: String,
     /// Its time zone.
     pub timezone: String,
+    /// Its schedule in plain language (`at 01:30 every day, Europe/London`).
+    pub description: String,
     /// The instants, in order (empty when paused or finished).
     pub next: Vec<Instant>,
 }
@@ -798,6 +800,7 @@ pub async fn next_fires(
         .collect();
     Ok(Json(NextFires {
         job: id.to_string(),
+        description: crate::describe::describe(job.spec.schedule.as_str(), &job.spec.timezone),
         timezone: job.spec.timezone,
         next,
     }))
