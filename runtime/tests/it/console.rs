@@ -12,6 +12,7 @@
 //! PNG) is written into `CAMPANILE_CONSOLE_SCREENSHOTS` (default: a directory under the system's temp dir);
 //! docs/console/ holds the current ones.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -63,7 +64,9 @@ impl Browser {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap().port()
         };
+        // In a process group of its own, so that a failed test ends Chromium with it (see `Drop`).
         let child = Command::new(driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             // The viewer's zone in the pages (and the backfill range typed in the test) is UTC.
             .env("TZ", "UTC")
@@ -221,7 +224,11 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // chromedriver and the browsers it started; a test that finished closed its session already.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.driver.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = self.driver.wait();
         let _ = &self.profile;
     }
@@ -433,15 +440,15 @@ async fn an_operator_runs_the_scheduler_from_the_console() {
 
     // Edit: the form comes filled in with the job; a new name is saved.
     browser.goto(&format!("{base}#/jobs/nightly/edit")).await;
-    let name = browser
-        .client
-        .find(Locator::Css("#f-name"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap();
-    assert_eq!(name.as_deref(), Some("Nightly report"));
+    eventually("the edit form filled in with the job's name", || {
+        let client = browser.client.clone();
+        async move {
+            let name = client.find(Locator::Css("#f-name")).await.ok()?;
+            let value = name.prop("value").await.ok()??;
+            (value == "Nightly report").then_some(())
+        }
+    })
+    .await;
     browser.type_into("#f-name", "Nightly summary").await;
     browser.click("#save").await;
     browser
