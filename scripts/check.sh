@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README's test command, and exactly what CI runs (.ci/run calls this): on a fresh machine with only Rust, it
-#   1. installs what the tests need and is missing: etcd (`etcd-server`) and ZooKeeper (`zookeeper`), through
-#      apt, as root or with sudo (scripts/etcd.sh, scripts/zookeeper.sh);
+#   1. installs what the tests need and is missing: etcd (`etcd-server`), ZooKeeper (`zookeeper`) and the
+#      headless browser of the console tests (`chromium`, `chromium-driver`), through apt, as root or with sudo
+#      (scripts/etcd.sh, scripts/zookeeper.sh, scripts/chromium.sh);
 #   2. starts a throwaway etcd and ZooKeeper on free loopback ports (CAMPANILE_TEST_ETCD, CAMPANILE_TEST_ZK),
 #      unless those variables already name servers to use;
 #   3. checks formatting, lints (a build of every crate and target with PROTOC pointing at nothing, so no
@@ -41,7 +42,13 @@ if [ -z "${CAMPANILE_TEST_ZK:-}" ]; then
   export CAMPANILE_TEST_ZK
   echo "ZooKeeper at $CAMPANILE_TEST_ZK"
 fi
-# Under CI a backend test whose server is missing fails instead of skipping; here both are always there.
+if [ -z "${CAMPANILE_TEST_CHROMEDRIVER:-}" ]; then
+  step "chromium and chromedriver (installed if missing), for the console tests"
+  CAMPANILE_TEST_CHROMEDRIVER="$(scripts/chromium.sh)"
+  export CAMPANILE_TEST_CHROMEDRIVER
+  echo "chromedriver at $CAMPANILE_TEST_CHROMEDRIVER"
+fi
+# Under CI a test whose server or browser is missing fails instead of skipping; here all are always there.
 export CI="${CI:-1}"
 
 step "format"

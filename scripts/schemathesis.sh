@@ -2,7 +2,8 @@
 # Checks the API against its own OpenAPI document with schemathesis (https://schemathesis.readthedocs.io):
 # a live `campanile serve` (in-memory coordinator, loopback port, a token file with an admin and a read-only
 # token) gets generated requests for every operation, three times: without a token (everything under /v1 must
-# answer the documented 401), with the read-only token (403 on every change) and with the admin token. Every
+# answer the documented 401), with the read-only token (403 on every change) and with the admin token (the
+# run stream, which stays open for seconds, has a short run of its own). Every
 # answer must match the document (status, content type, schema, headers), and none may be a 5xx.
 #
 #   scripts/schemathesis.sh [BINARY]      # default: $CARGO_TARGET_DIR/debug/campanile, built if missing
@@ -76,9 +77,15 @@ run() {
   (cd "$work" && "$venv/bin/st" --config-file "$config" run openapi.json --url "$base" --checks all \
     --max-examples "$examples" --seed 1 --no-color "$@") || failed+=("$name")
 }
+# `GET /v1/runs/stream` stays open for `seconds` (1 to 25, default 25) and every generated request would wait
+# that long: without a token it answers 401 at once and is tested with the rest; with a token it has a run of
+# its own, its examples and boundary values only (a few requests).
+stream="/v1/runs/stream"
 run "without a token"
-run "read-only token" --header "Authorization: Bearer $reader"
-run "admin token" --header "Authorization: Bearer $admin"
+run "read-only token" --header "Authorization: Bearer $reader" --exclude-path "$stream"
+run "admin token" --header "Authorization: Bearer $admin" --exclude-path "$stream"
+run "run stream, admin token" --header "Authorization: Bearer $admin" --include-path "$stream" \
+  --phases examples,coverage
 
 if grep -q '"level":"ERROR"' "$work/server.log"; then
   echo "the server logged errors:"; grep '"level":"ERROR"' "$work/server.log"; exit 1

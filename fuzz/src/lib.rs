@@ -149,7 +149,7 @@ fn client_error(err: &campanile_runtime::api::error::ApiError, what: &str) {
 /// accepted round-trips through JSON; a rebalance scenario that is accepted is planned.
 pub fn api_bodies(data: &[u8]) {
     use campanile_runtime::api::body::JsonObject;
-    use campanile_runtime::api::{jobs, rebalance};
+    use campanile_runtime::api::{jobs, rebalance, schedules};
 
     let object = match JsonObject::from_bytes(data) {
         Ok(object) => object,
@@ -176,6 +176,19 @@ pub fn api_bodies(data: &[u8]) {
     }
     if let Err(err) = object.clone().into_typed::<jobs::BackfillRequest>() {
         client_error(&err, "backfill");
+    }
+    // A schedule preview: at most the cap, in order, each instant's local time in the zone asked, and a
+    // reading; or an error naming its field.
+    match object.clone().into_typed::<schedules::PreviewRequest>() {
+        Ok(request) => match schedules::preview(&request, 0) {
+            Ok(preview) => {
+                assert!(preview.next.len() <= schedules::MAX_PREVIEW);
+                assert!(preview.next.windows(2).all(|w| w[0].unix_ms < w[1].unix_ms));
+                assert!(!preview.description.is_empty());
+            }
+            Err(err) => assert!(!err.field.is_empty(), "{err}"),
+        },
+        Err(err) => client_error(&err, "preview"),
     }
     match object.into_typed::<rebalance::Scenario>() {
         Ok(scenario) => {

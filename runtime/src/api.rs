@@ -11,13 +11,16 @@
 
 pub mod auth;
 pub mod body;
+pub mod check;
 pub mod cluster;
 pub mod error;
 pub mod jobs;
+pub mod live;
 pub mod ops;
 pub mod rebalance;
 pub mod redact;
 pub mod runs;
+pub mod schedules;
 pub mod schema;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +60,8 @@ pub struct AppState {
     pub notifier: Option<Notifier>,
     /// The OpenAPI document, serialized once.
     pub openapi: Arc<OnceLock<String>>,
+    /// The run stream's permits and the per-minute stats ring.
+    pub live: live::Live,
 }
 
 impl AppState {
@@ -78,6 +83,7 @@ impl AppState {
     tags(
         (name = "jobs", description = "Jobs and their runs"),
         (name = "cluster", description = "Members, leadership, assignment and rebalance plans"),
+        (name = "console", description = "The web console's page and assets (no token needed: the page asks for one)"),
         (name = "ops", description = "Health, readiness, metrics and this document (no token needed except for the document)"),
     )
 )]
@@ -159,13 +165,20 @@ pub fn routes_with(limits: &Limits) -> (axum::Router<AppState>, utoipa::openapi:
         .routes(routes!(jobs::next_fires))
         .routes(routes!(runs::job_runs))
         .routes(routes!(runs::all_runs))
+        .routes(routes!(check::validate_job))
+        .routes(routes!(live::stream))
+        .routes(routes!(live::stats))
+        .routes(routes!(schedules::preview_route))
         .routes(routes!(cluster::cluster))
         .routes(routes!(rebalance::plan_route))
-        .routes(routes!(ops::openapi));
+        .routes(routes!(ops::openapi))
+        .routes(routes!(ops::me));
     let open = OpenApiRouter::<AppState>::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics));
+        .routes(routes!(ops::metrics))
+        .routes(routes!(crate::console::index))
+        .routes(routes!(crate::console::asset));
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(v1)
         .merge(open)
@@ -202,7 +215,7 @@ impl utoipa::Modify for Contract {
             }
             let operations = [
                 (&mut item.get, false),
-                (&mut item.post, path != "/v1/rebalance/plan"),
+                (&mut item.post, !auth::is_read(&Method::POST, path)),
                 (&mut item.put, true),
                 (&mut item.patch, true),
                 (&mut item.delete, true),

@@ -50,6 +50,12 @@ pub enum Command {
         #[command(subcommand)]
         command: RebalanceCommand,
     },
+    /// Work with schedules without a server: `campanile schedule next '30 1 * * *' --tz Europe/London`.
+    Schedule {
+        /// What to do.
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
     /// Print a shell completion script: `campanile completions bash > /etc/bash_completion.d/campanile`.
     Completions {
         /// The shell.
@@ -316,4 +322,33 @@ pub struct PlanArgs {
     /// Where and how to connect (for live plans).
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// `campanile schedule ...`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Print a schedule's next instants (DST changes marked) and its plain-language reading, computed here
+    /// by the same code as the API's `POST /v1/schedules/preview` (no server needed).
+    Next {
+        /// The schedule, as a job's `schedule` field (`'30 1 * * *'`, `@daily`, `'@every 90m'`).
+        schedule: String,
+        /// IANA time zone the schedule is read in.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// DST handling of cron wall-clock times: `cronie` or `skip_gap`.
+        #[arg(long, default_value = "cronie")]
+        dst: String,
+        /// Which pass of a repeated autumn hour a fixed time runs in: `first`, `last` or `both`.
+        #[arg(long, default_value = "first")]
+        dst_repeat: String,
+        /// How many instants, 1 to 100.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// Start after this instant (RFC 3339) instead of now.
+        #[arg(long)]
+        after: Option<String>,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }

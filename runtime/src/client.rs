@@ -1,7 +1,10 @@
 //! The CLI client: each `campanile job|cluster|rebalance` command is one or two API calls, printed as a
 //! table (or, with `--output json`, as the API's JSON).
 
+mod schedule;
 mod table;
+
+pub use self::schedule::schedule_next;
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;

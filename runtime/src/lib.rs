@@ -5,6 +5,8 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
+pub mod describe;
 pub mod notify;
 pub mod output;
 pub mod server;

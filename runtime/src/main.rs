@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use campanile_runtime::cli::{Cli, Command, ConfigCommand, RebalanceCommand};
+use campanile_runtime::cli::{Cli, Command, ConfigCommand, RebalanceCommand, ScheduleCommand};
 use campanile_runtime::config::Config;
 use campanile_runtime::output::write_bytes;
 use campanile_runtime::{client, out, output, server, telemetry};
@@ -61,6 +61,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Job { client, command } => runtime()?.block_on(client::job(&client, &command)),
         Command::Cluster { client } => runtime()?.block_on(client::cluster(&client)),
+        Command::Schedule {
+            command:
+                ScheduleCommand::Next {
+                    schedule,
+                    tz,
+                    dst,
+                    dst_repeat,
+                    count,
+                    after,
+                    output,
+                },
+        } => client::schedule_next(
+            &schedule,
+            &tz,
+            &dst,
+            &dst_repeat,
+            count,
+            after.as_deref(),
+            output,
+        ),
         Command::Rebalance {
             command: RebalanceCommand::Plan(args),
         } => runtime()?.block_on(client::rebalance_plan(&args)),

@@ -104,10 +104,12 @@ impl Tokens {
     }
 }
 
-/// Whether a request only reads: safe methods, and rebalance plans (which compute, never change).
-fn is_read(method: &Method, path: &str) -> bool {
+/// Whether a request only reads: safe methods, rebalance plans and schedule previews (which compute, never
+/// change).
+pub fn is_read(method: &Method, path: &str) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-        || (*method == Method::POST && path == "/v1/rebalance/plan")
+        || (*method == Method::POST
+            && matches!(path, "/v1/rebalance/plan" | "/v1/schedules/preview"))
 }
 
 /// Who is asking: the role of the request's token, as [`require_token`] found it. Admin when the server has

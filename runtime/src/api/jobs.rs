@@ -63,6 +63,10 @@ pub struct ListParams {
     pub label: Option<String>,
     /// Only paused (`true`) or only active (`false`) jobs.
     pub paused: Option<bool>,
+    /// Only jobs whose id or name contains this text, ignoring case (at most 256 characters).
+    #[param(max_length = 256)]
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
+    pub q: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -139,6 +143,8 @@ pub struct NextFires {
     pub job: String,
     /// Its time zone.
     pub timezone: String,
+    /// Its schedule in plain language (`at 01:30 every day, Europe/London`).
+    pub description: String,
     /// The instants, in order (empty when paused or finished).
     pub next: Vec<Instant>,
 }
@@ -170,7 +176,7 @@ pub fn job_response(status: StatusCode, job: &Job) -> Response {
 
 /// Refuses a `handler` target: this binary registers no handler, so such a job could never run here (an
 /// application that embeds the engine registers handlers and creates such jobs through its own `Scheduler`).
-fn runnable_here(spec: JobSpec) -> Result<JobSpec, ApiError> {
+pub(crate) fn runnable_here(spec: JobSpec) -> Result<JobSpec, ApiError> {
     if let campanile::Target::Handler(handler) = &spec.target {
         return Err(ApiError::invalid(
             "target.type",
@@ -264,6 +270,12 @@ pub async fn list_jobs(
         .as_deref()
         .map(|a| JobId::new(a).map_err(|e| ApiError::invalid("after", format!("after: {e}"))))
         .transpose()?;
+    let q = params.q.as_deref().map(str::to_lowercase);
+    if let Some(q) = &q
+        && q.chars().count() > 256
+    {
+        return Err(ApiError::invalid("q", "q: is longer than 256 characters"));
+    }
     let jobs = app.scheduler.list().await?;
     let mut page: Vec<Job> = jobs
         .into_iter()
@@ -275,6 +287,12 @@ pub async fn list_jobs(
                 .is_none_or(|ns| j.spec.namespace == *ns)
         })
         .filter(|j| params.paused.is_none_or(|p| j.spec.paused == p))
+        .filter(|j| {
+            q.as_ref().is_none_or(|q| {
+                j.id.as_str().to_lowercase().contains(q.as_str())
+                    || j.spec.name.to_lowercase().contains(q.as_str())
+            })
+        })
         .filter(|j| {
             labels.iter().all(|(k, v)| match (j.spec.labels.get(k), v) {
                 (Some(have), Some(want)) => have == want,
@@ -782,6 +800,7 @@ pub async fn next_fires(
         .collect();
     Ok(Json(NextFires {
         job: id.to_string(),
+        description: crate::describe::describe(job.spec.schedule.as_str(), &job.spec.timezone),
         timezone: job.spec.timezone.clone(),
         next,
     }))

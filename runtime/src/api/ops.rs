@@ -75,3 +75,27 @@ pub async fn openapi(State(app): State<AppState>) -> Response {
     let body = app.openapi.get().cloned().unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
+
+/// Who the caller is to this server.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    /// `admin` (may change state) or `read-only`; `admin` when the server has no token file.
+    pub role: String,
+    /// The node that answered.
+    pub node: String,
+}
+
+/// The caller's role, so that a client (the console) shows only what the token may do.
+#[utoipa::path(get, path = "/v1/me", tag = "ops",
+    responses((status = 200, body = Me)))]
+pub async fn me(State(app): State<AppState>, caller: super::auth::Caller) -> Json<Me> {
+    Json(Me {
+        role: if caller.sees_secrets() {
+            "admin"
+        } else {
+            "read-only"
+        }
+        .to_owned(),
+        node: app.scheduler.node_id().to_string(),
+    })
+}

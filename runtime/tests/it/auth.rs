@@ -245,6 +245,31 @@ async fn read_only_tokens_never_see_secrets() {
             assert!(!text.contains(secret), "a reader sees {secret}: {text}");
         }
     }
+    // The run stream too: a reader's events carry the HTTP target's output redacted.
+    let mut stream = server
+        .http
+        .get(server.at("/v1/runs/stream?seconds=10"))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut text = String::new();
+    // Until one whole event of the HTTP job has arrived (an event ends with a blank line).
+    while !text
+        .find("\"job\":\"hook\"")
+        .is_some_and(|at| text[at..].contains("\n\n"))
+    {
+        let chunk = tokio::time::timeout(crate::harness::PATIENCE, stream.chunk())
+            .await
+            .expect("a run of the HTTP job on the stream")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!text.contains("echoed-secret"), "a reader's stream: {text}");
+    assert!(text.contains("\"output\":\"(redacted)\""), "{text}");
+    drop(stream);
     let hook_job = &reader_views[0];
     assert_eq!(hook_job["target"]["headers"]["Authorization"], "(redacted)");
     assert_eq!(

@@ -495,3 +495,66 @@ fn config_check_never_prints_webhook_secrets() {
     assert!(printed.contains("Authorization"), "{printed}");
     assert!(printed.contains("hooks.example.com"), "{printed}");
 }
+
+#[test]
+fn schedule_next_previews_without_a_server() {
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env_remove("CAMPANILE_SERVER")
+            .output()
+            .unwrap()
+    };
+    let table = ok(run(&[
+        "schedule",
+        "next",
+        "30 1 * * *",
+        "--tz",
+        "Europe/London",
+        "--count",
+        "4",
+        "--after",
+        "2027-03-26T00:00:00Z",
+    ]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "at 01:30 every day, Europe/London");
+    assert!(lines[3].starts_with("2027-03-27T01:30:00+00:00"), "{table}");
+    assert!(!lines[3].ends_with("DST change before this"), "{table}");
+    assert!(lines[4].starts_with("2027-03-28T02:00:00+01:00"), "{table}");
+    assert!(lines[4].ends_with("DST change before this"), "{table}");
+    assert!(lines[5].starts_with("2027-03-29T01:30:00+01:00"), "{table}");
+    assert_eq!(lines.len(), 6, "{table}");
+
+    let json: Value = serde_json::from_str(&ok(run(&[
+        "schedule",
+        "next",
+        "@every 90m",
+        "--count",
+        "2",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(json["description"], "every 1 hour 30 minutes");
+    assert_eq!(json["next"].as_array().unwrap().len(), 2);
+
+    for (args, wanted) in [
+        (&["schedule", "next", "61 * * * *"][..], "minute 61"),
+        (
+            &["schedule", "next", "@daily", "--tz", "Mars/Olympus"][..],
+            "--tz",
+        ),
+        (
+            &["schedule", "next", "@daily", "--count", "101"][..],
+            "--count",
+        ),
+        (
+            &["schedule", "next", "@daily", "--dst", "sometimes"][..],
+            "--dst",
+        ),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains(wanted), "{args:?}: {}", stderr(&out));
+    }
+}

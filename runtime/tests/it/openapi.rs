@@ -25,6 +25,13 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/v1/jobs/{id}/runs"),
     ("get", "/v1/jobs/{id}/next"),
     ("get", "/v1/runs"),
+    ("get", "/v1/runs/stream"),
+    ("post", "/v1/jobs:validate"),
+    ("post", "/v1/schedules/preview"),
+    ("get", "/v1/stats"),
+    ("get", "/v1/me"),
+    ("get", "/"),
+    ("get", "/console/{asset}"),
     ("get", "/v1/cluster"),
     ("post", "/v1/rebalance/plan"),
     ("get", "/v1/openapi.json"),
@@ -34,6 +41,12 @@ const EXPECTED: &[(&str, &str)] = &[
 ];
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// A concrete path for a documented template.
+fn example(path: &str) -> String {
+    path.replace("{id}", "no-such-job")
+        .replace("{asset}", "app.js")
+}
 
 fn documented(doc: &Value) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
@@ -71,7 +84,11 @@ async fn the_document_matches_the_router() {
 
     // Every documented operation is routed: never the router's 404 or 405.
     for (method, path) in documented(&doc) {
-        let url = server.at(&path.replace("{id}", "no-such-job"));
+        let mut url = server.at(&example(&path));
+        if path == "/v1/runs/stream" {
+            // A stream stays open until `seconds` pass.
+            url.push_str("?seconds=1");
+        }
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = server
             .http
@@ -97,7 +114,7 @@ async fn the_document_matches_the_router() {
             if EXPECTED.contains(&(method, path)) {
                 continue;
             }
-            let url = server.at(&path.replace("{id}", "no-such-job"));
+            let url = server.at(&example(path));
             let response = server
                 .http
                 .request(
@@ -218,7 +235,11 @@ async fn the_document_describes_real_answers_and_every_auth_error() {
             };
             let responses = &operation["responses"];
             assert!(responses.get("401").is_some(), "{method} {path}: no 401");
-            let writes = method != "get" && path != "/v1/rebalance/plan";
+            let writes = method != "get"
+                && !matches!(
+                    path.as_str(),
+                    "/v1/rebalance/plan" | "/v1/schedules/preview"
+                );
             assert_eq!(
                 responses.get("403").is_some(),
                 writes,

@@ -54,11 +54,12 @@ pub async fn load(jobs: usize) -> Result<Fields, String> {
     let scheduler = start(coordinator, clock.clone(), Arc::new(Tally::new())).await?;
     let state = AppState {
         scheduler: scheduler.clone(),
-        clock,
+        clock: clock.clone(),
         shutting_down: Arc::new(AtomicBool::new(false)),
         metrics: None,
         notifier: None,
         openapi: Arc::new(OnceLock::new()),
+        live: api::live::Live::new(clock),
     };
     let router = api::router(state, None, &api::Limits::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
