@@ -49,6 +49,11 @@ export async function runsView(main) {
           state.textContent = `live (skipped ${data} records while behind)`;
           return;
         }
+        if (name === "unreachable") {
+          const peer = JSON.parse(data);
+          state.textContent = `live, without node ${peer.node} (${peer.error})`;
+          return;
+        }
         if (name !== "run") return;
         body.prepend(feedRow(JSON.parse(data)));
         while (body.children.length > FEED_ROWS) body.lastChild.remove();
@@ -66,7 +71,7 @@ export async function runsView(main) {
       h("label", { class: "field" }, h("span", {}, "Outcome"), outcome),
       h("p", {}, "Feed: ", state),
     ),
-    h("p", { class: "muted small" }, "Records stored by the node serving this console, newest first, as they are stored."),
+    h("p", { class: "muted small" }, "Records stored by every node of the cluster, newest first, as they are stored (the node serving this console reads the others' streams)."),
     h(
       "div",
       { class: "scroll" },

@@ -14,6 +14,7 @@ pub mod body;
 pub mod check;
 pub mod cluster;
 pub mod error;
+pub mod fan_in;
 pub mod jobs;
 pub mod live;
 pub mod ops;

@@ -197,7 +197,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics: Some(metrics),
         notifier: notifier.clone(),
         openapi: Arc::new(OnceLock::new()),
-        live: api::live::Live::start(&scheduler, SystemClock::new().shared()),
+        live: api::live::Live::start(&scheduler, SystemClock::new().shared())
+            .with_tls(config.tls.is_some()),
     };
     let app = api::router(state.clone(), tokens, &api::Limits::from_config(&config));
     let handle = axum_server::Handle::new();

@@ -54,12 +54,14 @@ struct Bucket {
     lateness: [u64; LATENESS_BOUNDS.len() + 1],
 }
 
-/// The shared live state: the stats ring and the stream permits.
+/// The shared live state: the stats ring, the stream permits, and how other nodes' streams are read.
 #[derive(Clone)]
 pub struct Live {
     ring: Arc<Mutex<Vec<Bucket>>>,
     streams: Arc<Semaphore>,
     clock: Arc<dyn Clock>,
+    peers: reqwest::Client,
+    peer_scheme: &'static str,
 }
 
 impl Live {
@@ -69,7 +71,29 @@ impl Live {
             ring: Arc::new(Mutex::new(vec![Bucket::default(); MINUTES])),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
             clock,
+            peers: reqwest::Client::builder()
+                .connect_timeout(super::fan_in::CONNECT_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
+            peer_scheme: "http",
         }
+    }
+
+    /// Reads other nodes' streams over HTTPS (for a cluster whose API is served with TLS; their
+    /// certificates must be trusted by the system's roots).
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.peer_scheme = if tls { "https" } else { "http" };
+        self
+    }
+
+    /// `http` or `https`: how other nodes' streams are read.
+    pub fn peer_scheme(&self) -> &'static str {
+        self.peer_scheme
+    }
+
+    /// The client that reads other nodes' streams.
+    pub fn peer_client(&self) -> &reqwest::Client {
+        &self.peers
     }
 
     /// A ring fed by `scheduler`'s run feed, from a task that ends with the feed.
@@ -216,19 +240,36 @@ pub struct StreamParams {
     /// Close the stream after this many seconds, 1 to 25 (default 25); clients reconnect.
     #[param(minimum = 1, maximum = 25)]
     pub seconds: Option<u64>,
+    /// `cluster` (default): this node's records and every other live member's; `node`: this node's only.
+    #[param(value_type = Option<String>, pattern = r"^(|cluster|node)$")]
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
+    pub scope: Option<String>,
 }
 
-/// Run records as this node stores them, as server-sent events: one `run` event per record (its data is the
-/// record's JSON, secrets redacted for read-only tokens), a `lagged` event when the stream fell behind and
-/// skipped records, and a comment every 10 s to keep connections open. Closes after `seconds`.
+/// Run records as the cluster's nodes store them, as server-sent events: one `run` event per record (its data
+/// is the record's JSON, secrets redacted for read-only tokens), a `lagged` event when the stream fell behind
+/// and skipped records, an `unreachable` event (`{"node", "error"}`) for a member whose stream cannot be
+/// read, and a comment every 10 s to keep connections open. Closes after `seconds`. With `scope=node`, only
+/// this node's records (what the other nodes are asked for).
 #[utoipa::path(get, path = "/v1/runs/stream", tag = "jobs", params(StreamParams),
     responses((status = 200, content_type = "text/event-stream", body = String),
         (status = 400, body = ErrorBody), (status = 503, body = ErrorBody, description = "Too many streams are open")))]
 pub async fn stream(
     State(app): State<AppState>,
     caller: super::auth::Caller,
+    headers: axum::http::HeaderMap,
     Params(params): Params<StreamParams>,
 ) -> Result<Response, ApiError> {
+    let cluster = match params.scope.as_deref() {
+        None | Some("cluster") => true,
+        Some("node") => false,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "scope",
+                format!("scope: {other:?} must be `cluster` or `node`"),
+            ));
+        }
+    };
     let wanted: Option<Outcome> = params
         .outcome
         .as_deref()
@@ -251,8 +292,25 @@ pub async fn stream(
     })?;
     let feed = app.scheduler.subscribe_runs();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    let events = events(app, caller, feed, wanted, deadline, permit);
-    Ok(Sse::new(events)
+    let peers = if cluster {
+        let request = super::fan_in::PeerRequest {
+            authorization: headers.get(axum::http::header::AUTHORIZATION).cloned(),
+            outcome: params.outcome.clone(),
+            seconds,
+        };
+        futures::StreamExt::left_stream(super::fan_in::peers(&app, request).await)
+    } else {
+        futures::StreamExt::right_stream(futures::stream::empty())
+    };
+    let local = events(app, caller, feed, wanted, deadline, permit);
+    // A peer that keeps its stream open past its own `seconds` does not keep this one open.
+    let peers = futures::StreamExt::take_until(
+        peers,
+        tokio::time::sleep_until(deadline + Duration::from_secs(2)),
+    );
+    let peers = futures::StreamExt::map(peers, Ok::<Event, Infallible>);
+    let merged = futures::stream::select(local, peers);
+    Ok(Sse::new(merged)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
         .into_response())
 }

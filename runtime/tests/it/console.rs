@@ -4,8 +4,9 @@
 //! schedule field; the preview lists a Europe/London schedule's instants across the spring DST change), see
 //! it in the table, trigger it and watch the run arrive in the live feed, edit it, clone it and delete the
 //! copy, pause it, see failures on the overview, check a phone-sized screen, and, signed in with a read-only
-//! token, see no write action (and a write refused with 403). A second test shows the cluster page
-//! with three nodes on a real etcd.
+//! token, see no write action (and a write refused with 403). A second test runs three nodes on a real etcd:
+//! the run feed of one carries the runs the other two store (fanned in, without a browser), and the cluster
+//! page shows the three nodes.
 //!
 //! chromedriver comes from `CAMPANILE_TEST_CHROMEDRIVER` or `PATH` (scripts/chromium.sh installs it). Unset and
 //! not installed: skipped with a notice, except under `CI`, where it fails. Each page's screenshot (1280x800
@@ -568,9 +569,6 @@ async fn the_cluster_page_shows_three_etcd_nodes() {
         eprintln!("console cluster: skipped: CAMPANILE_TEST_ETCD is unset");
         return;
     };
-    let Some(driver) = chromedriver() else {
-        return;
-    };
     let prefix = format!(
         "campanile-console-{}-{}",
         std::process::id(),
@@ -601,6 +599,61 @@ async fn the_cluster_page_shows_three_etcd_nodes() {
     })
     .await;
 
+    // The run feed is the cluster's: a stream opened on n1 carries the runs n0 and n2 store (a trigger runs
+    // on the node that answers it), read by n1 from their own streams.
+    let mut stream = reqwest::get(nodes[1].at("/v1/runs/stream?seconds=25"))
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut text = String::new();
+    let read = async {
+        loop {
+            // Until n1 has relayed a run of each: trigger on those not seen yet (n1 may not have reached
+            // their streams when the first triggers run), then read what n1 sends for up to a second.
+            for (name, node) in [("n0", &nodes[0]), ("n2", &nodes[2])] {
+                if !seen.contains(name) {
+                    let (status, body) = node
+                        .send(reqwest::Method::POST, "/v1/jobs/job-0/trigger", None)
+                        .await;
+                    assert_eq!(status, 202, "{body}");
+                }
+            }
+            let Ok(chunk) =
+                tokio::time::timeout(std::time::Duration::from_secs(1), stream.chunk()).await
+            else {
+                continue;
+            };
+            let Some(chunk) = chunk.unwrap() else {
+                return;
+            };
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            for block in text.split("\n\n") {
+                if let Some(data) = block
+                    .lines()
+                    .skip_while(|l| *l != "event: run")
+                    .find_map(|l| l.strip_prefix("data: "))
+                    && let Ok(record) = serde_json::from_str::<Value>(data)
+                {
+                    seen.insert(record["node"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            if seen.contains("n0") && seen.contains("n2") {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(25), read)
+        .await
+        .unwrap_or_else(|_| panic!("n1's stream carried runs of {seen:?} only: {text}"));
+    assert!(
+        seen.contains("n0") && seen.contains("n2"),
+        "n1's stream ended with runs of {seen:?} only: {text}"
+    );
+
+    let Some(driver) = chromedriver() else {
+        return;
+    };
     let browser = Browser::start(&driver).await;
     browser
         .goto(&format!("{}#/cluster", nodes[1].at("/")))
