@@ -128,6 +128,7 @@ impl Notifier {
             hooks,
             clock,
             members: None,
+            orphans: BTreeSet::new(),
         };
         let handle = tokio::spawn(poller.run(runs, config.poll_interval));
         *notifier.poller.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
@@ -163,7 +164,13 @@ struct Poller {
     clock: Arc<dyn campanile::clock::Clock>,
     /// Member ids at the last look.
     members: Option<BTreeSet<String>>,
+    /// Members seen leaving while no other live node led (the leader itself left, or none was elected): the
+    /// node that leads next reports them (see [`Poller::members`]).
+    orphans: BTreeSet<String>,
 }
+
+/// Most lost members kept for a leader to come (more than any cluster has nodes).
+const MAX_ORPHANS: usize = 1024;
 
 impl Poller {
     async fn run(mut self, mut runs: broadcast::Receiver<RunRecord>, every: Duration) {
@@ -223,7 +230,12 @@ impl Poller {
         self.send(Some(&job), event);
     }
 
-    /// Reports members that left since the last look (the leader only).
+    /// Reports members that left since the last look, once per lost member, from the node that leads.
+    ///
+    /// Every node watches the member list. A member that leaves while another live node leads is reported by
+    /// that leader (from its own look). One that leaves while no other live node leads (it was the leader, or
+    /// there was none) is kept as an orphan by every node that saw it go; the node that becomes leader reports
+    /// its orphans, and the others drop theirs once they see a live leader that is not them.
     async fn members(&mut self) -> Result<(), campanile::SchedulerError> {
         let coordinator = self.scheduler.coordinator().clone();
         let members: BTreeSet<String> = coordinator
@@ -233,26 +245,59 @@ impl Poller {
             .iter()
             .map(|m| m.node.id.to_string())
             .collect();
+        let leads = self.scheduler.status().await?.leader_epoch.is_some();
         if let Some(before) = self.members.replace(members.clone()) {
-            let leads = self.scheduler.status().await?.leader_epoch.is_some();
-            for lost in before.difference(&members) {
-                info!(node = %lost, "member left the cluster");
-                if leads {
-                    self.send(
-                        None,
-                        Event {
-                            event: EventKind::NodeLost,
-                            node: self.scheduler.node_id().to_string(),
-                            at_ms: self.clock.now_ms(),
-                            job: None,
-                            run: None,
-                            lost_node: Some(lost.clone()),
-                        },
-                    );
+            let lost: Vec<String> = before.difference(&members).cloned().collect();
+            for node in &lost {
+                info!(node = %node, "member left the cluster");
+            }
+            if leads {
+                for node in lost {
+                    self.node_lost(node);
+                }
+            } else if !lost.is_empty() {
+                // Led by another live node, which reports them. Led by this node, not yet known to its
+                // status: kept, and reported at the next look.
+                let own = self.scheduler.node_id();
+                let leader = coordinator.leader().await?;
+                let led =
+                    leader.is_some_and(|l| &l.node != own && members.contains(l.node.as_str()));
+                if !led {
+                    for node in lost {
+                        if self.orphans.len() < MAX_ORPHANS {
+                            self.orphans.insert(node);
+                        }
+                    }
                 }
             }
         }
+        if leads {
+            for node in std::mem::take(&mut self.orphans) {
+                self.node_lost(node);
+            }
+        } else if !self.orphans.is_empty() {
+            let leader = coordinator.leader().await?;
+            let own = self.scheduler.node_id();
+            if leader.is_some_and(|l| &l.node != own && members.contains(l.node.as_str())) {
+                // Another live node leads: it saw them leave too, and reports them.
+                self.orphans.clear();
+            }
+        }
         Ok(())
+    }
+
+    fn node_lost(&self, lost: String) {
+        self.send(
+            None,
+            Event {
+                event: EventKind::NodeLost,
+                node: self.scheduler.node_id().to_string(),
+                at_ms: self.clock.now_ms(),
+                job: None,
+                run: None,
+                lost_node: Some(lost),
+            },
+        );
     }
 
     /// Queues an event for every webhook that wants it; never waits.

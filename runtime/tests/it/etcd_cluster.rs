@@ -209,6 +209,93 @@ async fn three_nodes_spread_jobs_and_take_over_a_killed_node_once() {
     delete_prefix(&endpoint, &format!("/{prefix}/")).await;
 }
 
+/// `node_lost` is sent once per lost node, by the node that leads: also when the lost node was the leader
+/// (its successor, elected after the loss, reports it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_lost_is_sent_once_for_a_killed_leader_and_a_killed_follower() {
+    let Some(endpoint) = etcd_endpoint() else {
+        return;
+    };
+    let received: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let seen = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(event): axum::Json<Value>| {
+            let seen = seen.clone();
+            async move { seen.lock().unwrap().push(event) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let prefix = format!("campanile-it-lost-{}-{}", std::process::id(), now_ms());
+    let url = format!("etcd://{endpoint}/{prefix}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("campanile.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engine]\nsession_ttl = \"{}s\"\n[notify]\npoll_interval = \"200ms\"\n\
+             [[notify.webhooks]]\nname = \"ops\"\nurl = \"{hook}\"\nevents = [\"node_lost\"]\n",
+            TTL.as_secs()
+        ),
+    )
+    .unwrap();
+    let mut nodes: BTreeMap<String, Server> = ["n0", "n1", "n2"]
+        .iter()
+        .map(|n| (n.to_string(), start_node(dir.path(), &config, &url, n)))
+        .collect();
+    let leader = |cluster: &Value| cluster["leader"]["node"].as_str().map(str::to_owned);
+    let first = eventually("three members with a leader", || async {
+        let (_, cluster) = nodes.values().next().unwrap().get("/v1/cluster").await;
+        (cluster["members"].as_array().map_or(0, Vec::len) == 3)
+            .then(|| leader(&cluster))
+            .flatten()
+    })
+    .await;
+
+    // Kill the leader: a survivor becomes leader and reports it.
+    drop(nodes.remove(&first));
+    let lost = |node: &str| {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "node_lost" && e["lost_node"] == node)
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    let event = eventually("node_lost for the killed leader", || async {
+        lost(&first).into_iter().next()
+    })
+    .await;
+    let second = eventually("a new leader", || async {
+        let (_, cluster) = nodes.values().next().unwrap().get("/v1/cluster").await;
+        leader(&cluster).filter(|l| *l != first)
+    })
+    .await;
+    assert_eq!(
+        event["node"],
+        second.as_str(),
+        "sent by the new leader: {event}"
+    );
+
+    // Kill a follower: the leader reports it.
+    let follower = nodes.keys().find(|n| **n != second).unwrap().clone();
+    drop(nodes.remove(&follower));
+    let event = eventually("node_lost for the killed follower", || async {
+        lost(&follower).into_iter().next()
+    })
+    .await;
+    assert_eq!(event["node"], second.as_str(), "{event}");
+    // By now every node has looked at the members many times over: each loss was sent once.
+    assert_eq!(lost(&first).len(), 1, "{:?}", received.lock().unwrap());
+    assert_eq!(lost(&follower).len(), 1, "{:?}", received.lock().unwrap());
+    drop(nodes);
+    delete_prefix(&endpoint, &format!("/{prefix}/")).await;
+}
+
 async fn delete_prefix(endpoint: &str, prefix: &str) {
     let mut client = etcd_client::Client::connect([endpoint], None)
         .await
