@@ -138,10 +138,16 @@ function lines(series, { label, width = 560, height = 120 }) {
 export async function overviewView(main) {
   const content = h("div", { class: "grid" });
   async function draw() {
-    const { minutes } = await api("GET", "/v1/stats");
+    const { minutes, nodes, unreachable } = await api("GET", "/v1/stats");
     const sum = (k) => minutes.reduce((a, m) => a + m[k], 0);
+    const missing = (unreachable || []).map((u) => `${u.node || "members"} (${u.error})`).join(", ");
     const tile = (label, value, cls) => h("div", { class: `tile ${cls || ""}` }, h("div", { class: "value" }, String(value)), h("div", { class: "muted small" }, label));
     content.replaceChildren(
+      h(
+        "p",
+        { class: "muted small", id: "stats-nodes" },
+        `Counted on ${(nodes || []).join(", ") || "this node"}` + (missing ? `; not reached: ${missing}` : ""),
+      ),
       h(
         "div",
         { class: "tiles", id: "totals" },

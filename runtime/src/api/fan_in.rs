@@ -44,6 +44,85 @@ struct Unreachable<'a> {
     error: String,
 }
 
+/// A member whose counts could not be read.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct UnreachableNode {
+    /// Its id.
+    pub node: String,
+    /// Why.
+    pub error: String,
+}
+
+/// How long reading one member's counts may take.
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Every other live member's `GET /v1/stats?scope=node`, read at once (each within [`STATS_TIMEOUT`]), and
+/// those that could not be read.
+pub async fn peer_stats(
+    app: &AppState,
+    authorization: Option<HeaderValue>,
+) -> (Vec<(String, super::live::Stats)>, Vec<UnreachableNode>) {
+    let own = app.scheduler.node_id().clone();
+    let members = match app.scheduler.coordinator().members().await {
+        Ok(membership) => membership.members,
+        Err(error) => {
+            return (
+                Vec::new(),
+                vec![UnreachableNode {
+                    node: String::new(),
+                    error: format!("members unavailable: {error}"),
+                }],
+            );
+        }
+    };
+    let reads = members
+        .into_iter()
+        .filter(|m| m.node.id != own)
+        .map(|member| {
+            let client = app.live.peer_client().clone();
+            let scheme = app.live.peer_scheme();
+            let authorization = authorization.clone();
+            async move {
+                let node = member.node.id.to_string();
+                let Some(address) = member.node.address.clone() else {
+                    return Err(UnreachableNode {
+                        node,
+                        error: "it advertises no address".to_owned(),
+                    });
+                };
+                let mut request = client
+                    .get(format!("{scheme}://{address}/v1/stats?scope=node"))
+                    .timeout(STATS_TIMEOUT);
+                if let Some(authorization) = authorization {
+                    request = request.header(reqwest::header::AUTHORIZATION, authorization);
+                }
+                let read = async {
+                    let response = request.send().await.map_err(|e| e.to_string())?;
+                    if !response.status().is_success() {
+                        return Err(format!("it answered {}", response.status()));
+                    }
+                    response
+                        .json::<super::live::Stats>()
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                match read.await {
+                    Ok(stats) => Ok((node, stats)),
+                    Err(error) => Err(UnreachableNode { node, error }),
+                }
+            }
+        });
+    let mut read = Vec::new();
+    let mut unreachable = Vec::new();
+    for result in futures::future::join_all(reads).await {
+        match result {
+            Ok(stats) => read.push(stats),
+            Err(node) => unreachable.push(node),
+        }
+    }
+    (read, unreachable)
+}
+
 /// One message from a peer task.
 enum Peer {
     Event(Event),

@@ -165,10 +165,42 @@ impl Live {
                     in_doubt: b.in_doubt,
                     lateness_p50_ms: quantile(&b.lateness, 0.5),
                     lateness_p99_ms: quantile(&b.lateness, 0.99),
+                    lateness_histogram: b.lateness.to_vec(),
                 }
             })
             .collect();
-        Stats { minutes }
+        Stats {
+            minutes,
+            lateness_bounds_ms: LATENESS_BOUNDS.to_vec(),
+            nodes: Vec::new(),
+            unreachable: Vec::new(),
+        }
+    }
+}
+
+impl Stats {
+    /// Adds another node's minutes into these (same minute starts; a minute this node has not got is left
+    /// out), percentiles recomputed from the summed histograms.
+    pub fn add(&mut self, other: &Stats) {
+        for minute in &mut self.minutes {
+            let Some(theirs) = other.minutes.iter().find(|m| m.start_ms == minute.start_ms) else {
+                continue;
+            };
+            minute.fires += theirs.fires;
+            minute.failures += theirs.failures;
+            minute.skipped += theirs.skipped;
+            minute.misfires += theirs.misfires;
+            minute.in_doubt += theirs.in_doubt;
+            for (mine, n) in minute
+                .lateness_histogram
+                .iter_mut()
+                .zip(&theirs.lateness_histogram)
+            {
+                *mine += n;
+            }
+            minute.lateness_p50_ms = quantile(&minute.lateness_histogram, 0.5);
+            minute.lateness_p99_ms = quantile(&minute.lateness_histogram, 0.99);
+        }
     }
 }
 
@@ -190,11 +222,19 @@ fn quantile(histogram: &[u64], q: f64) -> Option<i64> {
     LATENESS_BOUNDS.last().copied()
 }
 
-/// Per-minute counts of the run records this node stored in the last hour.
+/// Per-minute counts of the run records the cluster's nodes (or this node) stored in the last hour.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Stats {
     /// 60 minutes, oldest first; the last is the current (partial) minute.
     pub minutes: Vec<MinuteStats>,
+    /// Upper bounds (ms) of the lateness histogram's buckets; one more bucket takes everything above.
+    pub lateness_bounds_ms: Vec<i64>,
+    /// The nodes counted (empty for `scope=node`: this node only).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Live members whose counts could not be read, and why.
+    #[serde(default)]
+    pub unreachable: Vec<super::fan_in::UnreachableNode>,
 }
 
 /// One minute.
@@ -218,14 +258,58 @@ pub struct MinuteStats {
     /// 99th percentile lateness, likewise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lateness_p99_ms: Option<i64>,
+    /// Scheduled starts per lateness bucket (see `lateness_bounds_ms`).
+    #[serde(default)]
+    pub lateness_histogram: Vec<u64>,
 }
 
-/// Fires, failures, misfires, in-doubt counts and lateness per minute over the last hour, as this node stored
-/// them (each node counts its own runs).
-#[utoipa::path(get, path = "/v1/stats", tag = "cluster",
-    responses((status = 200, body = Stats)))]
-pub async fn stats(State(app): State<AppState>) -> Json<Stats> {
-    Json(app.live.stats())
+/// `GET /v1/stats` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// `cluster` (default): the counts of every live member, added up; `node`: this node's only.
+    #[param(value_type = Option<String>, pattern = r"^(|cluster|node)$")]
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
+    pub scope: Option<String>,
+}
+
+/// Fires, failures, misfires, in-doubt counts and lateness per minute over the last hour, as the cluster's
+/// nodes stored them: each node counts its own runs, and this one adds up every live member's (read from
+/// their `scope=node` counts with the caller's token; `unreachable` names those that did not answer).
+#[utoipa::path(get, path = "/v1/stats", tag = "cluster", params(StatsParams),
+    responses((status = 200, body = Stats), (status = 400, body = ErrorBody)))]
+pub async fn stats(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Params(params): Params<StatsParams>,
+) -> Result<Json<Stats>, ApiError> {
+    let cluster = scope(params.scope.as_deref())?;
+    let mut stats = app.live.stats();
+    if cluster {
+        let authorization = headers.get(axum::http::header::AUTHORIZATION).cloned();
+        let (others, unreachable) = super::fan_in::peer_stats(&app, authorization).await;
+        stats.nodes.push(app.scheduler.node_id().to_string());
+        for (node, theirs) in &others {
+            stats.add(theirs);
+            stats.nodes.push(node.clone());
+        }
+        stats.nodes.sort();
+        stats.unreachable = unreachable;
+    }
+    Ok(Json(stats))
+}
+
+/// Whether `scope` asks for the cluster (the default) or this node.
+fn scope(scope: Option<&str>) -> Result<bool, ApiError> {
+    match scope {
+        None | Some("cluster") => Ok(true),
+        Some("node") => Ok(false),
+        Some(other) => Err(ApiError::invalid(
+            "scope",
+            format!("scope: {other:?} must be `cluster` or `node`"),
+        )),
+    }
 }
 
 /// `GET /v1/runs/stream` parameters.
@@ -260,16 +344,7 @@ pub async fn stream(
     headers: axum::http::HeaderMap,
     Params(params): Params<StreamParams>,
 ) -> Result<Response, ApiError> {
-    let cluster = match params.scope.as_deref() {
-        None | Some("cluster") => true,
-        Some("node") => false,
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "scope",
-                format!("scope: {other:?} must be `cluster` or `node`"),
-            ));
-        }
-    };
+    let cluster = scope(params.scope.as_deref())?;
     let wanted: Option<Outcome> = params
         .outcome
         .as_deref()
@@ -426,5 +501,28 @@ mod tests {
         assert_eq!(stats.minutes[0].start_ms, start + 60_000);
         assert_eq!(stats.minutes.iter().map(|m| m.fires).sum::<u64>(), 1);
         assert_eq!(stats.minutes.last().unwrap().lateness_p50_ms, Some(2));
+    }
+
+    #[test]
+    fn nodes_add_up_with_percentiles_from_the_summed_histograms() {
+        let start = 1_790_000_040_000; // a whole minute
+        let clock = Arc::new(Fixed::default());
+        clock.0.store(start + 1_000, Ordering::SeqCst);
+        let (a, b) = (Live::new(clock.clone()), Live::new(clock.clone()));
+        // a: nine fires 1 ms late; b: one fire 900 ms late and one failure.
+        for _ in 0..9 {
+            a.record(&record(start, 1, Outcome::Succeeded));
+        }
+        b.record(&record(start, 900, Outcome::Succeeded));
+        b.record(&record(start, 1, Outcome::Failed));
+        let mut both = a.stats();
+        both.add(&b.stats());
+        let now = both.minutes.last().unwrap();
+        assert_eq!((now.fires, now.failures), (11, 1));
+        assert_eq!(now.lateness_p50_ms, Some(1));
+        // The 99th percentile of the eleven is b's 900 ms fire (bucket ≤ 1000), which neither node's own
+        // p99 alone would give for the pair.
+        assert_eq!(now.lateness_p99_ms, Some(1_000));
+        assert_eq!(a.stats().minutes.last().unwrap().lateness_p99_ms, Some(1));
     }
 }

@@ -650,6 +650,23 @@ async fn the_cluster_page_shows_three_etcd_nodes() {
         seen.contains("n0") && seen.contains("n2"),
         "n1's stream ended with runs of {seen:?} only: {text}"
     );
+    // The overview's counts are the cluster's too: n1 ran none of those runs, and counts them.
+    let fires = |stats: &Value| {
+        stats["minutes"].as_array().map_or(0, |m| {
+            m.iter()
+                .map(|m| m["fires"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        })
+    };
+    let stats = eventually("n1's cluster stats count the runs of n0 and n2", || async {
+        let (_, stats) = nodes[1].get("/v1/stats").await;
+        (fires(&stats) >= 2).then_some(stats)
+    })
+    .await;
+    assert_eq!(stats["nodes"], json!(["n0", "n1", "n2"]), "{stats}");
+    assert_eq!(stats["unreachable"], json!([]), "{stats}");
+    let (_, own) = nodes[1].get("/v1/stats?scope=node").await;
+    assert!(fires(&own) < fires(&stats), "{own} {stats}");
 
     let Some(driver) = chromedriver() else {
         return;
