@@ -12,6 +12,7 @@
 
 mod error;
 pub mod limits;
+pub mod rules;
 mod shared;
 mod types;
 

@@ -160,11 +160,10 @@ struct Backoff(u32);
 impl Backoff {
     async fn wait(&mut self, closed: &mut watch::Receiver<()>) -> bool {
         self.0 = self.0.saturating_add(1);
-        let ms = (50u64 << self.0.min(6)).min(2_000);
         tokio::select! {
             biased;
             _ = closed.changed() => false,
-            () = tokio::time::sleep(Duration::from_millis(ms)) => true,
+            () = tokio::time::sleep(crate::backoff::RECONNECT.delay(self.0)) => true,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use campanile::coordinator::{
-    CoordError, CoordResult, JobEvent, JobSnapshot, JobWatch, Precondition,
+    CoordError, CoordResult, JobEvent, JobSnapshot, JobWatch, Precondition, rules,
 };
 use campanile::job::{Job, JobId};
 use serde::{Deserialize, Serialize};
@@ -118,7 +118,7 @@ impl Inner {
         for attempt in 0..WRITE_ATTEMPTS {
             let (head, head_version) = self.read_head(&client).await?;
             let current = self.read_job(&client, &job.id).await?;
-            check_precondition(
+            rules::check_precondition(
                 &job.id,
                 precondition,
                 current.as_ref().map(|(j, _)| j.revision),
@@ -318,7 +318,7 @@ impl Inner {
                     key: id.to_string(),
                 });
             };
-            check_precondition(id, precondition, Some(job.revision))?;
+            rules::check_precondition(id, precondition, Some(job.revision))?;
             let runs = match self
                 .zk("list runs", Kind::Read, client.list_children(&runs_path))
                 .await?
@@ -660,29 +660,5 @@ fn contended(what: &str) -> CoordError {
     CoordError::Unavailable {
         message: format!("{what}: lost {WRITE_ATTEMPTS} races in a row for the job store's head"),
         certainly_aborted: true,
-    }
-}
-
-/// Fails unless `precondition` holds for a job whose current revision is `current` (`None`: absent).
-fn check_precondition(
-    id: &JobId,
-    precondition: Precondition,
-    current: Option<u64>,
-) -> CoordResult<()> {
-    let conflict = |expected: String| CoordError::Conflict {
-        key: id.to_string(),
-        expected,
-        actual: current.map_or_else(|| "absent".to_owned(), |r| format!("revision {r}")),
-    };
-    match (precondition, current) {
-        (Precondition::Any, _) | (Precondition::Absent, None) | (Precondition::Exists, Some(_)) => {
-            Ok(())
-        }
-        (Precondition::Revision(want), Some(have)) if want == have => Ok(()),
-        (Precondition::Absent, Some(_)) => Err(conflict("absent".to_owned())),
-        (Precondition::Exists, None) => Err(CoordError::NotFound {
-            key: id.to_string(),
-        }),
-        (Precondition::Revision(want), _) => Err(conflict(format!("revision {want}"))),
     }
 }
