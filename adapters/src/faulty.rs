@@ -11,8 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordResult, FireClaim, JobClaim, JobEvent, JobSnapshot, JobWatch,
-    Leader, Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId,
-    SessionState,
+    Key, Leader, Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session,
+    SessionId, SessionState,
 };
 use campanile::{CoordError, Coordinator, Job, JobId, RunRecord};
 use tokio::sync::watch;
@@ -99,6 +99,7 @@ impl FaultyCoordinator {
             return Err(CoordError::Unavailable {
                 message: format!("injected fault: {method}: {why}"),
                 certainly_aborted: true,
+                source: None,
             });
         }
         if let Some(delay) = plan.delay {
@@ -110,6 +111,7 @@ impl FaultyCoordinator {
             return Err(CoordError::Unavailable {
                 message: format!("injected fault: {method}: reply lost"),
                 certainly_aborted: false,
+                source: None,
             });
         }
         result
@@ -929,7 +931,7 @@ impl Coordinator for FaultyCoordinator {
                         return self
                             .call(Method::ReleaseClaims, Some(session), || async {
                                 Err(CoordError::Conflict {
-                                    key: job.to_string(),
+                                    key: Key::Job(job.clone()),
                                     expected: format!("held by session {session}"),
                                     actual: "held by another session or none".to_owned(),
                                 })
@@ -972,10 +974,10 @@ impl Coordinator for FaultyCoordinator {
         if self.broken(B::MissingJobRecordsFail) {
             for record in &records {
                 if self.inner.get_job(&record.job).await?.is_none() {
-                    let key = record.job.to_string();
+                    let id = record.job.clone();
                     return self
-                        .call(Method::RecordRuns, Some(session), || async {
-                            Err(CoordError::NotFound { key })
+                        .call(Method::RecordRuns, Some(session), || async move {
+                            Err(CoordError::job_not_found(&id))
                         })
                         .await;
                 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
-pub use error::CoordError;
+pub use error::{CoordError, Key, Source};
 pub use types::{
     Assignment, ClaimResult, FireClaim, JobClaim, JobEvent, JobSnapshot, Leader, Member,
     Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId,

@@ -20,6 +20,7 @@ pub mod scheduler;
 pub use coordinator::{CoordError, Coordinator};
 pub use exec::FireContext;
 pub use job::{FireId, Job, JobId, JobSpec, Target, ValidationError};
+pub use node::executor::HandlerError;
 pub use run::{Outcome, RunRecord};
 pub use schedule::Schedule;
 pub use scheduler::{Builder, Scheduler, SchedulerError};

@@ -33,10 +33,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::clock::{Clock, SystemClock};
 use crate::coordinator::limits::MAX_CREATE_BATCH;
-use crate::coordinator::{CoordError, Coordinator, NodeId, NodeInfo, Precondition, RunQuery};
+use crate::coordinator::{CoordError, Coordinator, Key, NodeId, NodeInfo, Precondition, RunQuery};
 use crate::exec::{BaseEnv, Egress, FireContext};
 use crate::job::{FireId, Job, JobId, JobSpec, ValidationError};
-use crate::node::executor::{Handler, HandlerFuture};
+use crate::node::executor::{Handler, HandlerError, HandlerFuture};
 use crate::node::fire::{Fire, FireKind};
 use crate::node::membership::NodeStatus;
 use crate::node::{self, ShutdownReport};
@@ -83,24 +83,14 @@ pub enum SchedulerError {
 impl From<CoordError> for SchedulerError {
     fn from(error: CoordError) -> Self {
         match error {
-            CoordError::NotFound { key } => match JobId::new(&key) {
-                Ok(id) => SchedulerError::NotFound(id),
-                Err(_) => SchedulerError::Coordinator(CoordError::NotFound { key }),
-            },
+            CoordError::NotFound { key: Key::Job(id) } => SchedulerError::NotFound(id),
             CoordError::Conflict {
-                key,
+                key: Key::Job(job),
                 expected,
                 actual,
-            } => match JobId::new(&key) {
-                Ok(job) => SchedulerError::Conflict {
-                    job,
-                    detail: format!("expected {expected}, found {actual}"),
-                },
-                Err(_) => SchedulerError::Coordinator(CoordError::Conflict {
-                    key,
-                    expected,
-                    actual,
-                }),
+            } => SchedulerError::Conflict {
+                job,
+                detail: format!("expected {expected}, found {actual}"),
             },
             other => SchedulerError::Coordinator(other),
         }
@@ -177,12 +167,13 @@ impl Builder {
         self
     }
 
-    /// Registers an in-process handler under `name` (for `Target::Handler`). Return `Err(message)` to fail
-    /// the run; a panic fails the run too, and never the node.
+    /// Registers an in-process handler under `name` (for `Target::Handler`). Return an error to fail the run
+    /// (any error: `?` works; its text becomes the run's reason; text alone is `Err("why".into())`); a panic
+    /// fails the run too, and never the node.
     pub fn handler<F, Fut>(mut self, name: impl Into<String>, handler: F) -> Self
     where
         F: Fn(FireContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |ctx| -> HandlerFuture { Box::pin(handler(ctx)) });
         self.handlers.insert(name.into(), handler);
@@ -413,20 +404,15 @@ impl Scheduler {
         let ids: Vec<JobId> = batch.iter().map(|job| job.id.clone()).collect();
         let revisions = match self.inner.coordinator.put_jobs(batch).await {
             Ok(revisions) => revisions,
-            Err(CoordError::Conflict { key, actual, .. }) => {
-                let index = ids.iter().position(|id| id.as_str() == key);
-                return Err(match (JobId::new(&key), index) {
-                    (Ok(job), Some(i)) => SchedulerError::Conflict {
-                        job,
-                        detail: format!(
-                            "jobs[{i}].id: the job exists ({actual}); nothing was created"
-                        ),
-                    },
-                    _ => SchedulerError::Coordinator(CoordError::Conflict {
-                        key,
-                        expected: "absent".into(),
-                        actual,
-                    }),
+            Err(CoordError::Conflict {
+                key: Key::Job(job),
+                actual,
+                ..
+            }) if ids.contains(&job) => {
+                let i = ids.iter().position(|id| *id == job).unwrap_or_default();
+                return Err(SchedulerError::Conflict {
+                    job,
+                    detail: format!("jobs[{i}].id: the job exists ({actual}); nothing was created"),
                 });
             }
             Err(e) => return Err(e.into()),

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use campanile::coordinator::{
-    CoordError, CoordResult, JobEvent, JobSnapshot, JobWatch, Precondition, rules,
+    CoordError, CoordResult, JobEvent, JobSnapshot, JobWatch, Key, Precondition, rules,
 };
 use campanile::job::{Job, JobId};
 use etcd_client::{
@@ -117,7 +117,7 @@ impl Inner {
                             .find_map(|((id, _), &at)| found.first(at).map(|kv| (id, kv)));
                         match existing {
                             Some((id, kv)) => CoordError::Conflict {
-                                key: id.to_string(),
+                                key: Key::Job(id.clone()),
                                 expected: "absent".to_owned(),
                                 actual: format!("revision {}", stored::revision(kv.mod_revision())),
                             },
@@ -191,9 +191,7 @@ impl Inner {
             .first(stored_at)
             .map(|kv| stored::revision(kv.mod_revision()));
         match current {
-            None => Err(CoordError::NotFound {
-                key: id.to_string(),
-            }),
+            None => Err(CoordError::job_not_found(id)),
             Some(_) => Err(precondition_error(id, precondition, current)),
         }
     }
@@ -354,6 +352,7 @@ impl Inner {
                 created.len()
             ),
             certainly_aborted: false,
+            source: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use campanile::coordinator::{
-    CoordError, CoordResult, Member, Membership, NodeInfo, Session, SessionId, SessionState,
+    CoordError, CoordResult, Key, Member, Membership, NodeInfo, Session, SessionId, SessionState,
 };
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use tokio::sync::watch;
@@ -108,7 +108,7 @@ impl Inner {
         }
         result?;
         Err(CoordError::Conflict {
-            key: format!("node {}", node.id),
+            key: Key::Node(node.id.clone()),
             expected: "no live session".to_owned(),
             actual,
         })

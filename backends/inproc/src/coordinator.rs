@@ -145,9 +145,8 @@ impl InprocCoordinator {
 /// Locks the core. A poisoned lock means a panic interrupted a commit, so the state may be inconsistent:
 /// fail closed rather than go on.
 fn lock(inner: &Inner) -> CoordResult<MutexGuard<'_, Core>> {
-    inner.core.lock().map_err(|_| CoordError::Unavailable {
-        message: "inproc coordinator state is poisoned by an earlier panic".to_owned(),
-        certainly_aborted: true,
+    inner.core.lock().map_err(|_| {
+        CoordError::unavailable("inproc coordinator state is poisoned by an earlier panic")
     })
 }
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordError, CoordResult, FireClaim, JobClaim, JobEvent, JobSnapshot,
-    JobWatch, Leader, Member, Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery,
-    Session, SessionId, SessionState, rules,
+    JobWatch, Key, Leader, Member, Membership, NodeId, NodeInfo, Precondition, RecordResult,
+    RunQuery, Session, SessionId, SessionState, rules,
 };
 use campanile::job::{Job, JobId};
 use campanile::run::RunRecord;
@@ -164,7 +164,7 @@ impl State {
         limits::check_node(&node)?;
         if let Some((id, _)) = self.sessions.iter().find(|(_, s)| s.node.id == node.id) {
             return Err(CoordError::Conflict {
-                key: format!("node {}", node.id),
+                key: Key::Node(node.id.clone()),
                 expected: "no live session".to_owned(),
                 actual: format!("live session {id}"),
             });
@@ -330,9 +330,7 @@ impl State {
     /// Plans deleting a job with its claim and runs; the answer is the new store revision.
     pub(crate) fn delete_job(&self, id: &JobId, precondition: Precondition) -> Plan<u64> {
         let Some(entry) = self.jobs.get(id) else {
-            return Err(CoordError::NotFound {
-                key: id.to_string(),
-            });
+            return Err(CoordError::job_not_found(id));
         };
         rules::check_precondition(id, precondition, Some(entry.job.revision))?;
         let revision = self.revision + 1;

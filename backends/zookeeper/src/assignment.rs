@@ -244,6 +244,7 @@ impl Inner {
         Err(CoordError::Unavailable {
             message: format!("publish_assignment: raced other publications {ATTEMPTS} times"),
             certainly_aborted: false,
+            source: None,
         })
     }
 

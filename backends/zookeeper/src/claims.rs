@@ -170,6 +170,7 @@ impl Inner {
                 "claim_fires: the assignment or the claims changed under {ATTEMPTS} attempts"
             ),
             certainly_aborted: false,
+            source: None,
         })
     }
 
@@ -233,6 +234,7 @@ impl Inner {
         Err(CoordError::Unavailable {
             message: format!("release_claims: the claims changed under {ATTEMPTS} attempts"),
             certainly_aborted: false,
+            source: None,
         })
     }
 

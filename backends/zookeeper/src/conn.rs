@@ -77,11 +77,13 @@ fn tls_options(tls: &crate::config::ZkTls) -> CoordResult<zk::TlsOptions> {
         std::fs::read_to_string(path).map_err(|e| CoordError::Unavailable {
             message: format!("zookeeper.tls.{field}: {}: {e}", path.display()),
             certainly_aborted: true,
+            source: None,
         })
     };
     let bad = |field: &str, path: &std::path::Path, e: zk::Error| CoordError::Unavailable {
         message: format!("zookeeper.tls.{field}: {}: {e}", path.display()),
         certainly_aborted: true,
+        source: None,
     };
     let mut options = zk::TlsOptions::new()
         .with_pem_ca(&read(&tls.ca, "ca")?)
@@ -168,6 +170,7 @@ async fn ensure_layout(config: &ZkConfig, client: &zk::Client) -> CoordResult<()
                     paths::FORMAT
                 ),
                 certainly_aborted: true,
+                source: None,
             });
         }
         return Ok(());

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use campanile::ValidationError;
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordError, CoordResult, Coordinator, FireClaim, JobClaim,
-    JobSnapshot, JobWatch, Leader, Member, Membership, NodeId, NodeInfo, Precondition,
+    JobSnapshot, JobWatch, Key, Leader, Member, Membership, NodeId, NodeInfo, Precondition,
     RecordResult, RunQuery, Session, SessionId, SessionState,
 };
 use campanile::job::{Job, JobId};
@@ -332,7 +332,7 @@ impl Inner {
                     Err(_) => "a live session".to_owned(),
                 };
                 return Err(CoordError::Conflict {
-                    key: format!("node {}", node.id),
+                    key: Key::Node(node.id.clone()),
                     expected: "no live session".to_owned(),
                     actual: holder,
                 });

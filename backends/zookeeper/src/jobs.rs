@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use campanile::coordinator::{
-    CoordError, CoordResult, JobEvent, JobSnapshot, JobWatch, Precondition, rules,
+    CoordError, CoordResult, JobEvent, JobSnapshot, JobWatch, Key, Precondition, rules,
 };
 use campanile::job::{Job, JobId};
 use serde::{Deserialize, Serialize};
@@ -284,7 +284,7 @@ impl Inner {
                     };
                     return Err((
                         CoordError::Conflict {
-                            key: job.id.to_string(),
+                            key: Key::Job(job.id.clone()),
                             expected: "absent".to_owned(),
                             actual,
                         },
@@ -314,9 +314,7 @@ impl Inner {
         for attempt in 0..WRITE_ATTEMPTS {
             let (head, head_version) = self.read_head(&client).await?;
             let Some((job, version)) = self.read_job(&client, id).await? else {
-                return Err(CoordError::NotFound {
-                    key: id.to_string(),
-                });
+                return Err(CoordError::job_not_found(id));
             };
             rules::check_precondition(id, precondition, Some(job.revision))?;
             let runs = match self
@@ -653,6 +651,7 @@ fn undo_failed(cause: CoordError, created: usize, unknown: usize) -> CoordError 
              {created} it had created, plus up to {unknown} whose write may have happened): list them before retrying"
         ),
         certainly_aborted: false,
+        source: None,
     }
 }
 
@@ -660,5 +659,6 @@ fn contended(what: &str) -> CoordError {
     CoordError::Unavailable {
         message: format!("{what}: lost {WRITE_ATTEMPTS} races in a row for the job store's head"),
         certainly_aborted: true,
+        source: None,
     }
 }

@@ -151,10 +151,9 @@ pub fn check_precondition(
     precondition: Precondition,
     current: Option<u64>,
 ) -> CoordResult<()> {
-    let conflict = |expected: String| CoordError::Conflict {
-        key: id.to_string(),
-        expected,
-        actual: current.map_or_else(|| "absent".to_owned(), |r| format!("revision {r}")),
+    let conflict = |expected: String| {
+        let actual = current.map_or_else(|| "absent".to_owned(), |r| format!("revision {r}"));
+        CoordError::job_conflict(id, expected, actual)
     };
     match (precondition, current) {
         (Precondition::Any, _) | (Precondition::Absent, None) | (Precondition::Exists, Some(_)) => {
@@ -162,9 +161,7 @@ pub fn check_precondition(
         }
         (Precondition::Revision(want), Some(have)) if want == have => Ok(()),
         (Precondition::Absent, Some(_)) => Err(conflict("absent".to_owned())),
-        (Precondition::Exists, None) => Err(CoordError::NotFound {
-            key: id.to_string(),
-        }),
+        (Precondition::Exists, None) => Err(CoordError::job_not_found(id)),
         (Precondition::Revision(want), _) => Err(conflict(format!("revision {want}"))),
     }
 }
