@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordResult, FireClaim, JobClaim, JobEvent, JobSnapshot, JobWatch,
-    Key, Leader, Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session,
+    Key, Leader, Members, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session,
     SessionId, SessionState,
 };
 use campanile::{CoordError, Coordinator, Job, JobId, RunRecord};
@@ -138,7 +138,7 @@ fn frozen<T: Send + Sync + 'static>(value: T) -> watch::Receiver<T> {
 }
 
 /// The membership as the member breaks show it.
-fn shown_members(control: &FaultControl, m: &mut Membership) {
+fn shown_members(control: &FaultControl, m: &mut Members) {
     let newest_hidden = control.is_broken(ContractBreak::NewestMemberHidden);
     let closed_stay = control.is_broken(ContractBreak::ClosedMemberStays);
     let expired_stay = control.is_broken(ContractBreak::ExpiredMemberStays);
@@ -467,7 +467,7 @@ impl Coordinator for FaultyCoordinator {
         Ok(rx)
     }
 
-    async fn members(&self) -> CoordResult<Membership> {
+    async fn members(&self) -> CoordResult<Members> {
         let mut members = self
             .call(Method::Members, None, || self.inner.members())
             .await?;
@@ -475,7 +475,7 @@ impl Coordinator for FaultyCoordinator {
         Ok(members)
     }
 
-    async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>> {
+    async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>> {
         use ContractBreak as B;
         let mut inner = self
             .call(Method::WatchMembers, None, || self.inner.watch_members())

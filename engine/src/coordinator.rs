@@ -24,9 +24,8 @@ use tokio::sync::{mpsc, watch};
 
 pub use error::{CoordError, Key, Source};
 pub use types::{
-    Assignment, ClaimResult, FireClaim, JobClaim, JobEvent, JobSnapshot, Leader, Member,
-    Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId,
-    SessionState,
+    Assignment, ClaimResult, FireClaim, JobClaim, JobEvent, JobSnapshot, Leader, Member, Members,
+    NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId, SessionState,
 };
 
 use crate::job::{Job, JobId};
@@ -107,7 +106,7 @@ pub trait Coordinator: Send + Sync + 'static {
     ///
     /// ### To ensure correctness:
     /// - Exactly the nodes whose session is open and not expired.
-    async fn members(&self) -> CoordResult<Membership>;
+    async fn members(&self) -> CoordResult<Members>;
 
     /// Observes the members; the receiver holds the current set and sees every later change (it may skip
     /// intermediate sets, never the latest one).
@@ -115,7 +114,7 @@ pub trait Coordinator: Send + Sync + 'static {
     /// ### To ensure correctness:
     /// - A member whose session expires disappears from the set without any further call.
     /// - `version` grows with every change.
-    async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>>;
+    async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>>;
 
     // ---------------------------------------------------------------- leadership
 

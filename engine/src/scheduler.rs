@@ -28,6 +28,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorRef};
 use rand::{Rng, SeedableRng};
 
@@ -555,8 +556,8 @@ impl Scheduler {
         Ok(at)
     }
 
-    /// Runs, on this node, every instant of the job's schedule in `[from_ms, to_ms]` that has passed and has
-    /// no run record (at most [`MAX_BACKFILL`]); returns their fire ids, in the order they will run.
+    /// Runs, on this node, every instant of the job's schedule in `[from, to]` that has passed and has no run
+    /// record (at most [`MAX_BACKFILL`]); returns their fire ids, in the order they will run.
     ///
     /// They run one after another, oldest first, whatever the job's overlap policy (only `allow` runs them
     /// side by side): a backfill is asked for, and none of its instants is skipped. Instants after now are
@@ -571,14 +572,18 @@ impl Scheduler {
     pub async fn backfill(
         &self,
         id: &JobId,
-        from_ms: i64,
-        to_ms: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     ) -> Result<Vec<FireId>, SchedulerError> {
-        if to_ms < from_ms {
-            return Err(
-                ValidationError::new("to", to_ms, format!("is before from ({from_ms})")).into(),
-            );
+        if to < from {
+            return Err(ValidationError::new(
+                "to",
+                to.to_rfc3339(),
+                format!("is before from ({})", from.to_rfc3339()),
+            )
+            .into());
         }
+        let (from_ms, to_ms) = (from.timestamp_millis(), to.timestamp_millis());
         let job = Arc::new(
             self.get(id)
                 .await?
@@ -662,8 +667,12 @@ impl Scheduler {
         Ok(ids)
     }
 
-    /// The job's next `n` instants from now (Unix ms), within its start/end bounds; empty if paused.
-    pub async fn next_fires(&self, id: &JobId, n: usize) -> Result<Vec<i64>, SchedulerError> {
+    /// The job's next `n` instants from now, within its start/end bounds; empty if paused.
+    pub async fn next_fires(
+        &self,
+        id: &JobId,
+        n: usize,
+    ) -> Result<Vec<DateTime<Utc>>, SchedulerError> {
         let job = self
             .get(id)
             .await?
@@ -671,7 +680,11 @@ impl Scheduler {
         if job.spec.paused {
             return Ok(Vec::new());
         }
-        preview(&job.spec, self.inner.clock.now_ms(), n)
+        let instants = preview(&job.spec, self.inner.clock.now_ms(), n)?;
+        Ok(instants
+            .into_iter()
+            .filter_map(DateTime::from_timestamp_millis)
+            .collect())
     }
 
     /// One job.
@@ -742,6 +755,7 @@ impl Scheduler {
     /// Freezes the whole node for `pause`, as if its process were stopped (SIGSTOP) and continued: for the
     /// cluster simulation and chaos tests. Returns at once; the node resumes by itself and must then find out
     /// that its session (and so its claims) may be gone before it fires anything.
+    #[cfg(feature = "testing")]
     pub fn freeze(&self, pause: Duration) -> Result<(), SchedulerError> {
         self.inner
             .node
@@ -750,6 +764,7 @@ impl Scheduler {
     }
 
     /// The node supervisor's actor, for tests and tools that inspect the actor tree.
+    #[cfg(feature = "testing")]
     pub fn actor(&self) -> ractor::ActorCell {
         self.inner.node.get_cell()
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordError, CoordResult, Coordinator, FireClaim, JobClaim,
-    JobSnapshot, JobWatch, Leader, Membership, NodeId, NodeInfo, Precondition, RecordResult,
-    RunQuery, Session, SessionId, SessionState,
+    JobSnapshot, JobWatch, Leader, Members, NodeId, NodeInfo, Precondition, RecordResult, RunQuery,
+    Session, SessionId, SessionState,
 };
 use campanile::job::{Job, JobId};
 use campanile::run::RunRecord;
@@ -234,11 +234,11 @@ impl Coordinator for EtcdCoordinator {
         self.inner.watch_session(session).await
     }
 
-    async fn members(&self) -> CoordResult<Membership> {
+    async fn members(&self) -> CoordResult<Members> {
         self.inner.members().await
     }
 
-    async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>> {
+    async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>> {
         self.inner.watch_members().await
     }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use campanile::coordinator::{
-    CoordError, CoordResult, Key, Member, Membership, NodeInfo, Session, SessionId, SessionState,
+    CoordError, CoordResult, Key, Member, Members, NodeInfo, Session, SessionId, SessionState,
 };
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use tokio::sync::watch;
@@ -197,13 +197,13 @@ impl Inner {
         Ok(rx)
     }
 
-    pub(crate) async fn members(&self) -> CoordResult<Membership> {
+    pub(crate) async fn members(&self) -> CoordResult<Members> {
         let (revision, members) =
             feeds::list_members(&self.client, self.keys(), self.config.request_timeout).await?;
         Ok(feeds::membership(revision, &members))
     }
 
-    pub(crate) async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>> {
+    pub(crate) async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>> {
         feeds::ensure_members(&self.feed_ctx());
         let current = self.members().await?;
         self.feeds.offer_members(current);

@@ -21,8 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordError, CoordResult, Coordinator, FireClaim, JobClaim,
-    JobSnapshot, JobWatch, Leader, Membership, NodeId, NodeInfo, Precondition, RecordResult,
-    RunQuery, Session, SessionId, SessionState,
+    JobSnapshot, JobWatch, Leader, Members, NodeId, NodeInfo, Precondition, RecordResult, RunQuery,
+    Session, SessionId, SessionState,
 };
 use campanile::job::{Job, JobId};
 use campanile::run::RunRecord;
@@ -227,11 +227,11 @@ impl Coordinator for InprocCoordinator {
         self.read(|state| state.watch_session(session))
     }
 
-    async fn members(&self) -> CoordResult<Membership> {
+    async fn members(&self) -> CoordResult<Members> {
         self.read(State::members)
     }
 
-    async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>> {
+    async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>> {
         self.read(State::watch_members)
     }
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordError, CoordResult, FireClaim, JobClaim, JobEvent, JobSnapshot,
-    JobWatch, Key, Leader, Member, Membership, NodeId, NodeInfo, Precondition, RecordResult,
-    RunQuery, Session, SessionId, SessionState, rules,
+    JobWatch, Key, Leader, Member, Members, NodeId, NodeInfo, Precondition, RecordResult, RunQuery,
+    Session, SessionId, SessionState, rules,
 };
 use campanile::job::{Job, JobId};
 use campanile::run::RunRecord;
@@ -113,7 +113,7 @@ pub(crate) struct State {
     // Volatile: gone after a restart (every earlier session is then expired).
     sessions: BTreeMap<SessionId, LiveSession>,
     leader: Option<Leader>,
-    members: watch::Sender<Membership>,
+    members: watch::Sender<Members>,
     assignment_watch: watch::Sender<Option<Arc<Assignment>>>,
     log: JobLog,
 }
@@ -134,7 +134,7 @@ impl State {
             assignment,
             sessions: BTreeMap::new(),
             leader: None,
-            members: watch::Sender::new(Membership::default()),
+            members: watch::Sender::new(Members::default()),
         }
     }
 
@@ -246,12 +246,12 @@ impl State {
     }
 
     /// The live members.
-    pub(crate) fn members(&self) -> Membership {
+    pub(crate) fn members(&self) -> Members {
         self.members.borrow().clone()
     }
 
     /// A receiver of the live members.
-    pub(crate) fn watch_members(&self) -> watch::Receiver<Membership> {
+    pub(crate) fn watch_members(&self) -> watch::Receiver<Members> {
         self.members.subscribe()
     }
 

@@ -26,8 +26,8 @@ use tracing::{debug, info, warn};
 use super::{recorder, timer};
 use crate::clock::Clock;
 use crate::coordinator::{
-    Assignment, CoordError, Coordinator, JobEvent, JobSnapshot, Member, Membership as Members,
-    NodeId, NodeInfo, Session, SessionState,
+    Assignment, CoordError, Coordinator, JobEvent, JobSnapshot, Member, Members, NodeId, NodeInfo,
+    Session, SessionState,
 };
 use crate::job::{Job, JobId};
 

@@ -199,7 +199,7 @@ impl Model {
     }
 
     /// Carries out a transition's effects, checking each fire against the claims and the lease.
-    fn apply(&mut self, fx: Effects) -> Result<(), TestCaseError> {
+    fn apply(&mut self, fx: Decisions) -> Result<(), TestCaseError> {
         for fire in fx.fires {
             let job = fire.job.id.clone();
             let t = fire.scheduled_ms;

@@ -54,7 +54,7 @@ fn grant(claim: &FireClaim, previous: Option<JobClaim>) -> Granted {
     }
 }
 
-fn instants(fx: &Effects) -> Vec<i64> {
+fn instants(fx: &Decisions) -> Vec<i64> {
     fx.fires.iter().map(|f| f.scheduled_ms).collect()
 }
 
