@@ -10,6 +10,7 @@
 //! After a takeover, the previous holder's claim (its `settled_ms` and `through_ms`) and the run records tell the
 //! new owner which instants were executed, which are in doubt, and which were missed.
 
+pub mod backoff;
 mod error;
 pub mod limits;
 pub mod rules;

@@ -74,13 +74,14 @@ fn lost_race(error: &zk::MultiWriteError) -> bool {
     )
 }
 
-/// A short pause before retry `attempt`, spread so that racing writers do not retry in lockstep.
+/// A short pause before retry `attempt` (counting from 0), spread by the process so that racing writers do not
+/// retry in lockstep (the engine's one backoff, `campanile::coordinator::backoff`).
 pub(crate) async fn backoff(attempt: u32) {
-    let spread = u64::from(std::process::id() % 7) + u64::from(attempt % 5);
-    tokio::time::sleep(Duration::from_millis(
-        (u64::from(attempt.min(20)) * 2 + spread).min(50),
-    ))
-    .await;
+    let pause = campanile::coordinator::backoff::raced(
+        u64::from(std::process::id()),
+        attempt.saturating_add(1),
+    );
+    tokio::time::sleep(pause).await;
 }
 
 impl Inner {
