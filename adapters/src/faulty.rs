@@ -646,7 +646,7 @@ impl Coordinator for FaultyCoordinator {
     async fn put_job(&self, mut job: Job, precondition: Precondition) -> CoordResult<u64> {
         use ContractBreak as B;
         if self.broken(B::LabelsDropped) {
-            job.spec.labels.clear();
+            job.spec_mut().labels.clear();
         }
         let asked = if self.broken(B::PreconditionIgnored) {
             Precondition::Any

@@ -112,7 +112,7 @@ mod tests {
     #[test]
     fn jobs_go_only_to_nodes_with_their_labels() {
         let mut labelled = job(1);
-        labelled.spec.node_labels = BTreeSet::from(["region=eu".to_owned()]);
+        labelled.spec_mut().node_labels = BTreeSet::from(["region=eu".to_owned()]);
         let mut eu = member("eu");
         eu.node.labels = BTreeSet::from(["region=eu".to_owned()]);
         let owners = place([&labelled, &job(2)], &[member("us"), eu], None);

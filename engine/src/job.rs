@@ -16,11 +16,14 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 pub use id::{FireId, JobId};
-pub use policy::{Backoff, Delivery, DstPolicy, MisfirePolicy, Overlap, RetryPolicy};
+pub use policy::{
+    Backoff, Delivery, DstHandling, DstPolicy, DstRepeat, MisfirePolicy, Overlap, RetryPolicy,
+};
 pub use secret::{MAX_SECRET_FILE, SecretValue};
 pub use target::{CommandTarget, HandlerTarget, HttpTarget, RunAs, Target};
 pub use validate::ValidationError;
@@ -44,9 +47,12 @@ pub struct JobSpec {
     /// IANA time zone the cron fields are read in; defaults to `UTC`.
     #[serde(default = "default_timezone")]
     pub timezone: String,
-    /// How cron wall-clock times that fall into a DST gap or overlap are handled.
+    /// How cron wall-clock times that fall into a DST gap are handled.
     #[serde(default, skip_serializing_if = "is_default")]
     pub dst: DstPolicy,
+    /// On which pass of a repeated wall-clock range (the autumn hour) fixed cron times run.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dst_repeat: DstRepeat,
     /// What runs.
     pub target: Target,
     /// What happens to instants that passed while nobody could fire them.
@@ -103,8 +109,11 @@ pub struct Job {
     /// Unix ms of the last update of the spec; misfire accounting after an update starts here.
     pub updated_ms: i64,
     /// What the user asked for.
+    ///
+    /// Shared: every copy of a job (the backend's, the engine's, a watch event's) holds the same spec, so a
+    /// node keeps one spec per job however many places hold the job.
     #[serde(flatten)]
-    pub spec: JobSpec,
+    pub spec: Arc<JobSpec>,
     /// The schedules it had before updates changed it, oldest first: each owes its instants up to its
     /// `until_ms`, and the current spec owes its instants after the last one's. Kept so that a node settling
     /// instants claimed or missed before an update enumerates them as they were scheduled, not by the new
@@ -128,6 +137,9 @@ pub struct PastSchedule {
     /// Its DST policy.
     #[serde(default, skip_serializing_if = "is_default")]
     pub dst: DstPolicy,
+    /// Its choice for repeated wall-clock times.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dst_repeat: DstRepeat,
     /// Its lower bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -145,6 +157,7 @@ impl PastSchedule {
             schedule: spec.schedule.clone(),
             timezone: spec.timezone.clone(),
             dst: spec.dst,
+            dst_repeat: spec.dst_repeat,
             start_at: spec.start_at,
             end_at: spec.end_at,
             until_ms,
@@ -156,6 +169,7 @@ impl PastSchedule {
         self.schedule == spec.schedule
             && self.timezone == spec.timezone
             && self.dst == spec.dst
+            && self.dst_repeat == spec.dst_repeat
             && self.start_at == spec.start_at
             && self.end_at == spec.end_at
     }
@@ -166,7 +180,10 @@ impl PastSchedule {
         next_within(
             &self.schedule,
             tz,
-            self.dst,
+            DstHandling {
+                gap: self.dst,
+                repeat: self.dst_repeat,
+            },
             self.start_at,
             self.end_at,
             after_ms,
@@ -178,7 +195,7 @@ impl PastSchedule {
 fn next_within(
     schedule: &Schedule,
     tz: chrono_tz::Tz,
-    dst: DstPolicy,
+    dst: DstHandling,
     start_at: Option<chrono::DateTime<chrono::Utc>>,
     end_at: Option<chrono::DateTime<chrono::Utc>>,
     after_ms: i64,
@@ -202,7 +219,7 @@ impl Job {
             revision: 0,
             created_ms: now_ms,
             updated_ms: now_ms,
-            spec,
+            spec: Arc::new(spec),
             past_schedules: Vec::new(),
         }
     }
@@ -217,8 +234,13 @@ impl Job {
             let excess = self.past_schedules.len().saturating_sub(MAX_PAST_SCHEDULES);
             self.past_schedules.drain(..excess);
         }
-        self.spec = spec;
+        self.spec = Arc::new(spec);
         self.updated_ms = now_ms;
+    }
+
+    /// The spec, to change in place (copied first when another holder shares it).
+    pub fn spec_mut(&mut self) -> &mut JobSpec {
+        Arc::make_mut(&mut self.spec)
     }
 
     /// When the current spec's instants begin to be owed: after the last schedule change, or from the
@@ -236,7 +258,7 @@ impl Job {
             next_within(
                 &spec.schedule,
                 tz,
-                spec.dst,
+                spec.dst_handling(),
                 spec.start_at,
                 spec.end_at,
                 after_ms,
@@ -275,6 +297,7 @@ impl JobSpec {
             schedule,
             timezone: default_timezone(),
             dst: DstPolicy::default(),
+            dst_repeat: DstRepeat::default(),
             target,
             misfire: MisfirePolicy::default(),
             overlap: Overlap::default(),
@@ -286,6 +309,14 @@ impl JobSpec {
             paused: false,
             weight: default_weight(),
             node_labels: BTreeSet::new(),
+        }
+    }
+
+    /// How the schedule search treats DST transitions: `dst` and `dst_repeat` together.
+    pub fn dst_handling(&self) -> DstHandling {
+        DstHandling {
+            gap: self.dst,
+            repeat: self.dst_repeat,
         }
     }
 

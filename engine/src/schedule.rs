@@ -3,9 +3,12 @@
 //! Forms accepted by [`Schedule::parse`] (and in the job JSON's `schedule` string):
 //! - cron with 5 fields (`m h dom mon dow`), 6 (leading seconds) or 7 (leading seconds, trailing year), with
 //!   `L`, `W`, `#`, `?`, names (`MON`, `JAN`), and the macros `@yearly @annually @monthly @weekly @daily
-//!   @midnight @hourly`. Weekdays are numbered like cronie (0 or 7 = Sunday); when both day-of-month and
-//!   day-of-week are restricted, either matching is enough (cronie). Read in the job's IANA time zone, with
-//!   cronie's DST behaviour (see [`DstPolicy`] and the `cron` module).
+//!   @midnight @hourly`. Weekdays are numbered like cronie (0 or 7 = Sunday). The day fields combine like
+//!   cronie's: when either starts with `*` (or `?`) a day must match both, otherwise either is enough, so
+//!   `0 0 */2 * 1` is the odd days that are Mondays and `0 0 13 * 5` every 13th and every Friday. A step in the
+//!   year field counts from year 1 (`*/4` is 2025, 2029, ...). Read in the job's IANA time zone, with
+//!   cronie's DST behaviour by default (see [`DstHandling`] and the `cron` module); past 2099 with the zone's
+//!   ongoing rule (the `zone` module).
 //! - `@every <duration>` (`@every 30s`, `@every 1h 30m`) with an optional anchor `from <RFC 3339>`: the instants
 //!   `anchor + k·interval`. Without an anchor the Unix epoch is the anchor, so `@every 1m` fires on whole minutes.
 //!   Before the anchor, the first instant is the anchor itself.
@@ -18,6 +21,7 @@
 
 mod cron;
 mod memo;
+mod zone;
 
 #[cfg(test)]
 mod tests;
@@ -29,7 +33,7 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::job::{DstPolicy, ValidationError};
+use crate::job::{DstHandling, ValidationError};
 
 use self::cron::CronExpr;
 
@@ -102,12 +106,15 @@ impl Schedule {
         matches!(self.kind, Kind::At(_))
     }
 
-    /// The first instant strictly after `after_ms` (Unix ms), read in `tz` with the given DST policy; `None` when
-    /// the schedule has no more instants (a passed one-shot, a cron that cannot match before year 5000).
+    /// The first instant strictly after `after_ms` (Unix ms), read in `tz` with the given DST handling (a
+    /// [`DstPolicy`](crate::job::DstPolicy) alone, or a job's [`JobSpec::dst_handling`](crate::JobSpec::dst_handling));
+    /// `None` when the schedule has no more instants (a passed one-shot, a cron that cannot match before year
+    /// 5000).
     ///
     /// Guarantees: the result is `> after_ms`, so iterating `next_after(next_after(..))` never repeats and
     /// never goes back, also across DST transitions.
-    pub fn next_after(&self, after_ms: i64, tz: Tz, dst: DstPolicy) -> Option<i64> {
+    pub fn next_after(&self, after_ms: i64, tz: Tz, dst: impl Into<DstHandling>) -> Option<i64> {
+        let dst = dst.into();
         match &self.kind {
             Kind::At(at) => (*at > after_ms).then_some(*at),
             Kind::Every {
@@ -125,7 +132,14 @@ impl Schedule {
     }
 
     /// Up to `n` instants strictly after `after_ms`, in order.
-    pub fn preview(&self, after_ms: i64, n: usize, tz: Tz, dst: DstPolicy) -> Vec<i64> {
+    pub fn preview(
+        &self,
+        after_ms: i64,
+        n: usize,
+        tz: Tz,
+        dst: impl Into<DstHandling>,
+    ) -> Vec<i64> {
+        let dst = dst.into();
         let mut out = Vec::with_capacity(n.min(1000));
         let mut cursor = after_ms;
         while out.len() < n {

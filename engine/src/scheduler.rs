@@ -292,7 +292,7 @@ impl Scheduler {
             .get(id)
             .await?
             .ok_or_else(|| SchedulerError::NotFound(id.clone()))?;
-        let mut spec = source.spec;
+        let mut spec = Arc::unwrap_or_clone(source.spec);
         if let Some(name) = name {
             spec.name = name;
         }
@@ -361,7 +361,12 @@ impl Scheduler {
         let earliest = triggered.get(&job.id).map_or(now, |last| now.max(last + 1));
         // The first instant of this node's slot at or after `earliest`.
         let mut at = earliest + (rank - earliest).rem_euclid(of);
-        while job.spec.schedule.next_after(at - 1, tz, job.spec.dst) == Some(at) {
+        while job
+            .spec
+            .schedule
+            .next_after(at - 1, tz, job.spec.dst_handling())
+            == Some(at)
+        {
             at += of;
         }
         triggered.insert(job.id.clone(), at);
@@ -405,7 +410,11 @@ impl Scheduler {
         let to_ms = to_ms.min(self.inner.clock.now_ms());
         let mut instants = Vec::new();
         let mut cursor = from_ms - 1;
-        while let Some(t) = job.spec.schedule.next_after(cursor, tz, job.spec.dst) {
+        while let Some(t) = job
+            .spec
+            .schedule
+            .next_after(cursor, tz, job.spec.dst_handling())
+        {
             if t > to_ms {
                 break;
             }
@@ -606,7 +615,7 @@ impl Scheduler {
                     detail: format!("expected revision {expected}, found {}", job.revision),
                 });
             }
-            let mut spec = job.spec.clone();
+            let mut spec = JobSpec::clone(&job.spec);
             change(&mut spec);
             job.update_spec(spec, self.inner.clock.now_ms());
             match self
@@ -678,7 +687,10 @@ fn fires_at_all(spec: &JobSpec, now_ms: i64) -> Result<(), ValidationError> {
     let from = spec
         .start_at
         .map_or(now_ms, |start| now_ms.max(start.timestamp_millis() - 1));
-    match (spec.schedule.next_after(from, tz, spec.dst), spec.end_at) {
+    match (
+        spec.schedule.next_after(from, tz, spec.dst_handling()),
+        spec.end_at,
+    ) {
         (Some(next), Some(end)) => Err(ValidationError::new(
             "end_at",
             end.to_rfc3339(),
@@ -711,7 +723,7 @@ pub fn preview(spec: &JobSpec, after_ms: i64, n: usize) -> Result<Vec<i64>, Sche
         .unwrap_or(i64::MAX);
     let mut out = spec
         .schedule
-        .preview(after_ms.max(start), n.min(1000), tz, spec.dst);
+        .preview(after_ms.max(start), n.min(1000), tz, spec.dst_handling());
     out.retain(|&t| t <= end);
     Ok(out)
 }

@@ -3,7 +3,7 @@
 //! They are plain functions so that the libFuzzer targets (`fuzz_targets/`, nightly, `cargo fuzz`) and the
 //! corpus replay (`src/bin/replay.rs`, stable) run the same code.
 
-use campanile::job::DstPolicy;
+use campanile::job::{DstHandling, DstPolicy, DstRepeat};
 use campanile::{Job, JobSpec, Schedule};
 use chrono_tz::Tz;
 
@@ -69,11 +69,13 @@ pub fn schedule_parse(data: &[u8]) {
 
     let hash = fnv(data);
     let tz = ZONES[(hash % ZONES.len() as u64) as usize];
-    let dst = if hash & 0x100 == 0 {
+    let gap = if hash & 0x100 == 0 {
         DstPolicy::Cronie
     } else {
         DstPolicy::SkipGap
     };
+    let repeat = [DstRepeat::First, DstRepeat::Last, DstRepeat::Both][((hash >> 9) % 3) as usize];
+    let dst = DstHandling { gap, repeat };
     let start = STARTS[((hash >> 16) % STARTS.len() as u64) as usize];
     let mut previous = start;
     for _ in 0..STEPS {

@@ -25,7 +25,7 @@ fn batch(prefix: &str, n: usize) -> Vec<Job> {
     (0..n)
         .map(|i| {
             let mut job = full_job(&format!("{prefix}-{i:04}"), i);
-            job.spec
+            job.spec_mut()
                 .labels
                 .insert("padding".into(), "p".repeat(PADDING));
             job.revision = 7;

@@ -159,7 +159,7 @@ pub async fn put_job_preconditions<F: CoordinatorFactory + ?Sized>(factory: &F) 
     let stored = ok(c.get_job(&job.id).await, GET_FRESH, "get_job");
     // Each failing write, then the job must be exactly as before.
     let mut changed = job.clone();
-    changed.spec.name = "must not be written".into();
+    changed.spec_mut().name = "must not be written".into();
     let failures: Vec<(&str, Precondition, &Job, bool)> = vec![
         (
             "Absent on an existing job",
@@ -302,7 +302,7 @@ pub async fn concurrent_writers_one_wins<F: CoordinatorFactory + ?Sized>(factory
             let c = ctx.c(w);
             let barrier = Arc::clone(&barrier);
             let mut job = base.clone();
-            job.spec.name = format!("writer {w}");
+            job.spec_mut().name = format!("writer {w}");
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
                 (w, c.put_job(job, precondition).await)
@@ -381,8 +381,8 @@ pub async fn job_fields_round_trip<F: CoordinatorFactory + ?Sized>(factory: &F) 
     }
     // Update one job's every field to other values.
     let mut updated = full_job("full-command", 1);
-    updated.spec.name = "updated".into();
-    updated.spec.paused = false;
+    updated.spec_mut().name = "updated".into();
+    updated.spec_mut().paused = false;
     updated.created_ms += 1;
     updated.updated_ms += 99;
     let rev = ok(
@@ -646,7 +646,7 @@ pub async fn reads_see_acknowledged_writes<F: CoordinatorFactory + ?Sized>(facto
         let writer = i % n;
         let reader = (i + 1) % n;
         let mut version = job.clone();
-        version.spec.name = format!("version {i}");
+        version.spec_mut().name = format!("version {i}");
         let rev = ok(
             ctx.c(writer)
                 .put_job(version.clone(), Precondition::Any)
@@ -777,7 +777,7 @@ pub async fn list_jobs_is_consistent_snapshot<F: CoordinatorFactory + ?Sized>(fa
                     c.delete_job(&job_id(id), Precondition::Any).await
                 } else {
                     let mut job = simple_job(id);
-                    job.spec.name = format!("w{w} i{i}");
+                    job.spec_mut().name = format!("w{w} i{i}");
                     c.put_job(job, Precondition::Any).await
                 };
                 match result {

@@ -10,8 +10,8 @@ use campanile::coordinator::{
     NodeId, NodeInfo, Precondition, Session, SessionId, SessionState,
 };
 use campanile::job::{
-    Backoff, CommandTarget, Delivery, DstPolicy, HandlerTarget, HttpTarget, MisfirePolicy, Overlap,
-    PastSchedule, RetryPolicy, SecretValue,
+    Backoff, CommandTarget, Delivery, DstPolicy, DstRepeat, HandlerTarget, HttpTarget,
+    MisfirePolicy, Overlap, PastSchedule, RetryPolicy, SecretValue,
 };
 use campanile::{Coordinator, Job, JobId, JobSpec, Outcome, RunRecord, Schedule, Target};
 use tokio::sync::watch;
@@ -350,6 +350,7 @@ pub(crate) fn full_job(name: &str, variant: usize) -> Job {
         schedule: Schedule::parse("0 30 2 * * MON-FRI").expect("valid schedule"),
         timezone: "Europe/Berlin".into(),
         dst: DstPolicy::SkipGap,
+        dst_repeat: DstRepeat::Both,
         target,
         misfire: MisfirePolicy::CatchUp {
             max_count: 3,
@@ -381,11 +382,12 @@ pub(crate) fn full_job(name: &str, variant: usize) -> Job {
             schedule: Schedule::parse("*/5 * * * *").expect("a valid schedule"),
             timezone: "America/New_York".into(),
             dst: spec.dst,
+            dst_repeat: spec.dst_repeat,
             start_at: None,
             end_at: spec.end_at,
             until_ms: 1_700_000_100_002,
         }],
-        spec,
+        spec: std::sync::Arc::new(spec),
     }
 }
 

@@ -24,7 +24,7 @@ async fn write_changes(ctx: &Ctx, client: usize, prefix: &str, count: usize) -> 
             }
         } else {
             let mut job = simple_job(&id);
-            job.spec.name = format!("{prefix} change {i}");
+            job.spec_mut().name = format!("{prefix} change {i}");
             let revision = ok(
                 c.put_job(job.clone(), Precondition::Any).await,
                 PUT_REVISION,
@@ -177,7 +177,7 @@ pub async fn watch_jobs_resumes_without_gaps<F: CoordinatorFactory + ?Sized>(fac
             let mut revs = Vec::new();
             for i in 0..6 {
                 let mut job = simple_job(&format!("live-{w}-{}", i % 2));
-                job.spec.name = format!("{i}");
+                job.spec_mut().name = format!("{i}");
                 revs.push(c.put_job(job, Precondition::Any).await);
                 tokio::task::yield_now().await;
             }

@@ -128,14 +128,50 @@ pub enum Delivery {
     AtLeastOnce,
 }
 
-/// How cron wall-clock times are mapped to instants around DST transitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// How cron wall-clock times that a spring-forward jump skips are handled (the job JSON's `dst`).
+///
+/// A cron job is a *wildcard* job when its second, minute or hour field starts with `*` (cronie's rule), and a
+/// *fixed-time* job otherwise. Wildcard jobs follow real time whatever the policy: nothing in a gap, every real
+/// instant of a repeated range once. The policies differ for fixed-time jobs; see docs/schedules.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DstPolicy {
-    /// Like cronie: a fixed time in the spring gap runs once right after the jump; a fixed time in the
-    /// repeated autumn hour runs once (its first occurrence); wildcard/step fields follow real time.
+    /// Like cronie: a fixed time in the spring gap runs once right after the jump.
     #[default]
     Cronie,
-    /// Fixed times that fall into the spring gap do not run that day; the autumn overlap still runs once.
+    /// Fixed times that fall into the spring gap do not run that day.
     SkipGap,
+}
+
+/// Which pass of a repeated wall-clock range (the autumn hour) a fixed-time cron job runs on (the job JSON's
+/// `dst_repeat`). Wildcard jobs follow real time whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DstRepeat {
+    /// The first pass only, like cronie: a repeated time runs once, at its earlier instant.
+    #[default]
+    First,
+    /// The second pass only: a repeated time runs once, at its later instant (after the clocks went back).
+    Last,
+    /// Both passes: a repeated time runs twice, once per occurrence on the wall clock.
+    Both,
+}
+
+/// A job's whole DST handling, as the schedule search takes it: `dst` and `dst_repeat` together.
+/// A [`DstPolicy`] alone converts into it with the repeat at its default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct DstHandling {
+    /// Fixed times in a spring gap.
+    pub gap: DstPolicy,
+    /// Fixed times in a repeated range.
+    pub repeat: DstRepeat,
+}
+
+impl From<DstPolicy> for DstHandling {
+    fn from(gap: DstPolicy) -> Self {
+        Self {
+            gap,
+            repeat: DstRepeat::default(),
+        }
+    }
 }

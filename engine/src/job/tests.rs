@@ -81,6 +81,7 @@ fn documented_example_parses_with_defaults() {
     assert_eq!(spec.weight, 1);
     assert_eq!(spec.delivery, Delivery::AtMostOnce);
     assert_eq!(spec.dst, DstPolicy::Cronie);
+    assert_eq!(spec.dst_repeat, DstRepeat::First);
     let Target::Command(cmd) = &spec.target else {
         panic!("expected a command target")
     };
@@ -115,6 +116,7 @@ fn every_field_set_round_trips_through_json() {
         "schedule": "0 */5 9-17 * MON-FRI",
         "timezone": "America/New_York",
         "dst": "skip_gap",
+        "dst_repeat": "last",
         "target": {"type": "command", "argv": ["/bin/sh", "-c", "sync"], "env": {"MODE": "full"},
                    "cwd": "/var/lib/sync", "timeout": "5m", "run_as": {"user": "backup", "group": "disk"}},
         "misfire": {"policy": "catch_up", "max_count": 3, "window": "2h"},
@@ -139,6 +141,7 @@ fn every_field_set_round_trips_through_json() {
         schedule: Schedule::parse("0 */5 9-17 * MON-FRI").unwrap(),
         timezone: "America/New_York".to_owned(),
         dst: DstPolicy::SkipGap,
+        dst_repeat: DstRepeat::Last,
         target: Target::Command(CommandTarget {
             argv: vec!["/bin/sh".to_owned(), "-c".to_owned(), "sync".to_owned()],
             env: BTreeMap::from([("MODE".to_owned(), "full".into())]),
@@ -190,6 +193,7 @@ fn every_field_set_round_trips_through_json() {
             "schedule",
             "timezone",
             "dst",
+            "dst_repeat",
             "target",
             "misfire",
             "overlap",
@@ -241,7 +245,7 @@ fn stored_job_round_trips_through_json() {
         revision: 42,
         created_ms: 1_790_000_000_000,
         updated_ms: 1_790_000_100_000,
-        spec: valid(),
+        spec: std::sync::Arc::new(valid()),
         past_schedules: Vec::new(),
     };
     let text = serde_json::to_string(&job).unwrap();
@@ -307,6 +311,10 @@ fn unknown_fields_are_rejected_with_their_name() {
         (
             format!(r#"{{"name":"x","schedule":"@hourly",{handler},"dst":"ignore"}}"#),
             "ignore",
+        ),
+        (
+            format!(r#"{{"name":"x","schedule":"@hourly",{handler},"dst_repeat":"twice"}}"#),
+            "twice",
         ),
     ] {
         let err = parse(&json).unwrap_err();
@@ -642,7 +650,7 @@ fn job_with_eras() -> Job {
     };
     let mut job = Job::new(JobId::new("eras").unwrap(), every("*/2 * * * * *"), T);
     job.update_spec(every("* * * * * *"), T + 5_500);
-    let mut same_timing = job.spec.clone();
+    let mut same_timing = (*job.spec).clone();
     same_timing.paused = true;
     job.update_spec(same_timing, T + 6_000);
     job.update_spec(every("*/10 * * * * *"), T + 8_200);
@@ -679,7 +687,7 @@ fn past_instants_follow_the_schedule_in_force_then() {
 #[test]
 fn past_schedules_are_bounded_and_round_trip() {
     let mut job = job_with_eras();
-    let spec = job.spec.clone();
+    let spec = (*job.spec).clone();
     for i in 0..40 {
         let mut next = spec.clone();
         next.schedule =

@@ -14,6 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -167,6 +168,37 @@ struct Run {
     /// Whether it is a manual fire (its record says so if it is killed; the record itself is built only then,
     /// not for every fire).
     manual: bool,
+    /// How far the run got, for its record if it is killed.
+    progress: Arc<Progress>,
+}
+
+/// The start and number of a run's current attempt, written by its task, read by the actor when it kills the
+/// run: a killed run's record says when it started and which attempt was cut short.
+struct Progress {
+    /// Unix ms of the current attempt's start; [`Progress::NOT_STARTED`] before the first (during jitter).
+    started_ms: AtomicI64,
+    /// The current attempt, 0 before the first.
+    attempt: AtomicU32,
+}
+
+impl Progress {
+    const NOT_STARTED: i64 = i64::MIN;
+
+    fn new() -> Self {
+        Self {
+            started_ms: AtomicI64::new(Self::NOT_STARTED),
+            attempt: AtomicU32::new(0),
+        }
+    }
+
+    fn attempt_started(&self, attempt: u32, at_ms: i64) {
+        self.started_ms.store(at_ms, Ordering::Relaxed);
+        self.attempt.store(attempt, Ordering::Relaxed);
+    }
+
+    fn started_ms(&self) -> Option<i64> {
+        Some(self.started_ms.load(Ordering::Relaxed)).filter(|&t| t != Self::NOT_STARTED)
+    }
 }
 
 /// The executor's state.
@@ -207,8 +239,16 @@ impl State {
                 continue;
             }
             let manual = fire.kind == FireKind::Manual;
-            let task = tokio::spawn(run_task(self.env.clone(), fire));
-            self.running.insert(id, Run { task, manual });
+            let progress = Arc::new(Progress::new());
+            let task = tokio::spawn(run_task(self.env.clone(), fire, progress.clone()));
+            self.running.insert(
+                id,
+                Run {
+                    task,
+                    manual,
+                    progress,
+                },
+            );
             started = true;
         }
         if started {
@@ -240,6 +280,8 @@ impl State {
                     run.task.abort();
                     let mut record = RunRecord::new(&id, &self.env.node, Outcome::Failed);
                     record.manual = run.manual;
+                    record.started_ms = run.progress.started_ms();
+                    record.attempt = run.progress.attempt.load(Ordering::Relaxed);
                     record.reason = Some(reason.to_owned());
                     record.ended_ms = Some(now_ms);
                     records.push(record);
@@ -334,8 +376,8 @@ impl State {
 
 /// One run's task: runs the fire, then reports its end to the overlap decision at once (not after this
 /// actor's mailbox) and leaves its record for the actor, unless the actor killed it meanwhile.
-async fn run_task(env: Arc<RunEnv>, fire: Fire) {
-    let record = run_fire(&env, fire).await;
+async fn run_task(env: Arc<RunEnv>, fire: Fire, progress: Arc<Progress>) {
+    let record = run_fire(&env, fire, &progress).await;
     let job = record.job.clone();
     let ended_ms = record.ended_ms.unwrap_or_else(|| env.clock.now_ms());
     let first = {
@@ -361,18 +403,20 @@ async fn run_task(env: Arc<RunEnv>, fire: Fire) {
 ///
 /// Its future is what every run task carries: anything large that only some fires need (a jitter or backoff
 /// sleep, a handler's timeout, a command or HTTP target) is boxed, so the common fire moves little.
-async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
+async fn run_fire(env: &RunEnv, fire: Fire, progress: &Progress) -> RunRecord {
     let spec = &fire.job.spec;
+    let mut jitter_us = 0;
     if let Some(jitter) = spec.jitter.filter(|j| !j.is_zero()) {
         // Stable per fire id, so every node would pick the same delay.
-        let delay =
-            Duration::from_millis(stable_hash(&fire.id()) % (jitter.as_millis() as u64 + 1));
-        Box::pin(tokio::time::sleep(delay)).await;
+        let delay_ms = stable_hash(&fire.id()) % (jitter.as_millis() as u64 + 1);
+        jitter_us = delay_ms as i64 * 1000;
+        Box::pin(tokio::time::sleep(Duration::from_millis(delay_ms))).await;
     }
     let started_us = env.clock.now_us();
     env.metrics.fires.increment(1);
     if fire.kind != FireKind::Manual {
-        let lateness = (started_us - fire.scheduled_ms * 1000).max(0) as f64 / 1e6;
+        // Lateness is the node's, not the job's: the delay the job asked for (jitter) is not counted.
+        let lateness = (started_us - fire.scheduled_ms * 1000 - jitter_us).max(0) as f64 / 1e6;
         env.metrics.lateness.record(lateness);
     }
     let mut now_ms = started_us.div_euclid(1000);
@@ -427,6 +471,7 @@ async fn run_fire(env: &RunEnv, fire: Fire) -> RunRecord {
         if attempt > 1 {
             started_ms = Some(now_ms);
         }
+        progress.attempt_started(attempt, now_ms);
         last = attempt_once(env, &spec.target, ctx).await;
         attempt_no = attempt;
         if last.outcome == Outcome::Succeeded || attempt == attempts {

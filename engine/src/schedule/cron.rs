@@ -2,7 +2,18 @@
 //! instant in a time zone, with cronie's DST behaviour.
 //!
 //! `croner` parses the expression and matches wall-clock times: it is only ever asked about
-//! `NaiveDateTime`s. Mapping wall-clock times to instants around DST transitions is done here.
+//! `NaiveDateTime`s. Mapping wall-clock times to instants around DST transitions is done here (through the
+//! `zone` module, which carries each zone's rule past 2099).
+//!
+//! Where cronie defines a meaning, it is cronie's (its `entry.c` and `cron.c`), also where croner reads the
+//! text otherwise:
+//! - the day fields: when either starts with `*` (or `?`), a day must match both; when neither does, either is
+//!   enough. croner only treats a field that is exactly `*` that way, so the expression is parsed with croner's
+//!   "both" option exactly when cronie would require both;
+//! - DST: a job is a wildcard job when its second, minute or hour field starts with `*`, and a fixed-time job
+//!   otherwise (croner looks for a `*` anywhere in the field);
+//! - a list is a union: croner reads `LW` as a flag of the whole day-of-month field, which turns off an `L`
+//!   beside it, so `L,LW` is parsed as two expressions that fire together.
 //!
 //! postmortem: the first version let croner 4.0.3 search in the job's zone and relied on its DST rules.
 //! croner calls a job "fixed-time" only when its second, minute and hour fields are each one plain value, so
@@ -15,19 +26,22 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike, Utc};
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, TimeDelta, Timelike};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
-use crate::job::DstPolicy;
+use super::zone;
+use crate::job::{DstHandling, DstPolicy, DstRepeat};
 
 /// A parsed cron expression, shared by every schedule with the same text.
 pub(super) struct CronExpr {
-    cron: Cron,
-    /// cronie's "wildcard job": the second, minute or hour field uses `*` (`*`, `*/15`). Such a job follows
-    /// real time across DST transitions (nothing in a spring gap, both passes of a repeated hour); any other
-    /// job is a fixed-time job (a time in the gap runs right after the jump, a repeated time runs once).
+    /// The expression as croner holds it: one, or two when its day-of-month list has both `L` and `LW`
+    /// (see the module docs). It matches a wall-clock time when any of them does.
+    crons: Box<[Cron]>,
+    /// cronie's "wildcard job": the second, minute or hour field starts with `*` (`*`, `*/15`). Such a job
+    /// follows real time across DST transitions (nothing in a spring gap, every real instant of a repeated
+    /// range once); any other job is a fixed-time job, handled by the job's [`DstHandling`].
     follows_real_time: bool,
 }
 
@@ -139,12 +153,14 @@ fn layout(n: usize) -> Option<&'static [Field]> {
     }
 }
 
-fn parser() -> CronParser {
-    // Weekdays 0-7 with 0 and 7 both Sunday, and day-of-month OR day-of-week when both are restricted:
-    // both as in cronie, and both croner's defaults.
+/// croner's parser. `both_days`: a day must match the day-of-month and the day-of-week fields (cronie's rule
+/// when either starts with `*`); otherwise either is enough. Weekdays are 0-7 with 0 and 7 both Sunday, as in
+/// cronie (croner's default).
+fn parser(both_days: bool) -> CronParser {
     CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Optional)
+        .dom_and_dow(both_days)
         .build()
 }
 
@@ -208,18 +224,56 @@ fn parse_uncached(text: &str) -> Result<CronExpr, String> {
     for (field, value) in layout.iter().zip(&fields) {
         check_field(field, value)?;
     }
-    let cron = parser()
-        .parse(expanded)
-        .map_err(|whole| blame_field(layout, &fields).unwrap_or_else(|| tidy(&whole)))?;
-    check_possible(&cron)?;
-    let pattern = &cron.pattern;
-    let follows_real_time = pattern.seconds.from_wildcard
-        || pattern.minutes.from_wildcard
-        || pattern.hours.from_wildcard;
+    // cronie's flags, from the first character of each field as written (`entry.c`: MIN_STAR, HR_STAR,
+    // DOM_STAR, DOW_STAR); `?` is this syntax's star for the day fields.
+    let starts_with_star = |kinds: &[FieldKind]| {
+        layout
+            .iter()
+            .zip(&fields)
+            .any(|(field, value)| kinds.contains(&field.kind) && value.starts_with(['*', '?']))
+    };
+    let both_days = starts_with_star(&[FieldKind::DayOfMonth, FieldKind::DayOfWeek]);
+    let follows_real_time =
+        starts_with_star(&[FieldKind::Second, FieldKind::Minute, FieldKind::Hour]);
+    let crons = union_of_items(layout, &fields)
+        .iter()
+        .map(|text| {
+            parser(both_days)
+                .parse(text)
+                .map_err(|whole| blame_field(layout, &fields).unwrap_or_else(|| tidy(&whole)))
+        })
+        .collect::<Result<Box<[Cron]>, String>>()?;
+    if let [cron] = &*crons {
+        check_possible(cron)?;
+    }
     Ok(CronExpr {
-        cron,
+        crons,
         follows_real_time,
     })
+}
+
+/// The expression as texts whose union it is, each one croner reads as written: `fields` joined, or, when the
+/// day-of-month list holds both `L` and `LW`, one text with the list without `LW` and one with `LW` alone.
+fn union_of_items(layout: &[Field], fields: &[&str]) -> Vec<String> {
+    let dom = layout
+        .iter()
+        .position(|field| field.kind == FieldKind::DayOfMonth);
+    let with_dom = |value: &str| {
+        let mut fields = fields.to_vec();
+        if let Some(i) = dom {
+            fields[i] = value;
+        }
+        fields.join(" ")
+    };
+    let Some(items) = dom.and_then(|i| fields.get(i)).map(|v| v.split(',')) else {
+        return vec![fields.join(" ")];
+    };
+    let (last_weekday, rest): (Vec<&str>, Vec<&str>) =
+        items.partition(|item| item.eq_ignore_ascii_case("LW"));
+    if last_weekday.is_empty() || !rest.iter().any(|item| item.eq_ignore_ascii_case("L")) {
+        return vec![fields.join(" ")];
+    }
+    vec![with_dom(&rest.join(",")), with_dom("LW")]
 }
 
 /// Catches the common mistakes before croner sees them, so the error names the field and the allowed values:
@@ -370,8 +424,11 @@ fn check_modifiers(field: &Field, value: &str, item: &str) -> Result<(), String>
 fn check_possible(cron: &Cron) -> Result<(), String> {
     const LONGEST: [u16; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     let pattern = &cron.pattern;
-    // A restricted day-of-week matches on its own (cronie's OR), and L and W always find a day.
-    if !pattern.is_dow_wildcard() || pattern.days.has_modifiers() {
+    // A day-of-week that does not start with `*` beside a day-of-month that does not either matches on its
+    // own (cronie's "either"); otherwise a day must be in the day-of-month list whatever the weekday. L and W
+    // always find a day.
+    let day_of_month_required = pattern.is_dow_wildcard() || pattern.matches_dom_and_dow();
+    if !day_of_month_required || pattern.days.has_modifiers() {
         return Ok(());
     }
     let Some(&first_day) = pattern.days.values().first() else {
@@ -420,7 +477,7 @@ fn blame_field(layout: &[Field], fields: &[&str]) -> Option<String> {
     layout.iter().zip(fields).find_map(|(field, value)| {
         let mut alone = ["0", "*", "*", "*", "*", "*", "*"];
         alone[field.slot] = value;
-        parser()
+        parser(false)
             .parse(&alone.join(" "))
             .err()
             .map(|e| format!("{} field {value:?}: {}", field.name, tidy(&e)))
@@ -446,7 +503,7 @@ enum Odd {
 
 fn is_odd(tz: Tz, wall: NaiveDateTime, odd: Odd) -> bool {
     matches!(
-        (tz.from_local_datetime(&wall), odd),
+        (zone::from_local(tz, &wall), odd),
         (LocalResult::None, Odd::Gap) | (LocalResult::Ambiguous(..), Odd::Repeated)
     )
 }
@@ -480,26 +537,53 @@ fn after_run(tz: Tz, wall: NaiveDateTime, odd: Odd) -> Option<NaiveDateTime> {
     edge_of(tz, wall, odd, 1)?.checked_add_signed(TimeDelta::seconds(1))
 }
 
+/// Which passes of a repeated wall-clock range a job fires on.
+#[derive(Clone, Copy)]
+struct Passes {
+    first: bool,
+    second: bool,
+}
+
 impl CronExpr {
     /// The first instant strictly after `after_ms` at which the expression fires, read in `tz`.
     ///
     /// Every wall-clock time the expression matches fires at the instant(s) it names, except around DST:
     /// - in a spring-forward gap, a fixed-time job fires once at the first instant after the jump
     ///   (`DstPolicy::SkipGap`: not at all); a real-time job does not fire (those minutes do not exist);
-    /// - in a repeated range, a fixed-time job fires on the first pass only; a real-time job on both passes.
-    pub(super) fn next_after(&self, after_ms: i64, tz: Tz, dst: DstPolicy) -> Option<i64> {
-        let after = DateTime::<Utc>::from_timestamp_millis(after_ms)?.with_timezone(&tz);
+    /// - in a repeated range, a fixed-time job fires on the pass(es) its `DstRepeat` names (the first by
+    ///   default); a real-time job on both passes.
+    pub(super) fn next_after(&self, after_ms: i64, tz: Tz, dst: DstHandling) -> Option<i64> {
+        let after = zone::to_local(tz, after_ms)?;
         // Cron has second resolution: searching from the whole wall-clock second that contains `after_ms`,
         // exclusive, yields matches whose instants are all later than `after_ms`.
         let wall_after = after.naive_local().with_nanosecond(0)?;
-        let ahead = self.first_in_wall_order(after_ms, wall_after, tz, dst);
-        let second_pass = self.on_second_pass(after_ms, &after, wall_after, tz);
+        let passes = if self.follows_real_time {
+            Passes {
+                first: true,
+                second: true,
+            }
+        } else {
+            Passes {
+                first: dst.repeat != DstRepeat::Last,
+                second: dst.repeat != DstRepeat::First,
+            }
+        };
+        let ahead = self.first_in_wall_order(after_ms, wall_after, tz, dst.gap, passes);
+        let second_pass = self.on_second_pass(after_ms, &after, wall_after, tz, passes);
         let next = match (ahead, second_pass) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         debug_assert!(next.is_none_or(|n| n > after_ms), "{next:?} <= {after_ms}");
         next
+    }
+
+    /// The first wall-clock time the expression matches after `from` (or at it, when `inclusive`).
+    fn next_wall(&self, from: &NaiveDateTime, inclusive: bool) -> Option<NaiveDateTime> {
+        self.crons
+            .iter()
+            .filter_map(|cron| cron.find_next_occurrence(from, inclusive).ok())
+            .min()
     }
 
     /// The first fire of a wall-clock time after `wall_after`. Walking wall-clock times in order meets their
@@ -510,13 +594,14 @@ impl CronExpr {
         after_ms: i64,
         wall_after: NaiveDateTime,
         tz: Tz,
-        dst: DstPolicy,
+        gap: DstPolicy,
+        passes: Passes,
     ) -> Option<i64> {
         let mut from = wall_after;
         let mut inclusive = false;
         for _ in 0..MAX_SKIPS {
-            let wall = self.cron.find_next_occurrence(&from, inclusive).ok()?;
-            match tz.from_local_datetime(&wall) {
+            let wall = self.next_wall(&from, inclusive)?;
+            match zone::from_local(tz, &wall) {
                 LocalResult::Single(at) => {
                     let at = at.timestamp_millis();
                     if at > after_ms {
@@ -526,21 +611,26 @@ impl CronExpr {
                 }
                 LocalResult::Ambiguous(earlier, later) => {
                     let earlier = earlier.timestamp_millis();
-                    if earlier > after_ms {
+                    if passes.first && earlier > after_ms {
                         return Some(earlier);
                     }
                     let later = later.timestamp_millis();
-                    if self.follows_real_time && later > after_ms {
+                    if passes.second && later > after_ms {
                         return Some(later);
                     }
-                    // `after_ms` is on the second pass and a fixed-time job already ran every time of this
-                    // range on the first one.
-                    (from, inclusive) = (after_run(tz, wall, Odd::Repeated)?, true);
+                    // The job fires no more times of this range after `after_ms`: it is on the second pass
+                    // (or past the times of the second pass) already, or the job skips the pass it is on.
+                    if passes.second {
+                        // Matches later in this range have later second passes: keep walking them.
+                        (from, inclusive) = (wall, false);
+                    } else {
+                        (from, inclusive) = (after_run(tz, wall, Odd::Repeated)?, true);
+                    }
                 }
                 LocalResult::None => {
                     let end = after_run(tz, wall, Odd::Gap)?;
-                    if !self.follows_real_time && dst == DstPolicy::Cronie {
-                        let jump = tz.from_local_datetime(&end).earliest()?.timestamp_millis();
+                    if !self.follows_real_time && gap == DstPolicy::Cronie {
+                        let jump = zone::from_local(tz, &end).earliest()?.timestamp_millis();
                         if jump > after_ms {
                             return Some(jump);
                         }
@@ -557,22 +647,23 @@ impl CronExpr {
     fn on_second_pass(
         &self,
         after_ms: i64,
-        after: &DateTime<Tz>,
+        after: &DateTime<FixedOffset>,
         wall_after: NaiveDateTime,
         tz: Tz,
+        passes: Passes,
     ) -> Option<i64> {
-        if !self.follows_real_time {
+        if !passes.second {
             return None;
         }
-        let LocalResult::Ambiguous(earlier, _) = tz.from_local_datetime(&wall_after) else {
+        let LocalResult::Ambiguous(earlier, _) = zone::from_local(tz, &wall_after) else {
             return None;
         };
-        if after.offset().fix() != earlier.offset().fix() {
+        if after.offset() != earlier.offset() {
             return None;
         }
         let start = edge_of(tz, wall_after, Odd::Repeated, -1)?;
-        let wall = self.cron.find_next_occurrence(&start, true).ok()?;
-        match tz.from_local_datetime(&wall) {
+        let wall = self.next_wall(&start, true)?;
+        match zone::from_local(tz, &wall) {
             LocalResult::Ambiguous(_, later) => {
                 Some(later.timestamp_millis()).filter(|&at| at > after_ms)
             }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 
 use super::cron::CronExpr;
-use crate::job::DstPolicy;
+use crate::job::DstHandling;
 
 /// Entries per thread.
 const SLOTS: usize = 16;
@@ -24,7 +24,7 @@ struct Entry {
     expr: Arc<CronExpr>,
     after_ms: i64,
     tz: Tz,
-    dst: DstPolicy,
+    dst: DstHandling,
     next: Option<i64>,
 }
 
@@ -37,7 +37,7 @@ pub(super) fn next_after(
     expr: &Arc<CronExpr>,
     after_ms: i64,
     tz: Tz,
-    dst: DstPolicy,
+    dst: DstHandling,
 ) -> Option<i64> {
     // Allocations are at least 8-aligned: drop the low bits that are always zero.
     let slot = (Arc::as_ptr(expr) as usize >> 4) % SLOTS;
@@ -67,6 +67,7 @@ pub(super) fn next_after(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::DstPolicy;
 
     fn expr(text: &str) -> Arc<CronExpr> {
         super::super::cron::parse(text).expect("valid cron")
@@ -82,7 +83,7 @@ mod tests {
         for _ in 0..2 {
             for e in [&hourly, &daily] {
                 for tz in [Tz::UTC, london] {
-                    for dst in [DstPolicy::default(), DstPolicy::SkipGap] {
+                    for dst in [DstPolicy::default(), DstPolicy::SkipGap].map(DstHandling::from) {
                         for after in [t, t + 1, t + 3_600_000] {
                             assert_eq!(
                                 next_after(e, after, tz, dst),
@@ -101,11 +102,11 @@ mod tests {
         // The memo keeps its expressions alive, so a new one never takes an address it holds.
         let first = expr("0 0 * * * *");
         let t = 1_774_745_999_000;
-        let hourly = next_after(&first, t, Tz::UTC, DstPolicy::default());
+        let hourly = next_after(&first, t, Tz::UTC, DstHandling::default());
         drop(first);
         let second = expr("0 0 0 1 1 *");
         assert_ne!(
-            next_after(&second, t, Tz::UTC, DstPolicy::default()),
+            next_after(&second, t, Tz::UTC, DstHandling::default()),
             hourly
         );
     }

@@ -6,6 +6,7 @@ mod props;
 use chrono::{SecondsFormat, Utc};
 
 use super::*;
+use crate::job::{DstPolicy, DstRepeat};
 
 const UTC: Tz = chrono_tz::UTC;
 
@@ -24,7 +25,7 @@ fn rfc(ms: i64) -> String {
 }
 
 /// The first `n` instants of `expr` in `tz` strictly after `from`, as RFC 3339 UTC strings.
-fn instants(expr: &str, tz: Tz, dst: DstPolicy, from: &str, n: usize) -> Vec<String> {
+fn instants(expr: &str, tz: Tz, dst: impl Into<DstHandling>, from: &str, n: usize) -> Vec<String> {
     Schedule::parse(expr)
         .unwrap()
         .preview(ms(from), n, tz, dst)
@@ -129,6 +130,47 @@ fn w_is_the_nearest_weekday_within_the_month() {
     );
 }
 
+/// postmortem: croner reads `LW` as a flag of the whole day-of-month field, which turned off a plain `L` in
+/// the same list: `L,LW` fired only on the last weekday. A list is a union of its items.
+#[test]
+fn l_and_lw_in_one_list_fire_on_both_days() {
+    // 2026-10-31 is a Saturday: the last weekday is Friday the 30th. In November and December the last day is
+    // a weekday: one fire.
+    assert_eq!(
+        utc("0 0 L,LW * *", "2026-10-01T00:00:00Z", 4),
+        [
+            "2026-10-30T00:00:00Z",
+            "2026-10-31T00:00:00Z",
+            "2026-11-30T00:00:00Z",
+            "2026-12-31T00:00:00Z"
+        ]
+    );
+    assert_eq!(
+        utc("0 0 LW,L * *", "2026-10-01T00:00:00Z", 4),
+        utc("0 0 L,LW * *", "2026-10-01T00:00:00Z", 4)
+    );
+    // With other items too, and with a restricted day of week (either field is enough).
+    assert_eq!(
+        utc("0 0 1,L,LW * 3", "2026-09-30T12:00:00Z", 6),
+        [
+            "2026-10-01T00:00:00Z",
+            "2026-10-07T00:00:00Z",
+            "2026-10-14T00:00:00Z",
+            "2026-10-21T00:00:00Z",
+            "2026-10-28T00:00:00Z",
+            "2026-10-30T00:00:00Z"
+        ]
+    );
+    assert_eq!(
+        utc("0 0 1,L,LW * 3", "2026-10-29T00:00:00Z", 3),
+        [
+            "2026-10-30T00:00:00Z",
+            "2026-10-31T00:00:00Z",
+            "2026-11-01T00:00:00Z"
+        ]
+    );
+}
+
 #[test]
 fn hash_is_the_nth_weekday_of_the_month() {
     assert_eq!(
@@ -224,6 +266,76 @@ fn day_of_month_or_day_of_week_like_cronie() {
             "2026-12-04T00:00:00Z",
             "2026-12-11T00:00:00Z"
         ]
+    );
+}
+
+/// postmortem: croner counted a day field as unrestricted only when it was exactly `*`, so `0 0 */2 * 1`
+/// fired on every odd day and every Monday. cronie (and Vixie cron) decide by the field's first character:
+/// when either day field starts with `*`, a day must match both; only when neither does is either enough.
+#[test]
+fn a_day_field_that_starts_with_a_star_makes_both_required_like_cronie() {
+    // Odd days that are Mondays (2026-11-09, 11-23, 12-07, 12-21).
+    assert_eq!(
+        utc("0 0 */2 * 1", "2026-11-01T00:00:00Z", 4),
+        [
+            "2026-11-09T00:00:00Z",
+            "2026-11-23T00:00:00Z",
+            "2026-12-07T00:00:00Z",
+            "2026-12-21T00:00:00Z"
+        ]
+    );
+    // The same from the other side: the 13th, when it is a Sunday, Tuesday, Thursday or Saturday.
+    assert_eq!(
+        utc("0 0 13 * */2", "2026-01-01T00:00:00Z", 3),
+        [
+            "2026-01-13T00:00:00Z",
+            "2026-06-13T00:00:00Z",
+            "2026-08-13T00:00:00Z"
+        ]
+    );
+    // Both required, and no month of the pattern has the day: refused, as with a day-of-week `*`.
+    assert!(
+        rejection("0 0 30 2 */2").contains("never fires: day-of-month 30 does not occur in FEB"),
+        "{}",
+        rejection("0 0 30 2 */2")
+    );
+    // `?` is a star too.
+    assert_eq!(
+        utc("0 0 ? * 1", "2026-11-01T00:00:00Z", 2),
+        ["2026-11-02T00:00:00Z", "2026-11-09T00:00:00Z"]
+    );
+    // Neither starts with `*`: either is enough, even when one lists every day.
+    assert_eq!(
+        utc("0 0 1-31 * 1", "2026-10-31T12:00:00Z", 3),
+        [
+            "2026-11-01T00:00:00Z",
+            "2026-11-02T00:00:00Z",
+            "2026-11-03T00:00:00Z"
+        ]
+    );
+    assert_eq!(
+        utc("0 0 1-10/2 * 0-6/3", "2026-10-31T12:00:00Z", 5),
+        [
+            "2026-11-01T00:00:00Z",
+            "2026-11-03T00:00:00Z",
+            "2026-11-04T00:00:00Z",
+            "2026-11-05T00:00:00Z",
+            "2026-11-07T00:00:00Z"
+        ]
+    );
+}
+
+/// A step in the year field counts from year 1, the field's lowest value: `*/4` is 2025, 2029, 2033, not the
+/// leap years.
+#[test]
+fn year_steps_count_from_year_one() {
+    assert_eq!(
+        utc("0 0 0 1 1 * */4", "2026-06-01T00:00:00Z", 2),
+        ["2029-01-01T00:00:00Z", "2033-01-01T00:00:00Z"]
+    );
+    assert_eq!(
+        utc("0 0 0 1 1 * 2028-2099/4", "2026-06-01T00:00:00Z", 2),
+        ["2028-01-01T00:00:00Z", "2032-01-01T00:00:00Z"]
     );
 }
 

@@ -392,7 +392,7 @@ async fn a_job_that_would_never_fire_is_refused_naming_the_field() {
         .create_with_id(id("later"), recording("later", "@hourly"))
         .await
         .unwrap();
-    let mut spec = job.spec.clone();
+    let mut spec = (*job.spec).clone();
     spec.schedule = Schedule::parse(&past_at).unwrap();
     let err = scheduler.update(&job.id, spec, None).await.unwrap_err();
     assert!(err.to_string().starts_with("schedule: "), "{err}");
@@ -418,7 +418,7 @@ async fn updates_without_a_revision_all_land_when_they_race() {
     let mut updates = tokio::task::JoinSet::new();
     for i in 0..10 {
         let scheduler = scheduler.clone();
-        let mut spec = job.spec.clone();
+        let mut spec = (*job.spec).clone();
         spec.name = format!("raced {i}");
         updates.spawn(async move { scheduler.update(&id("raced"), spec, None).await });
     }

@@ -7,6 +7,7 @@ mod command;
 mod crash;
 mod lifecycle;
 mod observability;
+mod policies;
 mod restart;
 mod writes;
 

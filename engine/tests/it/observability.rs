@@ -80,6 +80,57 @@ fn fires_lateness_runs_and_ownership_are_reported() {
     assert_eq!(in_flight.into_inner(), 0.0, "nothing runs after shutdown");
 }
 
+/// postmortem: the lateness histogram was measured after the jitter sleep, so a job with `jitter: 5s` showed up
+/// to five seconds of lateness that no one caused; `metrics.rs` promises jitter excluded.
+#[test]
+fn lateness_excludes_jitter() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut delays = Vec::new();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+            let mut spec = recording("j", "*/10 * * * * *");
+            spec.jitter = Some(Duration::from_secs(5));
+            let job = scheduler
+                .create_with_id(JobId::new("j").unwrap(), spec)
+                .await
+                .unwrap();
+            until_fired(&mut rx, &job.id, T0 + 60_000).await;
+            scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+            for run in history(&scheduler, &job.id).await {
+                if let Some(started) = run.started_ms {
+                    delays.push(started - run.scheduled_ms);
+                }
+            }
+        });
+    });
+    assert!(
+        delays.iter().any(|d| *d >= 1000),
+        "the test needs a jitter of a second or more: {delays:?}"
+    );
+    let lateness: Vec<f64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, _, _, _)| key.key().name() == campanile::metrics::LATENESS)
+        .flat_map(|(_, _, _, value)| match value {
+            DebugValue::Histogram(values) => values.into_iter().map(|v| v.into_inner()).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(lateness.len() >= delays.len(), "{lateness:?}");
+    assert!(
+        lateness.iter().all(|l| (0.0..0.1).contains(l)),
+        "starts were on time but for their jitter: {lateness:?} (delays {delays:?})"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn subscribers_see_every_record_this_node_stores() {
     let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;

@@ -452,7 +452,7 @@ impl Cluster {
         }
         let id = live[(pick % live.len() as u64) as usize].clone();
         let mut job = self.stored(&id).await;
-        let mut spec = job.spec.clone();
+        let mut spec = (*job.spec).clone();
         let what = match change {
             JobChange::Schedule => {
                 let next = SCHEDULES

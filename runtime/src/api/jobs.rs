@@ -775,7 +775,7 @@ pub async fn next_fires(
         .collect();
     Ok(Json(NextFires {
         job: id.to_string(),
-        timezone: job.spec.timezone,
+        timezone: job.spec.timezone.clone(),
         next,
     }))
 }

@@ -22,7 +22,7 @@ pub fn job(caller: Caller, job: &Job) -> std::borrow::Cow<'_, Job> {
             *value = SecretValue::Literal(REDACTED.to_owned());
         }
     };
-    match &mut job.spec.target {
+    match &mut job.spec_mut().target {
         Target::Command(cmd) => cmd.env.values_mut().for_each(hide),
         Target::Http(http) => {
             http.headers.values_mut().for_each(hide);

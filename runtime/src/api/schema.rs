@@ -41,9 +41,12 @@ pub struct JobSpecDoc {
     /// IANA time zone the cron fields are read in (default `UTC`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    /// DST handling of cron wall-clock times (default `cronie`).
+    /// DST handling of cron wall-clock times in a spring gap (default `cronie`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst: Option<DstPolicyDoc>,
+    /// On which pass of a repeated wall-clock range (the autumn hour) fixed cron times run (default `first`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_repeat: Option<DstRepeatDoc>,
     /// What runs.
     pub target: TargetDoc,
     /// What happens to instants that passed while no node could fire them (default `fire_once`).
@@ -114,6 +117,9 @@ pub struct JobPatchDoc {
     /// See `JobSpec.dst`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst: Option<DstPolicyDoc>,
+    /// See `JobSpec.dst_repeat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_repeat: Option<DstRepeatDoc>,
     /// Members of the target to change (merged into the job's target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -155,15 +161,28 @@ pub struct JobPatchDoc {
     pub node_labels: Option<Vec<String>>,
 }
 
-/// DST handling.
+/// DST handling of fixed cron times in a spring gap (wildcard jobs follow real time).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[schema(as = DstPolicy)]
 pub enum DstPolicyDoc {
-    /// Like cronie: a time in the spring gap runs once right after the jump; the repeated hour runs once.
+    /// Like cronie: a time in the spring gap runs once right after the jump.
     Cronie,
     /// Fixed times in the spring gap do not run that day.
     SkipGap,
+}
+
+/// DST handling of fixed cron times in a repeated autumn range (wildcard jobs follow real time).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = DstRepeat)]
+pub enum DstRepeatDoc {
+    /// Like cronie: once, on the first pass.
+    First,
+    /// Once, on the second pass (after the clocks went back).
+    Last,
+    /// Twice, once on each pass.
+    Both,
 }
 
 /// What runs when a job fires, tagged by `type`.
@@ -396,6 +415,9 @@ pub struct PastScheduleDoc {
     /// Its DST policy, when not the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst: Option<DstPolicyDoc>,
+    /// Its choice for repeated wall-clock times, when not the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_repeat: Option<DstRepeatDoc>,
     /// Its lower bound (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<String>,
@@ -532,6 +554,7 @@ mod tests {
         spec.labels.insert("a".into(), "b".into());
         spec.timezone = "Europe/London".into();
         spec.dst = campanile::job::DstPolicy::SkipGap;
+        spec.dst_repeat = campanile::job::DstRepeat::Both;
         spec.misfire = MisfirePolicy::CatchUp {
             max_count: 3,
             window: Duration::from_secs(60),
@@ -613,7 +636,7 @@ mod tests {
             full_spec(Target::Command(CommandTarget::new(["true"]))),
             5,
         );
-        let mut every_minute = job.spec.clone();
+        let mut every_minute = (*job.spec).clone();
         every_minute.schedule = Schedule::parse("0 * * * * *").unwrap();
         every_minute.dst = campanile::job::DstPolicy::default();
         job.update_spec(every_minute, 7);

@@ -282,6 +282,12 @@ async fn job_bodies() {
         "invalid",
         Some("overlap"),
     );
+    assert_error(
+        &patch(json!({"dst_repeat": "twice"})).await,
+        400,
+        "invalid",
+        Some("dst_repeat"),
+    );
     let stale = server
         .http
         .patch(server.at("/v1/jobs/dup"))

@@ -121,6 +121,8 @@ async fn the_document_matches_the_router() {
         "Job",
         "JobSpec",
         "Target",
+        "DstPolicy",
+        "DstRepeat",
         "RunRecord",
         "ErrorBody",
         "Scenario",
@@ -136,7 +138,16 @@ async fn the_document_matches_the_router() {
         .map(String::as_str)
         .collect();
     for field in [
-        "name", "schedule", "timezone", "target", "misfire", "overlap", "retry", "delivery",
+        "name",
+        "schedule",
+        "timezone",
+        "dst",
+        "dst_repeat",
+        "target",
+        "misfire",
+        "overlap",
+        "retry",
+        "delivery",
         "paused",
     ] {
         assert!(spec_fields.contains(field), "JobSpec.{field} missing");

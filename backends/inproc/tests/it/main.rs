@@ -595,7 +595,7 @@ mod invalid {
         assert!(c.members().await.expect("members").members.is_empty());
 
         let mut huge = job("huge");
-        huge.spec.name = "x".repeat(2 << 20);
+        huge.spec_mut().name = "x".repeat(2 << 20);
         assert!(matches!(
             c.put_job(huge, Precondition::Any).await,
             Err(CoordError::Invalid(_))

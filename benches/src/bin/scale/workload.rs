@@ -70,7 +70,11 @@ pub fn expected(schedules: &[Schedule], from_ms: i64, to_ms: i64) -> u64 {
     let mut n = 0;
     for schedule in schedules {
         let mut cursor = from_ms - 1;
-        while let Some(t) = schedule.next_after(cursor, chrono_tz::UTC, Default::default()) {
+        while let Some(t) = schedule.next_after(
+            cursor,
+            chrono_tz::UTC,
+            campanile::job::DstHandling::default(),
+        ) {
             if t >= to_ms {
                 break;
             }

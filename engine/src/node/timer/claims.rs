@@ -160,13 +160,13 @@ impl State {
                             && claim.settled_ms < claim.from_ms - 1
                             && entry.predecessor.is_none()
                         {
-                            entry.predecessor = Some(JobClaim {
+                            entry.predecessor = Some(Box::new(JobClaim {
                                 session: SessionId(0), // unknown, and never live: settled as soon as possible
                                 node: claim.node.clone(),
                                 from_ms: claim.settled_ms + 1,
                                 through_ms: claim.from_ms - 1,
                                 settled_ms: claim.settled_ms,
-                            });
+                            }));
                         }
                     }
                     if entry.claim.is_none() || previous.is_some() {
@@ -190,7 +190,7 @@ impl State {
                     entry.claim = Some((claim.from_ms, claim.through_ms));
                     if let Some(previous) = previous.filter(|p| p.session != lease.session) {
                         // Settled later, once the predecessor is gone or has recorded everything.
-                        entry.predecessor = Some(previous);
+                        entry.predecessor = Some(Box::new(previous));
                     }
                     self.enqueue(slot);
                 }

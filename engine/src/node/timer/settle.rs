@@ -37,7 +37,7 @@ impl State {
         self.slots
             .iter()
             .flatten()
-            .filter_map(|e| Some((e.predecessor.clone()?, e.job.clone(), e.tz)))
+            .filter_map(|e| Some((e.predecessor.as_deref().cloned()?, e.job.clone(), e.tz)))
             .collect()
     }
 
@@ -52,7 +52,7 @@ impl State {
             let entry = self.slots[slot as usize]
                 .as_mut()
                 .expect("indexed slot is occupied");
-            if entry.predecessor.as_ref() != Some(&settlement.previous) {
+            if entry.predecessor.as_deref() != Some(&settlement.previous) {
                 continue; // settled already, or superseded
             }
             entry.predecessor = None;

@@ -38,7 +38,8 @@ pub(super) struct Entry {
     /// Reassigned away: no renewal; dropped once the claim has run out.
     pub(super) revoked: bool,
     /// The claim of the session we took the job over from, until it is settled.
-    pub(super) predecessor: Option<JobClaim>,
+    /// (Boxed: rare, and an entry is held per owned job.)
+    pub(super) predecessor: Option<Box<JobClaim>>,
     /// Set when this node saw the job resumed: instants before are not owed (they passed while paused).
     pub(super) resumed_ms: Option<i64>,
 }
@@ -56,7 +57,7 @@ impl Entry {
             .iter()
             .min()
             .map_or(own, |first| own.min(first - 1));
-        match &self.predecessor {
+        match self.predecessor.as_deref() {
             Some(previous) => settled.min(previous.settled_ms),
             None => settled,
         }

@@ -175,7 +175,7 @@ fn a_late_first_claim_applies_the_misfire_policy() {
 fn skip_policy_runs_nothing_late() {
     let mut s = state();
     let mut j = (*job("a", "* * * * * *", T0 - 10_000)).clone();
-    j.spec.misfire = MisfirePolicy::Skip;
+    j.spec_mut().misfire = MisfirePolicy::Skip;
     s.upsert(vec![Arc::new(j)], T0);
     let claims = s.claims_due(T0, false);
     s.granted(claims.iter().map(|c| grant(c, None)).collect());
@@ -193,7 +193,7 @@ fn takeover_settles_the_previous_holders_instants_per_delivery() {
     for delivery in [Delivery::AtMostOnce, Delivery::AtLeastOnce] {
         let mut s = state();
         let mut j = (*job("a", "* * * * * *", T0 - 60_000)).clone();
-        j.spec.delivery = delivery;
+        j.spec_mut().delivery = delivery;
         s.upsert(vec![Arc::new(j)], T0);
         let claims = s.claims_due(T0, false);
         let previous = JobClaim {
@@ -256,7 +256,7 @@ fn takeover_settles_the_previous_holders_instants_per_delivery() {
 fn paused_jobs_emit_and_claim_nothing() {
     let mut s = state();
     let mut j = (*job("a", "* * * * * *", T0)).clone();
-    j.spec.paused = true;
+    j.spec_mut().paused = true;
     s.upsert(vec![Arc::new(j)], T0);
     assert!(s.claims_due(T0, true).is_empty());
     assert!(s.wake(T0 + 3000).fires.is_empty());

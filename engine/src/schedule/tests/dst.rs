@@ -7,6 +7,7 @@
 //! first pass; `*` in the second, minute or hour field follows real time: every real instant once, none twice.
 
 use super::*;
+use crate::job::DstHandling;
 
 const LONDON: Tz = chrono_tz::Europe::London;
 const NEW_YORK: Tz = chrono_tz::America::New_York;
@@ -405,5 +406,176 @@ fn a_skipped_day_in_samoa() {
     );
     for pair in fires.windows(2) {
         assert_eq!(pair[1] - pair[0], 3_600_000, "after {}", rfc(pair[0]));
+    }
+}
+
+/// postmortem: croner marks a field "from a wildcard" when any item of it is a `*` step, so `5,*/20 1 * * *`
+/// followed real time (nothing in the spring gap, both passes of the autumn hour). cronie classifies a job by
+/// the first character of its minute and hour fields only: this one is a fixed-time job.
+#[test]
+fn a_time_field_that_does_not_start_with_a_star_is_a_fixed_time_like_cronie() {
+    // Spring: 01:00, 01:05, 01:20 and 01:40 do not exist; one run right after the jump.
+    assert_eq!(
+        cronie("5,*/20 1 * * *", LONDON, "2026-03-28T23:00:00Z", 5),
+        [
+            "2026-03-29T01:00:00Z",
+            "2026-03-30T00:00:00Z",
+            "2026-03-30T00:05:00Z",
+            "2026-03-30T00:20:00Z",
+            "2026-03-30T00:40:00Z"
+        ]
+    );
+    // Autumn: the first pass only.
+    assert_eq!(
+        cronie("5,*/20 1 * * *", LONDON, "2026-10-24T23:30:00Z", 5),
+        [
+            "2026-10-25T00:00:00Z",
+            "2026-10-25T00:05:00Z",
+            "2026-10-25T00:20:00Z",
+            "2026-10-25T00:40:00Z",
+            "2026-10-26T01:00:00Z"
+        ]
+    );
+    // A star first in the hour field makes it a wildcard job, whatever the minute field says.
+    assert_eq!(
+        cronie("30 */1 * * *", LONDON, "2026-10-25T00:00:00Z", 3),
+        [
+            "2026-10-25T00:30:00Z",
+            "2026-10-25T01:30:00Z",
+            "2026-10-25T02:30:00Z"
+        ]
+    );
+}
+
+/// postmortem: chrono-tz's tables end with 2099 (chronotope/chrono-tz#155): after the last transition a zone
+/// keeps its last offset for ever, so `0 12 1 7 *` in London fired at 12:00 GMT, 13:00 BST, in July 2100. Past
+/// 2099 the zone's ongoing rule is applied: each year is read as the year of 2072..=2099 with the same
+/// calendar (leap or not, same weekday on January 1st).
+#[test]
+fn years_past_2099_follow_the_zones_ongoing_rule() {
+    assert_eq!(
+        cronie("0 12 1 7 *", LONDON, "2100-06-01T00:00:00Z", 2),
+        ["2100-07-01T11:00:00Z", "2101-07-01T11:00:00Z"]
+    );
+    assert_eq!(
+        cronie(
+            "0 12 1 1,7 *",
+            chrono_tz::Australia::Sydney,
+            "2100-06-01T00:00:00Z",
+            2
+        ),
+        ["2100-07-01T02:00:00Z", "2101-01-01T01:00:00Z"]
+    );
+    // London's spring jump in 2100 is on Sunday 28 March, the fall back on Sunday 31 October.
+    assert_eq!(
+        cronie("30 1 * * *", LONDON, "2100-03-27T12:00:00Z", 2),
+        ["2100-03-28T01:00:00Z", "2100-03-29T00:30:00Z"]
+    );
+    assert_eq!(
+        cronie("30 1 * * *", LONDON, "2100-10-30T12:00:00Z", 2),
+        ["2100-10-31T00:30:00Z", "2100-11-01T01:30:00Z"]
+    );
+    // New York, far out: the repeated hour of Sunday 4 November 2412, first pass.
+    assert_eq!(
+        cronie("30 1 * * *", NEW_YORK, "2412-11-03T12:00:00Z", 2),
+        ["2412-11-04T05:30:00Z", "2412-11-05T06:30:00Z"]
+    );
+}
+
+fn repeat(expr: &str, tz: Tz, repeat: DstRepeat, from: &str, n: usize) -> Vec<String> {
+    let dst = DstHandling {
+        gap: DstPolicy::Cronie,
+        repeat,
+    };
+    instants(expr, tz, dst, from, n)
+}
+
+/// `dst_repeat`: which pass of the repeated autumn hour a fixed time runs on. London repeats 01:00-01:59 on
+/// 2026-10-25 (00:00-00:59 UTC in BST, then 01:00-01:59 UTC in GMT).
+#[test]
+fn dst_repeat_chooses_the_pass_of_a_repeated_fixed_time() {
+    let daily = "30 1 * * *";
+    let from = "2026-10-24T12:00:00Z";
+    assert_eq!(
+        repeat(daily, LONDON, DstRepeat::First, from, 3),
+        [
+            "2026-10-25T00:30:00Z",
+            "2026-10-26T01:30:00Z",
+            "2026-10-27T01:30:00Z"
+        ]
+    );
+    assert_eq!(
+        repeat(daily, LONDON, DstRepeat::Last, from, 3),
+        [
+            "2026-10-25T01:30:00Z",
+            "2026-10-26T01:30:00Z",
+            "2026-10-27T01:30:00Z"
+        ]
+    );
+    assert_eq!(
+        repeat(daily, LONDON, DstRepeat::Both, from, 3),
+        [
+            "2026-10-25T00:30:00Z",
+            "2026-10-25T01:30:00Z",
+            "2026-10-26T01:30:00Z"
+        ]
+    );
+    // Several times in the range, searched from inside its first pass: with `last`, every one on the second
+    // pass, the earliest first.
+    assert_eq!(
+        repeat(
+            "0,30 1 * * *",
+            LONDON,
+            DstRepeat::Last,
+            "2026-10-25T00:10:00Z",
+            3
+        ),
+        [
+            "2026-10-25T01:00:00Z",
+            "2026-10-25T01:30:00Z",
+            "2026-10-26T01:00:00Z"
+        ]
+    );
+    assert_eq!(
+        repeat(
+            "0,30 1 * * *",
+            LONDON,
+            DstRepeat::Both,
+            "2026-10-25T00:10:00Z",
+            4
+        ),
+        [
+            "2026-10-25T00:30:00Z",
+            "2026-10-25T01:00:00Z",
+            "2026-10-25T01:30:00Z",
+            "2026-10-26T01:00:00Z"
+        ]
+    );
+    // New York repeats 01:00-01:59 on 2026-11-01 (05:00-05:59 UTC in EDT, then 06:00-06:59 UTC in EST).
+    assert_eq!(
+        repeat(
+            "30 1 * * *",
+            NEW_YORK,
+            DstRepeat::Last,
+            "2026-10-31T12:00:00Z",
+            2
+        ),
+        ["2026-11-01T06:30:00Z", "2026-11-02T06:30:00Z"]
+    );
+    // The spring gap is `dst`'s business: every choice runs 01:30 once at the jump.
+    for choice in [DstRepeat::First, DstRepeat::Last, DstRepeat::Both] {
+        assert_eq!(
+            repeat(daily, LONDON, choice, "2026-03-28T12:00:00Z", 2),
+            ["2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"],
+            "{choice:?}"
+        );
+    }
+    // Wildcard jobs follow real time whatever the choice: every real instant once.
+    for choice in [DstRepeat::First, DstRepeat::Last, DstRepeat::Both] {
+        assert_eq!(
+            repeat("*/30 * * * *", LONDON, choice, "2026-10-24T23:45:00Z", 6),
+            cronie("*/30 * * * *", LONDON, "2026-10-24T23:45:00Z", 6),
+            "{choice:?}"
+        );
     }
 }

@@ -141,7 +141,8 @@ fn expression() -> impl Strategy<Value = String> {
     prop_oneof![4 => five, 2 => six, 1 => seven, 1 => macros, 1 => every, 1 => at]
 }
 
-/// A start instant in 2026, half of the time within three hours of a transition.
+/// A start instant in 2026, half of the time within three hours of a transition; now and then one in
+/// 2099..2102, across the end of chrono-tz's tables.
 fn start() -> impl Strategy<Value = i64> {
     let year = ms("2026-01-01T00:00:00Z")..ms("2027-01-01T00:00:00Z");
     let near = (
@@ -149,15 +150,22 @@ fn start() -> impl Strategy<Value = i64> {
         -3 * 3_600_000..3 * 3_600_000_i64,
     )
         .prop_map(|(at, delta)| ms(at) + delta);
-    prop_oneof![year, near]
+    let far = ms("2099-01-01T00:00:00Z")..ms("2102-01-01T00:00:00Z");
+    prop_oneof![4 => year, 4 => near, 1 => far]
 }
 
 fn zone() -> impl Strategy<Value = Tz> {
     prop::sample::select(ZONES.to_vec())
 }
 
-fn policy() -> impl Strategy<Value = DstPolicy> {
-    prop_oneof![Just(DstPolicy::Cronie), Just(DstPolicy::SkipGap)]
+fn policy() -> impl Strategy<Value = DstHandling> {
+    let gap = prop_oneof![Just(DstPolicy::Cronie), Just(DstPolicy::SkipGap)];
+    let repeat = prop_oneof![
+        Just(DstRepeat::First),
+        Just(DstRepeat::Last),
+        Just(DstRepeat::Both)
+    ];
+    (gap, repeat).prop_map(|(gap, repeat)| DstHandling { gap, repeat })
 }
 
 proptest! {
