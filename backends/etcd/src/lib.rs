@@ -45,8 +45,8 @@
 //! - **Claims.** `claim_fires` reads the assignment, the session key, and each job's key and claim, decides
 //!   with `campanile::coordinator::rules` (as every backend does), then writes the changed claims in one
 //!   transaction that compares the session key (so the lease is alive), the assignment's mod revision, and
-//!   each job's and claim's mod revision. A race re-plans from what the failed transaction read in its failure branch (at most 16 times,
-//!   with a short growing backoff). Batches are split so that no transaction has more than
+//!   each job's and claim's mod revision. A race decides again from what the failed transaction read in its
+//!   failure branch (at most 16 times, with a short growing backoff). Batches are split so that no transaction has more than
 //!   [`EtcdConfig::max_txn_ops`] compares or operations (two compares per job: 63 jobs per transaction
 //!   at etcd's default of 128). A call whose session expires between two chunks fails with
 //!   `SessionExpired` although its earlier chunks were granted; such grants only delay the successor.
