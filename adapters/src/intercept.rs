@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordResult, FireClaim, JobClaim, JobSnapshot, JobWatch, Leader,
-    Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId,
+    Members, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId,
     SessionState,
 };
 use campanile::{CoordError, Coordinator, Job, JobId, RunRecord};
@@ -140,12 +140,12 @@ impl<C: Coordinator, I: Interceptor> Coordinator for Intercepted<C, I> {
         self.run(Method::WatchSession, Some(session), forward).await
     }
 
-    async fn members(&self) -> CoordResult<Membership> {
+    async fn members(&self) -> CoordResult<Members> {
         let forward = self.inner.members();
         self.run(Method::Members, None, forward).await
     }
 
-    async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>> {
+    async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>> {
         let forward = self.inner.watch_members();
         self.run(Method::WatchMembers, None, forward).await
     }

@@ -10,8 +10,10 @@
 //! After a takeover, the previous holder's claim (its `settled_ms` and `through_ms`) and the run records tell the
 //! new owner which instants were executed, which are in doubt, and which were missed.
 
+pub mod backoff;
 mod error;
 pub mod limits;
+pub mod rules;
 mod shared;
 mod types;
 
@@ -21,11 +23,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
-pub use error::CoordError;
+pub use error::{CoordError, Key, Source};
 pub use types::{
-    Assignment, ClaimResult, FireClaim, JobClaim, JobEvent, JobSnapshot, Leader, Member,
-    Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId,
-    SessionState,
+    Assignment, ClaimResult, FireClaim, JobClaim, JobEvent, JobSnapshot, Leader, Member, Members,
+    NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId, SessionState,
 };
 
 use crate::job::{Job, JobId};
@@ -106,7 +107,7 @@ pub trait Coordinator: Send + Sync + 'static {
     ///
     /// ### To ensure correctness:
     /// - Exactly the nodes whose session is open and not expired.
-    async fn members(&self) -> CoordResult<Membership>;
+    async fn members(&self) -> CoordResult<Members>;
 
     /// Observes the members; the receiver holds the current set and sees every later change (it may skip
     /// intermediate sets, never the latest one).
@@ -114,7 +115,7 @@ pub trait Coordinator: Send + Sync + 'static {
     /// ### To ensure correctness:
     /// - A member whose session expires disappears from the set without any further call.
     /// - `version` grows with every change.
-    async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>>;
+    async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>>;
 
     // ---------------------------------------------------------------- leadership
 

@@ -11,15 +11,23 @@ pub mod exec;
 pub mod job;
 pub mod metrics;
 pub mod misfire;
+#[cfg(feature = "testing")]
 pub mod node;
+// Without `testing`, the hooks only tests use (freezing, counting, the wake entry point) are unused.
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unused_imports)]
+mod node;
 pub mod rebalance;
 pub mod run;
 pub mod schedule;
 pub mod scheduler;
 
-pub use coordinator::{CoordError, Coordinator};
+pub use coordinator::{CoordError, Coordinator, RunQuery};
 pub use exec::FireContext;
 pub use job::{FireId, Job, JobId, JobSpec, Target, ValidationError};
+pub use node::ShutdownReport;
+pub use node::executor::HandlerError;
+pub use node::membership::NodeStatus;
 pub use run::{Outcome, RunRecord};
 pub use schedule::Schedule;
 pub use scheduler::{Builder, Scheduler, SchedulerError};

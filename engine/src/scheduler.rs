@@ -24,23 +24,26 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::{Actor, ActorRef};
-use rand::{Rng, SeedableRng};
+use chrono::{DateTime, Utc};
+use ractor::ActorRef;
+use rand::Rng;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::coordinator::limits::MAX_CREATE_BATCH;
-use crate::coordinator::{CoordError, Coordinator, NodeId, NodeInfo, Precondition, RunQuery};
-use crate::exec::{BaseEnv, Egress, FireContext};
+use crate::coordinator::{CoordError, Coordinator, Key, NodeId, Precondition, RunQuery};
+use crate::exec::BaseEnv;
 use crate::job::{FireId, Job, JobId, JobSpec, ValidationError};
-use crate::node::executor::{Handler, HandlerFuture};
 use crate::node::fire::{Fire, FireKind};
 use crate::node::membership::NodeStatus;
 use crate::node::{self, ShutdownReport};
 use crate::run::RunRecord;
+
+mod builder;
+
+pub use builder::Builder;
 
 /// How often an update without an expected revision is tried against concurrent writers.
 pub const MODIFY_ATTEMPTS: u32 = 16;
@@ -83,216 +86,17 @@ pub enum SchedulerError {
 impl From<CoordError> for SchedulerError {
     fn from(error: CoordError) -> Self {
         match error {
-            CoordError::NotFound { key } => match JobId::new(&key) {
-                Ok(id) => SchedulerError::NotFound(id),
-                Err(_) => SchedulerError::Coordinator(CoordError::NotFound { key }),
-            },
+            CoordError::NotFound { key: Key::Job(id) } => SchedulerError::NotFound(id),
             CoordError::Conflict {
-                key,
+                key: Key::Job(job),
                 expected,
                 actual,
-            } => match JobId::new(&key) {
-                Ok(job) => SchedulerError::Conflict {
-                    job,
-                    detail: format!("expected {expected}, found {actual}"),
-                },
-                Err(_) => SchedulerError::Coordinator(CoordError::Conflict {
-                    key,
-                    expected,
-                    actual,
-                }),
+            } => SchedulerError::Conflict {
+                job,
+                detail: format!("expected {expected}, found {actual}"),
             },
             other => SchedulerError::Coordinator(other),
         }
-    }
-}
-
-/// Builds and starts a [`Scheduler`] node.
-pub struct Builder {
-    coordinator: Option<Arc<dyn Coordinator>>,
-    node_id: Option<String>,
-    labels: BTreeSet<String>,
-    capacity: Option<u64>,
-    address: Option<String>,
-    handlers: HashMap<String, Handler>,
-    base_env: Option<BaseEnv>,
-    egress: Egress,
-    clock: Option<Arc<dyn Clock>>,
-    seed: Option<u64>,
-    config: node::Config,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Self {
-            coordinator: None,
-            node_id: None,
-            labels: BTreeSet::new(),
-            capacity: None,
-            address: None,
-            handlers: HashMap::new(),
-            base_env: None,
-            egress: Egress::default(),
-            clock: None,
-            seed: None,
-            config: node::Config {
-                ttl: Duration::from_secs(10),
-                lookahead: Duration::from_secs(5),
-                misfire_threshold: Duration::from_secs(5),
-                max_concurrent: 10_000,
-                rebalance_delay: Duration::from_millis(100),
-            },
-        }
-    }
-}
-
-impl Builder {
-    /// The coordinator (required): `campanile_inproc::InprocCoordinator`, etcd, ZooKeeper, or your own.
-    pub fn coordinator(mut self, coordinator: Arc<dyn Coordinator>) -> Self {
-        self.coordinator = Some(coordinator);
-        self
-    }
-
-    /// This node's id (default `node-1`); unique among live nodes.
-    pub fn node_id(mut self, id: impl Into<String>) -> Self {
-        self.node_id = Some(id.into());
-        self
-    }
-
-    /// Labels that jobs' `node_labels` are matched against.
-    pub fn labels<S: Into<String>>(mut self, labels: impl IntoIterator<Item = S>) -> Self {
-        self.labels = labels.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Most total job weight this node owns.
-    pub fn capacity(mut self, capacity: u64) -> Self {
-        self.capacity = Some(capacity);
-        self
-    }
-
-    /// The node's API address, shown to operators.
-    pub fn address(mut self, address: impl Into<String>) -> Self {
-        self.address = Some(address.into());
-        self
-    }
-
-    /// Registers an in-process handler under `name` (for `Target::Handler`). Return `Err(message)` to fail
-    /// the run; a panic fails the run too, and never the node.
-    pub fn handler<F, Fut>(mut self, name: impl Into<String>, handler: F) -> Self
-    where
-        F: Fn(FireContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
-    {
-        let handler: Handler = Arc::new(move |ctx| -> HandlerFuture { Box::pin(handler(ctx)) });
-        self.handlers.insert(name.into(), handler);
-        self
-    }
-
-    /// The environment commands start from, before their job's `env` and the `CAMPANILE_*` fire variables
-    /// (default: [`BaseEnv::default`], this process's `PATH`, `HOME`, `LANG` and `TZ` when the node starts).
-    /// Commands never inherit the rest of the node's environment: name more with [`BaseEnv::inherit`].
-    pub fn command_env(mut self, env: BaseEnv) -> Self {
-        self.base_env = Some(env);
-        self
-    }
-
-    /// Where HTTP targets may connect (default: anywhere but link-local networks, [`Egress::default`]).
-    pub fn egress(mut self, egress: Egress) -> Self {
-        self.egress = egress;
-        self
-    }
-
-    /// Most runs at once on this node (default 10,000); further fires wait in order.
-    pub fn max_concurrent_runs(mut self, max: usize) -> Self {
-        self.config.max_concurrent = max.max(1);
-        self
-    }
-
-    /// The clock (default: [`SystemClock`]). Tests use `SystemClock::starting_at` on paused tokio time.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// Seed of the RNG that generates job ids (default: derived from the clock and node id).
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
-    /// Session TTL (default 10 s): a crashed node's jobs move after this long.
-    pub fn session_ttl(mut self, ttl: Duration) -> Self {
-        self.config.ttl = ttl.max(Duration::from_millis(300));
-        self
-    }
-
-    /// How far ahead instants are claimed (default 5 s, capped at half the TTL).
-    pub fn claim_lookahead(mut self, lookahead: Duration) -> Self {
-        self.config.lookahead = lookahead.max(Duration::from_millis(100));
-        self
-    }
-
-    /// An instant that could not start within this long is a misfire, handled by its policy (default 5 s).
-    pub fn misfire_threshold(mut self, threshold: Duration) -> Self {
-        self.config.misfire_threshold = threshold;
-        self
-    }
-
-    /// How long the leader waits after a change before publishing a new assignment (default 100 ms).
-    pub fn rebalance_delay(mut self, delay: Duration) -> Self {
-        self.config.rebalance_delay = delay;
-        self
-    }
-
-    /// Starts the node: it joins, takes its jobs and fires them until [`Scheduler::shutdown`].
-    pub async fn start(self) -> Result<Scheduler, SchedulerError> {
-        let coordinator = self
-            .coordinator
-            .ok_or_else(|| SchedulerError::Build("a coordinator is required".into()))?;
-        let node_id = NodeId::new(self.node_id.as_deref().unwrap_or("node-1"))?;
-        let clock = self.clock.unwrap_or_else(|| SystemClock::new().shared());
-        let seed = self.seed.unwrap_or_else(|| {
-            let salt = node_id
-                .as_str()
-                .bytes()
-                .fold(0u64, |h, b| h.rotate_left(7) ^ u64::from(b));
-            clock.now_us() as u64 ^ salt
-        });
-        let info = NodeInfo {
-            id: node_id.clone(),
-            labels: self.labels,
-            capacity: self.capacity,
-            address: self.address,
-        };
-        let (stored, _) = tokio::sync::broadcast::channel(RUN_FEED_CAPACITY);
-        let base_env = self.base_env.unwrap_or_default();
-        let args = node::Arguments {
-            coordinator: coordinator.clone(),
-            clock: clock.clone(),
-            info,
-            handlers: Arc::new(self.handlers),
-            base_env: base_env.clone(),
-            egress: self.egress,
-            config: self.config,
-            stored: stored.clone(),
-        };
-        let (node, _) = Actor::spawn(None, node::Node, args)
-            .await
-            .map_err(|e| SchedulerError::Build(e.to_string()))?;
-        Ok(Scheduler {
-            inner: Arc::new(Inner {
-                coordinator,
-                clock,
-                node,
-                node_id,
-                stored,
-                rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
-                triggered: Mutex::new(HashMap::new()),
-                backfilled: Mutex::new(HashMap::new()),
-                base_env,
-            }),
-        })
     }
 }
 
@@ -413,20 +217,15 @@ impl Scheduler {
         let ids: Vec<JobId> = batch.iter().map(|job| job.id.clone()).collect();
         let revisions = match self.inner.coordinator.put_jobs(batch).await {
             Ok(revisions) => revisions,
-            Err(CoordError::Conflict { key, actual, .. }) => {
-                let index = ids.iter().position(|id| id.as_str() == key);
-                return Err(match (JobId::new(&key), index) {
-                    (Ok(job), Some(i)) => SchedulerError::Conflict {
-                        job,
-                        detail: format!(
-                            "jobs[{i}].id: the job exists ({actual}); nothing was created"
-                        ),
-                    },
-                    _ => SchedulerError::Coordinator(CoordError::Conflict {
-                        key,
-                        expected: "absent".into(),
-                        actual,
-                    }),
+            Err(CoordError::Conflict {
+                key: Key::Job(job),
+                actual,
+                ..
+            }) if ids.contains(&job) => {
+                let i = ids.iter().position(|id| *id == job).unwrap_or_default();
+                return Err(SchedulerError::Conflict {
+                    job,
+                    detail: format!("jobs[{i}].id: the job exists ({actual}); nothing was created"),
                 });
             }
             Err(e) => return Err(e.into()),
@@ -574,8 +373,8 @@ impl Scheduler {
         Ok(at)
     }
 
-    /// Runs, on this node, every instant of the job's schedule in `[from_ms, to_ms]` that has passed and has
-    /// no run record (at most [`MAX_BACKFILL`]); returns their fire ids, in the order they will run.
+    /// Runs, on this node, every instant of the job's schedule in `[from, to]` that has passed and has no run
+    /// record (at most [`MAX_BACKFILL`]); returns their fire ids, in the order they will run.
     ///
     /// They run one after another, oldest first, whatever the job's overlap policy (only `allow` runs them
     /// side by side): a backfill is asked for, and none of its instants is skipped. Instants after now are
@@ -590,14 +389,18 @@ impl Scheduler {
     pub async fn backfill(
         &self,
         id: &JobId,
-        from_ms: i64,
-        to_ms: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     ) -> Result<Vec<FireId>, SchedulerError> {
-        if to_ms < from_ms {
-            return Err(
-                ValidationError::new("to", to_ms, format!("is before from ({from_ms})")).into(),
-            );
+        if to < from {
+            return Err(ValidationError::new(
+                "to",
+                to.to_rfc3339(),
+                format!("is before from ({})", from.to_rfc3339()),
+            )
+            .into());
         }
+        let (from_ms, to_ms) = (from.timestamp_millis(), to.timestamp_millis());
         let job = Arc::new(
             self.get(id)
                 .await?
@@ -685,8 +488,12 @@ impl Scheduler {
         Ok(ids)
     }
 
-    /// The job's next `n` instants from now (Unix ms), within its start/end bounds; empty if paused.
-    pub async fn next_fires(&self, id: &JobId, n: usize) -> Result<Vec<i64>, SchedulerError> {
+    /// The job's next `n` instants from now, within its start/end bounds; empty if paused.
+    pub async fn next_fires(
+        &self,
+        id: &JobId,
+        n: usize,
+    ) -> Result<Vec<DateTime<Utc>>, SchedulerError> {
         let job = self
             .get(id)
             .await?
@@ -694,7 +501,11 @@ impl Scheduler {
         if job.spec.paused {
             return Ok(Vec::new());
         }
-        preview(&job.spec, self.inner.clock.now_ms(), n)
+        let instants = preview(&job.spec, self.inner.clock.now_ms(), n)?;
+        Ok(instants
+            .into_iter()
+            .filter_map(DateTime::from_timestamp_millis)
+            .collect())
     }
 
     /// One job.
@@ -765,6 +576,7 @@ impl Scheduler {
     /// Freezes the whole node for `pause`, as if its process were stopped (SIGSTOP) and continued: for the
     /// cluster simulation and chaos tests. Returns at once; the node resumes by itself and must then find out
     /// that its session (and so its claims) may be gone before it fires anything.
+    #[cfg(feature = "testing")]
     pub fn freeze(&self, pause: Duration) -> Result<(), SchedulerError> {
         self.inner
             .node
@@ -773,6 +585,7 @@ impl Scheduler {
     }
 
     /// The node supervisor's actor, for tests and tools that inspect the actor tree.
+    #[cfg(feature = "testing")]
     pub fn actor(&self) -> ractor::ActorCell {
         self.inner.node.get_cell()
     }

@@ -74,14 +74,14 @@ pub struct Config {
     /// Settings of a `zk://` coordinator.
     pub zookeeper: ZooKeeperConfig,
     /// How to reach etcd when `coordinator` is an `etcd://` URL.
-    pub etcd: EtcdSettings,
+    pub etcd: EtcdConfig,
 }
 
 /// `[etcd]`: authentication, TLS and timing towards etcd (the endpoints and key prefix are in the
 /// `coordinator` URL). The password is read from `CAMPANILE_ETCD_PASSWORD`, else from `password_file`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct EtcdSettings {
+pub struct EtcdConfig {
     /// User for etcd's authentication (also `CAMPANILE_ETCD_USER`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -105,7 +105,7 @@ pub struct EtcdSettings {
     pub connect_timeout: Duration,
 }
 
-impl Default for EtcdSettings {
+impl Default for EtcdConfig {
     fn default() -> Self {
         Self {
             user: None,
@@ -388,7 +388,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             notify: NotifyConfig::default(),
             zookeeper: ZooKeeperConfig::default(),
-            etcd: EtcdSettings::default(),
+            etcd: EtcdConfig::default(),
         }
     }
 }
@@ -987,13 +987,13 @@ impl Config {
                 tls_key: Some(PathBuf::from("/etc/campanile/zookeeper-key.pem")),
                 ..ZooKeeperConfig::default()
             },
-            etcd: EtcdSettings {
+            etcd: EtcdConfig {
                 user: Some("campanile".to_owned()),
                 password_file: Some(PathBuf::from("/etc/campanile/etcd-password")),
                 tls_ca: Some(PathBuf::from("/etc/campanile/etcd-ca.pem")),
                 tls_cert: Some(PathBuf::from("/etc/campanile/etcd-client.pem")),
                 tls_key: Some(PathBuf::from("/etc/campanile/etcd-client-key.pem")),
-                ..EtcdSettings::default()
+                ..EtcdConfig::default()
             },
             ..Config::default()
         }

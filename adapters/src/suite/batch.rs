@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use campanile::coordinator::limits::MAX_CREATE_BATCH;
-use campanile::coordinator::{JobEvent, Precondition};
+use campanile::coordinator::{JobEvent, Key, Precondition};
 use campanile::{CoordError, Job, JobId};
 
 use super::lines::*;
@@ -192,7 +192,7 @@ pub async fn put_jobs_conflict_leaves_nothing<F: CoordinatorFactory + ?Sized>(fa
         existing.revision = ctx.put(1, &existing).await;
         match ctx.c(0).put_jobs(jobs).await {
             Err(CoordError::Conflict { key, .. }) => check!(
-                key == existing.id.as_str(),
+                key == Key::Job(existing.id.clone()),
                 PUT_JOBS_CONFLICT,
                 "the conflict names {key:?}, not the existing job {}",
                 existing.id

@@ -1,7 +1,7 @@
 //! Cases of membership: `members` and `watch_members` following joins, leaves and expiries.
 
 use campanile::CoordError;
-use campanile::coordinator::{Membership, SessionId};
+use campanile::coordinator::{Members, SessionId};
 
 use super::lines::*;
 use super::support::{Ctx, check_members, names, ok};
@@ -28,7 +28,7 @@ pub async fn members_follow_joins_and_leaves<F: CoordinatorFactory + ?Sized>(fac
     let initial = ok(ctx.c(0).members().await, MEMBERS_EXACT, "members");
     check_members(&initial, &[], MEMBERS_EXACT, "in a fresh namespace");
     let mut version = initial.version;
-    let mut seen: Vec<Membership> = vec![rx.borrow().clone()];
+    let mut seen: Vec<Members> = vec![rx.borrow().clone()];
 
     let mut live: Vec<(String, SessionId)> = Vec::new();
     // Joins in an order that is not sorted, through different clients; then leaves.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use campanile::coordinator::{
-    Assignment, ClaimResult, CoordResult, FireClaim, JobClaim, JobEvent, JobWatch, Leader,
-    Membership, NodeId, NodeInfo, Precondition, Session, SessionId, SessionState,
+    Assignment, ClaimResult, CoordResult, FireClaim, JobClaim, JobEvent, JobWatch, Leader, Members,
+    NodeId, NodeInfo, Precondition, Session, SessionId, SessionState,
 };
 use campanile::job::{
     Backoff, CommandTarget, Delivery, DstPolicy, DstRepeat, HandlerTarget, HttpTarget,
@@ -160,12 +160,12 @@ impl Ctx {
     /// Waits until the membership receiver satisfies `pred`; fails with `line` at `deadline`.
     pub(crate) async fn await_members(
         &self,
-        rx: &mut watch::Receiver<Membership>,
+        rx: &mut watch::Receiver<Members>,
         deadline: Instant,
         line: &str,
         what: &str,
-        pred: impl FnMut(&Membership) -> bool,
-    ) -> Membership {
+        pred: impl FnMut(&Members) -> bool,
+    ) -> Members {
         let outcome = tokio::time::timeout_at(deadline, rx.wait_for(pred))
             .await
             .map(|r| r.map(|m| m.clone()));
@@ -429,18 +429,13 @@ pub(crate) fn owners_map(owners: &[(&JobId, &str)]) -> BTreeMap<JobId, NodeId> {
 }
 
 /// The node names of a membership, in its order.
-pub(crate) fn names(m: &Membership) -> Vec<String> {
+pub(crate) fn names(m: &Members) -> Vec<String> {
     m.members.iter().map(|m| m.node.id.to_string()).collect()
 }
 
 /// Checks that a membership is exactly `expected` (sessions and node infos), sorted by node id.
 #[track_caller]
-pub(crate) fn check_members(
-    m: &Membership,
-    expected: &[(&str, SessionId)],
-    line: &str,
-    when: &str,
-) {
+pub(crate) fn check_members(m: &Members, expected: &[(&str, SessionId)], line: &str, when: &str) {
     let mut want: Vec<(&str, SessionId)> = expected.to_vec();
     want.sort();
     let got: Vec<(String, SessionId)> = m

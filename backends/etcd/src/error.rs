@@ -59,21 +59,17 @@ pub(crate) fn map(what: &str, kind: Kind, error: etcd_client::Error) -> CoordErr
                 CoordError::Invalid(message)
             }
             // PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAUTHENTICATED: refused before anything was applied.
-            7 | 8 | 16 => CoordError::unavailable(message),
-            _ => CoordError::Unavailable {
-                message,
-                certainly_aborted: kind == Kind::Read,
-            },
+            7 | 8 | 16 => CoordError::unavailable_from(message, true, error),
+            _ => CoordError::unavailable_from(message, kind == Kind::Read, error),
         },
         // The request never left: no connection, bad arguments.
         etcd_client::Error::TransportError(_)
         | etcd_client::Error::InvalidArgs(_)
         | etcd_client::Error::InvalidUri(_)
-        | etcd_client::Error::EndpointError(_) => CoordError::unavailable(message),
-        _ => CoordError::Unavailable {
-            message,
-            certainly_aborted: kind == Kind::Read,
-        },
+        | etcd_client::Error::EndpointError(_) => {
+            CoordError::unavailable_from(message, true, error)
+        }
+        _ => CoordError::unavailable_from(message, kind == Kind::Read, error),
     }
 }
 
@@ -82,6 +78,7 @@ pub(crate) fn timed_out(what: &str, kind: Kind) -> CoordError {
     CoordError::Unavailable {
         message: format!("etcd {what}: no answer within the request timeout"),
         certainly_aborted: kind == Kind::Read,
+        source: None,
     }
 }
 
@@ -93,6 +90,7 @@ pub(crate) fn corrupt(key: &[u8], reason: impl std::fmt::Display) -> CoordError 
             String::from_utf8_lossy(key)
         ),
         certainly_aborted: true,
+        source: None,
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use campanile::coordinator::{Assignment, Member, Membership, SessionId, SessionState};
+use campanile::coordinator::{Assignment, Member, Members, SessionId, SessionState};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use tokio::sync::watch;
 use tracing::debug;
@@ -22,7 +22,7 @@ use crate::stored;
 /// The values the feeds publish, shared by the client and its feed tasks.
 #[derive(Debug)]
 pub(crate) struct Feeds {
-    pub(crate) members: watch::Sender<Membership>,
+    pub(crate) members: watch::Sender<Members>,
     pub(crate) assignment: watch::Sender<Option<Arc<Assignment>>>,
     sessions: Mutex<HashMap<SessionId, watch::Sender<SessionState>>>,
     started: Mutex<Started>,
@@ -48,7 +48,7 @@ pub(crate) struct FeedCtx {
 impl Feeds {
     pub(crate) fn new() -> Self {
         Self {
-            members: watch::Sender::new(Membership::default()),
+            members: watch::Sender::new(Members::default()),
             assignment: watch::Sender::new(None),
             sessions: Mutex::new(HashMap::new()),
             started: Mutex::new(Started::default()),
@@ -56,7 +56,7 @@ impl Feeds {
     }
 
     /// Publishes `members` if it is newer than what receivers hold.
-    pub(crate) fn offer_members(&self, members: Membership) {
+    pub(crate) fn offer_members(&self, members: Members) {
         self.members.send_if_modified(|held| {
             if members.version > held.version {
                 *held = members;
@@ -160,11 +160,10 @@ struct Backoff(u32);
 impl Backoff {
     async fn wait(&mut self, closed: &mut watch::Receiver<()>) -> bool {
         self.0 = self.0.saturating_add(1);
-        let ms = (50u64 << self.0.min(6)).min(2_000);
         tokio::select! {
             biased;
             _ = closed.changed() => false,
-            () = tokio::time::sleep(Duration::from_millis(ms)) => true,
+            () = tokio::time::sleep(crate::backoff::RECONNECT.delay(self.0)) => true,
         }
     }
 }
@@ -193,10 +192,10 @@ pub(crate) async fn list_members(
 }
 
 /// The membership of a member map at `revision`, sorted by node id (the keys sort the same way).
-pub(crate) fn membership(revision: i64, members: &BTreeMap<Vec<u8>, Member>) -> Membership {
+pub(crate) fn membership(revision: i64, members: &BTreeMap<Vec<u8>, Member>) -> Members {
     let mut members: Vec<Member> = members.values().cloned().collect();
     members.sort_by(|a, b| a.node.id.cmp(&b.node.id));
-    Membership {
+    Members {
         version: revision.max(0) as u64,
         members,
     }

@@ -42,11 +42,11 @@
 //!   `watch_jobs` watches `jobs/` from `after_revision + 1`, re-opens a dead stream from the last revision
 //!   it delivered, and reports etcd's compaction as `Compacted` (`oldest` = compaction revision − 1), at the call
 //!   or as the first item (etcd confirms a watch before it reports the compaction).
-//! - **Claims.** `claim_fires` reads the assignment, the session key, and each job's key and claim, plans
-//!   as `campanile-inproc` does, then writes the changed claims in one transaction that compares the
-//!   session key (so the lease is alive), the assignment's mod revision, and each job's and claim's mod
-//!   revision. A race re-plans from what the failed transaction read in its failure branch (at most 16 times,
-//!   with a short growing backoff). Batches are split so that no transaction has more than
+//! - **Claims.** `claim_fires` reads the assignment, the session key, and each job's key and claim, decides
+//!   with `campanile::coordinator::rules` (as every backend does), then writes the changed claims in one
+//!   transaction that compares the session key (so the lease is alive), the assignment's mod revision, and
+//!   each job's and claim's mod revision. A race decides again from what the failed transaction read in its
+//!   failure branch (at most 16 times, with a short growing backoff). Batches are split so that no transaction has more than
 //!   [`EtcdConfig::max_txn_ops`] compares or operations (two compares per job: 63 jobs per transaction
 //!   at etcd's default of 128). A call whose session expires between two chunks fails with
 //!   `SessionExpired` although its earlier chunks were granted; such grants only delay the successor.
@@ -58,14 +58,20 @@
 //!   `Unavailable { certainly_aborted: false }`. HTTP/2 pings (every 0.5 s, 1 s timeout) detect a dead
 //!   connection, so streams fail fast instead of hanging; calls go to any configured endpoint that is up.
 
+mod backoff;
+mod claims;
 mod config;
 mod coordinator;
 mod error;
 mod feeds;
+mod jobs;
 mod keys;
+mod leader;
 mod limits;
-mod plan;
+mod runs;
+mod sessions;
 mod stored;
+mod txn;
 
 pub use config::{EtcdConfig, EtcdTls};
 pub use coordinator::EtcdCoordinator;

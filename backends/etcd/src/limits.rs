@@ -1,6 +1,6 @@
 //! Request limits: the shared ones of [`campanile::coordinator::limits`], as they are.
 
 pub(crate) use campanile::coordinator::limits::{
-    MAX_ASSIGNMENT, MAX_JOB_BYTES, check_batch, check_claim, check_job, check_jobs, check_node,
-    check_record, check_ttl,
+    MAX_JOB_BYTES, check_batch, check_claim, check_job, check_jobs, check_node, check_record,
+    check_ttl,
 };

@@ -21,8 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordError, CoordResult, Coordinator, FireClaim, JobClaim,
-    JobSnapshot, JobWatch, Leader, Membership, NodeId, NodeInfo, Precondition, RecordResult,
-    RunQuery, Session, SessionId, SessionState,
+    JobSnapshot, JobWatch, Leader, Members, NodeId, NodeInfo, Precondition, RecordResult, RunQuery,
+    Session, SessionId, SessionState,
 };
 use campanile::job::{Job, JobId};
 use campanile::run::RunRecord;
@@ -145,9 +145,8 @@ impl InprocCoordinator {
 /// Locks the core. A poisoned lock means a panic interrupted a commit, so the state may be inconsistent:
 /// fail closed rather than go on.
 fn lock(inner: &Inner) -> CoordResult<MutexGuard<'_, Core>> {
-    inner.core.lock().map_err(|_| CoordError::Unavailable {
-        message: "inproc coordinator state is poisoned by an earlier panic".to_owned(),
-        certainly_aborted: true,
+    inner.core.lock().map_err(|_| {
+        CoordError::unavailable("inproc coordinator state is poisoned by an earlier panic")
     })
 }
 
@@ -228,11 +227,11 @@ impl Coordinator for InprocCoordinator {
         self.read(|state| state.watch_session(session))
     }
 
-    async fn members(&self) -> CoordResult<Membership> {
+    async fn members(&self) -> CoordResult<Members> {
         self.read(State::members)
     }
 
-    async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>> {
+    async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>> {
         self.read(State::watch_members)
     }
 

@@ -2,8 +2,9 @@
 //! which keeps its data in memory or, durably, in one local redb file.
 //!
 //! It is the default backend and the skeleton to copy when writing a new one: the contract lives in the
-//! docs of `campanile::coordinator::Coordinator` (each method's `### To ensure correctness:` list), and
-//! every rule is implemented in one place, `State` (`src/state.rs`), as plain synchronous code.
+//! docs of `campanile::coordinator::Coordinator` (each method's `### To ensure correctness:` list), the
+//! claim rules every backend shares are `campanile::coordinator::rules`, and everything else this backend
+//! decides is in one place, `State` (`src/state.rs`), as plain synchronous code.
 //!
 //! # Modes
 //!
@@ -27,6 +28,8 @@
 //! needs a tokio runtime with timers.
 //!
 //! # Behaviour the contract leaves to the backend
+//!
+//! The claim rules below are `campanile::coordinator::rules`, which every backend applies.
 //!
 //! - A session that expires or is closed keeps its claims exactly as they are: the successor starts after
 //!   each claim's `through_ms` and settles `(settled_ms, through_ms]` from the run records (instants

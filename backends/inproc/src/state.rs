@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordError, CoordResult, FireClaim, JobClaim, JobEvent, JobSnapshot,
-    JobWatch, Leader, Member, Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery,
-    Session, SessionId, SessionState,
+    JobWatch, Key, Leader, Member, Members, NodeId, NodeInfo, Precondition, RecordResult, RunQuery,
+    Session, SessionId, SessionState, rules,
 };
 use campanile::job::{Job, JobId};
 use campanile::run::RunRecord;
@@ -113,7 +113,7 @@ pub(crate) struct State {
     // Volatile: gone after a restart (every earlier session is then expired).
     sessions: BTreeMap<SessionId, LiveSession>,
     leader: Option<Leader>,
-    members: watch::Sender<Membership>,
+    members: watch::Sender<Members>,
     assignment_watch: watch::Sender<Option<Arc<Assignment>>>,
     log: JobLog,
 }
@@ -134,7 +134,7 @@ impl State {
             assignment,
             sessions: BTreeMap::new(),
             leader: None,
-            members: watch::Sender::new(Membership::default()),
+            members: watch::Sender::new(Members::default()),
         }
     }
 
@@ -164,7 +164,7 @@ impl State {
         limits::check_node(&node)?;
         if let Some((id, _)) = self.sessions.iter().find(|(_, s)| s.node.id == node.id) {
             return Err(CoordError::Conflict {
-                key: format!("node {}", node.id),
+                key: Key::Node(node.id.clone()),
                 expected: "no live session".to_owned(),
                 actual: format!("live session {id}"),
             });
@@ -246,12 +246,12 @@ impl State {
     }
 
     /// The live members.
-    pub(crate) fn members(&self) -> Membership {
+    pub(crate) fn members(&self) -> Members {
         self.members.borrow().clone()
     }
 
     /// A receiver of the live members.
-    pub(crate) fn watch_members(&self) -> watch::Receiver<Membership> {
+    pub(crate) fn watch_members(&self) -> watch::Receiver<Members> {
         self.members.subscribe()
     }
 
@@ -302,7 +302,7 @@ impl State {
     pub(crate) fn put_job(&self, mut job: Job, precondition: Precondition) -> Plan<u64> {
         limits::check_job(&job)?;
         let current = self.jobs.get(&job.id).map(|e| e.job.revision);
-        check_precondition(&job.id, precondition, current)?;
+        rules::check_precondition(&job.id, precondition, current)?;
         let revision = self.revision + 1;
         job.revision = revision;
         Ok((revision, vec![Change::PutJob(Box::new(job))]))
@@ -315,7 +315,7 @@ impl State {
         limits::check_jobs(&jobs, limits::MAX_JOB_BYTES)?;
         for job in &jobs {
             let current = self.jobs.get(&job.id).map(|e| e.job.revision);
-            check_precondition(&job.id, Precondition::Absent, current)?;
+            rules::check_precondition(&job.id, Precondition::Absent, current)?;
         }
         let mut revisions = Vec::with_capacity(jobs.len());
         let mut changes = Vec::with_capacity(jobs.len());
@@ -330,11 +330,9 @@ impl State {
     /// Plans deleting a job with its claim and runs; the answer is the new store revision.
     pub(crate) fn delete_job(&self, id: &JobId, precondition: Precondition) -> Plan<u64> {
         let Some(entry) = self.jobs.get(id) else {
-            return Err(CoordError::NotFound {
-                key: id.to_string(),
-            });
+            return Err(CoordError::job_not_found(id));
         };
-        check_precondition(id, precondition, Some(entry.job.revision))?;
+        rules::check_precondition(id, precondition, Some(entry.job.revision))?;
         let revision = self.revision + 1;
         let change = Change::DeleteJob {
             id: id.clone(),
@@ -376,13 +374,7 @@ impl State {
         owners: BTreeMap<JobId, NodeId>,
     ) -> Plan<u64> {
         self.live(id)?;
-        if owners.len() > limits::MAX_ASSIGNMENT {
-            return Err(CoordError::Invalid(format!(
-                "assignment: {} jobs, at most {} allowed",
-                owners.len(),
-                limits::MAX_ASSIGNMENT
-            )));
-        }
+        rules::check_assignment(owners.len())?;
         match &self.leader {
             Some(leader) if leader.session == id && leader.epoch == epoch => {}
             Some(leader) if leader.session == id => {
@@ -427,81 +419,32 @@ impl State {
         let session = self.live(id)?;
         limits::check_batch("claims", claims.len())?;
         claims.iter().try_for_each(limits::check_claim)?;
-        let mut granted: BTreeMap<&JobId, JobClaim> = BTreeMap::new();
-        let mut results = Vec::with_capacity(claims.len());
-        for request in claims {
-            let Some(entry) = self.jobs.get(&request.job) else {
-                results.push(ClaimResult::NoSuchJob);
-                continue;
-            };
-            let owner = self
-                .assignment
-                .as_ref()
-                .and_then(|a| a.owners.get(&request.job));
-            if owner != Some(&session.node.id) {
-                results.push(ClaimResult::NotOwner {
-                    owner: owner.cloned(),
-                });
-                continue;
-            }
-            let current = granted.get(&request.job).or(entry.claim.as_ref());
-            let (claim, previous) = match current {
-                // The holder extends: same start, and nothing it holds or settled goes back.
-                Some(held) if held.session == id => {
-                    let claim = JobClaim {
-                        through_ms: held.through_ms.max(request.through_ms),
-                        settled_ms: held.settled_ms.max(request.settled_ms),
-                        ..held.clone()
-                    };
-                    (claim, None)
-                }
-                // A takeover starts after everything the previous holder was granted.
-                Some(held) => {
-                    let from_ms = request.from_ms.max(held.through_ms.saturating_add(1));
-                    let mut claim = new_claim(id, session, request, from_ms);
-                    // The previous holder's unsettled instants stay unsettled in the claim until the new
-                    // holder has settled them (and raises `settled_ms`): should it die first, its own
-                    // successor still sees them.
-                    claim.settled_ms = claim.settled_ms.min(held.settled_ms);
-                    (claim, Some(held.clone()))
-                }
-                None => (new_claim(id, session, request, request.from_ms), None),
-            };
-            if current != Some(&claim) {
-                granted.insert(&request.job, claim.clone());
-            }
-            results.push(ClaimResult::Granted { claim, previous });
-        }
-        let changes = granted
+        let assignment = self.assignment.as_ref();
+        let plan = rules::plan_claims(
+            id,
+            &session.node.id,
+            claims,
+            |job| self.jobs.get(job).map(|e| e.claim.as_ref()),
+            |job| assignment.and_then(|a| a.owners.get(job)),
+        );
+        let changes = plan
+            .writes
             .into_iter()
-            .map(|(job, claim)| Change::Claim {
-                job: job.clone(),
-                claim,
-            })
+            .map(|(job, claim)| Change::Claim { job, claim })
             .collect();
-        Ok((results, changes))
+        Ok((plan.results, changes))
     }
 
     /// Plans giving back, per job, the instants after the given one that session `id` holds.
     pub(crate) fn release_claims(&self, id: SessionId, releases: &[(JobId, i64)]) -> Plan<()> {
         self.live(id)?;
         limits::check_batch("releases", releases.len())?;
-        let mut released: BTreeMap<&JobId, JobClaim> = BTreeMap::new();
-        for (job, through_ms) in releases {
-            let held = released
-                .get(job)
-                .or_else(|| self.jobs.get(job).and_then(|e| e.claim.as_ref()))
-                .filter(|c| c.session == id);
-            if let Some(claim) = held.and_then(|c| truncate(c, *through_ms)) {
-                released.insert(job, claim);
-            }
-        }
+        let released = rules::plan_releases(id, releases, |job| {
+            self.jobs.get(job).and_then(|e| e.claim.as_ref())
+        });
         let changes = released
             .into_iter()
-            .map(|(job, claim)| Change::Claim {
-                job: job.clone(),
-                claim,
-            })
+            .map(|(job, claim)| Change::Claim { job, claim })
             .collect();
         Ok(((), changes))
     }
@@ -716,57 +659,6 @@ impl Drop for State {
                 reaper.abort();
             }
         }
-    }
-}
-
-/// A fresh claim of `request` by `session`, starting at `from_ms` (an empty claim, `through_ms = from_ms -
-/// 1`, if the request ends before that). `settled_ms` is kept as the claimer gave it (a takeover then lowers
-/// it to the previous holder's).
-fn new_claim(id: SessionId, session: &LiveSession, request: &FireClaim, from_ms: i64) -> JobClaim {
-    JobClaim {
-        session: id,
-        node: session.node.id.clone(),
-        from_ms,
-        through_ms: request.through_ms.max(from_ms.saturating_sub(1)),
-        settled_ms: request.settled_ms,
-    }
-}
-
-/// `claim` ending at `through_ms` instead: never extended, and never below `from_ms - 1` (instants before
-/// `from_ms` were a previous holder's, not this one's to give back). `None` if nothing changes.
-///
-/// `settled_ms` is kept even when it now lies past `through_ms`: those instants do have run records.
-fn truncate(claim: &JobClaim, through_ms: i64) -> Option<JobClaim> {
-    let through_ms = claim
-        .through_ms
-        .min(through_ms.max(claim.from_ms.saturating_sub(1)));
-    (through_ms != claim.through_ms).then(|| JobClaim {
-        through_ms,
-        ..claim.clone()
-    })
-}
-
-/// Fails unless `precondition` holds for a job whose current revision is `current` (`None`: absent).
-fn check_precondition(
-    id: &JobId,
-    precondition: Precondition,
-    current: Option<u64>,
-) -> CoordResult<()> {
-    let conflict = |expected: String| CoordError::Conflict {
-        key: id.to_string(),
-        expected,
-        actual: current.map_or_else(|| "absent".to_owned(), |r| format!("revision {r}")),
-    };
-    match (precondition, current) {
-        (Precondition::Any, _) | (Precondition::Absent, None) | (Precondition::Exists, Some(_)) => {
-            Ok(())
-        }
-        (Precondition::Revision(want), Some(have)) if want == have => Ok(()),
-        (Precondition::Absent, Some(_)) => Err(conflict("absent".to_owned())),
-        (Precondition::Exists, None) => Err(CoordError::NotFound {
-            key: id.to_string(),
-        }),
-        (Precondition::Revision(want), _) => Err(conflict(format!("revision {want}"))),
     }
 }
 

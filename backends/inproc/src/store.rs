@@ -251,22 +251,20 @@ impl Store {
         let txn = self
             .db
             .begin_write()
-            .map_err(|e| self.unavailable(&WriteError::Redb(e.into()), true))?;
+            .map_err(|e| self.unavailable(WriteError::Redb(e.into()), true))?;
         if let Err(e) = stage(&txn, changes, previous) {
             // Dropping an uncommitted transaction aborts it too; an abort error adds nothing to `e`.
             let _ = txn.abort();
-            return Err(self.unavailable(&e, true));
+            return Err(self.unavailable(e, true));
         }
         txn.commit()
-            .map_err(|e| self.unavailable(&WriteError::Redb(e.into()), false))
+            .map_err(|e| self.unavailable(WriteError::Redb(e.into()), false))
     }
 
-    fn unavailable(&self, e: &WriteError, certainly_aborted: bool) -> CoordError {
+    fn unavailable(&self, e: WriteError, certainly_aborted: bool) -> CoordError {
         error!(path = %self.path.display(), error = %e, certainly_aborted, "inproc store write failed");
-        CoordError::Unavailable {
-            message: format!("inproc store {}: {e}", self.path.display()),
-            certainly_aborted,
-        }
+        let message = format!("inproc store {}: {e}", self.path.display());
+        CoordError::unavailable_from(message, certainly_aborted, e)
     }
 
     fn decode<T: DeserializeOwned>(
@@ -297,6 +295,15 @@ impl Store {
 enum WriteError {
     Redb(redb::Error),
     Encode(serde_json::Error),
+}
+
+impl std::error::Error for WriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WriteError::Redb(e) => Some(e),
+            WriteError::Encode(e) => Some(e),
+        }
+    }
 }
 
 impl fmt::Display for WriteError {

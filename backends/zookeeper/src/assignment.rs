@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use campanile::coordinator::{Assignment, CoordError, CoordResult, NodeId, SessionId};
+use campanile::coordinator::{Assignment, CoordError, CoordResult, NodeId, SessionId, rules};
 use campanile::job::JobId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -19,8 +19,8 @@ use zookeeper_client as zk;
 use crate::conn::{Shared, acls};
 use crate::coordinator::Inner;
 use crate::error::{Kind, decode, encode, expired, from_zk};
+use crate::paths;
 use crate::runs::session_error;
-use crate::{limits, paths};
 
 /// Bytes of owners per znode, well below ZooKeeper's 1 MiB limit.
 const CHUNK_BYTES: usize = 512 * 1024;
@@ -123,13 +123,7 @@ impl Inner {
         epoch: u64,
         owners: BTreeMap<JobId, NodeId>,
     ) -> CoordResult<u64> {
-        if owners.len() > limits::MAX_ASSIGNMENT {
-            return Err(CoordError::Invalid(format!(
-                "assignment: {} jobs, at most {} allowed",
-                owners.len(),
-                limits::MAX_ASSIGNMENT
-            )));
-        }
+        rules::check_assignment(owners.len())?;
         let acting = self.acting(id).await?;
         let client = self.writer(&acting).await?;
         let candidate = self.term(&client, id, epoch).await?;
@@ -250,6 +244,7 @@ impl Inner {
         Err(CoordError::Unavailable {
             message: format!("publish_assignment: raced other publications {ATTEMPTS} times"),
             certainly_aborted: false,
+            source: None,
         })
     }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use campanile::coordinator::{
-    Assignment, ClaimResult, CoordError, CoordResult, FireClaim, JobClaim, NodeId, SessionId,
+    ClaimResult, CoordError, CoordResult, FireClaim, JobClaim, SessionId, rules,
 };
 use campanile::job::JobId;
 use zookeeper_client as zk;
@@ -78,27 +78,33 @@ impl Inner {
         for _ in 0..ATTEMPTS {
             let (assignment_version, assignment) = self.cached_assignment(fresh_assignment).await?;
             let read = self.read_claims(&client, &pending).await?;
-            let mut writes: Vec<(JobId, JobClaim, i32)> = Vec::new();
-            for job in &pending {
-                let current = read.get(job).cloned().flatten();
-                let (claim, version) = match current {
-                    None => (None, None),
-                    Some((claim, version)) => (claim, Some(version)),
-                };
-                let decided = decide(
-                    id,
-                    &acting.node,
-                    assignment.as_deref(),
-                    claims,
-                    job,
-                    version.is_some(),
-                    claim,
-                    &mut results,
-                );
-                if let (Some(new), Some(version)) = (decided, version) {
-                    writes.push((job.clone(), new, version));
-                }
+            // Only the requests of jobs not yet settled are decided again.
+            let asked: Vec<usize> = (0..claims.len())
+                .filter(|&i| pending.binary_search(&claims[i].job).is_ok())
+                .collect();
+            let owners = assignment.as_deref().map(|a| &a.owners);
+            let plan = rules::plan_claims(
+                id,
+                &acting.node,
+                asked.iter().map(|&i| &claims[i]),
+                |job| {
+                    read.get(job)
+                        .and_then(Option::as_ref)
+                        .map(|(claim, _)| claim.as_ref())
+                },
+                |job| owners.and_then(|o| o.get(job)),
+            );
+            for (&i, result) in asked.iter().zip(plan.results) {
+                results[i] = Some(result);
             }
+            let writes: Vec<(JobId, JobClaim, i32)> = plan
+                .writes
+                .into_iter()
+                .filter_map(|(job, claim)| {
+                    let version = read.get(&job).and_then(Option::as_ref).map(|(_, v)| *v)?;
+                    Some((job, claim, version))
+                })
+                .collect();
             let mut batches: Vec<&[(JobId, JobClaim, i32)]> = writes.chunks(MULTI_CLAIMS).collect();
             if batches.is_empty() {
                 batches.push(&[]);
@@ -164,6 +170,7 @@ impl Inner {
                 "claim_fires: the assignment or the claims changed under {ATTEMPTS} attempts"
             ),
             certainly_aborted: false,
+            source: None,
         })
     }
 
@@ -180,23 +187,19 @@ impl Inner {
         jobs.dedup();
         for _ in 0..ATTEMPTS {
             let read = self.read_claims(&client, &jobs).await?;
-            let mut released: BTreeMap<&JobId, (JobClaim, i32)> = BTreeMap::new();
-            for (job, through_ms) in releases {
-                let held = match released.get(job) {
-                    Some((claim, version)) => Some((claim.clone(), *version)),
-                    None => read
-                        .get(job)
-                        .cloned()
-                        .flatten()
-                        .and_then(|(claim, version)| claim.map(|c| (c, version))),
-                };
-                let Some((claim, version)) = held.filter(|(c, _)| c.session == id) else {
-                    continue;
-                };
-                if let Some(cut) = truncate(&claim, *through_ms) {
-                    released.insert(job, (cut, version));
-                }
-            }
+            let held = |job: &JobId| {
+                read.get(job)
+                    .and_then(Option::as_ref)
+                    .and_then(|(claim, _)| claim.as_ref())
+            };
+            let released: BTreeMap<JobId, (JobClaim, i32)> =
+                rules::plan_releases(id, releases, held)
+                    .into_iter()
+                    .filter_map(|(job, claim)| {
+                        let version = read.get(&job).and_then(Option::as_ref).map(|(_, v)| *v)?;
+                        Some((job, (claim, version)))
+                    })
+                    .collect();
             let mut multi = client.new_multi_writer();
             let built: Result<(), zk::Error> = (|| {
                 multi.add_check_version(&paths::session(id), 0)?;
@@ -231,6 +234,7 @@ impl Inner {
         Err(CoordError::Unavailable {
             message: format!("release_claims: the claims changed under {ATTEMPTS} attempts"),
             certainly_aborted: false,
+            source: None,
         })
     }
 
@@ -243,78 +247,4 @@ impl Inner {
             .flatten()
             .and_then(|(claim, _)| claim))
     }
-}
-
-/// Answers every claim of `job` in `claims` (in order; later items see the grants of earlier ones) and
-/// returns the claim to write, if it changed. `exists` says whether the job exists; `held` is its claim.
-#[allow(clippy::too_many_arguments)]
-fn decide(
-    id: SessionId,
-    node: &NodeId,
-    assignment: Option<&Assignment>,
-    claims: &[FireClaim],
-    job: &JobId,
-    exists: bool,
-    held: Option<JobClaim>,
-    results: &mut [Option<ClaimResult>],
-) -> Option<JobClaim> {
-    let owner = assignment.and_then(|a| a.owners.get(job));
-    let mut current = held.clone();
-    for (i, request) in claims.iter().enumerate().filter(|(_, c)| &c.job == job) {
-        if !exists {
-            results[i] = Some(ClaimResult::NoSuchJob);
-            continue;
-        }
-        if owner != Some(node) {
-            results[i] = Some(ClaimResult::NotOwner {
-                owner: owner.cloned(),
-            });
-            continue;
-        }
-        let (claim, previous) = match &current {
-            // The holder extends: same start, and nothing it holds or settled goes back.
-            Some(c) if c.session == id => (
-                JobClaim {
-                    through_ms: c.through_ms.max(request.through_ms),
-                    settled_ms: c.settled_ms.max(request.settled_ms),
-                    ..c.clone()
-                },
-                None,
-            ),
-            // A takeover starts after everything the previous holder was granted, and keeps its unsettled
-            // instants unsettled until the new holder settles them.
-            Some(c) => {
-                let from_ms = request.from_ms.max(c.through_ms.saturating_add(1));
-                let mut claim = new_claim(id, node, request, from_ms);
-                claim.settled_ms = claim.settled_ms.min(c.settled_ms);
-                (claim, Some(c.clone()))
-            }
-            None => (new_claim(id, node, request, request.from_ms), None),
-        };
-        current = Some(claim.clone());
-        results[i] = Some(ClaimResult::Granted { claim, previous });
-    }
-    current.filter(|c| Some(c) != held.as_ref())
-}
-
-/// A fresh claim of `request` by `id`, starting at `from_ms` (empty if the request ends before that).
-fn new_claim(id: SessionId, node: &NodeId, request: &FireClaim, from_ms: i64) -> JobClaim {
-    JobClaim {
-        session: id,
-        node: node.clone(),
-        from_ms,
-        through_ms: request.through_ms.max(from_ms.saturating_sub(1)),
-        settled_ms: request.settled_ms,
-    }
-}
-
-/// `claim` ending at `through_ms` instead: never extended, never below `from_ms - 1`. `None` if unchanged.
-fn truncate(claim: &JobClaim, through_ms: i64) -> Option<JobClaim> {
-    let through_ms = claim
-        .through_ms
-        .min(through_ms.max(claim.from_ms.saturating_sub(1)));
-    (through_ms != claim.through_ms).then(|| JobClaim {
-        through_ms,
-        ..claim.clone()
-    })
 }

@@ -77,11 +77,13 @@ fn tls_options(tls: &crate::config::ZkTls) -> CoordResult<zk::TlsOptions> {
         std::fs::read_to_string(path).map_err(|e| CoordError::Unavailable {
             message: format!("zookeeper.tls.{field}: {}: {e}", path.display()),
             certainly_aborted: true,
+            source: None,
         })
     };
     let bad = |field: &str, path: &std::path::Path, e: zk::Error| CoordError::Unavailable {
         message: format!("zookeeper.tls.{field}: {}: {e}", path.display()),
         certainly_aborted: true,
+        source: None,
     };
     let mut options = zk::TlsOptions::new()
         .with_pem_ca(&read(&tls.ca, "ca")?)
@@ -168,6 +170,7 @@ async fn ensure_layout(config: &ZkConfig, client: &zk::Client) -> CoordResult<()
                     paths::FORMAT
                 ),
                 certainly_aborted: true,
+                source: None,
             });
         }
         return Ok(());
@@ -217,7 +220,7 @@ async fn ensure_layout(config: &ZkConfig, client: &zk::Client) -> CoordResult<()
 /// Follows `path` with a persistent watch of `mode` on the shared connection: `read`s it and `publish`es what it
 /// read at the start and after every change, re-reads after reconnects (events during a disconnection are not
 /// replayed), moves to a new connection when the shared one's session ends, and backs off after failures
-/// (50 ms doubling, at most 3 s). Runs until its task is aborted.
+/// (`campanile::coordinator::backoff::RECONNECT`). Runs until its task is aborted.
 pub(crate) async fn follow<T, Fut>(
     shared: Arc<Shared>,
     timeout: Duration,
@@ -252,7 +255,7 @@ pub(crate) async fn follow<T, Fut>(
         if let Err(error) = result {
             failures += 1;
             debug!(%error, failures, path, "following failed");
-            tokio::time::sleep(Duration::from_millis((50u64 << failures.min(6)).min(3000))).await;
+            tokio::time::sleep(campanile::coordinator::backoff::RECONNECT.delay(failures)).await;
         }
     }
 }

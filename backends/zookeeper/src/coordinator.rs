@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use campanile::ValidationError;
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordError, CoordResult, Coordinator, FireClaim, JobClaim,
-    JobSnapshot, JobWatch, Leader, Member, Membership, NodeId, NodeInfo, Precondition,
+    JobSnapshot, JobWatch, Key, Leader, Member, Members, NodeId, NodeInfo, Precondition,
     RecordResult, RunQuery, Session, SessionId, SessionState,
 };
 use campanile::job::{Job, JobId};
@@ -48,7 +48,7 @@ pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     /// The sessions this coordinator opened (strong: they live as long as it does).
     sessions: Mutex<HashMap<u64, Arc<LocalSession>>>,
-    members: OnceCell<watch::Sender<Membership>>,
+    members: OnceCell<watch::Sender<Members>>,
     assignment: OnceCell<watch::Sender<Option<Arc<Assignment>>>>,
     head: OnceCell<watch::Sender<u64>>,
     /// The newest assignment seen, with its znode version: what claims fence on.
@@ -332,7 +332,7 @@ impl Inner {
                     Err(_) => "a live session".to_owned(),
                 };
                 return Err(CoordError::Conflict {
-                    key: format!("node {}", node.id),
+                    key: Key::Node(node.id.clone()),
                     expected: "no live session".to_owned(),
                     actual: holder,
                 });
@@ -536,7 +536,7 @@ impl Inner {
         Ok(rx)
     }
 
-    async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>> {
+    async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>> {
         let tx = self
             .members
             .get_or_try_init(|| async {
@@ -642,11 +642,11 @@ impl Coordinator for ZkCoordinator {
         self.inner.watch_session(session).await
     }
 
-    async fn members(&self) -> CoordResult<Membership> {
+    async fn members(&self) -> CoordResult<Members> {
         self.inner.members().await
     }
 
-    async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>> {
+    async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>> {
         self.inner.watch_members().await
     }
 

@@ -34,15 +34,13 @@ pub(crate) fn from_zk(error: zk::Error, what: &str, kind: Kind) -> CoordError {
                     "{what}: ZooKeeper refused access ({error}): check the digest auth and the ACLs of the namespace"
                 ),
                 certainly_aborted: true,
+                source: None,
             }
         }
         zk::Error::BadArguments(_) | zk::Error::MarshallingError => {
             CoordError::Invalid(format!("{what}: {error}"))
         }
-        other => CoordError::Unavailable {
-            message: format!("{what}: {other}"),
-            certainly_aborted: !maybe_applied,
-        },
+        other => CoordError::unavailable_from(format!("{what}: {other}"), !maybe_applied, other),
     }
 }
 
@@ -58,6 +56,7 @@ pub(crate) async fn deadline<T>(
         Err(_) => Err(CoordError::Unavailable {
             message: format!("{what}: no answer from ZooKeeper within {timeout:?}"),
             certainly_aborted: kind == Kind::Read,
+            source: None,
         }),
     }
 }
@@ -67,6 +66,7 @@ pub(crate) fn corrupt(path: &str, reason: impl std::fmt::Display) -> CoordError 
     CoordError::Unavailable {
         message: format!("znode {path} is corrupt: {reason}"),
         certainly_aborted: true,
+        source: None,
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use campanile::coordinator::{
-    CoordError, CoordResult, JobEvent, JobSnapshot, JobWatch, Precondition,
+    CoordError, CoordResult, JobEvent, JobSnapshot, JobWatch, Key, Precondition, rules,
 };
 use campanile::job::{Job, JobId};
 use serde::{Deserialize, Serialize};
@@ -74,13 +74,14 @@ fn lost_race(error: &zk::MultiWriteError) -> bool {
     )
 }
 
-/// A short pause before retry `attempt`, spread so that racing writers do not retry in lockstep.
+/// A short pause before retry `attempt` (counting from 0), spread by the process so that racing writers do not
+/// retry in lockstep (the engine's one backoff, `campanile::coordinator::backoff`).
 pub(crate) async fn backoff(attempt: u32) {
-    let spread = u64::from(std::process::id() % 7) + u64::from(attempt % 5);
-    tokio::time::sleep(Duration::from_millis(
-        (u64::from(attempt.min(20)) * 2 + spread).min(50),
-    ))
-    .await;
+    let pause = campanile::coordinator::backoff::raced(
+        u64::from(std::process::id()),
+        attempt.saturating_add(1),
+    );
+    tokio::time::sleep(pause).await;
 }
 
 impl Inner {
@@ -118,7 +119,7 @@ impl Inner {
         for attempt in 0..WRITE_ATTEMPTS {
             let (head, head_version) = self.read_head(&client).await?;
             let current = self.read_job(&client, &job.id).await?;
-            check_precondition(
+            rules::check_precondition(
                 &job.id,
                 precondition,
                 current.as_ref().map(|(j, _)| j.revision),
@@ -284,7 +285,7 @@ impl Inner {
                     };
                     return Err((
                         CoordError::Conflict {
-                            key: job.id.to_string(),
+                            key: Key::Job(job.id.clone()),
                             expected: "absent".to_owned(),
                             actual,
                         },
@@ -314,11 +315,9 @@ impl Inner {
         for attempt in 0..WRITE_ATTEMPTS {
             let (head, head_version) = self.read_head(&client).await?;
             let Some((job, version)) = self.read_job(&client, id).await? else {
-                return Err(CoordError::NotFound {
-                    key: id.to_string(),
-                });
+                return Err(CoordError::job_not_found(id));
             };
-            check_precondition(id, precondition, Some(job.revision))?;
+            rules::check_precondition(id, precondition, Some(job.revision))?;
             let runs = match self
                 .zk("list runs", Kind::Read, client.list_children(&runs_path))
                 .await?
@@ -653,6 +652,7 @@ fn undo_failed(cause: CoordError, created: usize, unknown: usize) -> CoordError 
              {created} it had created, plus up to {unknown} whose write may have happened): list them before retrying"
         ),
         certainly_aborted: false,
+        source: None,
     }
 }
 
@@ -660,29 +660,6 @@ fn contended(what: &str) -> CoordError {
     CoordError::Unavailable {
         message: format!("{what}: lost {WRITE_ATTEMPTS} races in a row for the job store's head"),
         certainly_aborted: true,
-    }
-}
-
-/// Fails unless `precondition` holds for a job whose current revision is `current` (`None`: absent).
-fn check_precondition(
-    id: &JobId,
-    precondition: Precondition,
-    current: Option<u64>,
-) -> CoordResult<()> {
-    let conflict = |expected: String| CoordError::Conflict {
-        key: id.to_string(),
-        expected,
-        actual: current.map_or_else(|| "absent".to_owned(), |r| format!("revision {r}")),
-    };
-    match (precondition, current) {
-        (Precondition::Any, _) | (Precondition::Absent, None) | (Precondition::Exists, Some(_)) => {
-            Ok(())
-        }
-        (Precondition::Revision(want), Some(have)) if want == have => Ok(()),
-        (Precondition::Absent, Some(_)) => Err(conflict("absent".to_owned())),
-        (Precondition::Exists, None) => Err(CoordError::NotFound {
-            key: id.to_string(),
-        }),
-        (Precondition::Revision(want), _) => Err(conflict(format!("revision {want}"))),
+        source: None,
     }
 }

@@ -6,7 +6,7 @@ use campanile::coordinator::CoordResult;
 use campanile::job::Job;
 
 pub(crate) use campanile::coordinator::limits::{
-    MAX_ASSIGNMENT, check_batch, check_claim, check_node, check_record, check_ttl,
+    check_batch, check_claim, check_node, check_record, check_ttl,
 };
 
 /// Largest job, as JSON: twice this, plus the head and paths, stays below ZooKeeper's 1 MiB request limit.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use campanile::coordinator::{CoordResult, Member, Membership, SessionId};
+use campanile::coordinator::{CoordResult, Member, Members, SessionId};
 use tokio::sync::watch;
 use zookeeper_client as zk;
 
@@ -20,10 +20,7 @@ const ATTEMPTS: u32 = 16;
 
 /// Reads the members consistently: list, read them all with the parent in one multi-read, and start over
 /// if the parent's `pzxid` moved in between (a join or leave the read would have half seen).
-pub(crate) async fn read_members(
-    client: &zk::Client,
-    timeout: Duration,
-) -> CoordResult<Membership> {
+pub(crate) async fn read_members(client: &zk::Client, timeout: Duration) -> CoordResult<Members> {
     let err = |what: &'static str| move |e| from_zk(e, what, Kind::Read);
     for _ in 0..ATTEMPTS {
         let (names, parent) = crate::error::deadline(timeout, "list /members", Kind::Read, async {
@@ -67,7 +64,7 @@ pub(crate) async fn read_members(
             }
         }
         members.sort_by(|a, b| a.node.id.cmp(&b.node.id));
-        return Ok(Membership {
+        return Ok(Members {
             version: version.max(0) as u64,
             members,
         });
@@ -78,7 +75,7 @@ pub(crate) async fn read_members(
 }
 
 impl Inner {
-    pub(crate) async fn members(&self) -> CoordResult<Membership> {
+    pub(crate) async fn members(&self) -> CoordResult<Members> {
         let client = self.shared.reader().await?;
         read_members(&client, self.config.request_timeout).await
     }
@@ -140,7 +137,7 @@ impl Inner {
 pub(crate) async fn follow_members(
     shared: Arc<Shared>,
     timeout: Duration,
-    tx: watch::Sender<Membership>,
+    tx: watch::Sender<Members>,
 ) {
     crate::conn::follow(
         shared,
@@ -148,7 +145,7 @@ pub(crate) async fn follow_members(
         paths::MEMBERS,
         zk::AddWatchMode::PersistentRecursive,
         |client| async move { read_members(&client, timeout).await },
-        |members: Membership| {
+        |members: Members| {
             tx.send_if_modified(|current| {
                 let newer = members.version > current.version;
                 if newer {

@@ -202,6 +202,7 @@ impl Inner {
                     "record_runs: lost {ATTEMPTS} races for the same fire ids or floors"
                 ),
                 certainly_aborted: false,
+                source: None,
             });
         }
         Ok(results

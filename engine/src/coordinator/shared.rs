@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::{
     Assignment, ClaimResult, CoordResult, Coordinator, FireClaim, JobClaim, JobSnapshot, JobWatch,
-    Leader, Membership, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId,
+    Leader, Members, NodeId, NodeInfo, Precondition, RecordResult, RunQuery, Session, SessionId,
     SessionState,
 };
 use crate::job::{Job, JobId};
@@ -46,11 +46,11 @@ impl<T: Coordinator + ?Sized> Coordinator for Arc<T> {
         (**self).watch_session(session).await
     }
 
-    async fn members(&self) -> CoordResult<Membership> {
+    async fn members(&self) -> CoordResult<Members> {
         (**self).members().await
     }
 
-    async fn watch_members(&self) -> CoordResult<watch::Receiver<Membership>> {
+    async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>> {
         (**self).watch_members().await
     }
 

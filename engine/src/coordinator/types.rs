@@ -160,7 +160,7 @@ pub struct Member {
 
 /// The set of live members at a point in the backend's history.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Membership {
+pub struct Members {
     /// Increases with every change of the member set.
     pub version: u64,
     /// Live members, sorted by node id.

@@ -32,8 +32,12 @@ use crate::exec::{AttemptResult, FireContext};
 use crate::job::{FireId, JobId, Target};
 use crate::run::{Outcome, RunRecord};
 
-/// The future an in-process handler returns: `Err(message)` marks the run failed.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+/// What an in-process handler's error is: any error (`?` works on any), or text (`Err("why".into())`).
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The future an in-process handler returns: `Err(error)` marks the run failed, with the error's text as
+/// the run's reason.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'static>>;
 
 /// An in-process handler, registered on the builder by name and named by `Target::Handler`.
 pub type Handler = Arc<dyn Fn(FireContext) -> HandlerFuture + Send + Sync + 'static>;
@@ -530,7 +534,7 @@ async fn attempt_once(env: &RunEnv, target: &Target, ctx: FireContext) -> Attemp
                     output: String::new(),
                     reason: None,
                 },
-                Ok(Err(message)) => failed(None, &message),
+                Ok(Err(error)) => failed(None, &error.to_string()),
                 Err(_) => failed(None, "handler panicked"),
             }
         }

@@ -26,8 +26,8 @@ use tracing::{debug, info, warn};
 use super::{recorder, timer};
 use crate::clock::Clock;
 use crate::coordinator::{
-    Assignment, CoordError, Coordinator, JobEvent, JobSnapshot, Member, Membership as Members,
-    NodeId, NodeInfo, Session, SessionState,
+    Assignment, CoordError, Coordinator, JobEvent, JobSnapshot, Member, Members, NodeId, NodeInfo,
+    Session, SessionState,
 };
 use crate::job::{Job, JobId};
 
@@ -641,7 +641,8 @@ fn spawn_feeds(coordinator: Arc<dyn Coordinator>, myself: ActorRef<Msg>) -> Vec<
     vec![assignment, members]
 }
 
-/// Capped exponential backoff for the feed loops (50 ms .. 5 s).
+/// The feed loops' count of failures in a row, paused by the coordinator's one backoff
+/// ([`crate::coordinator::backoff::RECONNECT`]).
 #[derive(Default)]
 struct Backoff {
     failures: u32,
@@ -650,8 +651,7 @@ struct Backoff {
 impl Backoff {
     async fn wait(&mut self) {
         self.failures = self.failures.saturating_add(1);
-        let ms = (50u64 << self.failures.min(7)).min(5_000);
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        tokio::time::sleep(crate::coordinator::backoff::RECONNECT.delay(self.failures)).await;
     }
 
     fn reset(&mut self) {

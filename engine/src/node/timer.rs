@@ -41,7 +41,7 @@ use tracing::warn;
 
 pub use self::claims::{CLAIM_CHUNK, Granted, RoundTrip};
 pub use self::settle::{Settlement, still_firing, unrecorded, unsettled_instants, verdict};
-pub use self::state::{Effects, State};
+pub use self::state::{Decisions, State};
 use super::dispatcher;
 use crate::clock::Clock;
 use crate::coordinator::{CoordError, Coordinator, SessionId};
@@ -150,7 +150,7 @@ pub struct Arguments {
 }
 
 /// The timer's actor state: the pure state plus its IO handles.
-pub struct Running {
+pub struct Shell {
     state: State,
     clock: Arc<dyn Clock>,
     coordinator: Arc<dyn Coordinator>,
@@ -165,12 +165,12 @@ pub struct Running {
     revoked: super::Revoked,
 }
 
-impl Running {
+impl Shell {
     fn publish_deadline(&self) {
         self.alarm.set(self.state.deadline(self.clock.now_ms()));
     }
 
-    fn apply(&self, fx: Effects) {
+    fn apply(&self, fx: Decisions) {
         if !fx.fires.is_empty() {
             let _ = self.dispatcher.cast(dispatcher::Msg::Fires(fx.fires));
         }
@@ -268,19 +268,19 @@ impl Running {
 
 impl Actor for Timer {
     type Msg = Msg;
-    type State = Running;
+    type State = Shell;
     type Arguments = Arguments;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Msg>,
         args: Arguments,
-    ) -> Result<Running, ActorProcessingErr> {
+    ) -> Result<Shell, ActorProcessingErr> {
         let alarm = alarm::Alarm::start(args.clock.clone(), myself.clone());
         // Renew claims four times per lookahead, so a claim is renewed well before it runs out.
         let tick = (args.config.lookahead / 4).max(Duration::from_millis(50));
         myself.send_interval(tick, || Msg::ClaimTick);
-        Ok(Running {
+        Ok(Shell {
             state: State::new(args.node, args.config),
             clock: args.clock,
             coordinator: args.coordinator,
@@ -298,7 +298,7 @@ impl Actor for Timer {
         &self,
         myself: ActorRef<Msg>,
         msg: Msg,
-        running: &mut Running,
+        running: &mut Shell,
     ) -> Result<(), ActorProcessingErr> {
         let now = running.clock.now_ms();
         match msg {

@@ -11,6 +11,11 @@ use campanile_inproc::InprocCoordinator;
 
 use super::*;
 
+/// The instant `ms` (Unix ms), as the scheduler's API takes and returns instants.
+fn at(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap()
+}
+
 fn id(s: &str) -> JobId {
     JobId::new(s).unwrap()
 }
@@ -175,7 +180,8 @@ async fn trigger_backfill_clone_and_preview() {
     let next = scheduler.next_fires(&job.id, 3).await.unwrap();
     assert_eq!(next.len(), 3);
     assert!(
-        next.windows(2).all(|w| w[1] - w[0] == 3_600_000),
+        next.windows(2)
+            .all(|w| (w[1] - w[0]).num_milliseconds() == 3_600_000),
         "{next:?}"
     );
 
@@ -184,7 +190,7 @@ async fn trigger_backfill_clone_and_preview() {
     assert_eq!(seen.last(), Some(&fire));
 
     let from = T0 - 3 * 3_600_000;
-    let backfilled = scheduler.backfill(&job.id, from, T0).await.unwrap();
+    let backfilled = scheduler.backfill(&job.id, at(from), at(T0)).await.unwrap();
     assert_eq!(backfilled.len(), 3, "{backfilled:?}");
     for fire in &backfilled {
         until_fired(&mut rx, &job.id, fire.scheduled_ms).await;
@@ -226,7 +232,7 @@ async fn bad_input_is_rejected_with_the_field() {
         "{err}"
     );
     let err = scheduler
-        .backfill(&id("missing"), T0, T0 - 1)
+        .backfill(&id("missing"), at(T0), at(T0 - 1))
         .await
         .unwrap_err()
         .to_string();
@@ -328,7 +334,7 @@ async fn a_backfill_under_overlap_skip_runs_every_instant_once() {
     let from = T0 - 20 * 366 * 86_400_000;
 
     let fires = scheduler
-        .backfill(&job.id, from, T0 + 86_400_000)
+        .backfill(&job.id, at(from), at(T0 + 86_400_000))
         .await
         .unwrap();
 
@@ -441,8 +447,14 @@ async fn a_repeated_backfill_runs_no_instant_twice() {
 
     // Asked twice before the first one's runs are recorded (paused time does not move between the calls),
     // then once more for a range that overlaps it.
-    let first = scheduler.backfill(&job.id, from, T0 - 1).await.unwrap();
-    let second = scheduler.backfill(&job.id, from, T0 - 1).await.unwrap();
+    let first = scheduler
+        .backfill(&job.id, at(from), at(T0 - 1))
+        .await
+        .unwrap();
+    let second = scheduler
+        .backfill(&job.id, at(from), at(T0 - 1))
+        .await
+        .unwrap();
     assert_eq!(first.len(), 10, "{first:?}");
     assert!(
         second.is_empty(),
@@ -458,7 +470,7 @@ async fn a_repeated_backfill_runs_no_instant_twice() {
     }
     // Recorded by now or not, none of them runs again.
     let wider = scheduler
-        .backfill(&job.id, from - 2 * 3_600_000, T0 - 1)
+        .backfill(&job.id, at(from - 2 * 3_600_000), at(T0 - 1))
         .await
         .unwrap();
     let earliest = first.iter().map(|f| f.scheduled_ms).min().unwrap();

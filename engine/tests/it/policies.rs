@@ -51,14 +51,14 @@ async fn policy_node() -> (Scheduler, mpsc::UnboundedReceiver<Start>) {
             let ctx = flaky(ctx);
             async move {
                 if ctx.attempt <= 3 {
-                    return Err(format!("attempt {} failed", ctx.attempt));
+                    return Err(format!("attempt {} failed", ctx.attempt).into());
                 }
                 Ok(())
             }
         })
         .handler("failing", move |ctx| {
             let ctx = failing(ctx);
-            async move { Err(format!("attempt {} failed", ctx.attempt)) }
+            async move { Err(format!("attempt {} failed", ctx.attempt).into()) }
         })
         .handler("long", move |ctx| {
             long(ctx);
@@ -71,7 +71,7 @@ async fn policy_node() -> (Scheduler, mpsc::UnboundedReceiver<Start>) {
             let ctx = second_is_long(ctx);
             async move {
                 if ctx.attempt == 1 {
-                    return Err("the first attempt fails".to_owned());
+                    return Err("the first attempt fails".into());
                 }
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 Ok(())
@@ -321,7 +321,7 @@ async fn start_at_and_end_at_bound_the_instants_that_fire() {
         .unwrap();
     assert_eq!(
         scheduler.next_fires(&bounded.id, 10).await.unwrap(),
-        [T0 + 3000, T0 + 4000, T0 + 5000, T0 + 6000]
+        [at(T0 + 3000), at(T0 + 4000), at(T0 + 5000), at(T0 + 6000)]
     );
     // Another job marks time, so that the bounded one has had every chance to fire late.
     let clock = scheduler

@@ -174,7 +174,7 @@ impl Cluster {
                     tokio::time::sleep(took).await;
                     trace.ended(seq, clock.now_us());
                     if fails {
-                        Err("simulated failure".to_owned())
+                        Err("simulated failure".into())
                     } else {
                         Ok(())
                     }

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use campanile::{Job, JobId, JobSpec, SchedulerError};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -754,11 +754,7 @@ pub async fn backfill_job(
     }
     let fires = app
         .scheduler
-        .backfill(
-            &id,
-            request.from.timestamp_millis(),
-            request.to.timestamp_millis(),
-        )
+        .backfill(&id, request.from, request.to)
         .await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -787,15 +783,12 @@ pub async fn next_fires(
     let instants = app.scheduler.next_fires(&id, n).await?;
     let next = instants
         .into_iter()
-        .filter_map(|ms| {
-            let utc = Utc.timestamp_millis_opt(ms).single()?;
-            Some(Instant {
-                unix_ms: ms,
-                utc: utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                local: utc
-                    .with_timezone(&tz)
-                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
-            })
+        .map(|utc| Instant {
+            unix_ms: utc.timestamp_millis(),
+            utc: utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            local: utc
+                .with_timezone(&tz)
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
         })
         .collect();
     Ok(Json(NextFires {

@@ -9,9 +9,9 @@
 //! - at the end, after a heal (a lasting lease, claim rounds, every run ended), every instant each job owes
 //!   up to the horizon was fired or recorded.
 //!
-//! The model coordinator grants what is asked by the claim rules of the in-process backend (an extension keeps
-//! the holder's start; a takeover starts after the previous holder's claim and hands its claim back as
-//! `previous`). Old sessions are gone: the model has one node.
+//! The model coordinator grants what is asked by the claim rules every backend applies
+//! (`coordinator::rules::grant`: an extension keeps the holder's start; a takeover starts after the previous
+//! holder's claim and hands its claim back as `previous`). Old sessions are gone: the model has one node.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::coordinator::{ClaimResult, JobClaim, NodeId};
+use crate::coordinator::{ClaimResult, JobClaim, NodeId, rules};
 use crate::job::{HandlerTarget, JobSpec, MisfirePolicy, Target};
 use crate::node::fire::Fire;
 use crate::run::{Outcome, RunRecord};
@@ -199,7 +199,7 @@ impl Model {
     }
 
     /// Carries out a transition's effects, checking each fire against the claims and the lease.
-    fn apply(&mut self, fx: Effects) -> Result<(), TestCaseError> {
+    fn apply(&mut self, fx: Decisions) -> Result<(), TestCaseError> {
         for fire in fx.fires {
             let job = fire.job.id.clone();
             let t = fire.scheduled_ms;
@@ -241,37 +241,8 @@ impl Model {
         let mut grants = Vec::new();
         for request in &requests {
             let held = self.claims.get(&request.job).cloned();
-            let (claim, previous) = match held {
-                Some(held) if held.session == self.session => (
-                    JobClaim {
-                        through_ms: held.through_ms.max(request.through_ms),
-                        settled_ms: held.settled_ms.max(request.settled_ms),
-                        ..held
-                    },
-                    None,
-                ),
-                Some(held) => {
-                    let from_ms = request.from_ms.max(held.through_ms + 1);
-                    let claim = JobClaim {
-                        session: self.session,
-                        node: node(),
-                        from_ms,
-                        through_ms: request.through_ms.max(from_ms - 1),
-                        settled_ms: request.settled_ms.min(held.settled_ms),
-                    };
-                    (claim, Some(held))
-                }
-                None => (
-                    JobClaim {
-                        session: self.session,
-                        node: node(),
-                        from_ms: request.from_ms,
-                        through_ms: request.through_ms.max(request.from_ms - 1),
-                        settled_ms: request.settled_ms,
-                    },
-                    None,
-                ),
-            };
+            // The coordinator's own rules: what the timer is checked against is how it uses a grant.
+            let (claim, previous) = rules::grant(self.session, &node(), request, held.as_ref());
             self.claims.insert(request.job.clone(), claim.clone());
             grants.push(Granted {
                 job: request.job.clone(),

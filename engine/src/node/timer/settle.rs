@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use tracing::debug;
 
-use super::state::{Effects, Entry, MAX_MISSED_SCAN, State, next_instant};
+use super::state::{Decisions, Entry, MAX_MISSED_SCAN, State, next_instant};
 use crate::coordinator::{JobClaim, SessionId};
 use crate::job::{Delivery, Job, JobId};
 use crate::node::fire::{Fire, FireKind};
@@ -42,8 +42,8 @@ impl State {
     }
 
     /// Applies settlements: the in-doubt instants are recorded or run again, per the job's delivery mode.
-    pub fn settle(&mut self, settlements: Vec<Settlement>) -> Effects {
-        let mut fx = Effects::default();
+    pub fn settle(&mut self, settlements: Vec<Settlement>) -> Decisions {
+        let mut fx = Decisions::default();
         let Some(lease) = self.lease else { return fx };
         for settlement in settlements {
             let Some(&slot) = self.index.get(&settlement.job) else {
@@ -75,7 +75,7 @@ impl State {
         entry: &mut Entry,
         previous: &JobClaim,
         in_doubt: &[i64],
-        fx: &mut Effects,
+        fx: &mut Decisions,
     ) {
         if in_doubt.is_empty() {
             return;

@@ -1,5 +1,5 @@
 //! The timer's pure state: a slab of entries (one per owned job) and one ordered queue of `(next instant,
-//! slot)`. Every transition is a synchronous method that returns the [`Effects`] the actor carries out; nothing
+//! slot)`. Every transition is a synchronous method that returns the [`Decisions`] the actor carries out; nothing
 //! here awaits, reads the clock or does IO.
 
 use std::collections::BTreeSet;
@@ -66,7 +66,7 @@ impl Entry {
 
 /// What a state transition asks the actor to do.
 #[derive(Debug, Default)]
-pub struct Effects {
+pub struct Decisions {
     /// Fires to hand to the dispatcher.
     pub fires: Vec<Fire>,
     /// Records to write (misfired, in doubt).
@@ -294,14 +294,14 @@ impl State {
     }
 
     /// Emits everything that is due at `now_ms`.
-    pub fn wake(&mut self, now_ms: i64) -> Effects {
+    pub fn wake(&mut self, now_ms: i64) -> Decisions {
         self.wake_at_most(now_ms, usize::MAX)
     }
 
     /// Emits what is due at `now_ms`, stopping once `max` fires and records are out (at least one entry is
     /// handled per call). What is left stays due: the next call goes on with it, oldest first.
-    pub fn wake_at_most(&mut self, now_ms: i64, max: usize) -> Effects {
-        let mut fx = Effects::default();
+    pub fn wake_at_most(&mut self, now_ms: i64, max: usize) -> Decisions {
+        let mut fx = Decisions::default();
         let Some(lease) = self.lease else { return fx };
         if self.draining || !lease.valid_at(now_ms) {
             // Self-fencing: the session may have expired; fire nothing until it is renewed.
@@ -391,7 +391,7 @@ impl State {
         until: i64,
         through: i64,
         may_run: bool,
-        fx: &mut Effects,
+        fx: &mut Decisions,
     ) {
         // Keep the newest MAX_MISSED_SCAN instants (the policy runs the newest); older ones are only counted.
         let mut missed = std::collections::VecDeque::new();

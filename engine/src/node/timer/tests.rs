@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::coordinator::{ClaimResult, FireClaim, JobClaim, NodeId};
+use crate::coordinator::{ClaimResult, FireClaim, JobClaim, NodeId, rules};
 use crate::job::{Delivery, HandlerTarget, JobSpec, MisfirePolicy, Target};
 use crate::node::fire::FireKind;
 use crate::run::{Outcome, RunRecord};
@@ -42,26 +42,19 @@ fn state() -> State {
     state
 }
 
+/// What a coordinator grants for `claim` when the job's claim is `previous` (another session's, or none).
 fn grant(claim: &FireClaim, previous: Option<JobClaim>) -> Granted {
-    let from = previous
-        .as_ref()
-        .map_or(claim.from_ms, |p| claim.from_ms.max(p.through_ms + 1));
+    let (claim_now, previous) = rules::grant(SESSION, &node(), claim, previous.as_ref());
     Granted {
         job: claim.job.clone(),
         result: ClaimResult::Granted {
-            claim: JobClaim {
-                session: SESSION,
-                node: node(),
-                from_ms: from,
-                through_ms: claim.through_ms,
-                settled_ms: claim.settled_ms,
-            },
+            claim: claim_now,
             previous,
         },
     }
 }
 
-fn instants(fx: &Effects) -> Vec<i64> {
+fn instants(fx: &Decisions) -> Vec<i64> {
     fx.fires.iter().map(|f| f.scheduled_ms).collect()
 }
 
