@@ -38,6 +38,7 @@ export async function jobsView(main, session) {
     { id: "outcome" },
     h("option", { value: "" }, "any"),
     OUTCOMES.map((o) => h("option", { value: o }, o)),
+    h("option", { value: "none" }, "never ran"),
   );
   const body = h("tbody");
   const status = h("p", { class: "muted", role: "status" });
@@ -48,7 +49,7 @@ export async function jobsView(main, session) {
 
   async function load() {
     const query = new URLSearchParams({ limit: PAGE });
-    for (const [k, el] of [["q", q], ["namespace", namespace], ["label", label], ["paused", paused]]) {
+    for (const [k, el] of [["q", q], ["namespace", namespace], ["label", label], ["paused", paused], ["last_outcome", outcome]]) {
       if (el.value.trim()) query.set(k, el.value.trim());
     }
     const after = pages[pages.length - 1];
@@ -66,8 +67,10 @@ export async function jobsView(main, session) {
     more.dataset.after = list.next_after || "";
     back.disabled = pages.length <= 1;
     status.textContent = list.jobs.length
-      ? `${list.jobs.length} jobs on this page${outcome.value ? ` (last outcome ${outcome.value} shown)` : ""}`
-      : "No jobs match.";
+      ? `${list.jobs.length} jobs on this page`
+      : list.next_after
+        ? "No match among the jobs looked at; the next page goes on."
+        : "No jobs match.";
   }
 
   function row(job) {
@@ -100,7 +103,6 @@ export async function jobsView(main, session) {
     api("GET", `/v1/jobs/${encodeURIComponent(job.id)}/runs?limit=20`)
       .then(({ runs }) => {
         last.replaceChildren(runs.length ? badge(runs[0].outcome) : h("span", { class: "muted" }, "never ran"));
-        tr.hidden = Boolean(outcome.value) && runs[0]?.outcome !== outcome.value;
         const points = runs
           .slice()
           .reverse()
@@ -120,12 +122,7 @@ export async function jobsView(main, session) {
   };
   for (const el of [q, namespace, label]) el.addEventListener("input", refilter);
   paused.addEventListener("change", refilter);
-  outcome.addEventListener("change", () => {
-    for (const tr of body.children) {
-      const shown = tr.querySelector(".badge")?.textContent;
-      tr.hidden = Boolean(outcome.value) && shown !== outcome.value;
-    }
-  });
+  outcome.addEventListener("change", refilter);
   more.addEventListener("click", () => {
     pages.push(more.dataset.after);
     load();

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use campanile::{Job, JobId, JobSpec, SchedulerError};
+use campanile::{Job, JobId, JobSpec, Outcome, RunQuery, SchedulerError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -50,6 +50,9 @@ pub struct CreatedJob {
 /// be a gigabyte built in memory). A page that reaches it ends early, with `next_after`.
 pub const MAX_PAGE_BYTES: usize = 4 << 20;
 
+/// Most jobs whose newest record one `GET /v1/jobs?last_outcome=` page reads.
+pub const MAX_OUTCOME_SCAN: usize = 1_000;
+
 /// `GET /v1/jobs` filters and page.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +70,12 @@ pub struct ListParams {
     #[param(max_length = 256)]
     #[serde(default, deserialize_with = "super::body::empty_is_none")]
     pub q: Option<String>,
+    /// Only jobs whose newest run record has this outcome (succeeded, failed, timed_out, skipped, misfired,
+    /// in_doubt), or `none` for jobs without one. Each page looks at most 1,000 jobs' records: a page may
+    /// hold fewer than `limit` jobs and still have a `next_after` to go on from.
+    #[param(value_type = Option<String>, pattern = r"^(|none|succeeded|failed|timed_out|skipped|misfired|in_doubt)$")]
+    #[serde(default, deserialize_with = "super::body::empty_is_none")]
+    pub last_outcome: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -276,8 +285,21 @@ pub async fn list_jobs(
     {
         return Err(ApiError::invalid("q", "q: is longer than 256 characters"));
     }
+    // `None`: any; `Some(None)`: never ran; `Some(Some(o))`: newest record's outcome is `o`.
+    let last_outcome: Option<Option<Outcome>> = match params.last_outcome.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(name) => Some(Some(name.parse().map_err(|_| {
+            ApiError::invalid(
+                "last_outcome",
+                format!(
+                    "last_outcome: {name:?} is not none, succeeded, failed, timed_out, skipped, misfired or in_doubt"
+                ),
+            )
+        })?)),
+    };
     let jobs = app.scheduler.list().await?;
-    let mut page: Vec<Job> = jobs
+    let matching = jobs
         .into_iter()
         .filter(|j| after.as_ref().is_none_or(|a| j.id > *a))
         .filter(|j| {
@@ -299,14 +321,48 @@ pub async fn list_jobs(
                 (Some(_), None) => true,
                 (None, _) => false,
             })
-        })
-        .take(limit + 1)
-        .collect();
-    let mut next_after = if page.len() > limit {
-        page.truncate(limit);
-        page.last().map(|j| j.id.to_string())
-    } else {
-        None
+        });
+    let (page, mut next_after): (Vec<Job>, Option<String>) = match last_outcome {
+        None => {
+            let mut page: Vec<Job> = matching.take(limit + 1).collect();
+            let next = (page.len() > limit).then(|| {
+                page.truncate(limit);
+                page.last().map(|j| j.id.to_string())
+            });
+            (page, next.flatten())
+        }
+        Some(wanted) => {
+            // One record read per job looked at, at most `MAX_OUTCOME_SCAN` per page: a page cut by the cap
+            // goes on after the last job looked at.
+            let mut page = Vec::new();
+            let mut next = None;
+            let mut scanned = 0;
+            let mut matching = matching.peekable();
+            while let Some(job) = matching.next() {
+                let newest = app
+                    .scheduler
+                    .runs(
+                        &job.id,
+                        RunQuery {
+                            limit: 1,
+                            ..RunQuery::default()
+                        },
+                    )
+                    .await?;
+                scanned += 1;
+                let id = job.id.to_string();
+                if newest.first().map(|r| r.outcome) == wanted {
+                    page.push(job);
+                }
+                if page.len() == limit || scanned == MAX_OUTCOME_SCAN {
+                    if matching.peek().is_some() {
+                        next = Some(id);
+                    }
+                    break;
+                }
+            }
+            (page, next)
+        }
     };
     let mut jobs = Vec::with_capacity(page.len());
     let mut bytes = 0;

@@ -277,3 +277,52 @@ async fn a_restarted_server_keeps_jobs_and_history() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn jobs_are_listed_by_the_outcome_of_their_newest_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for (id, argv) in [("a-ok", "true"), ("b-bad", "false"), ("c-never", "true")] {
+        let job = json!({"id": id, "name": id, "schedule": "@yearly",
+            "target": {"type": "command", "argv": [argv]}});
+        assert_eq!(
+            server.send(Method::POST, "/v1/jobs", Some(job)).await.0,
+            201
+        );
+    }
+    for id in ["a-ok", "b-bad"] {
+        let (status, body) = server
+            .send(Method::POST, &format!("/v1/jobs/{id}/trigger"), None)
+            .await;
+        assert_eq!(status, 202, "{body}");
+        eventually("the triggered run's record", || async {
+            (!server.runs(id).await.is_empty()).then_some(())
+        })
+        .await;
+    }
+    let ids = |list: &Value| -> Vec<String> {
+        list["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (outcome, want) in [
+        ("failed", "b-bad"),
+        ("succeeded", "a-ok"),
+        ("none", "c-never"),
+    ] {
+        let (status, list) = server
+            .get(&format!("/v1/jobs?last_outcome={outcome}"))
+            .await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(ids(&list), [want], "last_outcome={outcome}: {list}");
+    }
+    // A page of one that holds the last match has nothing to go on from.
+    let (_, first) = server.get("/v1/jobs?last_outcome=none&limit=1").await;
+    assert_eq!(ids(&first), ["c-never"]);
+    assert!(first.get("next_after").is_none(), "{first}");
+    let (_, none) = server.get("/v1/jobs?last_outcome=timed_out").await;
+    assert_eq!(ids(&none), Vec::<String>::new());
+}

@@ -456,6 +456,7 @@ async fn actions_queries_and_routes() {
         ("/v1/jobs?limit=0", "limit"),
         ("/v1/jobs?limit=many", "limit"),
         ("/v1/jobs?paused=maybe", "paused"),
+        ("/v1/jobs?last_outcome=maybe", "last_outcome"),
         ("/v1/jobs?colour=red", "colour"),
         ("/v1/jobs?after=bad%20id", "after"),
         ("/v1/jobs?label==x", "label"),

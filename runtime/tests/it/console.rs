@@ -378,6 +378,35 @@ async fn an_operator_runs_the_scheduler_from_the_console() {
         .await;
     browser.shot("jobs").await;
 
+    // The last-outcome filter is applied by the server: "failed" lists only the failing job.
+    eventually("a failed run of flaky", || async {
+        server_runs(&server, "flaky")
+            .await
+            .iter()
+            .any(|r| r["outcome"] == "failed")
+            .then_some(())
+    })
+    .await;
+    let select = |value: &'static str| {
+        let client = browser.client.clone();
+        async move {
+            client
+                .find(Locator::Css("#outcome"))
+                .await
+                .unwrap()
+                .select_by_value(value)
+                .await
+                .unwrap();
+        }
+    };
+    select("failed").await;
+    browser.count("tbody tr[data-job]", |n| n == 1).await;
+    browser
+        .text("tbody tr[data-job=\"flaky\"]", |t| t.contains("flaky"))
+        .await;
+    select("").await;
+    browser.count("tbody tr[data-job]", |n| n >= 3).await;
+
     // Trigger from the job's page; the run is stored.
     browser.goto(&format!("{base}#/jobs/nightly")).await;
     browser.count("#next li", |n| n == 10).await;
