@@ -312,6 +312,19 @@ fn scope(scope: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
+/// One event of `GET /v1/runs/stream`, as a server-sent-events client reads it (the document's schema for
+/// the stream describes each event, as OpenAPI 3.1 tools such as schemathesis read it).
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only: the stream is written by axum's `Sse`.
+pub struct StreamEventDoc {
+    /// `run` (data: a run record's JSON), `lagged` (data: how many records the stream skipped) or
+    /// `unreachable` (data: `{"node", "error"}` of a member whose stream could not be read).
+    #[schema(pattern = r"^(run|lagged|unreachable)$")]
+    event: String,
+    /// The event's data.
+    data: String,
+}
+
 /// `GET /v1/runs/stream` parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -336,7 +349,7 @@ pub struct StreamParams {
 /// read, and a comment every 10 s to keep connections open. Closes after `seconds`. With `scope=node`, only
 /// this node's records (what the other nodes are asked for).
 #[utoipa::path(get, path = "/v1/runs/stream", tag = "jobs", params(StreamParams),
-    responses((status = 200, content_type = "text/event-stream", body = String),
+    responses((status = 200, content_type = "text/event-stream", body = StreamEventDoc),
         (status = 400, body = ErrorBody), (status = 503, body = ErrorBody, description = "Too many streams are open")))]
 pub async fn stream(
     State(app): State<AppState>,
