@@ -53,6 +53,16 @@ pub struct UnreachableNode {
     pub error: String,
 }
 
+/// The live members other than this node.
+async fn others(
+    app: &AppState,
+) -> Result<Vec<campanile::coordinator::Member>, campanile::coordinator::CoordError> {
+    let own = app.scheduler.node_id();
+    let mut members = app.scheduler.coordinator().members().await?.members;
+    members.retain(|m| &m.node.id != own);
+    Ok(members)
+}
+
 /// How long reading one member's counts may take.
 pub const STATS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -62,9 +72,8 @@ pub async fn peer_stats(
     app: &AppState,
     authorization: Option<HeaderValue>,
 ) -> (Vec<(String, super::live::Stats)>, Vec<UnreachableNode>) {
-    let own = app.scheduler.node_id().clone();
-    let members = match app.scheduler.coordinator().members().await {
-        Ok(membership) => membership.members,
+    let members = match others(app).await {
+        Ok(members) => members,
         Err(error) => {
             return (
                 Vec::new(),
@@ -75,43 +84,40 @@ pub async fn peer_stats(
             );
         }
     };
-    let reads = members
-        .into_iter()
-        .filter(|m| m.node.id != own)
-        .map(|member| {
-            let client = app.live.peer_client().clone();
-            let scheme = app.live.peer_scheme();
-            let authorization = authorization.clone();
-            async move {
-                let node = member.node.id.to_string();
-                let Some(address) = member.node.address.clone() else {
-                    return Err(UnreachableNode {
-                        node,
-                        error: "it advertises no address".to_owned(),
-                    });
-                };
-                let mut request = client
-                    .get(format!("{scheme}://{address}/v1/stats?scope=node"))
-                    .timeout(STATS_TIMEOUT);
-                if let Some(authorization) = authorization {
-                    request = request.header(reqwest::header::AUTHORIZATION, authorization);
-                }
-                let read = async {
-                    let response = request.send().await.map_err(|e| e.to_string())?;
-                    if !response.status().is_success() {
-                        return Err(format!("it answered {}", response.status()));
-                    }
-                    response
-                        .json::<super::live::Stats>()
-                        .await
-                        .map_err(|e| e.to_string())
-                };
-                match read.await {
-                    Ok(stats) => Ok((node, stats)),
-                    Err(error) => Err(UnreachableNode { node, error }),
-                }
+    let reads = members.into_iter().map(|member| {
+        let client = app.live.peer_client().clone();
+        let scheme = app.live.peer_scheme();
+        let authorization = authorization.clone();
+        async move {
+            let node = member.node.id.to_string();
+            let Some(address) = member.node.address.clone() else {
+                return Err(UnreachableNode {
+                    node,
+                    error: "it advertises no address".to_owned(),
+                });
+            };
+            let mut request = client
+                .get(format!("{scheme}://{address}/v1/stats?scope=node"))
+                .timeout(STATS_TIMEOUT);
+            if let Some(authorization) = authorization {
+                request = request.header(reqwest::header::AUTHORIZATION, authorization);
             }
-        });
+            let read = async {
+                let response = request.send().await.map_err(|e| e.to_string())?;
+                if !response.status().is_success() {
+                    return Err(format!("it answered {}", response.status()));
+                }
+                response
+                    .json::<super::live::Stats>()
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match read.await {
+                Ok(stats) => Ok((node, stats)),
+                Err(error) => Err(UnreachableNode { node, error }),
+            }
+        }
+    });
     let mut read = Vec::new();
     let mut unreachable = Vec::new();
     for result in futures::future::join_all(reads).await {
@@ -143,17 +149,13 @@ impl Drop for Tasks {
 /// The events of every other live member's run stream, merged; empty when this node is alone or the
 /// coordinator cannot list the members (the local part of the stream goes on regardless).
 pub async fn peers(app: &AppState, request: PeerRequest) -> impl Stream<Item = Event> + use<> {
-    let own = app.scheduler.node_id().clone();
-    let members = match app.scheduler.coordinator().members().await {
-        Ok(membership) => membership.members,
-        Err(error) => {
-            tracing::warn!(%error, "the run stream lists no other node: members unavailable");
-            Vec::new()
-        }
-    };
+    let members = others(app).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "the run stream lists no other node: members unavailable");
+        Vec::new()
+    });
     let (tx, rx) = mpsc::channel::<Peer>(QUEUE);
     let mut tasks = Vec::new();
-    for member in members.into_iter().filter(|m| m.node.id != own) {
+    for member in members {
         let node = member.node.id.to_string();
         let Some(address) = member.node.address.clone() else {
             let _ = tx.try_send(Peer::Event(unreachable(&node, "it advertises no address")));
