@@ -3,8 +3,8 @@
 //! is refused at the field), create a job through the form (an invalid schedule shows the API's error at the
 //! schedule field; the preview lists a Europe/London schedule's instants across the spring DST change), see
 //! it in the table, trigger it and watch the run arrive in the live feed, edit it, clone it and delete the
-//! copy, pause it, see failures on the overview, check a phone-sized screen, and, signed in with a read-only
-//! token, see no write action (and a write refused with 403). A second test runs three nodes on a real etcd:
+//! copy, pause it, see failures on the overview, reach a page by keyboard alone, check a phone-sized screen,
+//! and, signed in with a read-only token, see no write action (and a write refused with 403). A second test runs three nodes on a real etcd:
 //! the run feed of one carries the runs the other two store (fanned in, without a browser), and the cluster
 //! page shows the three nodes.
 //!
@@ -17,6 +17,8 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -514,6 +516,33 @@ async fn an_operator_runs_the_scheduler_from_the_console() {
     browser.shot("overview-dark").await;
     browser.click("#theme").await;
 
+    // Keyboard only: from the top of the page, Tab reaches the skip link first, then the page links; Enter
+    // on one opens it.
+    browser.client.refresh().await.unwrap();
+    browser.text("#totals", |t| t.contains("failures")).await;
+    press(&browser.client, Key::Tab).await;
+    let first = browser.client.active_element().await.unwrap();
+    assert_eq!(first.text().await.unwrap(), "Skip to content");
+    let mut reached = false;
+    for _ in 0..10 {
+        press(&browser.client, Key::Tab).await;
+        let id = browser
+            .client
+            .active_element()
+            .await
+            .unwrap()
+            .attr("id")
+            .await
+            .unwrap();
+        if id.as_deref() == Some("nav-jobs") {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "Tab never reached the Jobs link");
+    press(&browser.client, Key::Enter).await;
+    browser.text("#next-page", |t| t == "Next page").await;
+
     // A phone's screen: one column, nothing cut off sideways but the tables, which scroll.
     browser.viewport(390, 844).await;
     browser.goto(&format!("{base}#/jobs")).await;
@@ -573,6 +602,15 @@ async fn an_operator_runs_the_scheduler_from_the_console() {
     assert_eq!(status, json!(403));
 
     browser.client.clone().close().await.unwrap();
+}
+
+/// Presses and releases one key in the focused element, as a keyboard does.
+async fn press(client: &Client, key: Key) {
+    let key: char = key.into();
+    let keys = KeyActions::new("keyboard".to_owned())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    client.perform_actions(keys).await.unwrap();
 }
 
 async fn server_runs(server: &Server, job: &str) -> Vec<Value> {
