@@ -214,6 +214,7 @@ fn made_up_grant(session: SessionId, node: NodeId, request: &FireClaim) -> Claim
             from_ms: request.from_ms,
             through_ms: request.through_ms,
             settled_ms: request.settled_ms,
+            previous: None,
         },
         previous: None,
     }
@@ -628,6 +629,7 @@ impl Coordinator for FaultyCoordinator {
             B::TakeoverOverlaps,
             B::ExtensionMovesFrom,
             B::TakeoverRaisesSettled,
+            B::PreviousForgotten,
             B::CloseReleasesClaims,
         ]
         .into_iter()
@@ -647,6 +649,14 @@ impl Coordinator for FaultyCoordinator {
                     *result = ClaimResult::NotOwner { owner: None };
                 }
                 ClaimResult::Granted { claim, previous } => {
+                    if breaks.contains(&B::PreviousForgotten)
+                        && !self
+                            .control
+                            .with_memory(|m| m.granted.insert((session, request.job.clone())))
+                    {
+                        *previous = None;
+                        claim.previous = None;
+                    }
                     if breaks.contains(&B::CloseReleasesClaims) {
                         self.control.with_memory(|m| {
                             m.held

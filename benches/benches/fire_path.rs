@@ -205,6 +205,7 @@ fn armed_timer(jobs: usize, node: &NodeId, session: SessionId) -> (timer::State,
                     // Claimed ten years ahead: no renewal during a benchmark.
                     through_ms: T0 + 10 * 366 * 86_400_000,
                     settled_ms: claim.settled_ms,
+                    previous: None,
                 },
                 previous: None,
             },

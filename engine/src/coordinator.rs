@@ -241,6 +241,11 @@ pub trait Coordinator: Send + Sync + 'static {
     /// - A grant that takes over keeps `settled_ms` at most the previous holder's: the instants the previous
     ///   holder left unsettled stay unsettled in the claim until the new holder settles them and raises it (so
     ///   a new holder that dies first does not hide them from its own successor).
+    /// - A previous holder's claim with unsettled instants stays in the claim ([`JobClaim::previous`]) until
+    ///   `settled_ms` reaches its `through_ms`, and every grant to the holder returns it as `previous`
+    ///   meanwhile, extensions too (a holder whose takeover answer was lost learns its predecessor from the
+    ///   retry); while it is kept, a request starting before the holder's claim (`from_ms < claim.from_ms`: a
+    ///   first claim asked again) does not raise `settled_ms`.
     /// - Of concurrent claimers of the same job, only the assigned owner's session is granted.
     async fn claim_fires(
         &self,

@@ -165,6 +165,10 @@ contract_breaks! {
     /// `claim_fires` answers a takeover with the `settled_ms` the new holder asked for, even above the
     /// previous holder's (hiding the previous holder's unsettled instants from the next owner).
     TakeoverRaisesSettled => CLAIM_TAKEOVER_SETTLED, takeover_starts_after_previous;
+    /// Only the call that took a job over answers `previous`: a grant to a session that was granted the job
+    /// before answers none (and its claim keeps none), so a retry whose takeover answer was lost never learns
+    /// its predecessor.
+    PreviousForgotten => CLAIM_PREVIOUS_KEPT, takeover_starts_after_previous;
     /// A `claim_fires` refused `NotOwner` while another `claim_fires` is in flight is reported granted.
     ConcurrentNonOwnerGranted => CLAIM_CONCURRENT, claims_require_ownership;
     /// `release_claims` answers `Ok` without releasing.
@@ -213,6 +217,8 @@ pub(super) struct Memory {
     pub(super) led: BTreeMap<SessionId, u64>,
     /// The last leader seen, and whether it resigned.
     pub(super) last_leader: Option<(Leader, bool)>,
+    /// Jobs granted to each session.
+    pub(super) granted: BTreeSet<(SessionId, JobId)>,
     /// The greatest epoch answered.
     pub(super) max_epoch: u64,
     /// The first answer of `get_job`, by job.

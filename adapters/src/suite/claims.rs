@@ -317,7 +317,8 @@ pub async fn takeover_starts_after_previous<F: CoordinatorFactory + ?Sized>(fact
                 node: node_id("n1"),
                 from_ms: 1000,
                 through_ms: 5000,
-                settled_ms: 2000
+                settled_ms: 2000,
+                previous: None,
             }
             && previous.is_none(),
         CLAIM_NO_DOUBLE_GRANT,
@@ -349,6 +350,27 @@ pub async fn takeover_starts_after_previous<F: CoordinatorFactory + ?Sized>(fact
         seen.as_ref() == Some(&second),
         CLAIM_OF_FRESH,
         "claim_of after the takeover is {seen:?}"
+    );
+    // The answer to the takeover was lost: the same request again is an extension that names the previous
+    // holder once more, and settles nothing (its settled_ms only says where it asked to start).
+    let (retried, again) = ctx
+        .grant(1, s2, fire_claim(&j, 0, 9000, 0), CLAIM_PREVIOUS_KEPT)
+        .await;
+    check!(
+        retried == second && again.as_ref() == Some(&first),
+        CLAIM_PREVIOUS_KEPT,
+        "the takeover asked again was granted {retried:?} with previous {again:?}; expected {second:?} with \
+         previous {first:?}"
+    );
+    // Settled through the previous holder's last instant: it is let go.
+    let (settled, gone) = ctx
+        .grant(1, s2, fire_claim(&j, 5001, 9000, 5000), CLAIM_PREVIOUS_KEPT)
+        .await;
+    check!(
+        settled.settled_ms == 5000 && settled.previous.is_none() && gone.is_none(),
+        CLAIM_PREVIOUS_KEPT,
+        "an extension settled through 5000 (the previous holder's through_ms) holds {settled:?} and \
+         answered previous {gone:?}; expected the previous claim let go"
     );
     let (k_second, previous) = ctx
         .grant(
@@ -392,15 +414,15 @@ pub async fn takeover_starts_after_previous<F: CoordinatorFactory + ?Sized>(fact
         "taking the job back after a claim through 9000 was granted {third:?}"
     );
     check!(
-        third.settled_ms <= second.settled_ms,
+        third.settled_ms <= settled.settled_ms,
         CLAIM_TAKEOVER_SETTLED,
         "taking the job back asking settled_ms 11000 from a holder that had settled up to {} was granted {third:?}",
-        second.settled_ms
+        settled.settled_ms
     );
     check!(
-        previous.as_ref() == Some(&second),
+        previous.as_ref() == Some(&settled),
         CLAIM_NO_DOUBLE_GRANT,
-        "taking the job back returned previous {previous:?}, expected {second:?}"
+        "taking the job back returned previous {previous:?}, expected {settled:?}"
     );
     ctx.finish().await;
 }

@@ -157,6 +157,8 @@ pub const CLAIM_NO_DOUBLE_GRANT: &str = "claim_fires: no instant is ever granted
 pub const CLAIM_MONOTONIC: &str = "claim_fires: a holder extending its own claim keeps its from_ms; through_ms and settled_ms never decrease";
 /// `claim_fires`: a takeover keeps the previous holder's unsettled instants visible.
 pub const CLAIM_TAKEOVER_SETTLED: &str = "claim_fires: a grant that takes over keeps settled_ms at most the previous holder's, so the instants it left unsettled stay unsettled in the claim";
+/// `claim_fires`: the previous claim is kept until settled.
+pub const CLAIM_PREVIOUS_KEPT: &str = "claim_fires: the previous holder's claim is kept in the claim and returned with every grant to the holder until settled_ms reaches its through_ms; while it is kept, a request starting before the claim does not raise settled_ms";
 /// `claim_fires`: concurrent claimers.
 pub const CLAIM_CONCURRENT: &str = "claim_fires: of concurrent claimers of the same job, only the assigned owner's session is granted";
 
@@ -246,6 +248,7 @@ pub const ALL: &[&str] = &[
     CLAIM_NO_DOUBLE_GRANT,
     CLAIM_MONOTONIC,
     CLAIM_TAKEOVER_SETTLED,
+    CLAIM_PREVIOUS_KEPT,
     CLAIM_CONCURRENT,
     RELEASE_SUCCESSOR,
     RELEASE_NO_EXTEND,

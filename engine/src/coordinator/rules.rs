@@ -4,7 +4,7 @@
 //!
 //! The rules, each one the answer to a line of the [`Coordinator`](super::Coordinator) contract:
 //! - **extend** ([`grant`]): the holder asking again keeps its `from_ms`; `through_ms` and `settled_ms` never
-//!   decrease.
+//!   decrease; the predecessor a takeover met is answered again until it is settled.
 //! - **take over** ([`grant`]): another session's claim is followed, never overlapped: the grant starts at
 //!   `max(from_ms, previous.through_ms + 1)`, and keeps `settled_ms` at most the previous holder's.
 //! - **fresh** ([`grant`]): no claim yet: the grant starts where the claimer asked.
@@ -31,23 +31,46 @@ pub fn grant(
     held: Option<&JobClaim>,
 ) -> (JobClaim, Option<JobClaim>) {
     match held {
-        // The holder extends: same start, and nothing it holds or settled goes back.
+        // The holder extends: same start, and nothing it holds or settled goes back. While a predecessor is
+        // kept, a request that starts before the claim does is the holder's first claim asked again (the
+        // answer to the call that took the job over was lost): its `settled_ms` only says where it asked to
+        // start, so it settles nothing.
         Some(held) if held.session == session => {
-            let claim = JobClaim {
+            let settled_ms = if request.from_ms < held.from_ms && held.previous.is_some() {
+                held.settled_ms
+            } else {
+                held.settled_ms.max(request.settled_ms)
+            };
+            let mut claim = JobClaim {
                 through_ms: held.through_ms.max(request.through_ms),
-                settled_ms: held.settled_ms.max(request.settled_ms),
+                settled_ms,
                 ..held.clone()
             };
-            (claim, None)
+            // The predecessor is kept, and answered with every extension, until its instants are settled:
+            // a holder that never saw the takeover's answer learns from it whom to settle.
+            claim.previous = claim
+                .previous
+                .take()
+                .filter(|previous| claim.settled_ms < previous.through_ms);
+            let previous = claim.previous.as_deref().cloned();
+            (claim, previous)
         }
         // A takeover starts after everything the previous holder was granted. The previous holder's
         // unsettled instants stay unsettled in the claim until the new holder has settled them (and raises
-        // `settled_ms`): should it die first, its own successor still sees them.
+        // `settled_ms`): should it die first, its own successor still sees them. The previous claim is kept
+        // in the new one (without its own predecessor, whose instants it covers from its `settled_ms`).
         Some(held) => {
             let from_ms = request.from_ms.max(held.through_ms.saturating_add(1));
             let mut claim = fresh(session, node, request, from_ms);
             claim.settled_ms = claim.settled_ms.min(held.settled_ms);
-            (claim, Some(held.clone()))
+            let previous = JobClaim {
+                previous: None,
+                ..held.clone()
+            };
+            if previous.settled_ms < previous.through_ms {
+                claim.previous = Some(Box::new(previous.clone()));
+            }
+            (claim, Some(previous))
         }
         None => (fresh(session, node, request, request.from_ms), None),
     }
@@ -63,6 +86,7 @@ fn fresh(session: SessionId, node: &NodeId, request: &FireClaim, from_ms: i64) -
         from_ms,
         through_ms: request.through_ms.max(from_ms.saturating_sub(1)),
         settled_ms: request.settled_ms,
+        previous: None,
     }
 }
 

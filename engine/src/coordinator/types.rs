@@ -264,6 +264,10 @@ pub struct JobClaim {
     /// Every instant up to here has a run record; instants in `(settled_ms, through_ms]` without a record
     /// are in doubt once the holder is gone.
     pub settled_ms: i64,
+    /// The previous holder's claim, kept from the takeover until `settled_ms` reaches its `through_ms` (its
+    /// own `previous` is always `None`). Every grant to the holder names it while it is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Box<JobClaim>>,
 }
 
 /// The answer to one [`FireClaim`].

@@ -277,9 +277,7 @@ impl Actor for Timer {
         args: Arguments,
     ) -> Result<Shell, ActorProcessingErr> {
         let alarm = alarm::Alarm::start(args.clock.clone(), myself.clone());
-        // Renew claims four times per lookahead, so a claim is renewed well before it runs out.
-        let tick = (args.config.lookahead / 4).max(Duration::from_millis(50));
-        myself.send_interval(tick, || Msg::ClaimTick);
+        myself.send_interval(claims::claim_tick(args.config.lookahead), || Msg::ClaimTick);
         Ok(Shell {
             state: State::new(args.node, args.config),
             clock: args.clock,

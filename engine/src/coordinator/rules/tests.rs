@@ -31,6 +31,7 @@ fn held(session: SessionId, from_ms: i64, through_ms: i64, settled_ms: i64) -> J
         from_ms,
         through_ms,
         settled_ms,
+        previous: None,
     }
 }
 
@@ -120,7 +121,7 @@ fn a_batch_answers_missing_jobs_non_owned_jobs_and_sees_its_own_grants() {
     assert_eq!(
         (claim.from_ms, claim.through_ms, previous),
         (101, 300, &None),
-        "the second request of a job extends the first one's grant"
+        "the second request of a job extends the first one's grant (the predecessor had settled everything)"
     );
     assert_eq!(plan.writes.len(), 1, "one write per changed job");
     assert_eq!(plan.writes[&job("mine")].through_ms, 300);
@@ -216,4 +217,32 @@ fn an_assignment_above_the_limit_is_refused_with_its_size() {
             .to_string()
             .contains(&format!("{} jobs", limits::MAX_ASSIGNMENT + 1))
     );
+}
+
+#[test]
+fn a_takeover_answer_lost_is_learnt_from_the_retry_until_the_predecessor_is_settled() {
+    let theirs = held(OTHER, 0, 100, 40);
+    // The takeover: the predecessor is kept in the claim, and answered.
+    let (taken, previous) = grant(ME, &node("a"), &request("j", 0, 200, -1), Some(&theirs));
+    assert_eq!((taken.from_ms, taken.settled_ms), (101, -1));
+    assert_eq!(previous.as_ref(), Some(&theirs));
+    assert_eq!(taken.previous.as_deref(), Some(&theirs));
+    // Its answer was lost: the retry is an extension; it names the predecessor again and settles nothing,
+    // although it asks for settled_ms 99 (its first claim's "everything before from").
+    let (retried, again) = grant(ME, &node("a"), &request("j", 0, 250, 99), Some(&taken));
+    assert_eq!(again.as_ref(), Some(&theirs));
+    assert_eq!(
+        (retried.from_ms, retried.through_ms, retried.settled_ms),
+        (101, 250, -1)
+    );
+    // A renewal that settled part of the predecessor's instants raises settled_ms and keeps it.
+    let (part, kept) = grant(ME, &node("a"), &request("j", 101, 250, 60), Some(&retried));
+    assert_eq!((part.settled_ms, kept.as_ref()), (60, Some(&theirs)));
+    // Settled through its last instant: let go.
+    let (done, gone) = grant(ME, &node("a"), &request("j", 101, 250, 100), Some(&part));
+    assert_eq!((done.settled_ms, done.previous, gone), (100, None, None));
+    // A takeover of a fully settled claim keeps nothing.
+    let settled = held(OTHER, 0, 100, 100);
+    let (clean, previous) = grant(ME, &node("a"), &request("j", 0, 200, 99), Some(&settled));
+    assert_eq!((clean.previous, previous), (None, Some(settled)));
 }

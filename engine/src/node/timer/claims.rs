@@ -18,6 +18,16 @@ use crate::job::{Job, JobId};
 /// holds a runtime worker (or a backend's lock) for long.
 pub const CLAIM_CHUNK: usize = 500;
 
+/// Renewals are spread over this many claim ticks: on each tick, the jobs of one phase (their slot modulo
+/// this) are renewed, so a node whose jobs were all claimed together does not renew them all in one turn.
+pub const RENEWAL_PHASES: i64 = 3;
+
+/// The interval of claim ticks for a lookahead: four per lookahead, so a claim is renewed well before it runs
+/// out (at least every 50 ms).
+pub fn claim_tick(lookahead: std::time::Duration) -> std::time::Duration {
+    (lookahead / 4).max(std::time::Duration::from_millis(50))
+}
+
 /// The outcome of one claim.
 #[derive(Debug, Clone)]
 pub struct Granted {
@@ -37,8 +47,11 @@ pub struct RoundTrip {
 }
 
 impl State {
-    /// The claims to request now: first claims of new jobs and, with `renewals`, claims that run out soon
-    /// (only entries due within the lookahead are looked at, so a tick costs what is due, not what is held).
+    /// The claims to request now: first claims of new jobs and, with `renewals` (a claim tick), renewals of
+    /// jobs due within the lookahead (only those entries are looked at, so a tick costs what is due, not what
+    /// is held). A tick renews the jobs of its phase (see [`RENEWAL_PHASES`]: each job every third tick, which
+    /// keeps its claim at least a quarter of the lookahead ahead), and any claim that runs out within half
+    /// the lookahead whatever its phase.
     pub fn claims_due(&self, now_ms: i64, renewals: bool) -> Vec<FireClaim> {
         let Some(lease) = self.lease else {
             return Vec::new();
@@ -49,6 +62,8 @@ impl State {
         let lookahead = duration_ms(self.config.lookahead);
         let through = (now_ms + lookahead).min(lease.valid_until_ms - 1);
         let renew_below = now_ms + lookahead / 2;
+        let tick_ms = duration_ms(claim_tick(self.config.lookahead)).max(1);
+        let phase = now_ms.div_euclid(tick_ms).rem_euclid(RENEWAL_PHASES);
         let mut claims = Vec::new();
         let due_soon = self
             .queue
@@ -79,7 +94,9 @@ impl State {
             let wanted = match entry.claim {
                 None => true,
                 Some((_, held)) => {
-                    held < renew_below && entry.next_ms.is_some_and(|t| t <= now_ms + lookahead)
+                    let in_phase = i64::from(slot) % RENEWAL_PHASES == phase;
+                    (held < renew_below || (in_phase && renewals && held <= through - tick_ms))
+                        && entry.next_ms.is_some_and(|t| t <= now_ms + lookahead)
                 }
             };
             if wanted {
@@ -152,24 +169,9 @@ impl State {
                             .max(self.released.remove(&grant.job).unwrap_or(i64::MIN));
                         entry.next_ms = next_instant(&entry.job, entry.tz, resume);
                         entry.last_ms = resume;
-                        // A first grant without `previous` whose `settled_ms` lies before its start took the job
-                        // over earlier, in a call whose reply was lost (the retry is answered as an extension):
-                        // the takeover kept the predecessor's unsettled instants in the claim; settle them as
-                        // a predecessor's. postmortem: simulation seed 6.
-                        if previous.is_none()
-                            && claim.settled_ms < claim.from_ms - 1
-                            && entry.predecessor.is_none()
-                        {
-                            entry.predecessor = Some(Box::new(JobClaim {
-                                session: SessionId(0), // unknown, and never live: settled as soon as possible
-                                node: claim.node.clone(),
-                                from_ms: claim.settled_ms + 1,
-                                through_ms: claim.from_ms - 1,
-                                settled_ms: claim.settled_ms,
-                            }));
-                        }
                     }
-                    if entry.claim.is_none() || previous.is_some() {
+                    let new_tenure = entry.claim.is_none_or(|(from, _)| from != claim.from_ms);
+                    if new_tenure {
                         debug!(
                             job = %grant.job,
                             from = claim.from_ms,
@@ -187,9 +189,14 @@ impl State {
                         entry.last_ms = entry.last_ms.max(claim.from_ms - 1);
                         entry.next_ms = next_instant(&entry.job, entry.tz, entry.last_ms);
                     }
+                    // A first grant, or a new tenure, settles the predecessor it names (an extension names it
+                    // again until it is settled: a retry whose takeover answer was lost learns it so; postmortem:
+                    // simulation seeds 6 and 669). Settled later, once the predecessor is gone or has recorded
+                    // everything.
                     entry.claim = Some((claim.from_ms, claim.through_ms));
-                    if let Some(previous) = previous.filter(|p| p.session != lease.session) {
-                        // Settled later, once the predecessor is gone or has recorded everything.
+                    if new_tenure
+                        && let Some(previous) = previous.filter(|p| p.session != lease.session)
+                    {
                         entry.predecessor = Some(Box::new(previous));
                     }
                     self.enqueue(slot);

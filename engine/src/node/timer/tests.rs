@@ -202,6 +202,7 @@ fn takeover_settles_the_previous_holders_instants_per_delivery() {
             from_ms: T0 - 60_000,
             through_ms: T0 - 1,
             settled_ms: T0 - 3000,
+            previous: None,
         };
         s.granted(
             claims
@@ -390,6 +391,7 @@ fn previous_claim(settled_ms: i64, through_ms: i64) -> JobClaim {
         from_ms: settled_ms + 1,
         through_ms,
         settled_ms,
+        previous: None,
     }
 }
 
@@ -551,4 +553,53 @@ fn a_wake_hands_fires_on_in_chunks_oldest_first_and_loses_none() {
     );
     assert_eq!(all.iter().filter(|&&t| t == T0 + 1000).count(), 25);
     assert_eq!(s.deadline(T0 + 2000), Some(T0 + 3000), "nothing left due");
+}
+
+#[test]
+fn each_claim_tick_renews_one_phase_of_the_jobs_not_all() {
+    let mut s = state();
+    let jobs: Vec<Arc<Job>> = (0..30)
+        .map(|i| job(&format!("j{i}"), "* * * * * *", T0))
+        .collect();
+    s.upsert(jobs, T0);
+    let first = s.claims_due(T0, false);
+    assert_eq!(
+        first.len(),
+        30,
+        "new jobs are claimed at once, whatever their phase"
+    );
+    s.granted(first.iter().map(|c| grant(c, None)).collect());
+    let tick = state::duration_ms(claims::claim_tick(Duration::from_secs(5)));
+    let mut held: std::collections::BTreeMap<JobId, i64> = first
+        .iter()
+        .map(|c| (c.job.clone(), c.through_ms))
+        .collect();
+    let mut renewed_per_tick = Vec::new();
+    for k in 1..=12 {
+        let now = T0 + k * tick;
+        // What is owed up to now fires (and is recorded), as the actor would.
+        let fired = s.wake(now);
+        s.settled(&fired.fires.iter().map(|f| f.id()).collect::<Vec<_>>());
+        for (job, through) in &held {
+            assert!(
+                *through >= now + 5000 / 4,
+                "tick {k}: the claim of {job} runs out at {through}, within a quarter of the lookahead of {now}"
+            );
+        }
+        let renewals = s.claims_due(now, true);
+        renewed_per_tick.push(renewals.len());
+        for claim in &renewals {
+            held.insert(claim.job.clone(), claim.through_ms);
+        }
+        s.granted(renewals.iter().map(|c| grant(c, None)).collect());
+    }
+    assert!(
+        renewed_per_tick.iter().all(|&n| n <= 10),
+        "a tick renews one phase of the 30 jobs (10), never all: {renewed_per_tick:?}"
+    );
+    assert_eq!(
+        renewed_per_tick.iter().sum::<usize>(),
+        30 * 12 / 3,
+        "every job is renewed once every three ticks: {renewed_per_tick:?}"
+    );
 }
