@@ -2,7 +2,9 @@
 //! record to the recorder and its end to the dispatcher.
 //!
 //! Each run is a tokio task; the actor keeps their abort handles so that `cancel_previous` and the shutdown
-//! deadline can stop them (a command target's process group is killed when its future is dropped). Fires
+//! deadline can stop them (a command target's process group is killed when its future is dropped). An
+//! in-process handler's run is first polled on the actor's turn, and needs a task only if it does not end in
+//! that poll (see `inline_first_poll`): a burst of quick handlers costs no task per fire. Fires
 //! beyond the concurrency limit wait in a FIFO queue; their lateness shows in the lateness histogram.
 //!
 //! Every fire handed on by the dispatcher ends exactly once in the dispatcher's [`dispatcher::Ended`] buffer:
@@ -239,8 +241,20 @@ impl State {
                 continue;
             }
             let manual = fire.kind == FireKind::Manual;
+            let inline = inline_first_poll(&fire);
             let progress = Arc::new(Progress::new());
-            let task = tokio::spawn(run_task(self.env.clone(), fire, progress.clone()));
+            let mut run = Box::pin(run_task(self.env.clone(), fire, progress.clone()));
+            if inline
+                && run
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+                    .is_ready()
+            {
+                // Ended in its first poll: recorded and reported by `run_task`, no task needed.
+                started = true;
+                continue;
+            }
+            let task = tokio::spawn(run);
             self.running.insert(
                 id,
                 Run {
@@ -372,6 +386,17 @@ impl State {
         let _ = self.recorder.cast(recorder::Msg::Record(None, records));
         self.env.metrics.in_flight.set(self.running.len() as f64);
     }
+}
+
+/// Whether a fire's run is first polled on the executor's own turn rather than in a task: in-process handlers
+/// without jitter. Most such handlers end in their first poll (they do their work without waiting, or hand it
+/// on), and then the run costs no task; one that waits goes on in a task of its own, polled again there (its
+/// first poll saw a waker that does nothing). Command and HTTP targets always start in a task (starting a
+/// process blocks for a while), and so does a fire whose jitter sleeps first. An in-process handler must
+/// not block the thread, as any async code: one that does delays the fires behind it in the batch.
+fn inline_first_poll(fire: &Fire) -> bool {
+    matches!(fire.job.spec.target, Target::Handler(_))
+        && fire.job.spec.jitter.is_none_or(|j| j.is_zero())
 }
 
 /// One run's task: runs the fire, then reports its end to the overlap decision at once (not after this
