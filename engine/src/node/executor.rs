@@ -536,7 +536,14 @@ async fn attempt_once(env: &RunEnv, target: &Target, ctx: FireContext) -> Attemp
             let Some(handler) = env.handlers.get(&h.name) else {
                 return failed(None, &format!("no handler registered as {:?}", h.name));
             };
-            let run = std::panic::AssertUnwindSafe(handler(ctx)).catch_unwind();
+            // A handler that panics before returning its future panics here, on the executor's turn when
+            // the run is polled inline: caught, like a panic inside the future, as a failed run.
+            let Ok(future) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(ctx)))
+            else {
+                return failed(None, "handler panicked");
+            };
+            let run = std::panic::AssertUnwindSafe(future).catch_unwind();
             let result = match h.timeout {
                 // Boxed: a timer is large, and only fires with a timeout pay for it.
                 Some(limit) => match Box::pin(tokio::time::timeout(limit, run)).await {

@@ -23,7 +23,8 @@ struct Start {
 
 /// A node on a virtual clock starting at [`T0`] whose handlers report each start:
 /// `flaky` fails its first three attempts, `failing` fails every one, `long` runs for ten seconds,
-/// `second_is_long` fails its first attempt and runs its second for ten seconds, `quick` returns at once.
+/// `second_is_long` fails its first attempt and runs its second for ten seconds, `quick` returns at once,
+/// `panics_at_once` panics before it returns its future.
 async fn policy_node() -> (Scheduler, mpsc::UnboundedReceiver<Start>) {
     let clock = SystemClock::starting_at(T0).shared();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -41,7 +42,8 @@ async fn policy_node() -> (Scheduler, mpsc::UnboundedReceiver<Start>) {
     let failing = reporter(tx.clone(), clock.clone());
     let long = reporter(tx.clone(), clock.clone());
     let second_is_long = reporter(tx.clone(), clock.clone());
-    let quick = reporter(tx, clock.clone());
+    let quick = reporter(tx.clone(), clock.clone());
+    let panics_at_once = reporter(tx, clock.clone());
     let scheduler = Scheduler::builder()
         .coordinator(Arc::new(InprocCoordinator::memory()))
         .node_id("node-1")
@@ -79,6 +81,13 @@ async fn policy_node() -> (Scheduler, mpsc::UnboundedReceiver<Start>) {
         })
         .handler("quick", move |ctx| {
             quick(ctx);
+            async { Ok(()) }
+        })
+        .handler("panics_at_once", move |ctx| {
+            let ctx = panics_at_once(ctx);
+            if ctx.attempt > 0 {
+                panic!("the handler panicked before returning its future");
+            }
             async { Ok(()) }
         })
         .start()
@@ -162,6 +171,29 @@ async fn retries_run_after_their_backoff_on_the_same_fire_until_one_succeeds() {
         Some(starts[3].at_ms),
         "the last attempt's start"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_panics_before_its_future_fails_its_run_and_the_next_instants_still_run() {
+    let (scheduler, mut rx) = policy_node().await;
+    let job = scheduler
+        .create_with_id(id("panicky"), spec("panics_at_once", "* * * * * *"))
+        .await
+        .unwrap();
+    let starts = starts_until(&mut rx, |s| s.fire.scheduled_ms >= T0 + 3000).await;
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    let instants: Vec<i64> = starts.iter().map(|s| s.fire.scheduled_ms).collect();
+    assert_eq!(instants, [T0 + 1000, T0 + 2000, T0 + 3000], "{starts:#?}");
+    let runs = history(&scheduler, &job.id).await;
+    for instant in [T0 + 1000, T0 + 2000] {
+        let run = runs
+            .iter()
+            .find(|r| r.scheduled_ms == instant)
+            .unwrap_or_else(|| panic!("no record of {instant}: {runs:#?}"));
+        assert_eq!(run.outcome, Outcome::Failed, "{run:#?}");
+        assert_eq!(run.reason.as_deref(), Some("handler panicked"), "{run:#?}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
