@@ -1,12 +1,17 @@
 //! The recorder actor: writes run records to the coordinator in batches and tells the timer which instants
 //! are settled.
 //!
-//! Batching by time window: a write starts when there is something to write, no write is in flight, and at
-//! least [`MIN_INTERVAL`] passed since the previous one (or a full batch is waiting); whatever arrives
+//! Batching by time window: a write starts when there is something to write, no write is in flight, at
+//! least [`MIN_INTERVAL`] passed since the previous one (or a full batch is waiting), and records have
+//! stopped arriving for [`QUIET`] (or the oldest waiting one has waited [`MAX_WAIT`]); whatever arrives
 //! meanwhile goes into the next batch. So a node makes at most about `1 / MIN_INTERVAL` record calls per
-//! second plus one per [`MAX_BATCH`] records, however many runs end, and a sparse schedule still sees its
-//! records within [`MIN_INTERVAL`]. A failed write is retried with backoff; records are kept until
-//! stored (records are not fenced by ownership, only by a live session, so a new session can write them).
+//! second plus one per [`MAX_BATCH`] records, however many runs end, and a record is written within
+//! about [`MAX_WAIT`] of its run's end. The quiet rule keeps writes out of a burst: when 100,000 jobs are
+//! due at one instant, their runs start first and their records are written in the quiet after, instead of
+//! a hundred writes competing with the fires still starting (on two cores, that competition was most of
+//! the burst's tail). A `Flush` writes at once. A failed write is retried with backoff; records are kept
+//! until stored (records are not fenced by ownership, only by a live session, so a new session can write
+//! them).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,6 +31,13 @@ pub const MAX_BATCH: usize = 1_000;
 
 /// Shortest time between two record writes (unless a full batch waits).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How long records must have stopped arriving before a write starts (unless the oldest waited
+/// [`MAX_WAIT`]): a burst of runs ending is written after it, not during it.
+pub const QUIET: Duration = Duration::from_millis(20);
+
+/// Longest a record waits for a quiet moment: under a steady stream of runs, writes still start this often.
+pub const MAX_WAIT: Duration = Duration::from_millis(250);
 
 /// The recorder actor.
 pub struct Recorder;
@@ -80,6 +92,9 @@ pub struct State {
     retry_scheduled: bool,
     /// When the last write started.
     last_write: Option<tokio::time::Instant>,
+    /// When records last arrived, and since when the oldest of `pending` waits.
+    last_arrival: tokio::time::Instant,
+    oldest_since: tokio::time::Instant,
     /// A `Retry` is scheduled to start the next window's write.
     window_scheduled: bool,
     failures: u32,
@@ -97,13 +112,19 @@ impl State {
             return;
         };
         let now = tokio::time::Instant::now();
+        let mut ready_at = now;
         if let Some(last) = self.last_write
             && self.pending.len() < MAX_BATCH
-            && now < last + MIN_INTERVAL
         {
+            ready_at = ready_at.max(last + MIN_INTERVAL);
+        }
+        if self.waiting.is_empty() {
+            ready_at = ready_at.max((self.last_arrival + QUIET).min(self.oldest_since + MAX_WAIT));
+        }
+        if now < ready_at {
             if !self.window_scheduled {
                 self.window_scheduled = true;
-                myself.send_after(last + MIN_INTERVAL - now, || Msg::WindowOpen);
+                myself.send_after(ready_at - now, || Msg::WindowOpen);
             }
             return;
         }
@@ -116,6 +137,7 @@ impl State {
             .take_while(|(s, _)| s.unwrap_or(session) == session)
             .count();
         let batch: Vec<RunRecord> = self.pending.drain(..take).map(|(_, r)| r).collect();
+        // What is left waited as long as what was taken, or came later: an upper bound of its wait is kept.
         self.in_flight = true;
         let coordinator = self.coordinator.clone();
         let myself = myself.clone();
@@ -153,6 +175,8 @@ impl Actor for Recorder {
             in_flight: false,
             retry_scheduled: false,
             last_write: None,
+            last_arrival: tokio::time::Instant::now(),
+            oldest_since: tokio::time::Instant::now(),
             window_scheduled: false,
             failures: 0,
             waiting: Vec::new(),
@@ -172,6 +196,11 @@ impl Actor for Recorder {
         match msg {
             Msg::Record(session, records) => {
                 let session = session.or(state.session);
+                let now = tokio::time::Instant::now();
+                if state.pending.is_empty() {
+                    state.oldest_since = now;
+                }
+                state.last_arrival = now;
                 state
                     .pending
                     .extend(records.into_iter().map(|r| (session, r)));
