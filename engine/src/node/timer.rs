@@ -39,7 +39,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
 
-pub use self::claims::{CLAIM_CHUNK, Granted, RoundTrip};
+pub use self::claims::{CLAIM_CHUNK, CLAIM_SCAN, Granted, RoundTrip, ScanCursor};
 pub use self::settle::{Settlement, still_firing, unrecorded, unsettled_instants, verdict};
 pub use self::state::{Decisions, State};
 use super::dispatcher;
@@ -106,6 +106,8 @@ pub enum Msg {
     Claimed(Result<RoundTrip, CoordError>),
     /// Apply the next chunk of the answers of the last round trip.
     ApplyGrants,
+    /// Go on with the claim tick's scan of the jobs due within the lookahead.
+    ClaimScan,
     /// Run records of these instants are stored in the coordinator.
     Settled(Vec<FireId>),
     /// Stop emitting and give back every claimed instant not yet emitted (graceful leave).
@@ -157,12 +159,25 @@ pub struct Shell {
     dispatcher: ActorRef<dispatcher::Msg>,
     alarm: alarm::Alarm,
     claim_in_flight: bool,
+    /// A claim tick's scan that goes on over several turns (see [`CLAIM_SCAN`]); `claim_in_flight` is set
+    /// while it runs.
+    scan: Option<Scan>,
     /// Answers of the last round trip not applied yet (applied [`CLAIM_CHUNK`] per turn), and its settlements,
     /// applied after the last chunk.
     applying: Option<(std::collections::VecDeque<Granted>, Vec<Settlement>)>,
     empty_waiters: Vec<RpcReplyPort<()>>,
     settled_waiters: Vec<RpcReplyPort<()>>,
     revoked: super::Revoked,
+}
+
+/// A claim scan in progress: what it found so far, and where it goes on.
+struct Scan {
+    now_ms: i64,
+    renewals: bool,
+    session: SessionId,
+    cursor: Option<ScanCursor>,
+    claims: Vec<crate::coordinator::FireClaim>,
+    seen: rustc_hash::FxHashSet<u32>,
 }
 
 impl Shell {
@@ -237,17 +252,56 @@ impl Shell {
         let Some(lease) = self.state.lease else {
             return;
         };
+        self.claim_in_flight = true;
+        self.scan = Some(Scan {
+            now_ms: self.clock.now_ms(),
+            renewals,
+            session: lease.session,
+            cursor: None,
+            claims: Vec::new(),
+            seen: rustc_hash::FxHashSet::default(),
+        });
+        self.scan_claims(myself);
+    }
+
+    /// Goes on with the claim scan: one slice of [`CLAIM_SCAN`] entries per turn, then the round trip. A scan
+    /// whose session ended, or that a drain overtook, is dropped (the next tick starts afresh).
+    fn scan_claims(&mut self, myself: &ActorRef<Msg>) {
+        let Some(mut scan) = self.scan.take() else {
+            return;
+        };
         let now = self.clock.now_ms();
-        let claims = self.state.claims_due(now, renewals);
+        let Some(lease) = self
+            .state
+            .lease
+            .filter(|l| l.session == scan.session && l.valid_at(now) && !self.state.is_draining())
+        else {
+            self.claim_in_flight = false;
+            return;
+        };
+        scan.cursor = self.state.claims_due_slice(
+            scan.now_ms,
+            scan.renewals,
+            scan.cursor,
+            CLAIM_SCAN,
+            &mut scan.claims,
+            &mut scan.seen,
+        );
+        if scan.cursor.is_some() {
+            self.scan = Some(scan);
+            let _ = myself.cast(Msg::ClaimScan);
+            return;
+        }
+        let (now, renewals, claims) = (scan.now_ms, scan.renewals, scan.claims);
         let pending = if renewals {
             self.state.pending_settlements()
         } else {
             Vec::new()
         };
         if claims.is_empty() && pending.is_empty() {
+            self.claim_in_flight = false;
             return;
         }
-        self.claim_in_flight = true;
         let coordinator = self.coordinator.clone();
         let jobs = self.state.claimed_jobs(&claims);
         let myself = myself.clone();
@@ -285,6 +339,7 @@ impl Actor for Timer {
             dispatcher: args.dispatcher,
             alarm,
             claim_in_flight: false,
+            scan: None,
             applying: None,
             empty_waiters: Vec::new(),
             settled_waiters: Vec::new(),
@@ -353,6 +408,7 @@ impl Actor for Timer {
                 }
             },
             Msg::ApplyGrants => running.apply_grants(&myself),
+            Msg::ClaimScan => running.scan_claims(&myself),
             Msg::Settled(fires) => running.state.settled(&fires),
             Msg::Drain { reply } => {
                 let releases = running.state.drain();

@@ -22,6 +22,14 @@ pub const CLAIM_CHUNK: usize = 500;
 /// this) are renewed, so a node whose jobs were all claimed together does not renew them all in one turn.
 pub const RENEWAL_PHASES: i64 = 3;
 
+/// Most queue entries one turn of the timer looks at while it works out a claim tick's renewals: a tick over
+/// more (50,000 jobs due within the lookahead is a scan of several milliseconds) goes on in the next turn, with
+/// due instants emitted between the turns (see [`State::claims_due_slice`]).
+pub const CLAIM_SCAN: usize = 4_096;
+
+/// Where a claim scan goes on: the queue position after the last entry looked at.
+pub type ScanCursor = (i64, u32);
+
 /// The interval of claim ticks for a lookahead: four per lookahead, so a claim is renewed well before it runs
 /// out (at least every 50 ms).
 pub fn claim_tick(lookahead: std::time::Duration) -> std::time::Duration {
@@ -53,35 +61,75 @@ impl State {
     /// keeps its claim at least a quarter of the lookahead ahead), and any claim that runs out within half
     /// the lookahead whatever its phase.
     pub fn claims_due(&self, now_ms: i64, renewals: bool) -> Vec<FireClaim> {
-        let Some(lease) = self.lease else {
-            return Vec::new();
-        };
+        let mut claims = Vec::new();
+        let mut seen = rustc_hash::FxHashSet::default();
+        let mut cursor = None;
+        while let Some(next) =
+            self.claims_due_slice(now_ms, renewals, cursor, usize::MAX, &mut claims, &mut seen)
+        {
+            cursor = Some(next);
+        }
+        claims
+    }
+
+    /// One slice of [`State::claims_due`]: looks at up to `max_scan` queued entries after `cursor` (`None`:
+    /// the first slice, which also takes the jobs not claimed yet and the blocked ones), adds the claims to
+    /// request to `claims`, and returns where the scan goes on, or `None` once it is done. `seen` holds the
+    /// slots claimed by earlier slices of the same scan: an entry that moved in the queue between two slices
+    /// (it fired, and waits at its next instant) is claimed once. Every slice works out the claims for the
+    /// scan's `now_ms`, so the slices of one scan make the same request as one call would have made, apart
+    /// from the jobs that changed between them.
+    pub fn claims_due_slice(
+        &self,
+        now_ms: i64,
+        renewals: bool,
+        cursor: Option<ScanCursor>,
+        max_scan: usize,
+        claims: &mut Vec<FireClaim>,
+        seen: &mut rustc_hash::FxHashSet<u32>,
+    ) -> Option<ScanCursor> {
+        let lease = self.lease?;
         if self.draining || !lease.valid_at(now_ms) {
-            return Vec::new();
+            return None;
         }
         let lookahead = duration_ms(self.config.lookahead);
         let through = (now_ms + lookahead).min(lease.valid_until_ms - 1);
         let renew_below = now_ms + lookahead / 2;
         let tick_ms = duration_ms(claim_tick(self.config.lookahead)).max(1);
         let phase = now_ms.div_euclid(tick_ms).rem_euclid(RENEWAL_PHASES);
-        let mut claims = Vec::new();
+        let end = (now_ms + lookahead + 1, 0);
+        let start = match cursor {
+            Some(after) if after >= end => return None,
+            Some(after) => std::ops::Bound::Excluded(after),
+            None => std::ops::Bound::Unbounded,
+        };
+        let (mut last, mut scanned) = (None, 0);
         let due_soon = self
             .queue
-            .range(..(now_ms + lookahead + 1, 0))
-            .map(|&(_, slot)| slot);
-        let candidates: Box<dyn Iterator<Item = u32>> = if renewals {
+            .range((start, std::ops::Bound::Excluded(end)))
+            .take(max_scan)
+            .map(|&key| {
+                last = Some(key);
+                scanned += 1;
+                key.1
+            });
+        let candidates: Box<dyn Iterator<Item = u32>> = match (renewals, cursor) {
             // A tick: refused jobs may be tried again.
-            Box::new(
+            (true, None) => Box::new(
                 self.unclaimed
                     .iter()
                     .copied()
                     .chain(self.blocked.iter().copied())
                     .chain(due_soon),
-            )
-        } else {
-            Box::new(self.unclaimed.iter().copied())
+            ),
+            (true, Some(_)) => Box::new(due_soon),
+            (false, None) => Box::new(self.unclaimed.iter().copied()),
+            (false, Some(_)) => return None,
         };
         for slot in candidates {
+            if !seen.is_empty() && seen.contains(&slot) {
+                continue;
+            }
             let Some(entry) = self.slots[slot as usize].as_ref() else {
                 continue;
             };
@@ -100,6 +148,9 @@ impl State {
                 }
             };
             if wanted {
+                if max_scan != usize::MAX {
+                    seen.insert(slot);
+                }
                 let from = entry.claim.map_or_else(
                     || first_owed_ms(&entry.job).max(entry.resumed_ms.map_or(i64::MIN, |t| t + 1)),
                     |(from, _)| from,
@@ -118,7 +169,8 @@ impl State {
                 });
             }
         }
-        claims
+        // More to look at only if this slice stopped at its bound.
+        if scanned == max_scan { last } else { None }
     }
 
     /// Applies the coordinator's answers to a claim request. Returns the claims to give back, each at the last

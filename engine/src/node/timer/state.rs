@@ -293,6 +293,11 @@ impl State {
             .map(|&(t, _)| t.min(lease.valid_until_ms))
     }
 
+    /// Whether the timer is draining (it stopped claiming and emitting).
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
     /// Emits everything that is due at `now_ms`.
     pub fn wake(&mut self, now_ms: i64) -> Decisions {
         self.wake_at_most(now_ms, usize::MAX)

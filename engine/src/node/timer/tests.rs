@@ -603,3 +603,83 @@ fn each_claim_tick_renews_one_phase_of_the_jobs_not_all() {
         "every job is renewed once every three ticks: {renewed_per_tick:?}"
     );
 }
+
+/// Claims of a tick worked out in slices of `max_scan`, as the actor does over several turns.
+fn claims_in_slices(s: &State, now: i64, max_scan: usize) -> (Vec<FireClaim>, usize) {
+    let (mut claims, mut seen, mut cursor, mut slices) =
+        (Vec::new(), rustc_hash::FxHashSet::default(), None, 0);
+    loop {
+        slices += 1;
+        cursor = s.claims_due_slice(now, true, cursor, max_scan, &mut claims, &mut seen);
+        if cursor.is_none() {
+            return (claims, slices);
+        }
+    }
+}
+
+#[test]
+fn a_claim_tick_scanned_in_slices_claims_what_one_scan_claims() {
+    let mut s = state();
+    let jobs: Vec<Arc<Job>> = (0..100)
+        .map(|i| job(&format!("j{i:03}"), "* * * * * *", T0))
+        .collect();
+    s.upsert(jobs, T0);
+    let first = s.claims_due(T0, false);
+    s.granted(first.iter().map(|c| grant(c, None)).collect());
+    let tick = state::duration_ms(claims::claim_tick(Duration::from_secs(5)));
+    for k in 1..=6 {
+        let now = T0 + k * tick;
+        let fired = s.wake(now);
+        s.settled(&fired.fires.iter().map(|f| f.id()).collect::<Vec<_>>());
+        let whole = s.claims_due(now, true);
+        for max_scan in [1, 7, 64] {
+            let (sliced, slices) = claims_in_slices(&s, now, max_scan);
+            assert_eq!(
+                format!("{sliced:?}"),
+                format!("{whole:?}"),
+                "tick {k}, slices of {max_scan}"
+            );
+            assert!(
+                slices > 100 / max_scan,
+                "tick {k}: {slices} slices of {max_scan}"
+            );
+        }
+        s.granted(whole.iter().map(|c| grant(c, None)).collect());
+    }
+}
+
+#[test]
+fn a_job_that_fires_between_two_slices_of_a_scan_is_claimed_once() {
+    let mut s = state();
+    let jobs: Vec<Arc<Job>> = (0..20)
+        .map(|i| job(&format!("j{i:02}"), "* * * * * *", T0))
+        .collect();
+    s.upsert(jobs, T0);
+    let first = s.claims_due(T0, false);
+    s.granted(first.iter().map(|c| grant(c, None)).collect());
+    // Half the lookahead later every claim runs short: each job is renewed, whatever its phase.
+    let now = T0 + 2600;
+    let fired = s.wake(now);
+    s.settled(&fired.fires.iter().map(|f| f.id()).collect::<Vec<_>>());
+    let (mut claims, mut seen) = (Vec::new(), rustc_hash::FxHashSet::default());
+    let cursor = s.claims_due_slice(now, true, None, 5, &mut claims, &mut seen);
+    assert_eq!(claims.len(), 5);
+    // The jobs fire meanwhile: each waits in the queue at its next instant, after the cursor.
+    let fired = s.wake(now + 1000);
+    assert_eq!(fired.fires.len(), 20, "every job fires between the slices");
+    s.settled(&fired.fires.iter().map(|f| f.id()).collect::<Vec<_>>());
+    let mut cursor = cursor;
+    while cursor.is_some() {
+        cursor = s.claims_due_slice(now, true, cursor, 5, &mut claims, &mut seen);
+    }
+    let mut jobs: Vec<&JobId> = claims.iter().map(|c| &c.job).collect();
+    jobs.sort();
+    let before = jobs.len();
+    jobs.dedup();
+    assert_eq!(
+        before,
+        jobs.len(),
+        "a job claimed twice in one request: {claims:?}"
+    );
+    assert_eq!(jobs.len(), 20, "every job renewed once: {claims:?}");
+}
