@@ -20,7 +20,8 @@
 //!
 //! Layout: this file is the actor shell (messages, and the IO each step asks for); `state` holds the pure
 //! state (a slab of entries and one ordered queue) and emission; `claims` what to claim and how answers apply;
-//! `settle` the accounting for a predecessor's instants, as pure decisions; `alarm` the one alarm.
+//! `settle` the accounting for a predecessor's instants, as pure decisions; `requests` the runs asked for
+//! outside the schedule (trigger, backfill), which the owner takes and runs; `alarm` the one alarm.
 //! [`Lease::permits`] is the single fencing check: the timer emits an instant, and the executor starts it,
 //! only while it holds.
 
@@ -28,6 +29,7 @@ mod alarm;
 mod claims;
 #[cfg(test)]
 mod model;
+mod requests;
 mod settle;
 mod state;
 #[cfg(test)]
@@ -40,6 +42,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
 
 pub use self::claims::{CLAIM_CHUNK, Granted, RoundTrip};
+pub use self::requests::{Taken, take_round_trip};
 pub use self::settle::{Settlement, still_firing, unrecorded, unsettled_instants, verdict};
 pub use self::state::{Decisions, State};
 use super::dispatcher;
@@ -106,6 +109,8 @@ pub enum Msg {
     Claimed(Result<RoundTrip, CoordError>),
     /// Apply the next chunk of the answers of the last round trip.
     ApplyGrants,
+    /// A take of requested runs (trigger, backfill) under this session finished.
+    Taken(SessionId, Result<Vec<Taken>, CoordError>),
     /// Run records of these instants are stored in the coordinator.
     Settled(Vec<FireId>),
     /// Stop emitting and give back every claimed instant not yet emitted (graceful leave).
@@ -163,6 +168,10 @@ pub struct Shell {
     empty_waiters: Vec<RpcReplyPort<()>>,
     settled_waiters: Vec<RpcReplyPort<()>>,
     revoked: super::Revoked,
+    /// A take of requested runs is in flight (see `requests`).
+    taking: bool,
+    /// Another take was asked for while one was in flight.
+    take_again: bool,
 }
 
 impl Shell {
@@ -226,8 +235,10 @@ impl Shell {
             let _ = myself.cast(Msg::Wake);
         }
         self.apply(fx);
-        // Jobs that arrived while the claim was in flight are claimed at once.
+        // Jobs that arrived while the claim was in flight are claimed at once; newly claimed ones take
+        // their requested runs.
         self.request_claims(myself, false);
+        self.take_requests(myself);
     }
 
     fn request_claims(&mut self, myself: &ActorRef<Msg>, renewals: bool) {
@@ -289,6 +300,8 @@ impl Actor for Timer {
             empty_waiters: Vec::new(),
             settled_waiters: Vec::new(),
             revoked: args.revoked,
+            taking: false,
+            take_again: false,
         })
     }
 
@@ -309,6 +322,7 @@ impl Actor for Timer {
                 }
                 running.state.upsert(jobs, now);
                 running.request_claims(&myself, false);
+                running.take_requests(&myself);
             }
             Msg::Revoke(ids) => {
                 running
@@ -340,6 +354,7 @@ impl Actor for Timer {
             Msg::ClaimTick => {
                 running.state.refused.clear();
                 running.request_claims(&myself, true);
+                running.take_requests(&myself);
             }
             Msg::Claimed(result) => match result {
                 Ok(trip) => {
@@ -353,6 +368,7 @@ impl Actor for Timer {
                 }
             },
             Msg::ApplyGrants => running.apply_grants(&myself),
+            Msg::Taken(session, result) => running.taken(&myself, session, result),
             Msg::Settled(fires) => running.state.settled(&fires),
             Msg::Drain { reply } => {
                 let releases = running.state.drain();

@@ -518,7 +518,13 @@ pub async fn replace_job(
         None | Some(Value::Null) => None,
         Some(v) => typed(v, "revision")?,
     };
-    for read_only in ["created_ms", "updated_ms", "past_schedules"] {
+    for read_only in [
+        "created_ms",
+        "updated_ms",
+        "past_schedules",
+        "requests",
+        "last_trigger_ms",
+    ] {
         body.take(read_only);
     }
     let header_revision = if_match(&headers)?;
@@ -575,7 +581,14 @@ pub async fn patch_job(
     mut body: JsonObject,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
-    for read_only in ["id", "created_ms", "updated_ms", "past_schedules"] {
+    for read_only in [
+        "id",
+        "created_ms",
+        "updated_ms",
+        "past_schedules",
+        "requests",
+        "last_trigger_ms",
+    ] {
         if body.take(read_only).is_some() {
             return Err(ApiError::invalid(
                 read_only,

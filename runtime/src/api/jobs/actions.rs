@@ -43,7 +43,7 @@ pub struct BackfillRequest {
     pub to: DateTime<Utc>,
 }
 
-/// Fires started by a trigger or a backfill (they run on the node that answered).
+/// Fires asked for by a trigger or a backfill (the job's owner runs them, whichever node answered).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Fires {
     /// Fire ids (`{job}@{scheduled_unix_ms}`), to find their run records.
@@ -112,7 +112,7 @@ pub async fn resume_job(
     ))
 }
 
-/// Run a job now, once, on the node that answers (outside its schedule).
+/// Run a job now, once, outside its schedule: the job's owner runs it, whichever node answers.
 #[utoipa::path(post, path = "/v1/jobs/{id}/trigger", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     responses((status = 202, body = Fires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn trigger_job(
@@ -146,8 +146,8 @@ pub async fn clone_job(
     Ok(job_response(StatusCode::CREATED, &job))
 }
 
-/// Run, on the node that answers, every instant of the job's schedule in `[from, to]` that has no run
-/// record (at most 10,000).
+/// Run every instant of the job's schedule in `[from, to]` that has no run record (at most 10,000): the
+/// job's owner runs them, whichever node answers.
 #[utoipa::path(post, path = "/v1/jobs/{id}/backfill", tag = "jobs", params(("id" = String, Path, description = "Job id: 1 to 128 characters of `[A-Za-z0-9._-]`, not `.` or `..`", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$|^\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,126}$|^\.\.[A-Za-z0-9._-]{1,126}$")),
     request_body = BackfillRequest,
     responses((status = 202, body = Fires), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
