@@ -42,7 +42,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
 
 pub use self::claims::{CLAIM_CHUNK, Granted, RoundTrip};
-pub use self::requests::{Taken, take_round_trip};
+pub use self::requests::{Requests, Taken, take_round_trip};
 pub use self::settle::{Settlement, still_firing, unrecorded, unsettled_instants, verdict};
 pub use self::state::{Decisions, State};
 use super::dispatcher;
@@ -168,10 +168,8 @@ pub struct Shell {
     empty_waiters: Vec<RpcReplyPort<()>>,
     settled_waiters: Vec<RpcReplyPort<()>>,
     revoked: super::Revoked,
-    /// A take of requested runs is in flight (see `requests`).
-    taking: bool,
-    /// Another take was asked for while one was in flight.
-    take_again: bool,
+    /// The requested runs of the jobs held (see `requests`).
+    requests: requests::Requests,
 }
 
 impl Shell {
@@ -300,8 +298,7 @@ impl Actor for Timer {
             empty_waiters: Vec::new(),
             settled_waiters: Vec::new(),
             revoked: args.revoked,
-            taking: false,
-            take_again: false,
+            requests: requests::Requests::default(),
         })
     }
 
@@ -320,6 +317,7 @@ impl Actor for Timer {
                         revoked.remove(&job.id); // taken back (or never revoked)
                     }
                 }
+                running.requests.upserted(&jobs);
                 running.state.upsert(jobs, now);
                 running.request_claims(&myself, false);
                 running.take_requests(&myself);
@@ -369,7 +367,12 @@ impl Actor for Timer {
             },
             Msg::ApplyGrants => running.apply_grants(&myself),
             Msg::Taken(session, result) => running.taken(&myself, session, result),
-            Msg::Settled(fires) => running.state.settled(&fires),
+            Msg::Settled(fires) => {
+                running.state.settled(&fires);
+                if running.requests.settled(&fires) {
+                    running.take_requests(&myself);
+                }
+            }
             Msg::Drain { reply } => {
                 let releases = running.state.drain();
                 if let (Some(lease), false) = (running.state.lease, releases.is_empty())

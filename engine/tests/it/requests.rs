@@ -95,6 +95,14 @@ async fn triggers_and_backfills_asked_of_any_node_run_on_the_jobs_owner() {
         seen.iter().all(|(node, _)| node == "gpu"),
         "only the node the job's labels allow runs it: {seen:?}"
     );
+    // Once their records are stored, the requests leave the job.
+    tokio::time::timeout(Duration::from_secs(600), async {
+        while !gpu.get(&job.id).await.unwrap().unwrap().requests.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the recorded requests leave the job");
     plain.shutdown(Duration::from_secs(5)).await.unwrap();
     gpu.shutdown(Duration::from_secs(5)).await.unwrap();
     let runs = history(&gpu, &job.id).await;
@@ -104,12 +112,51 @@ async fn triggers_and_backfills_asked_of_any_node_run_on_the_jobs_owner() {
             .all(|r| r.manual && r.outcome == Outcome::Succeeded && r.node.as_str() == "gpu"),
         "{runs:#?}"
     );
-    let stored = gpu.get(&job.id).await.unwrap().unwrap();
-    assert!(
-        stored.requests.iter().all(|r| r.taken.is_some()),
-        "every request was taken: {:?}",
-        stored.requests
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_take_whose_answer_was_lost_still_runs_the_request_once() {
+    let coordinator: Arc<dyn Coordinator> = Arc::new(InprocCoordinator::memory());
+    let faulty = Arc::new(campanile_adapters::FaultyCoordinator::new(
+        coordinator.clone(),
+        11,
+    ));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let plain = labelled(coordinator.clone(), "plain", &[], tx.clone()).await;
+    let gpu = labelled(faulty.clone(), "gpu", &["gpu"], tx).await;
+    let job = plain
+        .create_with_id(JobId::new("train").unwrap(), gpu_job("train"))
+        .await
+        .unwrap();
+    // Until the owner holds the job (a failure bound in virtual time, not a synchronization).
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while coordinator.claim_of(&job.id).await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the owner claims the job");
+    // Every job write of the owner lands, and its answer is lost.
+    faulty.control().fail_randomly_on(
+        &[campanile_adapters::Method::PutJob],
+        1.0,
+        campanile_adapters::Fault::ReplyLost,
     );
+
+    let fire = plain.trigger(&job.id).await.unwrap();
+    let seen = until_all(&mut rx, std::slice::from_ref(&fire)).await;
+    assert_eq!(seen, vec![("gpu".to_owned(), fire.clone())]);
+    let stats = faulty.control().stats();
+    assert!(
+        stats.calls_of(campanile_adapters::Method::PutJob) >= 1 && stats.replies_lost >= 1,
+        "the owner took the request with a job write whose answer was lost: {stats:?}"
+    );
+    faulty.control().stop_failing();
+    plain.shutdown(Duration::from_secs(5)).await.unwrap();
+    gpu.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert!(rx.try_recv().is_err(), "the request ran once");
+    let runs = history(&plain, &job.id).await;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -14,10 +14,12 @@ use std::sync::Arc;
 use ractor::ActorRef;
 use tracing::{debug, warn};
 
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use super::state::{Decisions, State};
 use super::{Msg, Shell};
 use crate::coordinator::{CoordError, Coordinator, Precondition, RunQuery, SessionId};
-use crate::job::{Delivery, Job, JobId, MAX_PENDING_REQUESTS};
+use crate::job::{Delivery, FireId, Job, JobId, MAX_PENDING_REQUESTS};
 use crate::node::fire::{Fire, FireKind};
 use crate::run::{Outcome, RunRecord};
 
@@ -27,39 +29,111 @@ const TAKE_ATTEMPTS: u32 = 16;
 /// What one job's take found.
 #[derive(Debug, Clone)]
 pub struct Taken {
-    /// The job as written with the take.
+    /// The job as written with the take (or as read, when nothing was left to take).
     pub job: Arc<Job>,
-    /// Requests this session took: run them.
+    /// Requests this session holds: run those not handed on yet.
     pub run: Vec<i64>,
     /// Requests a session that is gone took and left no record of: settle by the delivery mode.
     pub in_doubt: Vec<(i64, SessionId)>,
 }
 
-impl State {
-    /// Owned jobs (claimed, not revoked) with requests that are not all this session's.
-    pub fn requests_due(&self) -> Vec<JobId> {
-        let Some(lease) = self.lease else {
-            return Vec::new();
-        };
-        self.slots
-            .iter()
-            .flatten()
-            .filter(|e| e.claim.is_some() && !e.revoked)
-            .filter(|e| {
-                e.job
-                    .requests
-                    .iter()
-                    .any(|r| r.taken != Some(lease.session))
-            })
-            .map(|e| e.job.id.clone())
-            .collect()
+/// The timer's book of requested runs: which owned jobs have requests, and which of them this session has
+/// handed on. Kept beside the pure [`State`] so that a turn looks only at the jobs that have requests.
+#[derive(Debug, Default)]
+pub struct Requests {
+    /// Jobs held with requests in them.
+    jobs: FxHashSet<JobId>,
+    /// Requests this session handed on to the dispatcher, by job (so a take that finds them taken by this
+    /// session does not run them twice, and one whose answer was lost still runs them).
+    handed: FxHashMap<JobId, FxHashSet<i64>>,
+    /// The session `handed` is about.
+    session: Option<SessionId>,
+    /// Jobs with a handed-on request whose record is now stored: the next take drops it from the job.
+    recorded: FxHashSet<JobId>,
+    /// A take is in flight.
+    taking: bool,
+    /// Another take was asked for while one was in flight.
+    again: bool,
+}
+
+impl Requests {
+    /// Notes which of these upserted jobs have requests.
+    pub fn upserted(&mut self, jobs: &[Arc<Job>]) {
+        for job in jobs {
+            if job.requests.is_empty() {
+                self.jobs.remove(&job.id);
+                self.handed.remove(&job.id);
+            } else {
+                self.jobs.insert(job.id.clone());
+                if let Some(handed) = self.handed.get_mut(&job.id) {
+                    // Requests that left the job (recorded) need no memory of having been handed on.
+                    let waiting: FxHashSet<i64> = job.requests.iter().map(|r| r.ms).collect();
+                    handed.retain(|t| waiting.contains(t));
+                }
+            }
+        }
     }
 
-    /// Runs what was taken under this lease: the taken requests, oldest first, and the in-doubt ones by the
-    /// job's delivery mode (again, or recorded `in_doubt`).
-    pub fn take(&mut self, taken: Vec<Taken>, session: SessionId) -> Decisions {
+    /// Notes stored records of requests this session handed on; whether a take should now drop them from
+    /// their jobs.
+    pub fn settled(&mut self, fires: &[FireId]) -> bool {
+        for fire in fires {
+            if self
+                .handed
+                .get(&fire.job)
+                .is_some_and(|h| h.contains(&fire.scheduled_ms))
+            {
+                self.recorded.insert(fire.job.clone());
+            }
+        }
+        !self.recorded.is_empty()
+    }
+
+    /// The jobs whose requests may need this session: held with a claim and not revoked, with a request that
+    /// this session has not handed on, or with a handed-on one now recorded (to drop it). Forgets jobs no
+    /// longer held.
+    pub fn due(&mut self, state: &State) -> Vec<JobId> {
+        let Some(lease) = state.lease else {
+            return Vec::new();
+        };
+        if self.session != Some(lease.session) {
+            self.session = Some(lease.session);
+            self.handed.clear();
+        }
+        let mut due = Vec::new();
+        self.jobs.retain(|id| {
+            let Some(entry) = state
+                .index
+                .get(id)
+                .and_then(|&slot| state.slots[slot as usize].as_ref())
+            else {
+                return false;
+            };
+            let handed = self.handed.get(id);
+            let held = entry.claim.is_some() && !entry.revoked;
+            if held
+                && (self.recorded.contains(id)
+                    || entry
+                        .job
+                        .requests
+                        .iter()
+                        .any(|r| !handed.is_some_and(|h| h.contains(&r.ms))))
+            {
+                due.push(id.clone());
+            }
+            true
+        });
+        self.handed.retain(|id, _| self.jobs.contains(id));
+        self.recorded.clear();
+        due
+    }
+
+    /// Runs what was taken under `session`, if it is still the lease's: the requests it holds and has not
+    /// handed on, oldest first, and the in-doubt ones by the job's delivery mode (again, or recorded
+    /// `in_doubt`).
+    pub fn take(&mut self, state: &State, taken: Vec<Taken>, session: SessionId) -> Decisions {
         let mut fx = Decisions::default();
-        if self.lease.is_none_or(|l| l.session != session) {
+        if state.lease.is_none_or(|l| l.session != session) || self.session != Some(session) {
             return fx; // taken under a session that is over: its successor settles them
         }
         for Taken {
@@ -73,15 +147,18 @@ impl State {
                     Delivery::AtLeastOnce => run.push(t),
                     Delivery::AtMostOnce => {
                         let mut record =
-                            RunRecord::new(&job.fire_id(t), &self.node, Outcome::InDoubt);
+                            RunRecord::new(&job.fire_id(t), &state.node, Outcome::InDoubt);
                         record.manual = true;
                         record.reason = Some(format!(
                             "requested run taken by session {gone} which left no record"
                         ));
+                        self.handed.entry(job.id.clone()).or_default().insert(t);
                         fx.records.push(record);
                     }
                 }
             }
+            let handed = self.handed.entry(job.id.clone()).or_default();
+            run.retain(|t| handed.insert(*t));
             run.sort_unstable();
             debug!(job = %job.id, ?run, "requested runs taken");
             fx.fires.extend(run.into_iter().map(|t| Fire {
@@ -97,22 +174,22 @@ impl State {
 }
 
 impl Shell {
-    /// Starts a take of the requests of `jobs` in a spawned call, unless one is in flight (then it runs
-    /// again once that one has answered).
+    /// Starts a take of the requests of the jobs that need one in a spawned call, unless one is in flight
+    /// (then it runs again once that one has answered).
     pub(super) fn take_requests(&mut self, myself: &ActorRef<Msg>) {
-        if self.taking {
-            self.take_again = true;
+        if self.requests.taking {
+            self.requests.again = true;
             return;
         }
         let Some(lease) = self.state.lease else {
             return;
         };
-        let jobs = self.state.requests_due();
+        let jobs = self.requests.due(&self.state);
         if jobs.is_empty() {
             return;
         }
-        self.taking = true;
-        self.take_again = false;
+        self.requests.taking = true;
+        self.requests.again = false;
         let coordinator = self.coordinator.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
@@ -128,10 +205,10 @@ impl Shell {
         session: SessionId,
         result: Result<Vec<Taken>, CoordError>,
     ) {
-        self.taking = false;
+        self.requests.taking = false;
         match result {
             Ok(taken) => {
-                let fx = self.state.take(taken, session);
+                let fx = self.requests.take(&self.state, taken, session);
                 self.apply(fx);
             }
             Err(error) => {
@@ -139,7 +216,7 @@ impl Shell {
                 warn!(%error, "taking requested runs failed");
             }
         }
-        if self.take_again {
+        if self.requests.again {
             self.take_requests(myself);
         }
     }
@@ -188,7 +265,8 @@ pub async fn take_round_trip(
             let (mut run, mut in_doubt) = (Vec::new(), Vec::new());
             for request in &mut job.requests {
                 match request.taken {
-                    Some(taker) if taker == session || live.contains(&taker) => {}
+                    Some(taker) if taker == session => run.push(request.ms),
+                    Some(taker) if live.contains(&taker) => {}
                     Some(gone) => in_doubt.push((request.ms, gone)),
                     None => run.push(request.ms),
                 }
@@ -200,6 +278,13 @@ pub async fn take_round_trip(
                 }
             }
             if !changed {
+                // Nothing to write: what this session already holds may still need handing on (a take
+                // whose answer was lost wrote it).
+                out.push(Taken {
+                    job: Arc::new(job),
+                    run,
+                    in_doubt: Vec::new(),
+                });
                 break;
             }
             match coordinator
