@@ -516,7 +516,7 @@ fn fires_at_all(spec: &JobSpec, now_ms: i64) -> Result<(), ValidationError> {
 }
 
 /// The next `n` instants of a spec strictly after `after_ms`, within its start/end bounds.
-pub fn preview(spec: &JobSpec, after_ms: i64, n: usize) -> Result<Vec<i64>, SchedulerError> {
+pub(crate) fn preview(spec: &JobSpec, after_ms: i64, n: usize) -> Result<Vec<i64>, SchedulerError> {
     let tz = spec.tz()?;
     let start = spec
         .start_at

@@ -337,6 +337,7 @@ impl Actor for Timer {
             Msg::SessionChanged(lease) => {
                 running.state.set_lease(lease);
                 running.request_claims(&myself, false);
+                running.take_requests(&myself);
             }
             Msg::Wake => {
                 // A wake hands fires on in chunks: the dispatcher and executor start the first chunk while the

@@ -246,3 +246,18 @@ async fn a_request_whose_taker_is_gone_without_a_record_is_settled_by_the_delive
         "the at-most-once request did not run"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_job_runs_a_trigger_but_not_its_schedule() {
+    let (scheduler, mut rx) = node(Arc::new(InprocCoordinator::memory())).await;
+    let mut spec = recording("paused", "* * * * * *");
+    spec.paused = true;
+    let job = scheduler
+        .create_with_id(JobId::new("paused").unwrap(), spec)
+        .await
+        .unwrap();
+    let fire = scheduler.trigger(&job.id).await.unwrap();
+    let seen = until_fired(&mut rx, &job.id, fire.scheduled_ms).await;
+    assert_eq!(seen, vec![fire], "only the trigger ran");
+    scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
+}

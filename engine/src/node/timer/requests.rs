@@ -5,8 +5,9 @@
 //! and settled by the job's delivery mode, as a predecessor's claimed instants are. Requests whose runs are
 //! recorded leave the job at the next take.
 //!
-//! Only jobs with a claim and not revoked take requests: the coordinator granted this session the job, so
-//! the run happens on the node the assignment chose, under the job's labels.
+//! Only jobs held and not revoked take requests (a paused job too: a request is asked for): the run happens
+//! on the node the assignment chose, under the job's labels; one reassigned away leaves its requests to its
+//! next owner.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -89,7 +90,7 @@ impl Requests {
         !self.recorded.is_empty()
     }
 
-    /// The jobs whose requests may need this session: held with a claim and not revoked, with a request that
+    /// The jobs whose requests may need this session: held and not revoked (paused or not), with a request that
     /// this session has not handed on, or with a handed-on one now recorded (to drop it). Forgets jobs no
     /// longer held.
     pub fn due(&mut self, state: &State) -> Vec<JobId> {
@@ -110,7 +111,7 @@ impl Requests {
                 return false;
             };
             let handed = self.handed.get(id);
-            let held = entry.claim.is_some() && !entry.revoked;
+            let held = !entry.revoked;
             if held
                 && (self.recorded.contains(id)
                     || entry
