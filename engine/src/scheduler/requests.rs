@@ -22,7 +22,7 @@ impl Scheduler {
     pub async fn trigger(&self, id: &JobId) -> Result<FireId, SchedulerError> {
         let now = self.inner.clock.now_ms();
         let mut given = 0;
-        self.request(id, |job| {
+        self.request(id, "id", |job| {
             let tz = job.spec.tz()?;
             let taken: BTreeSet<i64> = job.requests.iter().map(|r| r.ms).collect();
             let mut at = now.max(job.last_trigger_ms.saturating_add(1));
@@ -122,7 +122,7 @@ impl Scheduler {
                 && owners.is_none_or(|(settled, through)| *t <= settled || *t > through)
         });
         let requested = self
-            .request(id, |job| {
+            .request(id, "to", |job| {
                 let pending: BTreeSet<i64> = job.requests.iter().map(|r| r.ms).collect();
                 Ok(instants
                     .iter()
@@ -139,10 +139,11 @@ impl Scheduler {
 
     /// Adds the requests `make` returns to the job, under its revision (again on a concurrent write, up to
     /// [`MODIFY_ATTEMPTS`] times); first drops the requests whose runs are recorded. Returns the instants
-    /// added.
+    /// added. A job that would hold more than [`MAX_PENDING_REQUESTS`] is refused, naming `field`.
     async fn request(
         &self,
         id: &JobId,
+        field: &str,
         mut make: impl FnMut(&mut Job) -> Result<Vec<RunRequest>, SchedulerError>,
     ) -> Result<Vec<i64>, SchedulerError> {
         let mut attempt = 0;
@@ -159,7 +160,7 @@ impl Scheduler {
             }
             if job.requests.len() + added.len() > MAX_PENDING_REQUESTS {
                 return Err(ValidationError::new(
-                    "id",
+                    field,
                     id.as_str(),
                     format!(
                         "has {} requested runs waiting; at most {MAX_PENDING_REQUESTS} may wait at once",

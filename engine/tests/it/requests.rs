@@ -261,3 +261,41 @@ async fn a_paused_job_runs_a_trigger_but_not_its_schedule() {
     assert_eq!(seen, vec![fire], "only the trigger ran");
     scheduler.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_job_holds_at_most_ten_thousand_waiting_requests() {
+    let coordinator: Arc<dyn Coordinator> = Arc::new(InprocCoordinator::memory());
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let plain = labelled(coordinator.clone(), "plain", &[], tx).await;
+    // Nobody may own it, so nothing it is asked for runs, and its requests pile up.
+    let mut spec = gpu_job("minutely");
+    spec.schedule = campanile::Schedule::parse("* * * * *").unwrap();
+    let job = plain
+        .create_with_id(JobId::new("minutely").unwrap(), spec)
+        .await
+        .unwrap();
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
+    let full = plain
+        .backfill(&job.id, at(T0 - 10_000 * 60_000), at(T0 - 1))
+        .await
+        .unwrap();
+    assert_eq!(full.len(), campanile::job::MAX_PENDING_REQUESTS);
+
+    let err = plain.trigger(&job.id).await.unwrap_err();
+    let campanile::SchedulerError::Invalid(err) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(err.field, "id", "{err}");
+    assert!(err.reason.contains("at most 10000"), "{err}");
+    let err = plain
+        .backfill(&job.id, at(T0 - 10_001 * 60_000), at(T0 - 1))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("to: "), "{err}");
+    assert_eq!(
+        plain.get(&job.id).await.unwrap().unwrap().requests.len(),
+        campanile::job::MAX_PENDING_REQUESTS,
+        "a refused request adds nothing"
+    );
+    plain.shutdown(Duration::from_secs(5)).await.unwrap();
+}
