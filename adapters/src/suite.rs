@@ -73,10 +73,12 @@ macro_rules! fail {
 mod assignment;
 mod batch;
 mod claims;
+mod deletes;
 mod jobs;
 mod leadership;
 pub mod lines;
 mod members;
+mod release;
 mod runs;
 mod sessions;
 mod support;
@@ -90,14 +92,13 @@ pub use batch::{
     put_jobs_checks_before_writing, put_jobs_conflict_leaves_nothing, put_jobs_creates_every_job,
 };
 pub use claims::{
-    claim_extension_is_monotonic, claims_require_ownership, close_keeps_claims,
-    concurrent_claimers_never_overlap, expired_session_is_fenced_from_claims,
-    release_lets_successor_start_next, takeover_starts_after_previous,
+    claim_extension_is_monotonic, claims_require_ownership, concurrent_claimers_never_overlap,
+    expired_session_is_fenced_from_claims, takeover_starts_after_previous,
 };
+pub use deletes::{delete_job_preconditions, delete_job_removes_claims_and_runs};
 pub use jobs::{
-    concurrent_writers_one_wins, delete_job_preconditions, delete_job_removes_claims_and_runs,
-    job_fields_round_trip, list_jobs_is_consistent_snapshot, put_job_preconditions,
-    put_job_revisions_increase, reads_see_acknowledged_writes,
+    concurrent_writers_one_wins, job_fields_round_trip, list_jobs_is_consistent_snapshot,
+    put_job_preconditions, put_job_revisions_increase, reads_see_acknowledged_writes,
 };
 pub use leadership::{
     campaign_elects_exactly_one_leader, epochs_increase_across_terms, leadership_ends_with_session,
@@ -105,6 +106,7 @@ pub use leadership::{
 pub use members::{
     drain_marks_the_member_leaving, members_follow_joins_and_leaves, watch_members_sees_expiry,
 };
+pub use release::{close_keeps_claims, release_lets_successor_start_next};
 pub use runs::{
     record_runs_once_per_fire_id, records_of_missing_job_are_dropped, run_history_keeps_newest,
     runs_query_filters_newest_first,

@@ -7,6 +7,7 @@
 
 mod id;
 mod policy;
+mod request;
 mod secret;
 mod target;
 mod validate;
@@ -24,6 +25,7 @@ pub use id::{FireId, JobId};
 pub use policy::{
     Backoff, Delivery, DstHandling, DstPolicy, DstRepeat, MisfirePolicy, Overlap, RetryPolicy,
 };
+pub use request::{MAX_PENDING_REQUESTS, RunRequest};
 pub use secret::{MAX_SECRET_FILE, SecretValue};
 pub use target::{CommandTarget, HandlerTarget, HttpTarget, RunAs, Target};
 pub use validate::ValidationError;
@@ -120,6 +122,14 @@ pub struct Job {
     /// schedule (see [`Job::next_instant`]). At most [`MAX_PAST_SCHEDULES`] are kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub past_schedules: Vec<PastSchedule>,
+    /// Runs asked for outside the schedule (`trigger`, `backfill`) that its owner has not run and recorded
+    /// yet, oldest first (at most [`MAX_PENDING_REQUESTS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<RunRequest>,
+    /// The latest instant a trigger of this job was given: the next trigger takes a later one, so no two
+    /// triggers share a fire id, even once the first has left `requests`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub last_trigger_ms: i64,
 }
 
 /// How many earlier schedules a job keeps. A claim or a missed range that reaches back across more schedule
@@ -221,6 +231,8 @@ impl Job {
             updated_ms: now_ms,
             spec: Arc::new(spec),
             past_schedules: Vec::new(),
+            requests: Vec::new(),
+            last_trigger_ms: 0,
         }
     }
 

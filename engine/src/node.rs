@@ -75,8 +75,6 @@ pub struct Config {
 /// Messages of the node supervisor.
 #[derive(Debug)]
 pub enum Msg {
-    /// Run these (manual) fires on this node now.
-    Run(Vec<fire::Fire>),
     /// This node's view of itself.
     Status {
         /// The answer.
@@ -301,12 +299,6 @@ impl Actor for Node {
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            Msg::Run(fires) => {
-                state
-                    .children
-                    .dispatcher
-                    .cast(dispatcher::Msg::Fires(fires))?;
-            }
             Msg::Freeze(pause) => {
                 let children = &state.children;
                 children.membership.cast(membership::Msg::Freeze(pause))?;

@@ -35,13 +35,13 @@ use crate::clock::Clock;
 use crate::coordinator::limits::MAX_CREATE_BATCH;
 use crate::coordinator::{CoordError, Coordinator, Key, NodeId, Precondition, RunQuery};
 use crate::exec::BaseEnv;
-use crate::job::{FireId, Job, JobId, JobSpec, ValidationError};
-use crate::node::fire::{Fire, FireKind};
+use crate::job::{Job, JobId, JobSpec, ValidationError};
 use crate::node::membership::NodeStatus;
 use crate::node::{self, ShutdownReport};
 use crate::run::RunRecord;
 
 mod builder;
+mod requests;
 
 pub use builder::Builder;
 
@@ -107,13 +107,6 @@ struct Inner {
     node_id: NodeId,
     stored: tokio::sync::broadcast::Sender<RunRecord>,
     rng: Mutex<rand::rngs::StdRng>,
-    /// The latest instant this node gave a trigger of each job, to give the next one another (see
-    /// [`Scheduler::trigger`]). Only entries at or after the clock matter; older ones are pruned.
-    triggered: Mutex<HashMap<JobId, i64>>,
-    /// Instants this node's backfills handed to its executor whose run records were not seen yet, by job, so
-    /// that a backfill repeated meanwhile does not run them again (see [`Scheduler::backfill`]). An entry
-    /// goes when a later backfill of the job finds its record.
-    backfilled: Mutex<HashMap<JobId, BTreeSet<i64>>>,
     /// What commands start from, and who they may run as (checked when a job is written here).
     base_env: BaseEnv,
 }
@@ -298,194 +291,6 @@ impl Scheduler {
         }
         let new_id = new_id.unwrap_or_else(|| self.generate_id());
         self.create_with_id(new_id, spec).await
-    }
-
-    /// Runs a job now on this node, once, outside its schedule; returns the fire id (`job@ms`, `ms` about now).
-    ///
-    /// Every trigger is a run of its own, with its own fire id (a fire id has one run and one record): `ms` is
-    /// the first millisecond of this node's share (see `trigger_slot`: triggers on other nodes take other
-    /// milliseconds) at or after now, or after this node's previous trigger of the job if that was at or
-    /// after now (many triggers in one millisecond), and never an instant of the job's schedule (that fire id
-    /// is the scheduled run's). The
-    /// run waits behind a run of the job that is going on, whatever the overlap policy (see
-    /// `node::dispatcher`).
-    pub async fn trigger(&self, id: &JobId) -> Result<FireId, SchedulerError> {
-        let job = Arc::new(
-            self.get(id)
-                .await?
-                .ok_or_else(|| SchedulerError::NotFound(id.clone()))?,
-        );
-        let slot = self.trigger_slot().await?;
-        let scheduled_ms = self.trigger_instant(&job, slot)?;
-        let fire = Fire {
-            job,
-            scheduled_ms,
-            kind: FireKind::Manual,
-            session: None,
-            start_by_ms: None,
-        };
-        let fire_id = fire.id();
-        self.inner
-            .node
-            .cast(node::Msg::Run(vec![fire]))
-            .map_err(|_| SchedulerError::Stopped)?;
-        Ok(fire_id)
-    }
-
-    /// This node's share of trigger instants, `(rank, of)`: its triggers take only instants `t` with
-    /// `t % of == rank`, where `rank` is its place among the live members (sorted by node id) and `of` their
-    /// number (one more, with this node last, when it is not among them yet). So triggers of one job in the
-    /// same millisecond on different nodes get different fire ids, while the members seen agree, and no
-    /// coordinator write is needed.
-    async fn trigger_slot(&self) -> Result<(i64, i64), SchedulerError> {
-        let members = self.inner.coordinator.members().await?;
-        let ids: BTreeSet<&NodeId> = members.members.iter().map(|m| &m.node.id).collect();
-        let of = i64::try_from(ids.len()).unwrap_or(i64::MAX);
-        Ok(match ids.iter().position(|id| **id == self.inner.node_id) {
-            Some(rank) => (i64::try_from(rank).unwrap_or(0), of.max(1)),
-            None => (of, of.saturating_add(1)),
-        })
-    }
-
-    /// The instant of a new trigger of `job` (see [`Scheduler::trigger`]), in this node's `slot` (see
-    /// [`Scheduler::trigger_slot`]).
-    fn trigger_instant(&self, job: &Job, (rank, of): (i64, i64)) -> Result<i64, SchedulerError> {
-        let tz = job.spec.tz()?;
-        let now = self.inner.clock.now_ms();
-        let mut triggered = self
-            .inner
-            .triggered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        triggered.retain(|_, last| *last >= now);
-        let earliest = triggered.get(&job.id).map_or(now, |last| now.max(last + 1));
-        // The first instant of this node's slot at or after `earliest`.
-        let mut at = earliest + (rank - earliest).rem_euclid(of);
-        while job
-            .spec
-            .schedule
-            .next_after(at - 1, tz, job.spec.dst_handling())
-            == Some(at)
-        {
-            at += of;
-        }
-        triggered.insert(job.id.clone(), at);
-        Ok(at)
-    }
-
-    /// Runs, on this node, every instant of the job's schedule in `[from, to]` that has passed and has no run
-    /// record (at most [`MAX_BACKFILL`]); returns their fire ids, in the order they will run.
-    ///
-    /// They run one after another, oldest first, whatever the job's overlap policy (only `allow` runs them
-    /// side by side): a backfill is asked for, and none of its instants is skipped. Instants after now are
-    /// left out: they are the schedule's to run.
-    ///
-    /// An instant is run at most once, so repeating a backfill runs only what is still missing. Left out are
-    /// instants that have a run record (run, skipped or misfired: a fire id has one record), instants the
-    /// job's owner holds a claim on and has not settled (it runs or accounts for them itself), and instants
-    /// an earlier backfill on this node handed to its executor and that have no record yet (still queued or
-    /// running). Two backfills of the same range on different nodes at the same moment are not told apart:
-    /// each runs the instants neither has recorded.
-    pub async fn backfill(
-        &self,
-        id: &JobId,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<FireId>, SchedulerError> {
-        if to < from {
-            return Err(ValidationError::new(
-                "to",
-                to.to_rfc3339(),
-                format!("is before from ({})", from.to_rfc3339()),
-            )
-            .into());
-        }
-        let (from_ms, to_ms) = (from.timestamp_millis(), to.timestamp_millis());
-        let job = Arc::new(
-            self.get(id)
-                .await?
-                .ok_or_else(|| SchedulerError::NotFound(id.clone()))?,
-        );
-        let tz = job.spec.tz()?;
-        let to_ms = to_ms.min(self.inner.clock.now_ms());
-        let mut instants = Vec::new();
-        let mut cursor = from_ms - 1;
-        while let Some(t) = job
-            .spec
-            .schedule
-            .next_after(cursor, tz, job.spec.dst_handling())
-        {
-            if t > to_ms {
-                break;
-            }
-            if instants.len() == MAX_BACKFILL {
-                return Err(ValidationError::new(
-                    "to",
-                    to_ms,
-                    format!("the range holds more than {MAX_BACKFILL} instants; backfill a shorter range"),
-                )
-                .into());
-            }
-            instants.push(t);
-            cursor = t;
-        }
-        let query = RunQuery {
-            from_ms: Some(from_ms),
-            before_ms: Some(to_ms + 1),
-            limit: MAX_BACKFILL * 2,
-        };
-        let recorded: BTreeSet<i64> = self
-            .inner
-            .coordinator
-            .runs(id, query)
-            .await?
-            .iter()
-            .map(|r| r.scheduled_ms)
-            .collect();
-        // The owner's claimed, unsettled window: its instants are the owner's to run or account for.
-        let owners = self
-            .inner
-            .coordinator
-            .claim_of(id)
-            .await?
-            .map(|claim| (claim.settled_ms, claim.through_ms));
-        let instants: Vec<i64> = {
-            let mut backfilled = self
-                .inner
-                .backfilled
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let pending = backfilled.entry(id.clone()).or_default();
-            pending.retain(|t| !recorded.contains(t));
-            let instants: Vec<i64> = instants
-                .into_iter()
-                .filter(|t| !recorded.contains(t) && !pending.contains(t))
-                .filter(|t| owners.is_none_or(|(settled, through)| *t <= settled || *t > through))
-                .collect();
-            pending.extend(&instants);
-            if pending.is_empty() {
-                backfilled.remove(id);
-            }
-            instants
-        };
-        let fires: Vec<Fire> = instants
-            .into_iter()
-            .map(|t| Fire {
-                job: job.clone(),
-                scheduled_ms: t,
-                kind: FireKind::Manual,
-                session: None,
-                start_by_ms: None,
-            })
-            .collect();
-        let ids = fires.iter().map(Fire::id).collect();
-        if !fires.is_empty() {
-            self.inner
-                .node
-                .cast(node::Msg::Run(fires))
-                .map_err(|_| SchedulerError::Stopped)?;
-        }
-        Ok(ids)
     }
 
     /// The job's next `n` instants from now, within its start/end bounds; empty if paused.
@@ -711,7 +516,7 @@ fn fires_at_all(spec: &JobSpec, now_ms: i64) -> Result<(), ValidationError> {
 }
 
 /// The next `n` instants of a spec strictly after `after_ms`, within its start/end bounds.
-pub fn preview(spec: &JobSpec, after_ms: i64, n: usize) -> Result<Vec<i64>, SchedulerError> {
+pub(crate) fn preview(spec: &JobSpec, after_ms: i64, n: usize) -> Result<Vec<i64>, SchedulerError> {
     let tz = spec.tz()?;
     let start = spec
         .start_at

@@ -158,12 +158,12 @@ pub fn routes_with(limits: &Limits) -> (axum::Router<AppState>, utoipa::openapi:
             jobs::patch_job,
             jobs::delete_job
         ))
-        .routes(routes!(jobs::pause_job))
-        .routes(routes!(jobs::resume_job))
-        .routes(routes!(jobs::trigger_job))
-        .routes(routes!(jobs::clone_job))
-        .routes(routes!(jobs::backfill_job))
-        .routes(routes!(jobs::next_fires))
+        .routes(routes!(jobs::actions::pause_job))
+        .routes(routes!(jobs::actions::resume_job))
+        .routes(routes!(jobs::actions::trigger_job))
+        .routes(routes!(jobs::actions::clone_job))
+        .routes(routes!(jobs::actions::backfill_job))
+        .routes(routes!(jobs::actions::next_fires))
         .routes(routes!(runs::job_runs))
         .routes(routes!(runs::all_runs))
         .routes(routes!(check::validate_job))

@@ -387,6 +387,15 @@ pub(crate) fn full_job(name: &str, variant: usize) -> Job {
             end_at: spec.end_at,
             until_ms: 1_700_000_100_002,
         }],
+        requests: vec![
+            campanile::job::RunRequest::new(1_700_000_200_003, false),
+            campanile::job::RunRequest {
+                ms: 1_700_000_000_004,
+                backfill: true,
+                taken: Some(campanile::coordinator::SessionId(5)),
+            },
+        ],
+        last_trigger_ms: 1_700_000_200_003,
         spec: std::sync::Arc::new(spec),
     }
 }

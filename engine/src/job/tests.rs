@@ -247,6 +247,8 @@ fn stored_job_round_trips_through_json() {
         updated_ms: 1_790_000_100_000,
         spec: std::sync::Arc::new(valid()),
         past_schedules: Vec::new(),
+        requests: Vec::new(),
+        last_trigger_ms: 0,
     };
     let text = serde_json::to_string(&job).unwrap();
     assert!(text.starts_with(r#"{"id":"sync-1","revision":42,"created_ms":1790000000000,"updated_ms":1790000100000,"name":"nightly report""#), "{text}");

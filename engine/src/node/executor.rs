@@ -458,7 +458,7 @@ async fn run_fire(env: &RunEnv, fire: Fire, progress: &Progress) -> RunRecord {
         // Fencing, last line: a fire handed on before the session was lost (queued behind the concurrency
         // limit, buffered by `buffer_one`, delayed by jitter or a freeze) must not start once the session can
         // no longer be proven valid, or was replaced by a new one; a successor may own the job by now. Manual
-        // fires are not claimed (`session` is `None`).
+        // fires run under the session that took their request.
         let fenced = fire.session.is_some_and(|claimed_under| {
             let lease = *env.fence.lock().unwrap_or_else(|p| p.into_inner());
             !lease.is_some_and(|lease| lease.permits(claimed_under, now_ms))

@@ -14,7 +14,8 @@ pub enum FireKind {
     CatchUp,
     /// Again, because its previous owner vanished without a record and the job is at-least-once.
     Redelivery,
-    /// Triggered by a user (trigger-now or backfill); not claimed, de-duplicated by its fire id.
+    /// Asked for by a user (trigger or backfill): a request the owner took from the job (see
+    /// `timer::requests`), run under the session that took it, outside any claim window.
     Manual,
 }
 
@@ -27,11 +28,12 @@ pub struct Fire {
     pub scheduled_ms: i64,
     /// Why it runs.
     pub kind: FireKind,
-    /// The session under which it may run (whose claim covers it); the executor starts it only while that
-    /// session is proven valid. `None` for manual fires, which are not claimed.
+    /// The session under which it may run (whose claim covers it, or which took its request); the executor
+    /// starts it only while that session is proven valid. `None` only for fires made outside a timer (tests).
     pub session: Option<SessionId>,
     /// The end of the claim that covers it (Unix ms): if the job has been reassigned away meanwhile, a successor
-    /// may be firing later instants past it, so it must not start any more. `None` for manual fires.
+    /// may be firing later instants past it, so it must not start any more. `None` for manual fires, which
+    /// no claim covers.
     pub start_by_ms: Option<i64>,
 }
 

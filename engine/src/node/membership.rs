@@ -12,8 +12,6 @@
 //! awaits one, so a slow campaign or publish cannot delay `SessionExpired` or a keep-alive's answer. Only the
 //! graceful leave (`Drain`, `Leave`) awaits its call, since nothing else is left to do then.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +28,12 @@ use crate::coordinator::{
     Session, SessionState,
 };
 use crate::job::{Job, JobId};
+
+mod feeds;
+mod place;
+
+use feeds::{spawn_feeds, spawn_job_feed};
+use place::is_constrained;
 
 /// The membership actor.
 pub struct Membership;
@@ -398,63 +402,6 @@ impl State {
         }
     }
 
-    /// The placement to publish: a full rebalance ([`crate::assign::place`]) after any change it must weigh,
-    /// or, when the only change is new jobs that any member may take (no node labels, weight 1, no member
-    /// with a capacity), the last assignment plus each new job on the least loaded member (ties by node id).
-    ///
-    /// The incremental path keeps the rebalancer's guarantees: with unit weights and no labels or capacities,
-    /// "balanced" is loads that differ by at most one, which least-loaded insertion preserves, so a later full
-    /// rebalance of the result moves nothing. It costs a copy of the assignment instead of a rebalance of
-    /// every job, which matters when jobs arrive in bulk (`put_jobs`) and the leader places them every
-    /// `rebalance_delay`. `None` when the result equals the last assignment.
-    fn place(&mut self, placeable: &[Member]) -> Option<BTreeMap<JobId, NodeId>> {
-        let previous = self.assignment.as_ref().map(|a| &a.owners);
-        let incremental = !self.replace_all
-            && self.constrained == 0
-            && placeable.iter().all(|m| m.node.capacity.is_none());
-        if let (true, Some(previous)) = (incremental, previous) {
-            let wanted = |id: &JobId| self.jobs.contains_key(id) && !previous.contains_key(id);
-            if !self.fresh.iter().any(wanted) {
-                return None;
-            }
-            let mut loads: BTreeMap<&NodeId, usize> =
-                placeable.iter().map(|m| (&m.node.id, 0)).collect();
-            for owner in previous.values() {
-                match loads.get_mut(owner) {
-                    Some(load) => *load += 1,
-                    // An owner that is no longer placeable: only a full rebalance may move its jobs.
-                    None => return self.place_all(placeable),
-                }
-            }
-            let mut heap: BinaryHeap<Reverse<(usize, &NodeId)>> = loads
-                .into_iter()
-                .map(|(node, load)| Reverse((load, node)))
-                .collect();
-            let mut owners = previous.clone();
-            for id in &self.fresh {
-                if !self.jobs.contains_key(id) || owners.contains_key(id) {
-                    continue;
-                }
-                let Some(Reverse((load, node))) = heap.pop() else {
-                    return self.place_all(placeable);
-                };
-                owners.insert(id.clone(), node.clone());
-                heap.push(Reverse((load + 1, node)));
-            }
-            return Some(owners);
-        }
-        self.place_all(placeable)
-    }
-
-    /// A full rebalance of every job; `None` when it equals the last assignment.
-    fn place_all(&mut self, placeable: &[Member]) -> Option<BTreeMap<JobId, NodeId>> {
-        self.replace_all = false;
-        let previous = self.assignment.as_ref().map(|a| &a.owners);
-        let owners =
-            crate::assign::place(self.jobs.values().map(|j| j.as_ref()), placeable, previous);
-        (previous != Some(&owners)).then_some(owners)
-    }
-
     fn send(&self, upserts: Vec<Arc<Job>>, removes: Vec<JobId>) {
         if !removes.is_empty() {
             let _ = self.timer.cast(timer::Msg::Remove(removes));
@@ -511,151 +458,6 @@ impl State {
             jobs: self.jobs.len(),
             assignment_version: self.assignment.as_ref().map(|a| a.version),
         }
-    }
-}
-
-/// Whether a job's placement depends on more than the count of jobs per node: node labels or a weight.
-fn is_constrained(job: &Job) -> bool {
-    !job.spec.node_labels.is_empty() || job.spec.weight != 1
-}
-
-/// Reads the job store: a snapshot, then every change; resumes after a dropped watch, lists again after a
-/// compaction.
-fn spawn_job_feed(coordinator: Arc<dyn Coordinator>, myself: ActorRef<Msg>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut backoff = Backoff::default();
-        'relist: loop {
-            let snapshot = match coordinator.list_jobs().await {
-                Ok(snapshot) => snapshot,
-                Err(error) => {
-                    crate::metrics::coordinator_error("list_jobs");
-                    warn!(%error, "listing jobs failed");
-                    backoff.wait().await;
-                    continue;
-                }
-            };
-            let mut revision = snapshot.revision;
-            if myself.cast(Msg::JobsListed(snapshot)).is_err() {
-                return;
-            }
-            loop {
-                let mut watch = match coordinator.watch_jobs(revision).await {
-                    Ok(watch) => watch,
-                    Err(CoordError::Compacted { .. }) => continue 'relist,
-                    Err(error) => {
-                        crate::metrics::coordinator_error("watch_jobs");
-                        warn!(%error, revision, "watching jobs failed");
-                        backoff.wait().await;
-                        continue;
-                    }
-                };
-                backoff.reset();
-                let mut items = Vec::with_capacity(FEED_BATCH);
-                'watch: while watch.recv_many(&mut items, FEED_BATCH).await > 0 {
-                    let mut events = Vec::with_capacity(items.len());
-                    let mut failure = None;
-                    for item in items.drain(..) {
-                        match item {
-                            Ok(event) => {
-                                revision = event.revision();
-                                events.push(event);
-                            }
-                            Err(error) => {
-                                failure = Some(error);
-                                break;
-                            }
-                        }
-                    }
-                    if !events.is_empty() && myself.cast(Msg::JobsChanged(events)).is_err() {
-                        return;
-                    }
-                    match failure {
-                        None => {}
-                        Some(CoordError::Compacted { .. }) => continue 'relist,
-                        Some(error) => {
-                            warn!(%error, revision, "job watch failed, resuming");
-                            break 'watch;
-                        }
-                    }
-                }
-                backoff.wait().await;
-            }
-        }
-    })
-}
-
-/// Forwards a `watch` channel from the coordinator as messages, re-subscribing when it closes.
-fn spawn_feeds(coordinator: Arc<dyn Coordinator>, myself: ActorRef<Msg>) -> Vec<JoinHandle<()>> {
-    let assignment = {
-        let coordinator = coordinator.clone();
-        let myself = myself.clone();
-        tokio::spawn(async move {
-            let mut backoff = Backoff::default();
-            loop {
-                match coordinator.watch_assignment().await {
-                    Ok(mut rx) => {
-                        backoff.reset();
-                        loop {
-                            let current = rx.borrow_and_update().clone();
-                            if myself.cast(Msg::AssignmentChanged(current)).is_err() {
-                                return;
-                            }
-                            if rx.changed().await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        crate::metrics::coordinator_error("watch_assignment");
-                        warn!(%error, "watching the assignment failed");
-                    }
-                }
-                backoff.wait().await;
-            }
-        })
-    };
-    let members = tokio::spawn(async move {
-        let mut backoff = Backoff::default();
-        loop {
-            match coordinator.watch_members().await {
-                Ok(mut rx) => {
-                    backoff.reset();
-                    loop {
-                        let current = rx.borrow_and_update().clone();
-                        if myself.cast(Msg::MembersChanged(current)).is_err() {
-                            return;
-                        }
-                        if rx.changed().await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                Err(error) => {
-                    crate::metrics::coordinator_error("watch_members");
-                    warn!(%error, "watching members failed");
-                }
-            }
-            backoff.wait().await;
-        }
-    });
-    vec![assignment, members]
-}
-
-/// The feed loops' count of failures in a row, paused by the coordinator's one backoff
-/// ([`crate::coordinator::backoff::RECONNECT`]).
-#[derive(Default)]
-struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    async fn wait(&mut self) {
-        self.failures = self.failures.saturating_add(1);
-        tokio::time::sleep(crate::coordinator::backoff::RECONNECT.delay(self.failures)).await;
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
     }
 }
 

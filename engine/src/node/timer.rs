@@ -20,7 +20,8 @@
 //!
 //! Layout: this file is the actor shell (messages, and the IO each step asks for); `state` holds the pure
 //! state (a slab of entries and one ordered queue) and emission; `claims` what to claim and how answers apply;
-//! `settle` the accounting for a predecessor's instants, as pure decisions; `alarm` the one alarm.
+//! `settle` the accounting for a predecessor's instants, as pure decisions; `requests` the runs asked for
+//! outside the schedule (trigger, backfill), which the owner takes and runs; `alarm` the one alarm.
 //! [`Lease::permits`] is the single fencing check: the timer emits an instant, and the executor starts it,
 //! only while it holds.
 
@@ -28,6 +29,7 @@ mod alarm;
 mod claims;
 #[cfg(test)]
 mod model;
+mod requests;
 mod settle;
 mod state;
 #[cfg(test)]
@@ -40,6 +42,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
 
 pub use self::claims::{CLAIM_CHUNK, CLAIM_SCAN, Granted, RoundTrip, ScanCursor};
+pub use self::requests::{Requests, Taken, take_round_trip};
 pub use self::settle::{Settlement, still_firing, unrecorded, unsettled_instants, verdict};
 pub use self::state::{Decisions, State};
 use super::dispatcher;
@@ -108,6 +111,8 @@ pub enum Msg {
     ApplyGrants,
     /// Go on with the claim tick's scan of the jobs due within the lookahead.
     ClaimScan,
+    /// A take of requested runs (trigger, backfill) under this session finished.
+    Taken(SessionId, Result<Vec<Taken>, CoordError>),
     /// Run records of these instants are stored in the coordinator.
     Settled(Vec<FireId>),
     /// Stop emitting and give back every claimed instant not yet emitted (graceful leave).
@@ -168,6 +173,8 @@ pub struct Shell {
     empty_waiters: Vec<RpcReplyPort<()>>,
     settled_waiters: Vec<RpcReplyPort<()>>,
     revoked: super::Revoked,
+    /// The requested runs of the jobs held (see `requests`).
+    requests: requests::Requests,
 }
 
 /// A claim scan in progress: what it found so far, and where it goes on.
@@ -241,8 +248,10 @@ impl Shell {
             let _ = myself.cast(Msg::Wake);
         }
         self.apply(fx);
-        // Jobs that arrived while the claim was in flight are claimed at once.
+        // Jobs that arrived while the claim was in flight are claimed at once; newly claimed ones take
+        // their requested runs.
         self.request_claims(myself, false);
+        self.take_requests(myself);
     }
 
     fn request_claims(&mut self, myself: &ActorRef<Msg>, renewals: bool) {
@@ -344,6 +353,7 @@ impl Actor for Timer {
             empty_waiters: Vec::new(),
             settled_waiters: Vec::new(),
             revoked: args.revoked,
+            requests: requests::Requests::default(),
         })
     }
 
@@ -362,8 +372,10 @@ impl Actor for Timer {
                         revoked.remove(&job.id); // taken back (or never revoked)
                     }
                 }
+                running.requests.upserted(&jobs);
                 running.state.upsert(jobs, now);
                 running.request_claims(&myself, false);
+                running.take_requests(&myself);
             }
             Msg::Revoke(ids) => {
                 running
@@ -380,6 +392,7 @@ impl Actor for Timer {
             Msg::SessionChanged(lease) => {
                 running.state.set_lease(lease);
                 running.request_claims(&myself, false);
+                running.take_requests(&myself);
             }
             Msg::Wake => {
                 // A wake hands fires on in chunks: the dispatcher and executor start the first chunk while the
@@ -395,6 +408,7 @@ impl Actor for Timer {
             Msg::ClaimTick => {
                 running.state.refused.clear();
                 running.request_claims(&myself, true);
+                running.take_requests(&myself);
             }
             Msg::Claimed(result) => match result {
                 Ok(trip) => {
@@ -409,7 +423,13 @@ impl Actor for Timer {
             },
             Msg::ApplyGrants => running.apply_grants(&myself),
             Msg::ClaimScan => running.scan_claims(&myself),
-            Msg::Settled(fires) => running.state.settled(&fires),
+            Msg::Taken(session, result) => running.taken(&myself, session, result),
+            Msg::Settled(fires) => {
+                running.state.settled(&fires);
+                if running.requests.settled(&fires) {
+                    running.take_requests(&myself);
+                }
+            }
             Msg::Drain { reply } => {
                 let releases = running.state.drain();
                 if let (Some(lease), false) = (running.state.lease, releases.is_empty())

@@ -199,8 +199,6 @@ impl Builder {
                 node_id,
                 stored,
                 rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
-                triggered: Mutex::new(HashMap::new()),
-                backfilled: Mutex::new(HashMap::new()),
                 base_env,
             }),
         })

@@ -8,6 +8,7 @@ mod crash;
 mod lifecycle;
 mod observability;
 mod policies;
+mod requests;
 mod restart;
 mod writes;
 

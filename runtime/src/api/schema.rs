@@ -398,9 +398,32 @@ pub struct JobDoc {
     /// after the last one. Absent when the timing never changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub past_schedules: Vec<PastScheduleDoc>,
+    /// Read-only: runs asked for by `trigger` and `backfill` that the job's owner has not run and recorded
+    /// yet, oldest first. Absent when none waits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<RunRequestDoc>,
+    /// Read-only: the instant (Unix ms) given to the job's latest trigger; the next one gets a later one.
+    /// Absent before the first trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_trigger_ms: Option<i64>,
     /// The job JSON.
     #[serde(flatten)]
     pub spec: JobSpecDoc,
+}
+
+/// A run asked for outside the schedule, waiting for the job's owner (read-only).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RunRequest)]
+pub struct RunRequestDoc {
+    /// The instant it runs as (Unix ms): its fire id is `{job}@{ms}`.
+    pub ms: i64,
+    /// Asked for by a backfill (a scheduled instant run late); absent for a trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<bool>,
+    /// The session (hexadecimal in logs, a number here) of the owner that took it to run; absent until taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken: Option<u64>,
 }
 
 /// A schedule a job had before an update (read-only).
@@ -476,6 +499,12 @@ pub struct JobReplacementDoc {
     /// Ignored (read-only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub past_schedules: Vec<PastScheduleDoc>,
+    /// Ignored (read-only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<RunRequestDoc>,
+    /// Ignored (read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_trigger_ms: Option<i64>,
     /// The job JSON.
     #[serde(flatten)]
     pub spec: JobSpecDoc,
@@ -642,6 +671,17 @@ mod tests {
         job.update_spec(every_minute, 7);
         assert_eq!(job.past_schedules.len(), 1);
         round_trip::<campanile::job::PastSchedule, PastScheduleDoc>(&job.past_schedules[0]);
+        job.requests = vec![
+            campanile::job::RunRequest::new(9, false),
+            campanile::job::RunRequest {
+                taken: Some(campanile::coordinator::SessionId(3)),
+                ..campanile::job::RunRequest::new(4, true)
+            },
+        ];
+        job.last_trigger_ms = 9;
+        for request in &job.requests {
+            round_trip::<campanile::job::RunRequest, RunRequestDoc>(request);
+        }
         let json = serde_json::to_value(&job).unwrap();
         let doc: JobDoc = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(serde_json::to_value(&doc).unwrap(), json);

@@ -57,7 +57,7 @@ pub struct RoundTrip {
 impl State {
     /// The claims to request now: first claims of new jobs and, with `renewals` (a claim tick), renewals of
     /// jobs due within the lookahead (only those entries are looked at, so a tick costs what is due, not what
-    /// is held). A tick renews the jobs of its phase (see [`RENEWAL_PHASES`]: each job every third tick, which
+    /// is held). A tick renews the jobs of its phase (see `RENEWAL_PHASES`: each job every third tick, which
     /// keeps its claim at least a quarter of the lookahead ahead), and any claim that runs out within half
     /// the lookahead whatever its phase.
     pub fn claims_due(&self, now_ms: i64, renewals: bool) -> Vec<FireClaim> {

@@ -683,3 +683,70 @@ fn a_job_that_fires_between_two_slices_of_a_scan_is_claimed_once() {
     );
     assert_eq!(jobs.len(), 20, "every job renewed once: {claims:?}");
 }
+
+/// A job holding `requests`.
+fn requested(id: &str, requests: Vec<crate::job::RunRequest>) -> Arc<Job> {
+    let mut job = Arc::unwrap_or_clone(job(id, "@yearly", T0));
+    job.requests = requests;
+    Arc::new(job)
+}
+
+#[test]
+fn a_requested_run_is_handed_on_once_under_the_session_that_took_it() {
+    let mut s = state();
+    let mut book = Requests::default();
+    let job = requested("r", vec![crate::job::RunRequest::new(T0 + 5, false)]);
+    book.upserted(std::slice::from_ref(&job));
+    s.upsert(vec![job.clone()], T0);
+    assert_eq!(
+        book.due(&s),
+        vec![job.id.clone()],
+        "an untaken request is due"
+    );
+
+    let taken = || Taken {
+        job: job.clone(),
+        run: vec![T0 + 5],
+        in_doubt: Vec::new(),
+    };
+    let fx = book.take(&s, vec![taken()], SESSION);
+    assert_eq!(instants(&fx), vec![T0 + 5]);
+    assert_eq!(fx.fires[0].kind, FireKind::Manual);
+    assert_eq!(fx.fires[0].session, Some(SESSION), "fenced by the session");
+    assert!(book.due(&s).is_empty(), "handed on: not due again");
+    // A second answer for the same request (a take retried after a lost answer) hands nothing on.
+    assert!(book.take(&s, vec![taken()], SESSION).fires.is_empty());
+    // An answer for a session that is over runs nothing: that session's successor settles it.
+    assert!(book.take(&s, vec![taken()], SessionId(99)).fires.is_empty());
+}
+
+#[test]
+fn a_request_taken_by_a_gone_session_is_settled_by_the_delivery_mode() {
+    for (delivery, runs) in [(Delivery::AtLeastOnce, true), (Delivery::AtMostOnce, false)] {
+        let s = state();
+        let mut book = Requests::default();
+        let mut job = Arc::unwrap_or_clone(requested("r", Vec::new()));
+        let mut spec = (*job.spec).clone();
+        spec.delivery = delivery;
+        job.spec = Arc::new(spec);
+        let _ = book.due(&s); // the book learns the session
+        let fx = book.take(
+            &s,
+            vec![Taken {
+                job: Arc::new(job),
+                run: Vec::new(),
+                in_doubt: vec![(T0 + 5, SessionId(3))],
+            }],
+            SESSION,
+        );
+        if runs {
+            assert_eq!(instants(&fx), vec![T0 + 5], "{delivery:?}");
+            assert!(fx.records.is_empty());
+        } else {
+            assert!(fx.fires.is_empty(), "{delivery:?}");
+            assert_eq!(fx.records.len(), 1);
+            assert_eq!(fx.records[0].outcome, Outcome::InDoubt);
+            assert!(fx.records[0].manual);
+        }
+    }
+}
