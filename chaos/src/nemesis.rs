@@ -128,7 +128,12 @@ impl Nemesis {
                 _ => NodeFault::Cut(Mode::Blackhole),
             };
             // A fault that would outlast the run is not started.
-            let longest = quiet + hold + down + ttl * 2 + Duration::from_secs(20 * n as u64);
+            let longest = quiet
+                + ttl * 2
+                + match kind {
+                    FaultKind::RollingRestart => Duration::from_secs(15 * n as u64),
+                    _ => hold + down,
+                };
             if now_ms() + ms(longest) as i64 > until_ms {
                 break;
             }

@@ -314,8 +314,12 @@ fn timeline(path: &Path, run: &Run, input: &Input<'_>) -> anyhow::Result<()> {
         chart
             .caption(
                 format!(
-                    "{:?}, seed {}: fires per node per second, faults shaded",
-                    run.args.backend, run.args.seed
+                    "{}, seed {}: fires per node per second, faults shaded",
+                    match run.args.backend {
+                        crate::cluster::Backend::Etcd => "etcd",
+                        crate::cluster::Backend::Zk => "ZooKeeper",
+                    },
+                    run.args.seed
                 ),
                 ("sans-serif", 22),
             )
