@@ -495,20 +495,17 @@ async fn a_persistent_watch_survives_a_reconnect() {
     let watched = ZkCoordinator::new(config(&proxy.addr, &chroot)).unwrap();
     let writer = ZkCoordinator::new(config(&hosts, &chroot)).unwrap();
 
-    let first = JobSpec::new(
-        "before",
-        Schedule::parse("@every 1m").unwrap(),
-        Target::Handler(HandlerTarget::new("noop")),
-    );
-    writer
-        .put_job(
-            campanile::Job::new(JobId::new("before").unwrap(), first, now_ms()),
-            campanile::coordinator::Precondition::Absent,
-        )
-        .await
-        .unwrap();
-    let revision = watched.list_jobs().await.unwrap().revision;
-    let mut watch = watched.watch_jobs(revision).await.unwrap();
+    put(&writer, "before").await;
+    let mut last = watched.list_jobs().await.unwrap().revision;
+    let mut watch = watched.watch_jobs(last).await.unwrap();
+    // A job that reaches the watch: its persistent watch is set on the server before the cut.
+    put(&writer, "before-cut").await;
+    let seen = tokio::time::timeout(
+        PATIENCE,
+        await_put(&watched, &mut watch, &mut last, "before-cut"),
+    )
+    .await;
+    assert!(seen.is_ok(), "before-cut never reached the job watch");
 
     // Reset the connection and let the client reconnect: its session (30 s) outlives the cut.
     proxy.cut();
@@ -520,20 +517,8 @@ async fn a_persistent_watch_survives_a_reconnect() {
 
     // The first job may arrive through the re-read that follows the reconnect; the second only through a
     // watch that is set on the server again.
-    let mut last = revision;
     for id in ["after-1", "after-2"] {
-        let spec = JobSpec::new(
-            id,
-            Schedule::parse("@every 1m").unwrap(),
-            Target::Handler(HandlerTarget::new("noop")),
-        );
-        writer
-            .put_job(
-                campanile::Job::new(JobId::new(id).unwrap(), spec, now_ms()),
-                campanile::coordinator::Precondition::Absent,
-            )
-            .await
-            .unwrap();
+        put(&writer, id).await;
         let seen =
             tokio::time::timeout(PATIENCE, await_put(&watched, &mut watch, &mut last, id)).await;
         assert!(
@@ -574,4 +559,20 @@ async fn await_put(
             }
         }
     }
+}
+
+/// Creates a job `id` every minute through `coordinator`.
+async fn put(coordinator: &ZkCoordinator, id: &str) {
+    let spec = JobSpec::new(
+        id,
+        Schedule::parse("@every 1m").unwrap(),
+        Target::Handler(HandlerTarget::new("noop")),
+    );
+    coordinator
+        .put_job(
+            campanile::Job::new(JobId::new(id).unwrap(), spec, now_ms()),
+            campanile::coordinator::Precondition::Absent,
+        )
+        .await
+        .unwrap();
 }
