@@ -8,6 +8,15 @@
 #   scripts/zookeeper.sh halt DIR       stop the server started in DIR and keep its data (`start DIR` resumes it;
 #                                      set the same ZK_PORT)
 #
+#   scripts/zookeeper.sh start-ensemble N DIR   start an ensemble of N servers (1..N in DIR/s1..DIR/sN) on free
+#                                      loopback ports, wait until each serves (one leads, the others follow) and
+#                                      print the connect string (127.0.0.1:P1,127.0.0.1:P2,...); `stop DIR` stops
+#                                      them all and removes their data
+#   scripts/zookeeper.sh kill DIR I     SIGKILL server I of the ensemble (its data stays)
+#   scripts/zookeeper.sh restart DIR I  start server I again on its ports and data, wait until it serves
+#   scripts/zookeeper.sh freeze DIR I   SIGSTOP server I; `thaw DIR I` sends SIGCONT
+#   scripts/zookeeper.sh leader DIR     print the number I of the server that leads now
+#
 # Without DIR, the directory of the last `start` without DIR is remembered in ${TMPDIR:-/tmp}/campanile-zookeeper.dir.
 # Environment: ZK_PORT (default: a free port), ZK_TICK_MS (default 200: sessions of 400 ms to 60 s are allowed).
 set -euo pipefail
@@ -108,6 +117,152 @@ EOF
   echo "127.0.0.1:$port"
 }
 
+# Writes the configuration of server $2 of the ensemble in $1 (ports in DIR/sI/{port,peer_port,election_port}).
+ensemble_config() {
+  local dir="$1" i="$2" s="$1/s$2" tick="${ZK_TICK_MS:-200}" j
+  mkdir -p "$s/data" "$s/conf"
+  echo "$i" >"$s/data/myid"
+  {
+    echo "tickTime=$tick"
+    echo "initLimit=50"
+    echo "syncLimit=10"
+    echo "minSessionTimeout=$((2 * tick))"
+    echo "maxSessionTimeout=600000"
+    echo "dataDir=$s/data"
+    echo "clientPort=$(cat "$s/port")"
+    echo "clientPortAddress=127.0.0.1"
+    echo "maxClientCnxns=0"
+    echo "admin.enableServer=false"
+    echo "4lw.commands.whitelist=ruok,srvr,stat,mntr,cons"
+    echo "autopurge.purgeInterval=0"
+    for j in "$dir"/s*; do
+      echo "server.${j##*/s}=127.0.0.1:$(cat "$j/peer_port"):$(cat "$j/election_port")"
+    done
+  } >"$s/conf/zoo.cfg"
+  cat >"$s/conf/log4j.properties" <<EOF
+log4j.rootLogger=WARN, FILE
+log4j.appender.FILE=org.apache.log4j.FileAppender
+log4j.appender.FILE.File=$s/zookeeper.log
+log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
+log4j.appender.FILE.layout.ConversionPattern=%d{ISO8601} %-5p [%t] %c{1}: %m%n
+EOF
+}
+
+# Starts server $2 of the ensemble in $1 from its configuration.
+run_server() {
+  local s="$1/s$2"
+  setsid java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dzookeeper.log.dir="$s" -Dlog4j.configuration="file:$s/conf/log4j.properties" \
+    -cp "$s/conf:$classpath" org.apache.zookeeper.server.quorum.QuorumPeerMain "$s/conf/zoo.cfg" \
+    >>"$s/stdout.log" 2>&1 </dev/null &
+  echo $! >"$s/pid"
+}
+
+# Waits until server $2 of the ensemble in $1 serves: `srvr` shows it as leader or follower.
+await_server() {
+  local s="$1/s$2" deadline=$((SECONDS + 60))
+  until four_letters "$(cat "$s/port")" srvr 2>/dev/null | grep -Eq '^Mode: (leader|follower)'; do
+    if ! kill -0 "$(cat "$s/pid")" 2>/dev/null; then
+      log "server $2 exited; its log:"
+      tail -n 30 "$s/stdout.log" "$s/zookeeper.log" >&2 2>/dev/null || true
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "server $2 did not join a quorum within 60 s"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+server_dir() {
+  local dir="${1:?the directory of the ensemble}" i="${2:?the number of the server}"
+  if [ ! -f "$dir/s$i/port" ]; then
+    log "no server $i in $dir"
+    exit 2
+  fi
+  echo "$dir/s$i"
+}
+
+start_ensemble() {
+  local n="${1:?start-ensemble needs the number of servers}" dir="${2:?start-ensemble needs a directory}"
+  install_zookeeper
+  stop_ensemble "$dir"
+  rm -rf "$dir"/s*
+  mkdir -p "$dir"
+  local i port file used=" " connect=""
+  for i in $(seq 1 "$n"); do
+    mkdir -p "$dir/s$i"
+    for file in port peer_port election_port; do
+      port="$(free_port)"
+      while [[ "$used" == *" $port "* ]]; do port="$(free_port)"; done
+      used+="$port "
+      echo "$port" >"$dir/s$i/$file"
+    done
+    connect+="${connect:+,}127.0.0.1:$(cat "$dir/s$i/port")"
+  done
+  for i in $(seq 1 "$n"); do ensemble_config "$dir" "$i"; done
+  for i in $(seq 1 "$n"); do run_server "$dir" "$i"; done
+  for i in $(seq 1 "$n"); do
+    if ! await_server "$dir" "$i"; then
+      stop_ensemble "$dir"
+      exit 1
+    fi
+  done
+  echo "$connect" >"$dir/connect"
+  log "ensemble of $n servers up on $connect (dir $dir)"
+  echo "$connect"
+}
+
+kill_ensemble_server() {
+  local s pid
+  s="$(server_dir "$@")"
+  [ -f "$s/pid" ] || return 0
+  pid="$(cat "$s/pid")"
+  kill -CONT "$pid" 2>/dev/null || true
+  kill -9 "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+}
+
+restart_ensemble_server() {
+  local s
+  s="$(server_dir "$@")"
+  if [ -f "$s/pid" ] && kill -0 "$(cat "$s/pid")" 2>/dev/null; then
+    log "server $2 is running"
+    return
+  fi
+  run_server "$1" "$2"
+  await_server "$1" "$2"
+}
+
+signal_ensemble_server() {
+  local signal="$1" s
+  shift
+  s="$(server_dir "$@")"
+  kill "-$signal" "$(cat "$s/pid")"
+}
+
+ensemble_leader() {
+  local dir="${1:?leader needs the directory of the ensemble}" s
+  for s in "$dir"/s*; do
+    if four_letters "$(cat "$s/port")" srvr 2>/dev/null | grep -q '^Mode: leader'; then
+      echo "${s##*/s}"
+      return
+    fi
+  done
+  log "no server leads now"
+  return 1
+}
+
+stop_ensemble() {
+  local dir="$1" s
+  for s in "$dir"/s*; do
+    [ -f "$s/pid" ] || continue
+    kill -CONT "$(cat "$s/pid")" 2>/dev/null || true
+    kill_server "$s"
+  done
+}
+
 # Stops the server of $1 and waits for its exit.
 kill_server() {
   local dir="$1"
@@ -142,6 +297,10 @@ stop() {
     return 0
   fi
   kill_server "$dir"
+  if [ -f "$dir/s1/port" ]; then
+    stop_ensemble "$dir"
+    rm -rf "$dir"/s* "$dir/connect"
+  fi
   case "$dir" in
     "${TMPDIR:-/tmp}"/campanile-zookeeper.*) rm -rf "$dir" ;;
     *) rm -rf "$dir/data" ;;
@@ -154,8 +313,14 @@ case "${1:-}" in
   start) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
   halt) halt "${2:-}" ;;
+  start-ensemble) start_ensemble "${2:-}" "${3:-}" ;;
+  kill) kill_ensemble_server "${2:-}" "${3:-}" ;;
+  restart) restart_ensemble_server "${2:-}" "${3:-}" ;;
+  freeze) signal_ensemble_server STOP "${2:-}" "${3:-}" ;;
+  thaw) signal_ensemble_server CONT "${2:-}" "${3:-}" ;;
+  leader) ensemble_leader "${2:-}" ;;
   *)
-    echo "usage: $0 start [DIR] | stop [DIR] | halt DIR" >&2
+    echo "usage: $0 start [DIR] | stop [DIR] | halt DIR | start-ensemble N DIR | kill|restart|freeze|thaw DIR I | leader DIR" >&2
     exit 2
     ;;
 esac

@@ -14,6 +14,7 @@ mod console;
 mod contract;
 mod docs;
 mod etcd_cluster;
+mod etcd_failover;
 mod failover_skips;
 mod hardening;
 mod harness;

@@ -473,3 +473,106 @@ async fn nodes_resume_by_themselves_after_a_server_restart() {
         .await
         .expect("cleanup");
 }
+
+/// A job created while a coordinator's connection is back after a cut (the session kept) reaches its job
+/// watch: the persistent watches are set again on the new connection.
+/// postmortem: the chaos harness (docs/chaos.md) saw a node whose connection had been reset keep firing jobs
+/// that were paused or rescheduled after it: zookeeper-client 0.11.2 sent only its one-shot watches again after a
+/// reconnect, so every persistent watch (the job log head, members, assignment) went silent for good
+/// (vendor/zookeeper-client/VENDORED.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_watch_survives_a_reconnect() {
+    let hosts = match server() {
+        Ok(hosts) => hosts,
+        Err(campanile_adapters::SetupError::Skip(reason)) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+        Err(error) => panic!("{error}"),
+    };
+    let chroot = fresh_chroot("rewatch");
+    let proxy = Proxy::start(hosts.clone()).await;
+    let watched = ZkCoordinator::new(config(&proxy.addr, &chroot)).unwrap();
+    let writer = ZkCoordinator::new(config(&hosts, &chroot)).unwrap();
+
+    put(&writer, "before").await;
+    let mut last = watched.list_jobs().await.unwrap().revision;
+    let mut watch = watched.watch_jobs(last).await.unwrap();
+    // A job that reaches the watch: its persistent watch is set on the server before the cut.
+    put(&writer, "before-cut").await;
+    let seen = tokio::time::timeout(
+        PATIENCE,
+        await_put(&watched, &mut watch, &mut last, "before-cut"),
+    )
+    .await;
+    assert!(seen.is_ok(), "before-cut never reached the job watch");
+
+    // Reset the connection and let the client reconnect: its session (30 s) outlives the cut.
+    proxy.cut();
+    proxy.heal();
+    eventually("the watched coordinator reads again", async || {
+        watched.list_jobs().await.ok().map(drop)
+    })
+    .await;
+
+    // The first job may arrive through the re-read that follows the reconnect; the second only through a
+    // watch that is set on the server again.
+    for id in ["after-1", "after-2"] {
+        put(&writer, id).await;
+        let seen =
+            tokio::time::timeout(PATIENCE, await_put(&watched, &mut watch, &mut last, id)).await;
+        assert!(
+            seen.is_ok(),
+            "{id}, created after the reconnect, never reached the job watch"
+        );
+    }
+    ZkCoordinator::delete_namespace(&config(&hosts, &chroot))
+        .await
+        .unwrap();
+}
+
+/// Reads `watch` until it brings the creation of `id`; when it ends (it may during a cut), resumes it from the
+/// last revision seen, as the engine does.
+async fn await_put(
+    coordinator: &ZkCoordinator,
+    watch: &mut campanile::coordinator::JobWatch,
+    last: &mut u64,
+    id: &str,
+) {
+    loop {
+        match watch.recv().await {
+            Some(Ok(event)) => {
+                *last = event.revision();
+                if let campanile::coordinator::JobEvent::Put(job) = event
+                    && job.id.as_str() == id
+                {
+                    return;
+                }
+            }
+            Some(Err(_)) | None => {
+                *watch = loop {
+                    if let Ok(watch) = coordinator.watch_jobs(*last).await {
+                        break watch;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                };
+            }
+        }
+    }
+}
+
+/// Creates a job `id` every minute through `coordinator`.
+async fn put(coordinator: &ZkCoordinator, id: &str) {
+    let spec = JobSpec::new(
+        id,
+        Schedule::parse("@every 1m").unwrap(),
+        Target::Handler(HandlerTarget::new("noop")),
+    );
+    coordinator
+        .put_job(
+            campanile::Job::new(JobId::new(id).unwrap(), spec, now_ms()),
+            campanile::coordinator::Precondition::Absent,
+        )
+        .await
+        .unwrap();
+}
