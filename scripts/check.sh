@@ -8,8 +8,8 @@
 #   3. checks formatting, lints (a build of every crate and target with PROTOC pointing at nothing, so no
 #      dependency can bring back a need for `protoc`), every test including the real-server ones, docs, the
 #      packaging (systemd unit, completions, man pages), the API against its OpenAPI document (schemathesis,
-#      installed from PyPI into a virtualenv; python3-venv through apt if missing), a chaos smoke run per
-#      backend on a 3-member cluster, and benchmark and fuzz smoke runs;
+#      installed from PyPI into a virtualenv; python3-venv through apt if missing), and benchmark and fuzz
+#      smoke runs;
 #   4. stops the servers it started, whatever happened.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,16 +93,6 @@ fi
 step "schemathesis: the API against its OpenAPI document, without a token, read-only and admin"
 # The binary the tests built; 50 examples per operation and pass (about 2 minutes on 2 cores).
 SCHEMATHESIS_EXAMPLES=50 scripts/schemathesis.sh "$bin"
-
-step "chaos smoke: a short fixed-seed fault run per backend on a 3-member cluster (fails on any violation)"
-# The debug build of the tests above; each run starts its own cluster (scripts/etcd.sh start-cluster,
-# scripts/zookeeper.sh start-ensemble), three nodes and 60 jobs, injects faults for 90 s and checks the ledger
-# (docs/chaos.md). Its report stays in $CARGO_TARGET_DIR/chaos/smoke-BACKEND.
-cargo build -p campanile-chaos --locked
-for backend in etcd zk; do
-  "$CARGO_TARGET_DIR/debug/chaos" --backend "$backend" --jobs 60 --minutes 1.5 --seed 1 \
-    --out "$CARGO_TARGET_DIR/chaos/smoke-$backend"
-done
 
 step "benchmark smoke (each benchmark runs once, as a test)"
 cargo bench -p campanile-benches --locked -- --test
