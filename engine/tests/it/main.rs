@@ -9,6 +9,7 @@ mod lifecycle;
 mod observability;
 mod policies;
 mod restart;
+mod workers;
 mod writes;
 
 use std::sync::Arc;
