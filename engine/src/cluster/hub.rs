@@ -44,8 +44,10 @@ pub const ACK_GRACE: Duration = Duration::from_millis(500);
 /// How often the owner's heartbeat goes to every worker.
 pub const HEARTBEAT: Duration = Duration::from_millis(250);
 /// A worker not heard from for this long is lost: its runs are in doubt and it gets no fires until it is
-/// heard from again. Workers say they are alive every [`super::worker::ALIVE_EVERY`].
-pub const WORKER_TIMEOUT: Duration = Duration::from_secs(3);
+/// heard from again. Workers say they are alive every [`super::worker::ALIVE_EVERY`]. Longer than
+/// [`SEND_WINDOW`] + [`ACK_GRACE`] + `ALIVE_EVERY`, so that a send to a worker that froze is normally given up
+/// as unacknowledged (certainly not started) before the worker is declared lost.
+pub const WORKER_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a manual fire (not claimed, so without a claim window) or a retry may wait for a worker.
 pub const UNCLAIMED_WINDOW: Duration = Duration::from_secs(10);
 
@@ -512,7 +514,14 @@ impl Hub {
                     tried.insert(worker);
                     continue;
                 }
-                // The link broke while the start was possible: it may have started, unacknowledged.
+                Ok(Some(Event::Lost(_))) if clock.now_ms() > give_up_ms => {
+                    // Lost, but only after the send's window and grace: it did not start (as for no answer).
+                    crate::metrics::remote_dispatch_failed("not_acknowledged");
+                    guard.settled();
+                    tried.insert(worker);
+                    continue;
+                }
+                // Lost while the start was possible: it may have started, unacknowledged.
                 Ok(Some(Event::Lost(reason))) => reason,
                 Ok(None) => "its link broke".to_owned(),
             };
