@@ -19,18 +19,21 @@ use std::time::Duration;
 use futures::FutureExt;
 use ractor::pg::GroupChangeMessage;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
-use tokio::sync::watch;
+use ractor_cluster::{NodeServer, NodeServerMessage};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::protocol::{self, OwnerLease, StartFire, ToHub, ToWorker, WireResult, WorkerInfo};
+
+mod link;
+
 use crate::clock::{Clock, SystemClock};
 use crate::coordinator::NodeId;
 use crate::exec::{AttemptResult, BaseEnv, Egress, FireContext};
 use crate::job::{FireId, Target};
 use crate::node::executor::{Handler, HandlerError};
 use crate::run::Outcome;
+use link::{Link, Sessions, connect_once, keep_linked};
 
 /// How often a worker tells every node it is connected to that it is alive (and its load).
 pub const ALIVE_EVERY: Duration = Duration::from_millis(500);
@@ -410,95 +413,6 @@ fn default_id() -> String {
         .take(40)
         .collect();
     format!("{host}-{}", std::process::id())
-}
-
-/// Session readiness by peer address, fed by the node server's events.
-#[derive(Clone, Default)]
-struct Sessions(Arc<Mutex<HashMap<String, watch::Sender<bool>>>>);
-
-impl Sessions {
-    fn watch(&self, addr: SocketAddr) -> watch::Receiver<bool> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(addr.to_string())
-            .or_insert_with(|| watch::channel(false).0)
-            .subscribe()
-    }
-
-    fn set(&self, peer: &str, ready: bool) {
-        if let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(peer) {
-            tx.send_replace(ready);
-        }
-    }
-}
-
-impl NodeEventSubscription for Sessions {
-    fn node_session_opened(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
-
-    fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
-        self.set(&ses.peer_addr, false);
-    }
-
-    fn node_session_authenticated(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
-
-    fn node_session_ready(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
-        self.set(&ses.peer_addr, true);
-    }
-}
-
-enum Link {
-    Handshake,
-    Connect(String),
-}
-
-/// Connects once and waits for the session to be ready.
-async fn connect_once(
-    server: &ActorRef<NodeServerMessage>,
-    addr: SocketAddr,
-    mut ready: watch::Receiver<bool>,
-    timeout: Duration,
-) -> Result<(), Link> {
-    ractor_cluster::client_connect(server, addr)
-        .await
-        .map_err(|e| Link::Connect(e.to_string()))?;
-    match tokio::time::timeout(timeout, ready.wait_for(|r| *r)).await {
-        Ok(Ok(_)) => Ok(()),
-        _ => Err(Link::Handshake),
-    }
-}
-
-/// Keeps one node linked: waits for the session to drop, then connects again with backoff.
-async fn keep_linked(
-    server: ActorRef<NodeServerMessage>,
-    addr: SocketAddr,
-    mut ready: watch::Receiver<bool>,
-    timeout: Duration,
-) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        if *ready.borrow() {
-            if ready.wait_for(|r| !*r).await.is_err() {
-                return;
-            }
-            warn!(node = %addr, "lost the link to a node; reconnecting");
-            backoff = Duration::from_millis(200);
-        }
-        match connect_once(&server, addr, ready.clone(), timeout).await {
-            Ok(()) => {
-                info!(node = %addr, "linked to a node");
-                continue;
-            }
-            Err(Link::Handshake) => {
-                warn!(node = %addr, "no cluster handshake with a node in time (wrong cookie?); retrying");
-            }
-            Err(Link::Connect(e)) => {
-                tracing::debug!(node = %addr, error = %e, "could not connect to a node")
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
 }
 
 /// What the worker's actor and its run tasks share.
