@@ -433,7 +433,7 @@ impl Hub {
         let clock = self.shared.clock.clone();
         let mut tried = HashSet::new();
         let mut note: Option<String> = None;
-        let deadline_ms = req.deadline_ms;
+        let mut deadline_ms = req.deadline_ms;
         loop {
             let now_ms = clock.now_ms();
             if now_ms >= deadline_ms {
@@ -532,8 +532,11 @@ impl Hub {
             crate::metrics::remote_dispatch_failed("worker_lost");
             let why = format!("worker {worker} was lost mid-run ({lost})");
             tried.insert(worker);
-            if req.at_least_once && clock.now_ms() < deadline_ms {
+            if req.at_least_once && note.is_none() {
+                // Sent once more, as a successor would redeliver an instant in doubt: within a send window of
+                // its own (the claim window may be over by now; the owner's session still fences the start).
                 note = Some(format!("redelivered: {why} (at_least_once)"));
+                deadline_ms = deadline_ms.max(clock.now_ms() + SEND_WINDOW.as_millis() as i64);
                 continue;
             }
             return with_note(result(Outcome::InDoubt, why), note);

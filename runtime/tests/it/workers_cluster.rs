@@ -234,6 +234,65 @@ async fn a_group_runs_on_its_workers_and_a_worker_killed_mid_run_leaves_its_inst
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_at_least_once_fire_lost_with_its_worker_runs_again_on_the_other_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = free_port();
+    let server = node(dir.path(), cluster);
+    let w1 = WorkerProcess::start("w1", cluster).await;
+    let w2 = WorkerProcess::start("w2", cluster).await;
+    workers_listed(&server, 2).await;
+    let ledger_file = ledger_path(dir.path());
+    let mut job = ledger_job("bill", &ledger_file, "1.5");
+    job["delivery"] = json!("at_least_once");
+    create(&server, job).await;
+    let (victim_fire, victim) =
+        eventually("a run", || async { ledger(&ledger_file).first().cloned() }).await;
+    let (killed, survivor) = if victim == "w1" {
+        (&w1, "w2")
+    } else {
+        (&w2, "w1")
+    };
+    killed.signal(Signal::SIGKILL);
+
+    // The same fire runs again, on the survivor, and its record says why.
+    eventually("the fire to run again", || async {
+        ledger(&ledger_file)
+            .iter()
+            .any(|(f, w)| *f == victim_fire && w == survivor)
+            .then_some(())
+    })
+    .await;
+    let record = eventually("its record", || async {
+        server
+            .runs("bill")
+            .await
+            .into_iter()
+            .find(|r| r["scheduled_ms"] == instant(&victim_fire))
+    })
+    .await;
+    assert_eq!(record["outcome"], "succeeded", "{record}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!("redelivered: worker {victim} was lost mid-run"))
+            && reason.ends_with(&format!("worker {survivor}")),
+        "{record}"
+    );
+    // Twice in all (the lost run and its redelivery), no more; every other fire once.
+    let lines = ledger(&ledger_file);
+    assert_eq!(
+        lines.iter().filter(|(f, _)| *f == victim_fire).count(),
+        2,
+        "{lines:?}"
+    );
+    assert_no_fire_twice(
+        &lines
+            .into_iter()
+            .filter(|(f, _)| *f != victim_fire)
+            .collect::<Vec<_>>(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_frozen_past_the_deadline_starts_nothing_late_when_thawed() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = free_port();
