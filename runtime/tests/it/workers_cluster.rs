@@ -24,18 +24,46 @@ fn free_port() -> u16 {
 
 /// A node with its cluster port on `cluster` (loopback: no cookie needed).
 fn node(dir: &Path, cluster: u16) -> Server {
+    node_with(dir, cluster, &[])
+}
+
+/// The same, with more `serve` arguments.
+fn node_with(dir: &Path, cluster: u16, more: &[String]) -> Server {
+    let mut args = vec![
+        "--cluster-listen".into(),
+        format!("127.0.0.1:{cluster}"),
+        "--node-id".into(),
+        "node-1".into(),
+    ];
+    args.extend(more.iter().cloned());
     Server::start_with(
         dir,
         Options {
-            args: vec![
-                "--cluster-listen".into(),
-                format!("127.0.0.1:{cluster}"),
-                "--node-id".into(),
-                "node-1".into(),
-            ],
+            args,
             ..Options::default()
         },
     )
+}
+
+/// A webhook receiver on loopback: its URL and the events it received.
+async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
+    use axum::extract::State;
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |State(seen): State<Arc<Mutex<Vec<Value>>>>,
+                 axum::Json(event): axum::Json<Value>| async move {
+                    seen.lock().unwrap().push(event);
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
 }
 
 /// A running `campanile worker`.
@@ -161,7 +189,20 @@ fn ledger_path(dir: &Path) -> PathBuf {
 async fn a_group_runs_on_its_workers_and_a_worker_killed_mid_run_leaves_its_instant_in_doubt() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = free_port();
-    let server = node(dir.path(), cluster);
+    let (hook, received) = webhook().await;
+    let config = dir.path().join("campanile.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[notify.webhooks]]\nname = \"ops\"\nurl = \"{hook}\"\nevents = [\"worker_lost\"]\n"
+        ),
+    )
+    .unwrap();
+    let server = node_with(
+        dir.path(),
+        cluster,
+        &["--config".into(), config.display().to_string()],
+    );
     let w1 = WorkerProcess::start("w1", cluster).await;
     let w2 = WorkerProcess::start("w2", cluster).await;
     workers_listed(&server, 2).await;
@@ -231,6 +272,15 @@ async fn a_group_runs_on_its_workers_and_a_worker_killed_mid_run_leaves_its_inst
         .filter_map(|w| w["id"].as_str())
         .collect();
     assert_eq!(ids, BTreeSet::from([survivor]), "{listed}");
+    // The node reported the lost worker to the webhook.
+    let event = eventually("a worker_lost event", || async {
+        received.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(event["event"], "worker_lost", "{event}");
+    assert_eq!(event["lost_worker"]["id"], victim.as_str(), "{event}");
+    assert_eq!(event["lost_worker"]["group"], "billing", "{event}");
+    assert_eq!(event["lost_worker"]["in_doubt"], 1, "{event}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
