@@ -564,6 +564,7 @@ impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(actor) = self.actor.take() {
             let _ = actor.cast(ToWorker::Cancel {
+                owner: self.hub.shared.node.to_string(),
                 dispatch: self.dispatch,
             });
             self.hub.settle(self.dispatch);

@@ -70,6 +70,8 @@ pub enum ToWorker {
     /// Stop this dispatch's run (the owner cancelled it: `cancel_previous`, shutdown); answered by its
     /// `Finished` as usual.
     Cancel {
+        /// The owning node's id (dispatch numbers are per node).
+        owner: String,
         /// The dispatch number.
         dispatch: u64,
     },

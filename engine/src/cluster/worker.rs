@@ -589,12 +589,10 @@ impl Actor for WorkerActor {
                     }
                 }
             }
-            ToWorker::Cancel { dispatch } => {
+            ToWorker::Cancel { owner, dispatch } => {
+                let key = (owner, dispatch);
                 let mut runs = shared.lock();
-                let key = runs.runs.keys().find(|(_, d)| *d == dispatch).cloned();
-                if let Some(key) = key
-                    && let Some(task) = runs.runs.remove(&key)
-                {
+                if let Some(task) = runs.runs.remove(&key) {
                     // Dropping the attempt kills a command's process group.
                     task.abort();
                     drop(runs);
