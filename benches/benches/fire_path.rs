@@ -113,6 +113,7 @@ async fn rig(jobs: usize) -> Rig {
         None,
         executor::Executor,
         executor::Arguments {
+            hub: None,
             node: node.clone(),
             clock: SystemClock::new().shared(),
             handlers: Arc::new(HashMap::from([("bench".to_owned(), handler)])),

@@ -112,6 +112,21 @@ impl BaseEnv {
         self
     }
 
+    /// The same with one more variable (replacing one of the same name): a worker adds `CAMPANILE_WORKER_ID`.
+    #[must_use]
+    pub fn with_var(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        let name = name.into();
+        let mut vars: Vec<(OsString, OsString)> = self
+            .vars
+            .iter()
+            .filter(|(n, _)| *n != name)
+            .cloned()
+            .collect();
+        vars.push((name, value.into()));
+        self.vars = vars.into();
+        self
+    }
+
     /// Whether commands may run as `user`.
     pub fn allows_run_as(&self, user: &str) -> bool {
         self.run_as.iter().any(|u| u == user)

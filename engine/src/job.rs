@@ -91,6 +91,18 @@ pub struct JobSpec {
     /// Labels a node must carry to own this job (e.g. `["region=eu"]`).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub node_labels: BTreeSet<String>,
+    /// Where it runs: on a worker of this executor group (see `crate::cluster`); on the owning node if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<ExecutorGroup>,
+}
+
+/// A job's executor group: `{"group": "billing"}`. The owning node still claims and fences every instant; a
+/// worker of the group runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorGroup {
+    /// The group's name (1 to 64 of `A-Z a-z 0-9 . _ -`), as workers give it with `--group`.
+    pub group: String,
 }
 
 /// A stored job: a spec plus its identity and the store revision it was last written at.
@@ -321,6 +333,7 @@ impl JobSpec {
             paused: false,
             weight: default_weight(),
             node_labels: BTreeSet::new(),
+            executor: None,
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod assign;
 pub mod clock;
+pub mod cluster;
 pub mod coordinator;
 pub mod exec;
 pub mod job;
@@ -22,6 +23,7 @@ pub mod run;
 pub mod schedule;
 pub mod scheduler;
 
+pub use cluster::{ClusterConfig, Worker, WorkerBuilder, WorkerError, WorkerStatus};
 pub use coordinator::{CoordError, Coordinator, RunQuery};
 pub use exec::FireContext;
 pub use job::{FireId, Job, JobId, JobSpec, Target, ValidationError};

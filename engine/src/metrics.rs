@@ -12,6 +12,9 @@
 //! | `campanile_runs_in_flight` | gauge | | runs started and not finished on this node |
 //! | `campanile_jobs_owned` | gauge | | jobs this node owns |
 //! | `campanile_coordinator_errors_total` | counter | `op` | failed coordinator calls |
+//! | `campanile_workers` | gauge | `group` | workers connected to this node, by executor group |
+//! | `campanile_remote_dispatch_seconds` | histogram | | a fire's send to a worker → the worker's acknowledgement of its start |
+//! | `campanile_remote_dispatch_failures_total` | counter | `reason` | sends to workers that did not run: `no_worker`, `not_acknowledged`, `refused`, `worker_lost` |
 
 use crate::run::Outcome;
 
@@ -30,6 +33,13 @@ pub const JOBS_OWNED: &str = "campanile_jobs_owned";
 /// Failed coordinator calls, by `op`.
 pub const COORDINATOR_ERRORS: &str = "campanile_coordinator_errors_total";
 
+/// Workers connected to this node, by `group`.
+pub const WORKERS: &str = "campanile_workers";
+/// A fire's send to a worker → the worker's acknowledgement that it started, seconds.
+pub const REMOTE_DISPATCH: &str = "campanile_remote_dispatch_seconds";
+/// Sends to workers that did not run, by `reason`.
+pub const REMOTE_DISPATCH_FAILURES: &str = "campanile_remote_dispatch_failures_total";
+
 /// The counter of written run records with this outcome (registered once by the recorder).
 pub(crate) fn runs_counter(outcome: Outcome) -> metrics::Counter {
     metrics::counter!(RUNS, "outcome" => outcome.as_str())
@@ -43,4 +53,9 @@ pub(crate) fn misfired(reason: &'static str, count: u64) {
 /// Counts a failed coordinator call.
 pub(crate) fn coordinator_error(op: &'static str) {
     metrics::counter!(COORDINATOR_ERRORS, "op" => op).increment(1);
+}
+
+/// Counts a send to a worker that did not run (`reason` from a fixed set).
+pub(crate) fn remote_dispatch_failed(reason: &'static str) {
+    metrics::counter!(REMOTE_DISPATCH_FAILURES, "reason" => reason).increment(1);
 }

@@ -121,6 +121,8 @@ pub struct Arguments {
     pub config: Config,
     /// Where the recorder announces stored records.
     pub stored: tokio::sync::broadcast::Sender<crate::run::RunRecord>,
+    /// The hub of executor groups, when the node has a cluster port.
+    pub hub: Option<crate::cluster::Hub>,
 }
 
 struct Children {
@@ -184,6 +186,10 @@ async fn spawn_children(
     let fence: Fence = Arc::default();
     let revoked: Revoked = Arc::default();
     let ended: dispatcher::Ended = Arc::default();
+    if let Some(hub) = &args.hub {
+        // Workers hear this set's session in the hub's heartbeat.
+        hub.set_fence(fence.clone());
+    }
     let (recorder, _) = Actor::spawn_linked(
         None,
         recorder::Recorder,
@@ -208,6 +214,7 @@ async fn spawn_children(
             ended: ended.clone(),
             base_env: args.base_env.clone(),
             egress: args.egress.clone(),
+            hub: args.hub.clone(),
         },
         cell.clone(),
     )
@@ -271,6 +278,10 @@ async fn spawn_children(
         recorder,
     })
 }
+
+// Local only: ractor's `cluster` feature (executor groups) asks every message type to say whether it
+// can cross the network; this one cannot.
+impl ractor::Message for Msg {}
 
 impl Actor for Node {
     type Msg = Msg;

@@ -109,6 +109,8 @@ struct Inner {
     rng: Mutex<rand::rngs::StdRng>,
     /// What commands start from, and who they may run as (checked when a job is written here).
     base_env: BaseEnv,
+    /// The cluster port and hub of executor groups, if the node has one.
+    cluster: Option<crate::cluster::Listening>,
 }
 
 /// A running node's handle. Cheap to clone; job operations go to the coordinator, so they act on the whole
@@ -122,6 +124,27 @@ impl Scheduler {
     /// A builder.
     pub fn builder() -> Builder {
         Builder::default()
+    }
+
+    /// Workers of executor groups connected to this node (empty without a cluster port).
+    pub fn workers(&self) -> Vec<crate::cluster::WorkerStatus> {
+        self.inner
+            .cluster
+            .as_ref()
+            .map(|c| c.hub.workers())
+            .unwrap_or_default()
+    }
+
+    /// The address of this node's cluster port, if it has one.
+    pub fn cluster_listen(&self) -> Option<std::net::SocketAddr> {
+        self.inner.cluster.as_ref().map(|c| c.listen)
+    }
+
+    /// Workers joining and being lost on this node (`None` without a cluster port).
+    pub fn worker_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<crate::cluster::WorkerEvent>> {
+        self.inner.cluster.as_ref().map(|c| c.hub.subscribe())
     }
 
     /// This node's id.
@@ -353,6 +376,10 @@ impl Scheduler {
             reply
         })
         .map_err(|_| SchedulerError::Stopped)?;
+        // After the drain: runs on workers were waited for like local ones.
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.stop().await;
+        }
         // Return only once the node and everything it holds (the coordinator among it) is gone.
         let _ = self
             .inner
@@ -368,6 +395,9 @@ impl Scheduler {
     /// successor (this node restarted, or another) accounts for the instants per policy after the session's
     /// TTL. Prefer [`Scheduler::shutdown`]; this exists for tests, simulations and last-resort exits.
     pub async fn abort(&self) {
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.stop().await;
+        }
         let cell = self.inner.node.get_cell();
         for child in cell.get_children() {
             child.kill();

@@ -23,6 +23,7 @@ pub mod redact;
 pub mod runs;
 pub mod schedules;
 pub mod schema;
+pub mod workers;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -171,6 +172,7 @@ pub fn routes_with(limits: &Limits) -> (axum::Router<AppState>, utoipa::openapi:
         .routes(routes!(live::stats))
         .routes(routes!(schedules::preview_route))
         .routes(routes!(cluster::cluster))
+        .routes(routes!(workers::list_workers))
         .routes(routes!(rebalance::plan_route))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::me));

@@ -44,6 +44,9 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Run a worker of an executor group (`campanile worker --join HOST:PORT --group NAME`), or list the
+    /// workers connected to a node (`campanile worker ls`).
+    Worker(WorkerCli),
     /// Plan rebalances.
     Rebalance {
         /// What to do.
@@ -351,4 +354,80 @@ pub enum ScheduleCommand {
         #[arg(long, short, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+}
+
+/// `campanile worker`: run one, or `ls`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct WorkerCli {
+    /// `ls`; without one, run a worker.
+    #[command(subcommand)]
+    pub command: Option<WorkerCommand>,
+    /// How to run the worker.
+    #[command(flatten)]
+    pub run: WorkerArgs,
+}
+
+/// `campanile worker ...`.
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// List the workers connected to a node (`GET /v1/workers`).
+    Ls {
+        /// Where and how to connect.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// How a worker runs.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Cluster addresses of the nodes to serve (HOST:PORT, comma-separated): list every node, since a job's
+    /// fires go to workers connected to the node that owns it.
+    #[arg(
+        long,
+        env = "CAMPANILE_JOIN",
+        value_name = "HOST:PORT",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub join: Vec<String>,
+    /// The executor group this worker serves (jobs name it in "executor": {"group": NAME}).
+    #[arg(long, env = "CAMPANILE_GROUP", value_name = "NAME", required = true)]
+    pub group: Option<String>,
+    /// This worker's id, unique in the cluster [default: HOSTNAME-PID]; commands get it as CAMPANILE_WORKER_ID.
+    #[arg(long, env = "CAMPANILE_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Labels shown by `worker ls` (k=v, comma-separated).
+    #[arg(
+        long,
+        env = "CAMPANILE_LABELS",
+        value_name = "K=V",
+        value_delimiter = ','
+    )]
+    pub labels: Vec<String>,
+    /// Most runs at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_concurrent: u32,
+    /// File holding the cluster cookie (the nodes' --cluster-cookie-file); required to join a node that is not
+    /// on loopback.
+    #[arg(long, env = "CAMPANILE_CLUSTER_COOKIE_FILE", value_name = "FILE")]
+    pub cluster_cookie_file: Option<PathBuf>,
+    /// Environment variables of the worker that commands receive, besides PATH, HOME, LANG and TZ
+    /// (comma-separated).
+    #[arg(
+        long,
+        env = "CAMPANILE_INHERIT_ENV",
+        value_name = "NAMES",
+        value_delimiter = ','
+    )]
+    pub inherit_env: Vec<String>,
+    /// Log filter (info, debug, campanile=debug,info).
+    #[arg(
+        long,
+        env = "CAMPANILE_LOG",
+        value_name = "FILTER",
+        default_value = "info"
+    )]
+    pub log_level: String,
 }

@@ -184,6 +184,7 @@ impl Client {
             "delivery",
             "labels",
             "node_labels",
+            "executor",
             "jitter",
         ] {
             let value = get(key);
@@ -535,6 +536,55 @@ pub async fn cluster(args: &ClientArgs) -> anyhow::Result<()> {
                 .map(|l| l.iter().map(text).collect::<Vec<_>>().join(","))
                 .unwrap_or_default(),
             text(&member["session"]),
+        ]);
+    }
+    out!("{table}")?;
+    Ok(())
+}
+
+/// Runs `campanile worker ls`.
+pub async fn workers(args: &ClientArgs) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    let answer = client.call(Method::GET, "v1/workers", None, None).await?;
+    let body = &answer.body;
+    if client.output == Output::Json {
+        client.print_json(body)?;
+        return Ok(());
+    }
+    if body["listening"].as_bool() == Some(false) {
+        outln!(
+            "node {} has no cluster port (serve --cluster-listen HOST:PORT): no worker can connect",
+            text(&body["node"])
+        )?;
+    }
+    let mut table = Table::new([
+        "GROUP",
+        "WORKER",
+        "NODE",
+        "RUNNING",
+        "MAX",
+        "LAST HEARTBEAT",
+        "VERSION",
+        "LABELS",
+    ]);
+    for worker in body["workers"].as_array().into_iter().flatten() {
+        table.row([
+            text(&worker["group"]),
+            text(&worker["id"]),
+            text(&worker["node"]),
+            text(&worker["running"]),
+            text(&worker["max_concurrent"]),
+            format_ms(worker["last_heartbeat_ms"].as_i64()),
+            text(&worker["version"]),
+            worker["labels"]
+                .as_object()
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, v)| format!("{k}={}", text(v)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
         ]);
     }
     out!("{table}")?;

@@ -4,9 +4,12 @@
 //!
 //! Every key is documented in `docs/operations.md`; a test checks that each key of [`Config`] appears there.
 
+mod cluster;
 #[cfg(test)]
 mod tests;
 mod validate;
+
+pub use cluster::{ClusterConfig, read_cookie};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -75,6 +78,8 @@ pub struct Config {
     pub zookeeper: ZooKeeperConfig,
     /// How to reach etcd when `coordinator` is an `etcd://` URL.
     pub etcd: EtcdConfig,
+    /// The cluster port for workers of executor groups.
+    pub cluster: ClusterConfig,
 }
 
 /// `[etcd]`: authentication, TLS and timing towards etcd (the endpoints and key prefix are in the
@@ -341,16 +346,19 @@ pub enum EventKind {
     InDoubt,
     /// A member left the cluster (session expired or closed).
     NodeLost,
+    /// A worker of an executor group connected to this node was lost (its link broke, or it went silent).
+    WorkerLost,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::RunFailed,
         EventKind::RunTimedOut,
         EventKind::Misfired,
         EventKind::InDoubt,
         EventKind::NodeLost,
+        EventKind::WorkerLost,
     ];
 
     /// The snake_case name.
@@ -361,6 +369,7 @@ impl EventKind {
             EventKind::Misfired => "misfired",
             EventKind::InDoubt => "in_doubt",
             EventKind::NodeLost => "node_lost",
+            EventKind::WorkerLost => "worker_lost",
         }
     }
 }
@@ -389,6 +398,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             zookeeper: ZooKeeperConfig::default(),
             etcd: EtcdConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -571,6 +581,12 @@ pub struct Overrides {
     /// any command as this user.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Open the cluster port where workers of executor groups connect (HOST:PORT).
+    #[arg(long, env = "CAMPANILE_CLUSTER_LISTEN", value_name = "ADDR")]
+    pub cluster_listen: Option<SocketAddr>,
+    /// File holding the cluster cookie workers must present (required unless --cluster-listen is loopback).
+    #[arg(long, env = "CAMPANILE_CLUSTER_COOKIE_FILE", value_name = "FILE")]
+    pub cluster_cookie_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -632,6 +648,12 @@ impl Config {
         }
         if o.insecure_no_auth {
             self.insecure_no_auth = true;
+        }
+        if let Some(v) = o.cluster_listen {
+            self.cluster.listen = Some(v);
+        }
+        if let Some(v) = o.cluster_cookie_file {
+            self.cluster.cookie_file = Some(v);
         }
     }
 

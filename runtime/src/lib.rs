@@ -1,5 +1,5 @@
 //! The standalone Campanile node, as a library behind the `campanile` binary: configuration, the HTTP API,
-//! the server, the CLI client and webhook notifications. See `docs/operations.md` for running it.
+//! the server, the CLI client, webhook notifications and the worker of executor groups. See `docs/operations.md` for running it.
 
 pub mod api;
 pub mod cli;
@@ -11,3 +11,4 @@ pub mod notify;
 pub mod output;
 pub mod server;
 pub mod telemetry;
+pub mod worker;

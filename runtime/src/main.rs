@@ -1,12 +1,15 @@
-//! The `campanile` binary: `serve` runs a node; `job`, `cluster` and `rebalance` talk to one; `config
+//! The `campanile` binary: `serve` runs a node; `worker` runs a worker of an executor group; `job`, `cluster`,
+//! `worker ls` and `rebalance` talk to a node; `config
 //! check` validates a file; `completions` and `man` print what packaging installs. Exit codes: 0 ok (also
 //! when standard output's reader went away: `| head -1`), 1 error, 2 usage (from clap).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use campanile_runtime::cli::{Cli, Command, ConfigCommand, RebalanceCommand, ScheduleCommand};
-use campanile_runtime::config::Config;
+use campanile_runtime::cli::{
+    Cli, Command, ConfigCommand, RebalanceCommand, ScheduleCommand, WorkerCommand,
+};
+use campanile_runtime::config::{Config, LogConfig};
 use campanile_runtime::output::write_bytes;
 use campanile_runtime::{client, out, output, server, telemetry};
 use clap::{CommandFactory, Parser};
@@ -61,6 +64,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Job { client, command } => runtime()?.block_on(client::job(&client, &command)),
         Command::Cluster { client } => runtime()?.block_on(client::cluster(&client)),
+        Command::Worker(worker) => match worker.command {
+            Some(WorkerCommand::Ls { client }) => runtime()?.block_on(client::workers(&client)),
+            None => {
+                telemetry::init_logs(&LogConfig {
+                    level: worker.run.log_level.clone(),
+                    ..LogConfig::default()
+                })?;
+                runtime()?.block_on(campanile_runtime::worker::run(&worker.run))
+            }
+        },
         Command::Schedule {
             command:
                 ScheduleCommand::Next {

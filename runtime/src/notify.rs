@@ -1,4 +1,5 @@
-//! Webhook notifications: failed and timed-out runs, misfires, in-doubt fires and lost nodes are POSTed as
+//! Webhook notifications: failed and timed-out runs, misfires, in-doubt fires, lost nodes and lost workers
+//! (`worker_lost`, from this node's hub of executor groups, reported by the node the worker was linked to) are POSTed as
 //! JSON to the configured webhooks, with retries and backoff, from bounded queues that never block
 //! anything else (a full queue drops the event and counts it in `campanile_notifications_total`).
 //!
@@ -45,6 +46,22 @@ pub struct Event {
     /// The lost member's id, for `node_lost`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_node: Option<String>,
+    /// The lost worker, for `worker_lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_worker: Option<LostWorker>,
+}
+
+/// A worker of an executor group that a node lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LostWorker {
+    /// Its id.
+    pub id: String,
+    /// Its executor group.
+    pub group: String,
+    /// Why it counts as lost (`its link to this node broke`, `not heard from for 3s`).
+    pub reason: String,
+    /// Fires that were running on it, now recorded `in_doubt` (or sent again, for `at_least_once` jobs).
+    pub in_doubt: u32,
 }
 
 /// The job an event is about.
@@ -123,6 +140,7 @@ impl Notifier {
         };
         // Subscribed before the task starts: no record stored from here on is missed.
         let runs = scheduler.subscribe_runs();
+        let workers = scheduler.worker_events();
         let poller = Poller {
             scheduler,
             hooks,
@@ -130,7 +148,7 @@ impl Notifier {
             members: None,
             orphans: BTreeSet::new(),
         };
-        let handle = tokio::spawn(poller.run(runs, config.poll_interval));
+        let handle = tokio::spawn(poller.run(runs, workers, config.poll_interval));
         *notifier.poller.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Some(notifier)
     }
@@ -173,11 +191,22 @@ struct Poller {
 const MAX_ORPHANS: usize = 1024;
 
 impl Poller {
-    async fn run(mut self, mut runs: broadcast::Receiver<RunRecord>, every: Duration) {
+    async fn run(
+        mut self,
+        mut runs: broadcast::Receiver<RunRecord>,
+        mut workers: Option<broadcast::Receiver<campanile::cluster::WorkerEvent>>,
+        every: Duration,
+    ) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                biased;
+                event = next_worker_event(&mut workers) => {
+                    if let Some(campanile::cluster::WorkerEvent::Lost { worker, reason, in_doubt }) = event {
+                        self.worker_lost(LostWorker { id: worker.id, group: worker.group, reason, in_doubt });
+                    }
+                }
                 record = runs.recv() => match record {
                     Ok(record) => self.record(record).await,
                     Err(broadcast::error::RecvError::Lagged(skipped)) => {
@@ -214,6 +243,7 @@ impl Poller {
                     job: None,
                     run: Some(record),
                     lost_node: None,
+                    lost_worker: None,
                 };
                 self.send(None, event);
                 return;
@@ -226,6 +256,7 @@ impl Poller {
             job: Some(job_ref(&job)),
             run: Some(record),
             lost_node: None,
+            lost_worker: None,
         };
         self.send(Some(&job), event);
     }
@@ -296,6 +327,22 @@ impl Poller {
                 job: None,
                 run: None,
                 lost_node: Some(lost),
+                lost_worker: None,
+            },
+        );
+    }
+
+    fn worker_lost(&self, lost: LostWorker) {
+        self.send(
+            None,
+            Event {
+                event: EventKind::WorkerLost,
+                node: self.scheduler.node_id().to_string(),
+                at_ms: self.clock.now_ms(),
+                job: None,
+                run: None,
+                lost_node: None,
+                lost_worker: Some(lost),
             },
         );
     }
@@ -322,6 +369,29 @@ impl Poller {
                 metrics::counter!(NOTIFICATIONS, "webhook" => config.name.clone(), "result" => "dropped")
                     .increment(1);
             }
+        }
+    }
+}
+
+/// The next worker event, or never (no cluster port, or the feed closed). A lagging receiver skips ahead.
+async fn next_worker_event(
+    workers: &mut Option<broadcast::Receiver<campanile::cluster::WorkerEvent>>,
+) -> Option<campanile::cluster::WorkerEvent> {
+    let Some(rx) = workers else {
+        return std::future::pending().await;
+    };
+    match rx.recv().await {
+        Ok(event) => Some(event),
+        Err(broadcast::error::RecvError::Lagged(skipped)) => {
+            warn!(
+                skipped,
+                "worker events fell behind; skipped ones are not reported"
+            );
+            None
+        }
+        Err(broadcast::error::RecvError::Closed) => {
+            *workers = None;
+            None
         }
     }
 }

@@ -187,6 +187,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(capacity) = config.capacity {
         builder = builder.capacity(capacity);
     }
+    if let Some(cluster) = config.cluster.engine()? {
+        tracing::info!(listen = %cluster.listen, "cluster port open for workers");
+        builder = builder.cluster(cluster);
+    }
     let scheduler = builder.start().await.context("failed to start the node")?;
     let notifier = Notifier::start(&config.notify, &egress, scheduler.clone());
 

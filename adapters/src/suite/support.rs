@@ -372,6 +372,9 @@ pub(crate) fn full_job(name: &str, variant: usize) -> Job {
         paused: true,
         weight: 7,
         node_labels: BTreeSet::from(["region=eu".into(), "ssd".into()]),
+        executor: Some(campanile::job::ExecutorGroup {
+            group: "billing".into(),
+        }),
     };
     Job {
         id: job_id(name),

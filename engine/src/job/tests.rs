@@ -128,7 +128,8 @@ fn every_field_set_round_trips_through_json() {
         "end_at": "2027-01-01T00:00:00Z",
         "paused": true,
         "weight": 7,
-        "node_labels": ["region=eu", "ssd"]
+        "node_labels": ["region=eu", "ssd"],
+        "executor": {"group": "billing"}
     }"#;
     let spec = parse(json).unwrap();
     let expected = JobSpec {
@@ -172,6 +173,9 @@ fn every_field_set_round_trips_through_json() {
         paused: true,
         weight: 7,
         node_labels: BTreeSet::from(["region=eu".to_owned(), "ssd".to_owned()]),
+        executor: Some(ExecutorGroup {
+            group: "billing".to_owned(),
+        }),
     };
     assert_eq!(spec, expected);
     let text = serde_json::to_string(&spec).unwrap();
@@ -204,7 +208,8 @@ fn every_field_set_round_trips_through_json() {
             "end_at",
             "paused",
             "weight",
-            "node_labels"
+            "node_labels",
+            "executor"
         ])
     );
 

@@ -89,6 +89,20 @@ impl JobSpec {
                 format!("is before start_at {}", start.to_rfc3339()),
             ));
         }
+        if let Some(executor) = &self.executor {
+            let group = &executor.group;
+            if !(1..=64).contains(&group.len())
+                || !group
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
+                return Err(ValidationError::new(
+                    "executor.group",
+                    group.escape_debug(),
+                    "must be 1 to 64 characters of [A-Za-z0-9._-]",
+                ));
+            }
+        }
         if self.weight == 0 || self.weight > 1_000_000 {
             return Err(ValidationError::new(
                 "weight",

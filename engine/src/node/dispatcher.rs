@@ -315,6 +315,10 @@ impl Wired {
     }
 }
 
+// Local only: ractor's `cluster` feature (executor groups) asks every message type to say whether it
+// can cross the network; this one cannot.
+impl ractor::Message for Msg {}
+
 impl Actor for Dispatcher {
     type Msg = Msg;
     type State = Wired;

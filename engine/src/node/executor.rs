@@ -113,6 +113,8 @@ pub struct Arguments {
     pub base_env: crate::exec::BaseEnv,
     /// Where HTTP targets may connect.
     pub egress: crate::exec::Egress,
+    /// Where fires of jobs with an executor group go (`None`: the node has no cluster port).
+    pub hub: Option<crate::cluster::Hub>,
 }
 
 /// Everything a run task needs, shared: a run task holds one `Arc` of it and its fire, nothing else.
@@ -126,6 +128,7 @@ struct RunEnv {
     base_env: crate::exec::BaseEnv,
     #[cfg(feature = "http")]
     http: crate::exec::HttpClients,
+    hub: Option<crate::cluster::Hub>,
     metrics: RunMetrics,
     /// The executor itself, woken by the first completion of a batch.
     executor: ActorRef<Msg>,
@@ -396,6 +399,7 @@ impl State {
 /// not block the thread, as any async code: one that does delays the fires behind it in the batch.
 fn inline_first_poll(fire: &Fire) -> bool {
     matches!(fire.job.spec.target, Target::Handler(_))
+        && fire.job.spec.executor.is_none()
         && fire.job.spec.jitter.is_none_or(|j| j.is_zero())
 }
 
@@ -497,8 +501,20 @@ async fn run_fire(env: &RunEnv, fire: Fire, progress: &Progress) -> RunRecord {
             started_ms = Some(now_ms);
         }
         progress.attempt_started(attempt, now_ms);
-        last = attempt_once(env, &spec.target, ctx).await;
+        last = match &spec.executor {
+            Some(executor) => remote_attempt(env, &fire, &executor.group, ctx).await,
+            None => attempt_once(env, &spec.target, ctx).await,
+        };
         attempt_no = attempt;
+        if matches!(last.outcome, Outcome::Misfired | Outcome::InDoubt) {
+            // Not started by any worker (`misfired`), or maybe started by a lost one (`in_doubt`): either way
+            // not a failure that a retry may repeat.
+            if last.outcome == Outcome::Misfired && attempt == 1 {
+                started_ms = None;
+                attempt_no = 0;
+            }
+            break;
+        }
         if last.outcome == Outcome::Succeeded || attempt == attempts {
             break;
         }
@@ -573,6 +589,42 @@ async fn attempt_once(env: &RunEnv, target: &Target, ctx: FireContext) -> Attemp
     }
 }
 
+/// One attempt on a worker of the job's executor group (see `crate::cluster`): not started after the end of
+/// the fire's claim window, and accounted for as `misfired` or `in_doubt` when no worker ran it for sure.
+async fn remote_attempt(env: &RunEnv, fire: &Fire, group: &str, ctx: FireContext) -> AttemptResult {
+    let Some(hub) = &env.hub else {
+        crate::metrics::remote_dispatch_failed("no_worker");
+        return AttemptResult {
+            outcome: Outcome::Misfired,
+            code: None,
+            output: String::new(),
+            reason: Some(format!(
+                "no worker of group {group}: this node has no cluster port for workers to join"
+            )),
+        };
+    };
+    let now_ms = env.clock.now_ms();
+    let unclaimed = now_ms + crate::cluster::UNCLAIMED_WINDOW.as_millis() as i64;
+    // The claim window bounds the first attempt only, as for a local run; retries and manual fires (not
+    // claimed) get a window of their own, and the owner's session still fences them on the worker.
+    let deadline_ms = match fire.start_by_ms {
+        Some(by) if ctx.attempt == 1 => by,
+        _ => unclaimed,
+    };
+    hub.attempt(crate::cluster::RemoteAttempt {
+        group: group.to_owned(),
+        job: fire.job.id.clone(),
+        job_name: ctx.job_name,
+        scheduled_ms: fire.scheduled_ms,
+        attempt: ctx.attempt,
+        target: fire.job.spec.target.clone(),
+        session: fire.session,
+        deadline_ms,
+        at_least_once: fire.job.spec.delivery == crate::job::Delivery::AtLeastOnce,
+    })
+    .await
+}
+
 fn failed(code: Option<i32>, reason: &str) -> AttemptResult {
     AttemptResult {
         outcome: Outcome::Failed,
@@ -588,6 +640,10 @@ fn stable_hash(id: &FireId) -> u64 {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
+
+// Local only: ractor's `cluster` feature (executor groups) asks every message type to say whether it
+// can cross the network; this one cannot.
+impl ractor::Message for Msg {}
 
 impl Actor for Executor {
     type Msg = Msg;
@@ -607,6 +663,7 @@ impl Actor for Executor {
             ended: args.ended,
             handlers: args.handlers,
             base_env: args.base_env,
+            hub: args.hub,
             metrics: RunMetrics::register(),
             #[cfg(feature = "http")]
             http: crate::exec::HttpClients::new(args.egress.clone())

@@ -461,6 +461,10 @@ impl State {
     }
 }
 
+// Local only: ractor's `cluster` feature (executor groups) asks every message type to say whether it
+// can cross the network; this one cannot.
+impl ractor::Message for Msg {}
+
 impl Actor for Membership {
     type Msg = Msg;
     type State = State;

@@ -329,6 +329,10 @@ impl Shell {
     }
 }
 
+// Local only: ractor's `cluster` feature (executor groups) asks every message type to say whether it
+// can cross the network; this one cannot.
+impl ractor::Message for Msg {}
+
 impl Actor for Timer {
     type Msg = Msg;
     type State = Shell;

@@ -30,6 +30,7 @@ pub struct Builder {
     clock: Option<Arc<dyn Clock>>,
     seed: Option<u64>,
     config: node::Config,
+    cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Builder {
@@ -45,6 +46,7 @@ impl Default for Builder {
             egress: Egress::default(),
             clock: None,
             seed: None,
+            cluster: None,
             config: node::Config {
                 ttl: Duration::from_secs(10),
                 lookahead: Duration::from_secs(5),
@@ -156,6 +158,14 @@ impl Builder {
         self
     }
 
+    /// Opens a cluster port where workers of executor groups connect (`campanile worker`, or an application's
+    /// [`crate::Worker`]); jobs with `"executor": {"group": …}` run on them. Without it such jobs' fires are
+    /// recorded `misfired`.
+    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self
+    }
+
     /// Starts the node: it joins, takes its jobs and fires them until [`Scheduler::shutdown`].
     pub async fn start(self) -> Result<Scheduler, SchedulerError> {
         let coordinator = self
@@ -178,6 +188,14 @@ impl Builder {
         };
         let (stored, _) = tokio::sync::broadcast::channel(RUN_FEED_CAPACITY);
         let base_env = self.base_env.unwrap_or_default();
+        let cluster = match &self.cluster {
+            Some(config) => Some(
+                crate::cluster::Listening::start(node_id.clone(), clock.clone(), config)
+                    .await
+                    .map_err(SchedulerError::Build)?,
+            ),
+            None => None,
+        };
         let args = node::Arguments {
             coordinator: coordinator.clone(),
             clock: clock.clone(),
@@ -187,6 +205,7 @@ impl Builder {
             egress: self.egress,
             config: self.config,
             stored: stored.clone(),
+            hub: cluster.as_ref().map(|c| c.hub.clone()),
         };
         let (node, _) = Actor::spawn(None, node::Node, args)
             .await
@@ -200,6 +219,7 @@ impl Builder {
                 stored,
                 rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
                 base_env,
+                cluster,
             }),
         })
     }

@@ -10,6 +10,7 @@ mod observability;
 mod policies;
 mod requests;
 mod restart;
+mod workers;
 mod writes;
 
 use std::sync::Arc;

@@ -114,15 +114,19 @@ pub fn job_response(status: StatusCode, job: &Job) -> Response {
     response
 }
 
-/// Refuses a `handler` target: this binary registers no handler, so such a job could never run here (an
-/// application that embeds the engine registers handlers and creates such jobs through its own `Scheduler`).
+/// Refuses a `handler` target on the node itself: this binary registers no handler, so such a job could never
+/// run here (an application that embeds the engine registers handlers and creates such jobs through its own
+/// `Scheduler`). With an executor group it is fine: embedded workers (`campanile::Worker`) offer handlers.
 pub(crate) fn runnable_here(spec: JobSpec) -> Result<JobSpec, ApiError> {
-    if let campanile::Target::Handler(handler) = &spec.target {
+    if let campanile::Target::Handler(handler) = &spec.target
+        && spec.executor.is_none()
+    {
         return Err(ApiError::invalid(
             "target.type",
             format!(
                 "target.type: \"handler\" ({:?}) cannot run on this server, which registers no handlers: \
-                 use a \"command\" or \"http\" target (handlers belong to applications that embed campanile)",
+                 use a \"command\" or \"http\" target, or an \"executor\" group whose embedded workers offer \
+                 the handler (handlers belong to applications that embed campanile)",
                 handler.name
             ),
         ));

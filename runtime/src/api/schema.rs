@@ -82,6 +82,21 @@ pub struct JobSpecDoc {
     /// Labels a node must carry to own this job (`["region=eu"]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_labels: Vec<String>,
+    /// Run on a worker of this executor group (`campanile worker --group NAME`) rather than on the owning
+    /// node; the owner still claims every instant. No worker of the group within the claim window: the
+    /// instant is recorded `misfired` with reason "no worker of group NAME …".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<ExecutorDoc>,
+}
+
+/// A job's executor group.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ExecutorGroup)]
+pub struct ExecutorDoc {
+    /// The group's name (1 to 64 of `A-Z a-z 0-9 . _ -`).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$", example = "billing")]
+    pub group: String,
 }
 
 /// `PATCH /v1/jobs/{id}`: a JSON merge patch (RFC 7396) of the job JSON. Every member is optional, and `null`
@@ -159,6 +174,9 @@ pub struct JobPatchDoc {
     /// See `JobSpec.node_labels` (replaced whole: it is a list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_labels: Option<Vec<String>>,
+    /// See `JobSpec.executor`; `null` runs the job on its owning node again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<ExecutorDoc>,
 }
 
 /// DST handling of fixed cron times in a spring gap (wildcard jobs follow real time).
@@ -600,6 +618,9 @@ mod tests {
         spec.paused = true;
         spec.weight = 3;
         spec.node_labels.insert("region=eu".into());
+        spec.executor = Some(campanile::job::ExecutorGroup {
+            group: "billing".into(),
+        });
         spec
     }
 

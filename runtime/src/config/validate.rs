@@ -57,6 +57,7 @@ impl Config {
             ));
         }
         self.egress.policy(None)?;
+        self.cluster.validate()?;
         let http = &self.http;
         if !(1..=1_000_000).contains(&http.max_connections) {
             return Err(ValidationError::new(

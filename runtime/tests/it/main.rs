@@ -22,4 +22,5 @@ mod live;
 mod notify;
 mod openapi;
 mod run_as;
+mod workers_cluster;
 mod zk_cluster;

@@ -33,6 +33,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/"),
     ("get", "/console/{asset}"),
     ("get", "/v1/cluster"),
+    ("get", "/v1/workers"),
     ("post", "/v1/rebalance/plan"),
     ("get", "/v1/openapi.json"),
     ("get", "/healthz"),

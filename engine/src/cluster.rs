@@ -1,0 +1,103 @@
+//! Executor groups: jobs that name `"executor": {"group": …}` run on workers of that group, over
+//! `ractor_cluster`, with the guarantees of a local run.
+//!
+//! ```text
+//!  owning node                                         worker (campanile worker, or an embedded Worker)
+//!  executor run task ──Start{start_by, session}──▶  WorkerActor: start only before start_by and while the
+//!        ▲                                            owner's session is valid as last heard; Acked/Refused
+//!        │   ◀──────────Acked / Refused─────────────    then runs the target with the engine's exec code
+//!   hub (registry) ◀────────Finished{result}────────    (command, HTTP, or a registered handler)
+//!        │  ──Heartbeat{session, valid_until}──▶       every 250 ms
+//!        │  ◀────────Alive{info, running}──────        every 500 ms (registers the worker)
+//! ```
+//!
+//! - [`protocol`]: the wire messages.
+//! - `hub` (cluster/hub.rs): the owner's registry of workers and [`Hub::attempt`], one fire attempt sent,
+//!   acknowledged and answered, or accounted for as `misfired`/`in_doubt`.
+//! - `worker` (cluster/worker.rs): [`Worker`], the other end.
+//!
+//! **Architecture Invariant:** leadership, assignment, claims and fencing never go through this module: the
+//! owning node claims and fences every instant in the coordinator as for a local run, and a worker only ever
+//! narrows what may start (a deadline, the owner's session); losing a message can make a fire `misfired` or
+//! `in_doubt`, never run it twice.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorRef};
+use ractor_cluster::{NodeServer, NodeServerMessage};
+
+use crate::clock::Clock;
+use crate::coordinator::NodeId;
+
+mod hub;
+pub mod protocol;
+mod worker;
+
+pub use hub::{
+    ACK_GRACE, HEARTBEAT, Hub, RemoteAttempt, SEND_WINDOW, UNCLAIMED_WINDOW, WORKER_TIMEOUT,
+    WorkerEvent, WorkerStatus,
+};
+pub use worker::{ALIVE_EVERY, LOOPBACK_COOKIE, Worker, WorkerBuilder, WorkerError};
+
+/// A node's cluster port, where workers connect.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Address to listen on (`127.0.0.1:7946`).
+    pub listen: SocketAddr,
+    /// The cookie workers must present.
+    pub cookie: String,
+}
+
+/// A node's open cluster port and hub; stopped with the node.
+pub(crate) struct Listening {
+    pub(crate) hub: Hub,
+    pub(crate) listen: SocketAddr,
+    server: ActorRef<NodeServerMessage>,
+    hub_actor: ActorRef<protocol::ToHub>,
+}
+
+impl Listening {
+    /// Opens the port and starts the hub.
+    pub(crate) async fn start(
+        node: NodeId,
+        clock: Arc<dyn Clock>,
+        config: &ClusterConfig,
+    ) -> Result<Self, String> {
+        // Bind once ourselves to report a port in use as an error (ractor_cluster's listener would only log
+        // it and stop).
+        drop(
+            std::net::TcpListener::bind(config.listen)
+                .map_err(|e| format!("cluster listen address {}: {e}", config.listen))?,
+        );
+        let server = NodeServer::new(
+            config.listen.port(),
+            config.cookie.clone(),
+            format!("campanile-node-{node}"),
+            config.listen.ip().to_string(),
+            None,
+            None,
+        )
+        .with_listen_addr(config.listen.ip());
+        let (server, _) = Actor::spawn(None, server, ())
+            .await
+            .map_err(|e| format!("cluster server: {e}"))?;
+        let hub = Hub::new(node, clock);
+        let (hub_actor, _) = Actor::spawn(None, hub::HubActor, hub.clone())
+            .await
+            .map_err(|e| format!("cluster hub: {e}"))?;
+        Ok(Self {
+            hub,
+            listen: config.listen,
+            server,
+            hub_actor,
+        })
+    }
+
+    /// Closes the port (workers see the link break) and stops the hub.
+    pub(crate) async fn stop(&self) {
+        let timeout = Some(std::time::Duration::from_secs(5));
+        let _ = self.hub_actor.get_cell().stop_and_wait(None, timeout).await;
+        let _ = self.server.get_cell().stop_and_wait(None, timeout).await;
+    }
+}

@@ -1,0 +1,471 @@
+//! Executor groups with real processes: one `campanile serve` (the in-process default store) with a cluster
+//! port, and `campanile worker` processes in a group. Each job appends `CAMPANILE_FIRE_ID CAMPANILE_WORKER_ID`
+//! to a ledger; no fire id may appear twice in it, whatever happens to the workers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+use super::harness::{BIN, Options, Server, eventually, now_ms};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A node with its cluster port on `cluster` (loopback: no cookie needed).
+fn node(dir: &Path, cluster: u16) -> Server {
+    node_with(dir, cluster, &[])
+}
+
+/// The same, with more `serve` arguments.
+fn node_with(dir: &Path, cluster: u16, more: &[String]) -> Server {
+    let mut args = vec![
+        "--cluster-listen".into(),
+        format!("127.0.0.1:{cluster}"),
+        "--node-id".into(),
+        "node-1".into(),
+    ];
+    args.extend(more.iter().cloned());
+    Server::start_with(
+        dir,
+        Options {
+            args,
+            ..Options::default()
+        },
+    )
+}
+
+/// A webhook receiver on loopback: its URL and the events it received.
+async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
+    use axum::extract::State;
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |State(seen): State<Arc<Mutex<Vec<Value>>>>,
+                 axum::Json(event): axum::Json<Value>| async move {
+                    seen.lock().unwrap().push(event);
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+/// A running `campanile worker`.
+struct WorkerProcess {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl WorkerProcess {
+    /// Starts `campanile worker` with `args` after the common ones; does not wait.
+    fn spawn(id: &str, cluster: u16, args: &[&str]) -> WorkerProcess {
+        let mut child = Command::new(BIN)
+            .args(["worker", "--join", &format!("127.0.0.1:{cluster}")])
+            .args(["--group", "billing", "--node-id", id])
+            .args(args)
+            .env("CAMPANILE_LOG", "info")
+            .env_remove("CAMPANILE_CLUSTER_COOKIE_FILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the campanile binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        WorkerProcess { child, log }
+    }
+
+    /// Starts a worker and waits until it runs.
+    async fn start(id: &str, cluster: u16) -> WorkerProcess {
+        let worker = Self::spawn(id, cluster, &[]);
+        eventually(&format!("worker {id} to start"), || async {
+            worker.log().contains("worker running").then_some(())
+        })
+        .await;
+        worker
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("the signal is sent");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A job of group `billing` every second: it writes `FIRE_ID WORKER_ID` to `ledger`, then sleeps `sleep`.
+fn ledger_job(id: &str, ledger: &Path, sleep: &str) -> Value {
+    json!({
+        "id": id,
+        "name": id,
+        "schedule": "* * * * * *",
+        "executor": {"group": "billing"},
+        "target": {
+            "type": "command",
+            "argv": ["sh", "-c", format!(
+                "echo \"$CAMPANILE_FIRE_ID $CAMPANILE_WORKER_ID\" >> {}; sleep {sleep}", ledger.display()
+            )],
+            "timeout": "10s",
+        },
+    })
+}
+
+/// The ledger's lines as (fire id, worker id), in order.
+fn ledger(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(f, w)| (f.to_owned(), w.to_owned()))
+        .collect()
+}
+
+fn assert_no_fire_twice(lines: &[(String, String)]) {
+    let mut seen = BTreeMap::new();
+    for (fire, worker) in lines {
+        if let Some(first) = seen.insert(fire, worker) {
+            panic!("{fire} ran twice: on {first} and on {worker}; ledger: {lines:?}");
+        }
+    }
+}
+
+/// Scheduled instant (Unix ms) of a fire id `JOB@MS`.
+fn instant(fire: &str) -> i64 {
+    fire.rsplit_once('@')
+        .and_then(|(_, ms)| ms.parse().ok())
+        .unwrap_or_else(|| panic!("{fire} is not a fire id"))
+}
+
+async fn workers_listed(server: &Server, n: usize) {
+    eventually(&format!("{n} workers listed"), || async {
+        let (_, body) = server.get("/v1/workers").await;
+        (body["workers"].as_array().map_or(0, Vec::len) == n).then_some(())
+    })
+    .await;
+}
+
+async fn create(server: &Server, job: Value) {
+    let (status, body) = server
+        .send(reqwest::Method::POST, "/v1/jobs", Some(job))
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+fn ledger_path(dir: &Path) -> PathBuf {
+    dir.join("ledger")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_runs_on_its_workers_and_a_worker_killed_mid_run_leaves_its_instant_in_doubt() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = free_port();
+    let (hook, received) = webhook().await;
+    let config = dir.path().join("campanile.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[notify.webhooks]]\nname = \"ops\"\nurl = \"{hook}\"\nevents = [\"worker_lost\"]\n"
+        ),
+    )
+    .unwrap();
+    let server = node_with(
+        dir.path(),
+        cluster,
+        &["--config".into(), config.display().to_string()],
+    );
+    let w1 = WorkerProcess::start("w1", cluster).await;
+    let w2 = WorkerProcess::start("w2", cluster).await;
+    workers_listed(&server, 2).await;
+    let (_, listed) = server.get("/v1/workers").await;
+    assert_eq!(listed["workers"][0]["group"], "billing", "{listed}");
+    assert_eq!(listed["workers"][0]["node"], "node-1", "{listed}");
+
+    // Runs last 1.5 s, so that a kill right after a run wrote its line lands mid-run.
+    let ledger_file = ledger_path(dir.path());
+    create(&server, ledger_job("bill", &ledger_file, "1.5")).await;
+    let runs = eventually("two runs on the workers", || async {
+        let lines = ledger(&ledger_file);
+        (lines.len() >= 2).then_some(lines)
+    })
+    .await;
+    assert!(runs.iter().all(|(_, w)| w == "w1" || w == "w2"), "{runs:?}");
+
+    // Kill -9 the worker of the newest run, while it runs.
+    let seen = runs.len();
+    let (victim_fire, victim) = eventually("a new run", || async {
+        let lines = ledger(&ledger_file);
+        (lines.len() > seen)
+            .then(|| lines.last().cloned())
+            .flatten()
+    })
+    .await;
+    let (killed, survivor) = if victim == "w1" {
+        (&w1, "w2")
+    } else {
+        (&w2, "w1")
+    };
+    killed.signal(Signal::SIGKILL);
+    let killed_at = now_ms();
+
+    // Its instant is in doubt (the job is at_most_once), said once, with the reason.
+    let record = eventually("the killed run's record", || async {
+        server
+            .runs("bill")
+            .await
+            .into_iter()
+            .find(|r| r["scheduled_ms"] == instant(&victim_fire))
+    })
+    .await;
+    assert_eq!(record["outcome"], "in_doubt", "{record}");
+    assert!(
+        record["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("worker {victim} was lost mid-run"))),
+        "{record}"
+    );
+    // The next instants run on the other worker.
+    let after = eventually("two runs after the kill on the survivor", || async {
+        let lines: Vec<_> = ledger(&ledger_file)
+            .into_iter()
+            .filter(|(f, _)| instant(f) > killed_at)
+            .collect();
+        (lines.len() >= 2).then_some(lines)
+    })
+    .await;
+    assert!(after.iter().all(|(_, w)| w == survivor), "{after:?}");
+    assert_no_fire_twice(&ledger(&ledger_file));
+    let (_, listed) = server.get("/v1/workers").await;
+    let ids: BTreeSet<&str> = listed["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["id"].as_str())
+        .collect();
+    assert_eq!(ids, BTreeSet::from([survivor]), "{listed}");
+    // The node reported the lost worker to the webhook.
+    let event = eventually("a worker_lost event", || async {
+        received.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(event["event"], "worker_lost", "{event}");
+    assert_eq!(event["lost_worker"]["id"], victim.as_str(), "{event}");
+    assert_eq!(event["lost_worker"]["group"], "billing", "{event}");
+    assert_eq!(event["lost_worker"]["in_doubt"], 1, "{event}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_at_least_once_fire_lost_with_its_worker_runs_again_on_the_other_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = free_port();
+    let server = node(dir.path(), cluster);
+    let w1 = WorkerProcess::start("w1", cluster).await;
+    let w2 = WorkerProcess::start("w2", cluster).await;
+    workers_listed(&server, 2).await;
+    let ledger_file = ledger_path(dir.path());
+    let mut job = ledger_job("bill", &ledger_file, "1.5");
+    job["delivery"] = json!("at_least_once");
+    create(&server, job).await;
+    let (victim_fire, victim) =
+        eventually("a run", || async { ledger(&ledger_file).first().cloned() }).await;
+    let (killed, survivor) = if victim == "w1" {
+        (&w1, "w2")
+    } else {
+        (&w2, "w1")
+    };
+    killed.signal(Signal::SIGKILL);
+
+    // The same fire runs again, on the survivor, and its record says why.
+    eventually("the fire to run again", || async {
+        ledger(&ledger_file)
+            .iter()
+            .any(|(f, w)| *f == victim_fire && w == survivor)
+            .then_some(())
+    })
+    .await;
+    let record = eventually("its record", || async {
+        server
+            .runs("bill")
+            .await
+            .into_iter()
+            .find(|r| r["scheduled_ms"] == instant(&victim_fire))
+    })
+    .await;
+    assert_eq!(record["outcome"], "succeeded", "{record}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!("redelivered: worker {victim} was lost mid-run"))
+            && reason.ends_with(&format!("worker {survivor}")),
+        "{record}"
+    );
+    // Twice in all (the lost run and its redelivery), no more; every other fire once.
+    let lines = ledger(&ledger_file);
+    assert_eq!(
+        lines.iter().filter(|(f, _)| *f == victim_fire).count(),
+        2,
+        "{lines:?}"
+    );
+    assert_no_fire_twice(
+        &lines
+            .into_iter()
+            .filter(|(f, _)| *f != victim_fire)
+            .collect::<Vec<_>>(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_frozen_past_the_deadline_starts_nothing_late_when_thawed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = free_port();
+    let server = node(dir.path(), cluster);
+    let worker = WorkerProcess::start("w1", cluster).await;
+    workers_listed(&server, 1).await;
+    let ledger_file = ledger_path(dir.path());
+    create(&server, ledger_job("bill", &ledger_file, "0")).await;
+    eventually("a run on the worker", || async {
+        (!ledger(&ledger_file).is_empty()).then_some(())
+    })
+    .await;
+
+    worker.signal(Signal::SIGSTOP);
+    let stopped_at = now_ms();
+    // The freeze is the fault under test (longer than a send's window and the worker timeout), not a wait
+    // for a condition.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    worker.signal(Signal::SIGCONT);
+    let thawed_at = now_ms();
+
+    // The first instant after the freeze began was sent to the frozen worker; after the thaw it is too late
+    // for it, and nobody else may start it: misfired, never run.
+    let frozen = (stopped_at / 1000 + 1) * 1000 + if stopped_at % 1000 > 800 { 1000 } else { 0 };
+    let record = eventually("the frozen instant's record", || async {
+        server
+            .runs("bill")
+            .await
+            .into_iter()
+            .find(|r| r["scheduled_ms"] == frozen)
+    })
+    .await;
+    assert_eq!(record["outcome"], "misfired", "{record}");
+    assert!(
+        record["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("no worker of group billing")),
+        "{record}"
+    );
+    // The worker runs again after the thaw, and refused what came too late.
+    eventually("runs after the thaw", || async {
+        ledger(&ledger_file)
+            .iter()
+            .any(|(f, _)| instant(f) > thawed_at)
+            .then_some(())
+    })
+    .await;
+    let lines = ledger(&ledger_file);
+    assert!(
+        lines.iter().all(|(f, _)| instant(f) != frozen),
+        "{frozen} ran although it came too late: {lines:?}"
+    );
+    assert!(worker.log().contains("too late"), "{}", worker.log());
+    assert_no_fire_twice(&lines);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_the_wrong_cookie_exits_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = free_port();
+    let node_cookie = dir.path().join("node-cookie");
+    std::fs::write(&node_cookie, "right\n").unwrap();
+    let worker_cookie = dir.path().join("worker-cookie");
+    std::fs::write(&worker_cookie, "wrong\n").unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            args: vec![
+                "--cluster-listen".into(),
+                format!("127.0.0.1:{cluster}"),
+                "--cluster-cookie-file".into(),
+                node_cookie.display().to_string(),
+            ],
+            ..Options::default()
+        },
+    );
+    let mut worker = WorkerProcess::spawn(
+        "w1",
+        cluster,
+        &[
+            "--cluster-cookie-file",
+            &worker_cookie.display().to_string(),
+        ],
+    );
+    let status = eventually("the worker to exit", || {
+        let exited = worker.child.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert_eq!(status.code(), Some(1));
+    let log = worker.log();
+    assert!(
+        log.contains("no cluster handshake") && log.contains("cookie"),
+        "{log}"
+    );
+    let (_, listed) = server.get("/v1/workers").await;
+    assert_eq!(listed["workers"], json!([]), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reconnect_after_the_node_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = free_port();
+    let mut server = node(dir.path(), cluster);
+    let _worker = WorkerProcess::start("w1", cluster).await;
+    workers_listed(&server, 1).await;
+    let ledger_file = ledger_path(dir.path());
+    create(&server, ledger_job("bill", &ledger_file, "0")).await;
+    eventually("a run on the worker", || async {
+        (!ledger(&ledger_file).is_empty()).then_some(())
+    })
+    .await;
+
+    assert!(server.terminate().success(), "{}", server.log());
+    let server = node(dir.path(), cluster);
+    let restarted_at = now_ms();
+    workers_listed(&server, 1).await;
+    eventually("runs after the restart", || async {
+        ledger(&ledger_file)
+            .iter()
+            .any(|(f, w)| instant(f) > restarted_at && w == "w1")
+            .then_some(())
+    })
+    .await;
+    assert_no_fire_twice(&ledger(&ledger_file));
+}
