@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
 use ractor::pg::GroupChangeMessage;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster::{NodeServer, NodeServerMessage};
@@ -672,31 +671,7 @@ async fn attempt(shared: &WorkerShared, target: &Target, ctx: FireContext) -> At
             let Some(handler) = shared.handlers.get(&h.name) else {
                 return failed(format!("no handler registered as {:?}", h.name));
             };
-            let run = std::panic::AssertUnwindSafe(handler(ctx)).catch_unwind();
-            let result = match h.timeout {
-                Some(limit) => match tokio::time::timeout(limit, run).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        return AttemptResult {
-                            outcome: Outcome::TimedOut,
-                            code: None,
-                            output: String::new(),
-                            reason: Some(format!("timeout {}", humantime::format_duration(limit))),
-                        };
-                    }
-                },
-                None => run.await,
-            };
-            match result {
-                Ok(Ok(())) => AttemptResult {
-                    outcome: Outcome::Succeeded,
-                    code: None,
-                    output: String::new(),
-                    reason: None,
-                },
-                Ok(Err(error)) => failed(error.to_string()),
-                Err(_) => failed("handler panicked".into()),
-            }
+            crate::node::executor::run_handler(handler, ctx, h.timeout).await
         }
     }
 }

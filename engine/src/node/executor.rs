@@ -552,40 +552,48 @@ async fn attempt_once(env: &RunEnv, target: &Target, ctx: FireContext) -> Attemp
             let Some(handler) = env.handlers.get(&h.name) else {
                 return failed(None, &format!("no handler registered as {:?}", h.name));
             };
-            // A handler that panics before returning its future panics here, on the executor's turn when
-            // the run is polled inline: caught, like a panic inside the future, as a failed run.
-            let Ok(future) =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(ctx)))
-            else {
-                return failed(None, "handler panicked");
-            };
-            let run = std::panic::AssertUnwindSafe(future).catch_unwind();
-            let result = match h.timeout {
-                // Boxed: a timer is large, and only fires with a timeout pay for it.
-                Some(limit) => match Box::pin(tokio::time::timeout(limit, run)).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        return AttemptResult {
-                            outcome: Outcome::TimedOut,
-                            code: None,
-                            output: String::new(),
-                            reason: Some(format!("timeout {}", humantime::format_duration(limit))),
-                        };
-                    }
-                },
-                None => run.await,
-            };
-            match result {
-                Ok(Ok(())) => AttemptResult {
-                    outcome: Outcome::Succeeded,
+            run_handler(handler, ctx, h.timeout).await
+        }
+    }
+}
+
+/// One attempt of an in-process handler, on a node's executor or an embedded worker: the handler's error
+/// fails the run with its text, a panic fails it as "handler panicked" (also a panic before the handler
+/// returns its future, which on the executor's inline first poll would otherwise unwind through the actor),
+/// and `timeout` times it out.
+pub(crate) async fn run_handler(
+    handler: &Handler,
+    ctx: FireContext,
+    timeout: Option<Duration>,
+) -> AttemptResult {
+    let Ok(future) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(ctx))) else {
+        return failed(None, "handler panicked");
+    };
+    let run = std::panic::AssertUnwindSafe(future).catch_unwind();
+    let result = match timeout {
+        // Boxed: a timer is large, and only fires with a timeout pay for it.
+        Some(limit) => match Box::pin(tokio::time::timeout(limit, run)).await {
+            Ok(result) => result,
+            Err(_) => {
+                return AttemptResult {
+                    outcome: Outcome::TimedOut,
                     code: None,
                     output: String::new(),
-                    reason: None,
-                },
-                Ok(Err(error)) => failed(None, &error.to_string()),
-                Err(_) => failed(None, "handler panicked"),
+                    reason: Some(format!("timeout {}", humantime::format_duration(limit))),
+                };
             }
-        }
+        },
+        None => run.await,
+    };
+    match result {
+        Ok(Ok(())) => AttemptResult {
+            outcome: Outcome::Succeeded,
+            code: None,
+            output: String::new(),
+            reason: None,
+        },
+        Ok(Err(error)) => failed(None, &error.to_string()),
+        Err(_) => failed(None, "handler panicked"),
     }
 }
 
