@@ -638,18 +638,22 @@ pub async fn rebalance_plan(args: &PlanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads a JSON document, or TOML if the file name ends in `.toml`; `-` is JSON on stdin.
-pub fn read_document(path: &Path) -> anyhow::Result<Value> {
-    let text = if path.as_os_str() == "-" {
+/// The whole text of a file, or of stdin for `-`.
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .context("failed to read stdin")?;
-        text
+        Ok(text)
     } else {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("failed to read {}", path.display()))?
-    };
+        std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))
+    }
+}
+
+/// Reads a JSON document, or TOML if the file name ends in `.toml`; `-` is JSON on stdin.
+pub fn read_document(path: &Path) -> anyhow::Result<Value> {
+    let text = read_text(path)?;
     if path.extension().is_some_and(|e| e == "toml") {
         let value: toml::Value =
             toml::from_str(&text).with_context(|| format!("invalid TOML in {}", path.display()))?;

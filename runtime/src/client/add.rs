@@ -1,6 +1,5 @@
 //! `job add`: one job from flags and a file, or many from a JSON Lines file in batches.
 
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -24,15 +23,7 @@ pub(super) async fn add_many(client: &Client, add: &AddArgs) -> anyhow::Result<(
     } else {
         path.display().to_string()
     };
-    let text = if path.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("failed to read stdin")?;
-        text
-    } else {
-        std::fs::read_to_string(path).with_context(|| format!("failed to read {name}"))?
-    };
+    let text = super::read_text(path)?;
     // (line number, raw JSON) of each job, then batches of them.
     let mut jobs: Vec<(usize, &str)> = Vec::new();
     for (i, line) in text.lines().enumerate() {
