@@ -171,10 +171,13 @@ pub fn api_bodies(data: &[u8]) {
         Ok(batch) => assert!(!batch.is_empty() && batch.len() <= jobs::MAX_BATCH),
         Err(err) => client_error(&err, "batch"),
     }
-    if let Err(err) = object.clone().into_typed::<jobs::CloneRequest>() {
+    if let Err(err) = object.clone().into_typed::<jobs::actions::CloneRequest>() {
         client_error(&err, "clone");
     }
-    if let Err(err) = object.clone().into_typed::<jobs::BackfillRequest>() {
+    if let Err(err) = object
+        .clone()
+        .into_typed::<jobs::actions::BackfillRequest>()
+    {
         client_error(&err, "backfill");
     }
     // A schedule preview: at most the cap, in order, each instant's local time in the zone asked, and a
