@@ -470,7 +470,17 @@ async fn an_operator_runs_the_scheduler_from_the_console() {
         .text("#action-message", |t| t == "Backfill started 4 runs.")
         .await;
 
-    // Edit: the form comes filled in with the job; a new name is saved.
+    // Edit: the form comes filled in with the job; a new name is saved. A requested run is taken by the
+    // job's owner under the job's revision (docs/operations.md): the form is opened once the owner has taken
+    // the backfill, so that the revision it saves against is the job's last.
+    eventually("the owner took the requested runs", || async {
+        let (_, job) = admin_call(&server, reqwest::Method::GET, "/v1/jobs/nightly").await;
+        job["requests"]
+            .as_array()
+            .is_none_or(|requests| requests.iter().all(|r| !r["taken"].is_null()))
+            .then_some(())
+    })
+    .await;
     browser.goto(&format!("{base}#/jobs/nightly/edit")).await;
     eventually("the edit form filled in with the job's name", || {
         let client = browser.client.clone();
