@@ -1,8 +1,9 @@
-//! Criterion benchmark of the fire path on the in-process backend: timer wake → dispatcher → executor start.
+//! Criterion benchmark of the fire path on the in-process backend: timer wake → executor (overlap decision and
+//! start).
 //!
-//! The dispatcher, executor and recorder actors run as a node runs them (wired as in `node::spawn_children`),
-//! on a multi-thread tokio runtime. Each iteration asks a timer `State` holding claimed every-second jobs to
-//! `wake` at the next instant, casts the due fires to the dispatcher as the timer actor does, and waits until
+//! The executor and recorder actors run as a node runs them (wired as in `node::spawn_children`), on a
+//! multi-thread tokio runtime. Each iteration asks a timer `State` holding claimed every-second jobs to
+//! `wake` at the next instant, casts the due fires to the executor as the timer actor does, and waits until
 //! the handler of every fire has started. The alarm task's `Wake` message to the timer actor is not included
 //! (one more actor hop, about 1 µs).
 //!
@@ -24,7 +25,7 @@ use std::time::Duration;
 use campanile::clock::SystemClock;
 use campanile::coordinator::{ClaimResult, Coordinator, JobClaim, NodeId, NodeInfo, SessionId};
 use campanile::job::{HandlerTarget, Overlap};
-use campanile::node::{dispatcher, executor, recorder, timer};
+use campanile::node::{executor, recorder, timer};
 use campanile::{FireId, Job, JobId, JobSpec, Schedule, Target};
 use campanile_inproc::InprocCoordinator;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -58,7 +59,7 @@ impl Started {
 
 /// The running actors of one fire path, and the timer state that feeds it.
 struct Rig {
-    dispatcher: ActorRef<dispatcher::Msg>,
+    executor: ActorRef<executor::Msg>,
     cells: Vec<ractor::ActorCell>,
     started: Arc<Started>,
     timer: Option<timer::State>,
@@ -107,8 +108,6 @@ async fn rig(jobs: usize) -> Rig {
     recorder
         .cast(recorder::Msg::SessionChanged(Some(session.id)))
         .expect("recorder is up");
-    // Run ends reach the dispatcher's overlap decision through this buffer, as in a node.
-    let ended: dispatcher::Ended = Arc::default();
     let (executor, _) = Actor::spawn(
         None,
         executor::Executor,
@@ -125,37 +124,16 @@ async fn rig(jobs: usize) -> Rig {
                 valid_until_ms: i64::MAX,
             }))),
             revoked: Arc::default(),
-            ended: ended.clone(),
             base_env: campanile::exec::BaseEnv::default(),
             egress: campanile::exec::Egress::default(),
         },
     )
     .await
     .expect("executor");
-    let (dispatcher, _) = Actor::spawn(
-        None,
-        dispatcher::Dispatcher,
-        dispatcher::Arguments {
-            executor: executor.clone(),
-            recorder: recorder.clone(),
-            node: node.clone(),
-            clock: SystemClock::new().shared(),
-            ended,
-        },
-    )
-    .await
-    .expect("dispatcher");
-    executor
-        .cast(executor::Msg::SetDispatcher(dispatcher.clone()))
-        .expect("executor is up");
     let (timer, ids) = armed_timer(jobs, &node, session.id);
     Rig {
-        cells: vec![
-            dispatcher.get_cell(),
-            executor.get_cell(),
-            recorder.get_cell(),
-        ],
-        dispatcher,
+        cells: vec![executor.get_cell(), recorder.get_cell()],
+        executor,
         started,
         timer: Some(timer),
         now_ms: T0,
@@ -221,7 +199,7 @@ impl Rig {
     /// handler of that wake had started, summed.
     fn run(&mut self, rt: &Runtime, iters: u64) -> Duration {
         let mut timer = self.timer.take().expect("timer state is home");
-        let dispatcher = self.dispatcher.clone();
+        let executor = self.executor.clone();
         let started = self.started.clone();
         let jobs = self.jobs.clone();
         let mut now_ms = self.now_ms;
@@ -233,9 +211,9 @@ impl Rig {
                 let begin = Instant::now();
                 let fx = timer.wake(now_ms);
                 debug_assert_eq!(fx.fires.len(), jobs.len());
-                dispatcher
-                    .cast(dispatcher::Msg::Fires(fx.fires))
-                    .expect("dispatcher is up");
+                executor
+                    .cast(executor::Msg::Run(fx.fires))
+                    .expect("executor is up");
                 started.notify.notified().await;
                 total += begin.elapsed();
                 // Untimed: the recorder would report these as stored; keeps the timer's bookkeeping flat.

@@ -1,15 +1,16 @@
 //! The node supervisor: the root actor of one Campanile node, and its children.
 //!
 //! ```text
-//!                    node (this actor: supervisor, routes handle requests, runs shutdown)
-//!   ┌───────────┬──────────┼────────────┬────────────┐
-//! membership   timer   dispatcher    executor     recorder
-//!  session,     next      overlap     runs with     batches run
-//!  leader,    instants,   policy      timeouts,     records to the
-//!  assignment  claims                 retries       coordinator
+//!                 node (this actor: supervisor, routes handle requests, runs shutdown)
+//!   ┌───────────────┬──────────┴───┬─────────────────┐
+//! membership      timer         executor          recorder
+//!  session,        next        overlap policy,    batches run
+//!  leader,       instants,     runs with          records to the
+//!  assignment     claims       timeouts, retries  coordinator
 //! ```
-//! Fires flow timer → dispatcher → executor → recorder; settled instants flow recorder → timer; owned jobs and
-//! the session lease flow membership → timer (and the session to the recorder).
+//! Fires flow timer → executor → recorder; settled instants flow recorder → timer; owned jobs and the session
+//! lease flow membership → timer (and the session to the recorder). The overlap decision is made in the
+//! executor (see `overlap`), where runs end, so a fire crosses one mailbox between its wake and its start.
 //!
 //! **Restart policy** (ractor has none by default and would just stop the parent): if any child fails or stops
 //! unexpectedly, the whole set is stopped and started again, crash-only: state lives in the coordinator, the new
@@ -19,10 +20,10 @@
 //! (the handle's calls then fail with `SchedulerError::Stopped`), because a child that keeps failing is a bug a
 //! restart will not fix.
 
-pub mod dispatcher;
 pub mod executor;
 pub mod fire;
 pub mod membership;
+pub mod overlap;
 pub mod recorder;
 pub mod timer;
 
@@ -128,7 +129,6 @@ pub struct Arguments {
 struct Children {
     membership: ActorRef<membership::Msg>,
     timer: ActorRef<timer::Msg>,
-    dispatcher: ActorRef<dispatcher::Msg>,
     executor: ActorRef<executor::Msg>,
     recorder: ActorRef<recorder::Msg>,
 }
@@ -138,7 +138,6 @@ impl Children {
         [
             self.membership.get_id(),
             self.timer.get_id(),
-            self.dispatcher.get_id(),
             self.executor.get_id(),
             self.recorder.get_id(),
         ]
@@ -150,7 +149,6 @@ impl Children {
         for cell in [
             self.membership.get_cell(),
             self.timer.get_cell(),
-            self.dispatcher.get_cell(),
             self.executor.get_cell(),
             self.recorder.get_cell(),
         ] {
@@ -163,7 +161,6 @@ impl Children {
     fn stop_all(&self) {
         self.membership.stop(None);
         self.timer.stop(None);
-        self.dispatcher.stop(None);
         self.executor.stop(None);
         self.recorder.stop(None);
     }
@@ -185,7 +182,6 @@ async fn spawn_children(
     let node = args.info.id.clone();
     let fence: Fence = Arc::default();
     let revoked: Revoked = Arc::default();
-    let ended: dispatcher::Ended = Arc::default();
     if let Some(hub) = &args.hub {
         // Workers hear this set's session in the hub's heartbeat.
         hub.set_fence(fence.clone());
@@ -211,7 +207,6 @@ async fn spawn_children(
             recorder: recorder.clone(),
             fence: fence.clone(),
             revoked: revoked.clone(),
-            ended: ended.clone(),
             base_env: args.base_env.clone(),
             egress: args.egress.clone(),
             hub: args.hub.clone(),
@@ -219,20 +214,6 @@ async fn spawn_children(
         cell.clone(),
     )
     .await?;
-    let (dispatcher, _) = Actor::spawn_linked(
-        None,
-        dispatcher::Dispatcher,
-        dispatcher::Arguments {
-            executor: executor.clone(),
-            recorder: recorder.clone(),
-            node: node.clone(),
-            clock: args.clock.clone(),
-            ended,
-        },
-        cell.clone(),
-    )
-    .await?;
-    executor.cast(executor::Msg::SetDispatcher(dispatcher.clone()))?;
     let lookahead = args.config.lookahead.min(args.config.ttl / 2);
     let (timer, _) = Actor::spawn_linked(
         None,
@@ -240,7 +221,8 @@ async fn spawn_children(
         timer::Arguments {
             clock: args.clock.clone(),
             coordinator: args.coordinator.clone(),
-            dispatcher: dispatcher.clone(),
+            executor: executor.clone(),
+            recorder: recorder.clone(),
             node: node.clone(),
             revoked,
             config: timer::Config {
@@ -273,7 +255,6 @@ async fn spawn_children(
     Ok(Children {
         membership,
         timer,
-        dispatcher,
         executor,
         recorder,
     })
@@ -314,7 +295,6 @@ impl Actor for Node {
                 let children = &state.children;
                 children.membership.cast(membership::Msg::Freeze(pause))?;
                 children.timer.cast(timer::Msg::Freeze(pause))?;
-                children.dispatcher.cast(dispatcher::Msg::Freeze(pause))?;
                 children.executor.cast(executor::Msg::Freeze(pause))?;
                 children.recorder.cast(recorder::Msg::Freeze(pause))?;
                 tokio::time::sleep(pause).await;

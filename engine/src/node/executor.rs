@@ -1,23 +1,29 @@
-//! The executor actor: runs fires with bounded concurrency, with timeouts and retries, and reports each run's
-//! record to the recorder and its end to the dispatcher.
+//! The executor actor: decides each fire's overlap, runs fires with bounded concurrency, with timeouts and
+//! retries, and sends each run's record to the recorder.
+//!
+//! The timer hands it the due fires; the job's overlap policy ([`overlap`]) decides which start, and is judged
+//! here, where runs end: before every decision the actor takes the ends its run tasks reported, so a run that
+//! has ended is never taken for a running one.
 //!
 //! Each run is a tokio task; the actor keeps their abort handles so that `cancel_previous` and the shutdown
 //! deadline can stop them (a command target's process group is killed when its future is dropped). An
 //! in-process handler's run is first polled on the actor's turn, and needs a task only if it does not end in
-//! that poll (see `inline_first_poll`): a burst of quick handlers costs no task per fire. Fires
-//! beyond the concurrency limit wait in a FIFO queue; their lateness shows in the lateness histogram.
+//! that poll (see `inline_first_poll`): a burst of quick handlers costs no task per fire. A fire of a job
+//! with nothing running, whose run ends in that poll, never enters the overlap state at all, and the records
+//! of a turn go to the recorder in one message. Fires beyond the concurrency limit wait in a FIFO queue; their
+//! lateness shows in the lateness histogram.
 //!
-//! Every fire handed on by the dispatcher ends exactly once in the dispatcher's [`dispatcher::Ended`] buffer:
-//! reported by its run task the moment it ends (not relayed through this actor, whose mailbox may be
-//! behind), by the actor when it kills the run, or when the fire never starts (a duplicate, a shutdown). The
-//! overlap decision counts on it: a run reported twice would let an overlap through, one never reported
-//! would skip the job's instants for good.
+//! Every fire the overlap state counts as running is finished in it exactly once: when its run task's record
+//! is taken, when it ends in the actor's first poll, when the actor kills it, or when it never starts (a
+//! duplicate, a shutdown). A run finished twice would let an overlap through, one never finished would skip
+//! the job's instants for good.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -25,8 +31,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::task::JoinHandle;
 
-use super::dispatcher;
 use super::fire::{Fire, FireKind};
+use super::overlap::{self, Decisions};
 use super::recorder;
 use crate::clock::Clock;
 use crate::coordinator::NodeId;
@@ -49,15 +55,11 @@ pub struct Executor;
 
 /// Messages of the executor.
 pub enum Msg {
-    /// Fires to run (queued beyond the concurrency limit).
+    /// Due fires: their jobs' overlap policies decide which start (queued beyond the concurrency limit).
     Run(Vec<Fire>),
-    /// Stop every running run of this job (overlap `cancel_previous`); each is recorded as failed.
-    Cancel(JobId),
     /// Run tasks finished: their records wait in the completions buffer (one message per batch, not per
     /// run: under load the executor handles many completions per message).
     Completed,
-    /// Where run ends are reported (set once the dispatcher exists).
-    SetDispatcher(ActorRef<dispatcher::Msg>),
     /// Stop starting runs; answer when none is running, or when `deadline` passed, after killing the rest.
     Drain {
         /// How long running runs may take.
@@ -80,9 +82,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Msg::Run(fires) => write!(f, "Run({} fires)", fires.len()),
-            Msg::Cancel(job) => write!(f, "Cancel({job})"),
             Msg::Completed => f.write_str("Completed"),
-            Msg::SetDispatcher(_) => f.write_str("SetDispatcher"),
             Msg::Drain { deadline, .. } => write!(f, "Drain({deadline:?})"),
             Msg::DrainDeadline => f.write_str("DrainDeadline"),
             Msg::Load { .. } => f.write_str("Load"),
@@ -107,8 +107,6 @@ pub struct Arguments {
     pub fence: super::Fence,
     /// Jobs whose claims this node is running out (see `node::Revoked`).
     pub revoked: super::Revoked,
-    /// Where run ends go, for the overlap decision (shared with the dispatcher).
-    pub ended: dispatcher::Ended,
     /// What commands start from.
     pub base_env: crate::exec::BaseEnv,
     /// Where HTTP targets may connect.
@@ -123,7 +121,6 @@ struct RunEnv {
     clock: Arc<dyn Clock>,
     fence: super::Fence,
     revoked: super::Revoked,
-    ended: dispatcher::Ended,
     handlers: Arc<HashMap<String, Handler>>,
     base_env: crate::exec::BaseEnv,
     #[cfg(feature = "http")]
@@ -132,8 +129,6 @@ struct RunEnv {
     metrics: RunMetrics,
     /// The executor itself, woken by the first completion of a batch.
     executor: ActorRef<Msg>,
-    /// Where run ends are reported (set once the dispatcher exists).
-    dispatcher: OnceLock<ActorRef<dispatcher::Msg>>,
     /// Finished runs and killed ones, behind one lock (see [`Done`]).
     done: Mutex<Done>,
 }
@@ -211,6 +206,10 @@ pub struct State {
     env: Arc<RunEnv>,
     max_concurrent: usize,
     recorder: ActorRef<recorder::Msg>,
+    /// Which jobs run here, and what waits for them.
+    overlap: overlap::State,
+    /// Records of this turn, sent to the recorder in one message at its end.
+    records: Vec<RunRecord>,
     queue: VecDeque<Fire>,
     running: FxHashMap<FireId, Run>,
     /// Killed runs whose task may still be running (aborted, not yet dropped): their ids leave
@@ -222,8 +221,68 @@ pub struct State {
 }
 
 impl State {
-    fn dispatcher(&self) -> Option<&ActorRef<dispatcher::Msg>> {
-        self.env.dispatcher.get()
+    /// Whether the executor is shutting down: nothing new starts.
+    fn closed(&self) -> bool {
+        self.draining.is_some() || self.max_concurrent == 0
+    }
+
+    /// New fires, at the start of the turn: runs that ended before count as ended, then each fire's job's
+    /// overlap policy decides. A fire of an idle job whose handler is polled inline starts at once, without
+    /// entering the overlap state unless its run goes on past that poll.
+    fn fires(&mut self, fires: Vec<Fire>) {
+        self.completed();
+        let now_ms = self.env.clock.now_ms();
+        let mut decisions = Decisions::default();
+        for fire in fires {
+            if self.queue.is_empty()
+                && self.running.len() < self.max_concurrent
+                && !self.closed()
+                && inline_first_poll(&fire)
+                && self.overlap.is_idle(&fire.job.id)
+            {
+                if let Some(record) = self.launch(fire.id(), fire, false, now_ms) {
+                    self.records.push(record);
+                }
+                continue;
+            }
+            self.overlap.fire(fire, now_ms, &mut decisions);
+            self.apply(&mut decisions);
+            self.start_queued();
+        }
+    }
+
+    /// Carries out overlap decisions until none is left: a cancel kills the job's runs (whose ends may release
+    /// more), a start joins the queue (or, while shutting down, ends as not started), a record goes out with
+    /// the turn's batch.
+    fn apply(&mut self, decisions: &mut Decisions) {
+        loop {
+            self.records.append(&mut decisions.records);
+            if let Some(job) = decisions.cancel.pop() {
+                self.kill(
+                    |id| id.job == job,
+                    "cancelled: overlap cancel_previous",
+                    decisions,
+                );
+                continue;
+            }
+            if decisions.start.is_empty() {
+                break;
+            }
+            let start = std::mem::take(&mut decisions.start);
+            if self.closed() {
+                self.not_started(start, decisions);
+            } else {
+                self.queue.extend(start);
+            }
+        }
+    }
+
+    /// A fire the overlap state counts as running ended at `ended_ms` (or never started): what waited for it
+    /// is decided.
+    fn finished(&mut self, job: &JobId, ended_ms: i64, now_ms: i64) {
+        let mut decisions = Decisions::default();
+        self.overlap.finished(job, ended_ms, now_ms, &mut decisions);
+        self.apply(&mut decisions);
     }
 
     fn start_queued(&mut self) {
@@ -232,49 +291,65 @@ impl State {
             && self.draining.is_none()
             && let Some(fire) = self.queue.pop_front()
         {
+            started = true;
+            let now_ms = self.env.clock.now_ms();
             let id = fire.id();
             if self.running.contains_key(&id) {
                 // The same instant twice on one node (a manual trigger at the same millisecond): run it once.
-                // The dispatcher counted it as a run: it ends here.
-                dispatcher::report_ended(
-                    &self.env.ended,
-                    self.dispatcher(),
-                    [(fire.job.id.clone(), self.env.clock.now_ms())],
-                );
+                // The overlap state counted it as a run: it ends here.
+                self.finished(&id.job, now_ms, now_ms);
                 continue;
             }
-            let manual = fire.kind == FireKind::Manual;
-            let inline = inline_first_poll(&fire);
-            let progress = Arc::new(Progress::new());
-            let mut run = Box::pin(run_task(self.env.clone(), fire, progress.clone()));
-            if inline
-                && run
-                    .as_mut()
-                    .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-                    .is_ready()
-            {
-                // Ended in its first poll: recorded and reported by `run_task`, no task needed.
-                started = true;
-                continue;
+            let job = id.job.clone();
+            if let Some(record) = self.launch(id, fire, true, now_ms) {
+                let ended_ms = record.ended_ms.unwrap_or(now_ms);
+                self.records.push(record);
+                self.finished(&job, ended_ms, now_ms);
             }
-            let task = tokio::spawn(run);
-            self.running.insert(
-                id,
-                Run {
-                    task,
-                    manual,
-                    progress,
-                },
-            );
-            started = true;
         }
         if started {
             self.env.metrics.in_flight.set(self.running.len() as f64);
         }
     }
 
-    /// Aborts runs and records them as failed with `reason`.
-    fn kill(&mut self, which: impl Fn(&FireId) -> bool, reason: &str) -> usize {
+    /// Starts a fire's run. An in-process handler's run is polled once here first (see `inline_first_poll`):
+    /// if it ended in that poll, its record is returned and no task is needed. Otherwise a task runs it, and a
+    /// fire the overlap state has not counted yet (`tracked` false: started on the fast path of an idle job)
+    /// is counted now.
+    fn launch(&mut self, id: FireId, fire: Fire, tracked: bool, now_ms: i64) -> Option<RunRecord> {
+        let manual = fire.kind == FireKind::Manual;
+        let scheduled_ms = fire.scheduled_ms;
+        let inline = inline_first_poll(&fire);
+        let progress = Arc::new(Progress::new());
+        let mut run = Box::pin(run_fire(self.env.clone(), fire, progress.clone()));
+        if inline
+            && let Poll::Ready(record) = run.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        {
+            return Some(record);
+        }
+        if !tracked {
+            self.overlap.begin(id.job.clone(), scheduled_ms, now_ms);
+        }
+        let task = tokio::spawn(run_task(self.env.clone(), run));
+        self.running.insert(
+            id,
+            Run {
+                task,
+                manual,
+                progress,
+            },
+        );
+        None
+    }
+
+    /// Aborts runs and records them as failed with `reason`; their ends go into the overlap state, and what
+    /// that releases into `out`.
+    fn kill(
+        &mut self,
+        which: impl Fn(&FireId) -> bool,
+        reason: &str,
+        out: &mut Decisions,
+    ) -> usize {
         let now_ms = self.env.clock.now_ms();
         let mut records = Vec::new();
         {
@@ -308,40 +383,32 @@ impl State {
             }
         }
         let killed = records.len();
-        dispatcher::report_ended(
-            &self.env.ended,
-            self.dispatcher(),
-            records.iter().map(|r| (r.job.clone(), now_ms)),
-        );
-        self.finish(records);
+        for record in &records {
+            self.overlap.finished(&record.job, now_ms, now_ms, out);
+        }
+        self.records.extend(records);
+        self.env.metrics.in_flight.set(self.running.len() as f64);
         killed
     }
 
     /// Records fires that will not start because the node is leaving as `misfired`: this node knows they
     /// did not run, so it says so rather than leaving them in doubt for a successor, which may be leaving
     /// too when the whole cluster stops at once (postmortem: simulation seed 448, a fire buffered behind a
-    /// slow run was dropped by the last node to leave and had no record).
-    fn not_started(&mut self, fires: Vec<Fire>) {
+    /// slow run was dropped by the last node to leave and had no record). Their ends go into the overlap
+    /// state, and what that releases into `out`.
+    fn not_started(&mut self, fires: Vec<Fire>, out: &mut Decisions) {
         if fires.is_empty() {
             return;
         }
         crate::metrics::misfired("shutdown", fires.len() as u64);
         let now_ms = self.env.clock.now_ms();
-        dispatcher::report_ended(
-            &self.env.ended,
-            self.dispatcher(),
-            fires.iter().map(|f| (f.job.id.clone(), now_ms)),
-        );
-        let records = fires
-            .iter()
-            .map(|fire| {
-                let mut record = RunRecord::new(&fire.id(), &self.env.node, Outcome::Misfired);
-                record.reason = Some("missed: the node shut down before it could start".into());
-                record.manual = fire.kind == super::fire::FireKind::Manual;
-                record
-            })
-            .collect();
-        let _ = self.recorder.cast(recorder::Msg::Record(None, records));
+        for fire in fires {
+            let mut record = RunRecord::new(&fire.id(), &self.env.node, Outcome::Misfired);
+            record.reason = Some("missed: the node shut down before it could start".into());
+            record.manual = fire.kind == FireKind::Manual;
+            self.overlap.finished(&fire.job.id, now_ms, now_ms, out);
+            self.records.push(record);
+        }
     }
 
     /// Forgets killed runs whose task is gone (it ended, or was dropped by the abort).
@@ -359,7 +426,8 @@ impl State {
         });
     }
 
-    /// Takes every completed run from the buffer.
+    /// Takes every completed run from the buffer: each one's end goes into the overlap state, its record to
+    /// the turn's batch.
     fn completed(&mut self) {
         // The next batch's buffer is allocated here, outside the lock and at the size of the last batch, so
         // that run tasks push into it without growing it under the lock.
@@ -374,20 +442,29 @@ impl State {
             fresh,
         );
         self.last_batch = done.len();
+        if done.is_empty() {
+            return;
+        }
+        let now_ms = self.env.clock.now_ms();
+        let mut decisions = Decisions::default();
         for record in &done {
             self.running
                 .remove(&FireId::new(record.job.clone(), record.scheduled_ms));
+            let ended_ms = record.ended_ms.unwrap_or(now_ms);
+            self.overlap
+                .finished(&record.job, ended_ms, now_ms, &mut decisions);
         }
-        self.finish(done);
+        self.records.extend(done);
+        self.apply(&mut decisions);
+        self.env.metrics.in_flight.set(self.running.len() as f64);
     }
 
-    /// Stores the records of ended runs (their ends are reported already).
-    fn finish(&mut self, records: Vec<RunRecord>) {
-        if records.is_empty() {
-            return;
+    /// Sends the turn's records to the recorder, in one message.
+    fn send_records(&mut self) {
+        if !self.records.is_empty() {
+            let records = std::mem::take(&mut self.records);
+            let _ = self.recorder.cast(recorder::Msg::Record(None, records));
         }
-        let _ = self.recorder.cast(recorder::Msg::Record(None, records));
-        self.env.metrics.in_flight.set(self.running.len() as f64);
     }
 }
 
@@ -403,25 +480,22 @@ fn inline_first_poll(fire: &Fire) -> bool {
         && fire.job.spec.jitter.is_none_or(|j| j.is_zero())
 }
 
-/// One run's task: runs the fire, then reports its end to the overlap decision at once (not after this
-/// actor's mailbox) and leaves its record for the actor, unless the actor killed it meanwhile.
-async fn run_task(env: Arc<RunEnv>, fire: Fire, progress: Arc<Progress>) {
-    let record = run_fire(&env, fire, &progress).await;
-    let job = record.job.clone();
-    let ended_ms = record.ended_ms.unwrap_or_else(|| env.clock.now_ms());
+/// One run's task: finishes the run (already polled once, maybe) and leaves its record for the actor, unless
+/// the actor killed it meanwhile; the first record of a batch wakes the actor.
+async fn run_task(env: Arc<RunEnv>, run: Pin<Box<impl Future<Output = RunRecord>>>) {
+    let record = run.await;
     let first = {
         let mut done = env.done.lock().unwrap_or_else(|p| p.into_inner());
         if !done.killed.is_empty()
             && done
                 .killed
-                .remove(&FireId::new(job.clone(), record.scheduled_ms))
+                .remove(&FireId::new(record.job.clone(), record.scheduled_ms))
         {
             return; // killed meanwhile: the actor reported it
         }
         done.completions.push(record);
         done.completions.len() == 1
     };
-    dispatcher::report_ended(&env.ended, env.dispatcher.get(), [(job, ended_ms)]);
     // Only the first completion of a batch wakes the executor; it takes them all.
     if first {
         let _ = env.executor.cast(Msg::Completed);
@@ -432,7 +506,8 @@ async fn run_task(env: Arc<RunEnv>, fire: Fire, progress: Arc<Progress>) {
 ///
 /// Its future is what every run task carries: anything large that only some fires need (a jitter or backoff
 /// sleep, a handler's timeout, a command or HTTP target) is boxed, so the common fire moves little.
-async fn run_fire(env: &RunEnv, fire: Fire, progress: &Progress) -> RunRecord {
+async fn run_fire(env: Arc<RunEnv>, fire: Fire, progress: Arc<Progress>) -> RunRecord {
+    let env = &*env;
     let spec = &fire.job.spec;
     let mut jitter_us = 0;
     if let Some(jitter) = spec.jitter.filter(|j| !j.is_zero()) {
@@ -663,12 +738,12 @@ impl Actor for Executor {
         myself: ActorRef<Msg>,
         args: Arguments,
     ) -> Result<State, ActorProcessingErr> {
+        let node_for_overlap = args.node.clone();
         let env = RunEnv {
             node: args.node,
             clock: args.clock,
             fence: args.fence,
             revoked: args.revoked,
-            ended: args.ended,
             handlers: args.handlers,
             base_env: args.base_env,
             hub: args.hub,
@@ -677,13 +752,14 @@ impl Actor for Executor {
             http: crate::exec::HttpClients::new(args.egress.clone())
                 .map_err(ActorProcessingErr::from)?,
             executor: myself,
-            dispatcher: OnceLock::new(),
             done: Mutex::default(),
         };
         Ok(State {
             env: Arc::new(env),
             max_concurrent: args.max_concurrent.max(1),
             recorder: args.recorder,
+            overlap: overlap::State::new(node_for_overlap),
+            records: Vec::new(),
             queue: VecDeque::new(),
             running: FxHashMap::default(),
             aborted: Vec::new(),
@@ -699,33 +775,23 @@ impl Actor for Executor {
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            Msg::Run(fires) => {
-                if state.draining.is_some() || state.max_concurrent == 0 {
-                    // Shutting down: a fire released after the drain began (one buffered behind a run that
-                    // just ended) does not start; say so.
-                    state.not_started(fires);
-                    return Ok(());
-                }
-                state.queue.extend(fires);
-            }
-            Msg::Cancel(job) => {
-                state.kill(|id| id.job == job, "cancelled: overlap cancel_previous");
-            }
+            Msg::Run(fires) => state.fires(fires),
             Msg::Completed => state.completed(),
-            Msg::SetDispatcher(dispatcher) => {
-                // Set once, when the node wires its actors; a second dispatcher is a wiring bug.
-                if state.env.dispatcher.set(dispatcher).is_err() {
-                    tracing::warn!("the executor's dispatcher was set twice; keeping the first");
-                }
-            }
             Msg::Drain { deadline, reply } => {
-                let queued: Vec<Fire> = state.queue.drain(..).collect();
-                state.not_started(queued);
+                // From now on nothing starts: what is queued, and what a run's end releases later (one buffered
+                // behind a run that just ended), ends as not started, and says so.
                 state.draining = Some(reply);
+                let queued: Vec<Fire> = state.queue.drain(..).collect();
+                let mut decisions = Decisions::default();
+                state.not_started(queued, &mut decisions);
+                state.apply(&mut decisions);
                 myself.send_after(deadline, || Msg::DrainDeadline);
             }
             Msg::DrainDeadline => {
-                let killed = state.kill(|_| true, "killed: shutdown deadline passed");
+                let mut decisions = Decisions::default();
+                let killed =
+                    state.kill(|_| true, "killed: shutdown deadline passed", &mut decisions);
+                state.apply(&mut decisions);
                 if let Some(reply) = state.draining.take() {
                     let _ = reply.send(killed);
                 }
@@ -745,6 +811,7 @@ impl Actor for Executor {
         }
         state.forget_aborted();
         state.start_queued();
+        state.send_records();
         Ok(())
     }
 }

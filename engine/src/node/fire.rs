@@ -1,4 +1,4 @@
-//! A fire on its way from the timer through the dispatcher to an executor.
+//! A fire on its way from the timer to the executor, which decides its overlap and runs it.
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! The timer actor: holds the next instant of every job this node owns, claims instants ahead of time in
-//! batches, and at each instant emits the due fires, in one batch, to the dispatcher.
+//! batches, and at each instant emits the due fires, in chunks, to the executor.
 //!
 //! One ordered set of `(next instant, slot)` for all jobs, one alarm task: no task per job. Jobs share parsed
 //! schedules (see `schedule`). All decisions live in the synchronous [`State`] methods (tested without spawning);
@@ -45,7 +45,7 @@ pub use self::claims::{CLAIM_CHUNK, CLAIM_SCAN, Granted, RoundTrip, ScanCursor};
 pub use self::requests::{Requests, Taken, take_round_trip};
 pub use self::settle::{Settlement, still_firing, unrecorded, unsettled_instants, verdict};
 pub use self::state::{Decisions, State};
-use super::dispatcher;
+use super::{executor, recorder};
 use crate::clock::Clock;
 use crate::coordinator::{CoordError, Coordinator, SessionId};
 use crate::job::{FireId, Job, JobId};
@@ -147,7 +147,9 @@ pub struct Arguments {
     /// Where claims go.
     pub coordinator: Arc<dyn Coordinator>,
     /// Where due fires go.
-    pub dispatcher: ActorRef<dispatcher::Msg>,
+    pub executor: ActorRef<executor::Msg>,
+    /// Where records of instants that do not run (misfired, in doubt) go.
+    pub recorder: ActorRef<recorder::Msg>,
     /// This node.
     pub node: crate::coordinator::NodeId,
     /// Jobs this node is running out claims of, shared with the executor.
@@ -161,7 +163,8 @@ pub struct Shell {
     state: State,
     clock: Arc<dyn Clock>,
     coordinator: Arc<dyn Coordinator>,
-    dispatcher: ActorRef<dispatcher::Msg>,
+    executor: ActorRef<executor::Msg>,
+    recorder: ActorRef<recorder::Msg>,
     alarm: alarm::Alarm,
     claim_in_flight: bool,
     /// A claim tick's scan that goes on over several turns (see [`CLAIM_SCAN`]); `claim_in_flight` is set
@@ -194,13 +197,13 @@ impl Shell {
 
     fn apply(&self, fx: Decisions) {
         if !fx.fires.is_empty() {
-            let _ = self.dispatcher.cast(dispatcher::Msg::Fires(fx.fires));
+            let _ = self.executor.cast(executor::Msg::Run(fx.fires));
         }
         if !fx.records.is_empty() {
             let session = self.state.lease.map(|l| l.session);
             let _ = self
-                .dispatcher
-                .cast(dispatcher::Msg::Record(session, fx.records));
+                .recorder
+                .cast(recorder::Msg::Record(session, fx.records));
         }
     }
 
@@ -349,7 +352,8 @@ impl Actor for Timer {
             state: State::new(args.node, args.config),
             clock: args.clock,
             coordinator: args.coordinator,
-            dispatcher: args.dispatcher,
+            executor: args.executor,
+            recorder: args.recorder,
             alarm,
             claim_in_flight: false,
             scan: None,
@@ -399,7 +403,7 @@ impl Actor for Timer {
                 running.take_requests(&myself);
             }
             Msg::Wake => {
-                // A wake hands fires on in chunks: the dispatcher and executor start the first chunk while the
+                // A wake hands fires on in chunks: the executor starts the first chunk while the
                 // next is built, and no turn of this actor holds a worker for long (100,000 jobs due at one
                 // instant are 50 turns, with other messages between them).
                 let fx = running.state.wake_at_most(now, WAKE_CHUNK);

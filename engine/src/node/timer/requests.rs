@@ -1,7 +1,7 @@
 //! Requested runs (`trigger`, `backfill`) of the jobs this node owns. A request waits in its job (see
 //! `crate::job::RunRequest`); the owner takes it by writing its session into the request under the job's
 //! revision, so one session takes each, and then runs it like any fire of its own: under its lease, through
-//! the dispatcher's overlap policy. A request taken by a session that is gone without a record is in doubt
+//! the executor's overlap policy. A request taken by a session that is gone without a record is in doubt
 //! and settled by the job's delivery mode, as a predecessor's claimed instants are. Requests whose runs are
 //! recorded leave the job at the next take.
 //!
@@ -44,7 +44,7 @@ pub struct Taken {
 pub struct Requests {
     /// Jobs held with requests in them.
     jobs: FxHashSet<JobId>,
-    /// Requests this session handed on to the dispatcher, by job (so a take that finds them taken by this
+    /// Requests this session handed on to the executor, by job (so a take that finds them taken by this
     /// session does not run them twice, and one whose answer was lost still runs them).
     handed: FxHashMap<JobId, FxHashSet<i64>>,
     /// The session `handed` is about.

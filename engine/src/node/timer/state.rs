@@ -67,7 +67,7 @@ impl Entry {
 /// What a state transition asks the actor to do.
 #[derive(Debug, Default)]
 pub struct Decisions {
-    /// Fires to hand to the dispatcher.
+    /// Fires to hand to the executor.
     pub fires: Vec<Fire>,
     /// Records to write (misfired, in doubt).
     pub records: Vec<RunRecord>,

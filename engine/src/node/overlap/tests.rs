@@ -1,4 +1,4 @@
-//! Unit tests of the dispatcher state, without spawning the actor: the overlap decision.
+//! Unit tests of the overlap state, without spawning an actor: the overlap decision.
 
 use std::sync::Arc;
 
