@@ -577,7 +577,8 @@ async fn run_fire(env: Arc<RunEnv>, fire: Fire, progress: Arc<Progress>) -> RunR
         }
         progress.attempt_started(attempt, now_ms);
         last = match &spec.executor {
-            Some(executor) => remote_attempt(env, &fire, &executor.group, ctx).await,
+            // Boxed: the dispatch to a worker is a large future, and every fire's task would carry it.
+            Some(executor) => Box::pin(remote_attempt(env, &fire, &executor.group, ctx)).await,
             None => attempt_once(env, &spec.target, ctx).await,
         };
         attempt_no = attempt;

@@ -41,7 +41,9 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
 
-pub use self::claims::{CLAIM_CHUNK, CLAIM_SCAN, Granted, RoundTrip, ScanCursor};
+pub use self::claims::{
+    CLAIM_CHUNK, CLAIM_SCAN, GRANTS_PER_TURN, Granted, RoundTrip, SETTLE_PER_TURN, ScanCursor,
+};
 pub use self::requests::{Requests, Taken, take_round_trip};
 pub use self::settle::{Settlement, still_firing, unrecorded, unsettled_instants, verdict};
 pub use self::state::{Decisions, State};
@@ -170,7 +172,7 @@ pub struct Shell {
     /// A claim tick's scan that goes on over several turns (see [`CLAIM_SCAN`]); `claim_in_flight` is set
     /// while it runs.
     scan: Option<Scan>,
-    /// Answers of the last round trip not applied yet (applied [`CLAIM_CHUNK`] per turn), and its settlements,
+    /// Answers of the last round trip not applied yet (applied [`GRANTS_PER_TURN`] per turn), and its settlements,
     /// applied after the last chunk.
     applying: Option<(std::collections::VecDeque<Granted>, Vec<Settlement>)>,
     empty_waiters: Vec<RpcReplyPort<()>>,
@@ -224,14 +226,14 @@ impl Shell {
         });
     }
 
-    /// Applies the next [`CLAIM_CHUNK`] answers of the last round trip; once they are all applied, its
+    /// Applies the next [`GRANTS_PER_TURN`] answers of the last round trip; once they are all applied, its
     /// settlements, what became due meanwhile, and the claims of jobs that arrived meanwhile. A renewal of
-    /// 100,000 claims is so 200 short turns, with due instants emitted between them, not one long one.
+    /// 100,000 claims is so some 800 short turns, with due instants emitted between them, not one long one.
     fn apply_grants(&mut self, myself: &ActorRef<Msg>) {
         let Some((grants, _)) = self.applying.as_mut() else {
             return;
         };
-        let chunk: Vec<Granted> = grants.drain(..grants.len().min(CLAIM_CHUNK)).collect();
+        let chunk: Vec<Granted> = grants.drain(..grants.len().min(GRANTS_PER_TURN)).collect();
         let more = !grants.is_empty();
         let stray = self.state.granted(chunk);
         self.release(stray, "giving back claims of jobs let go");
@@ -432,7 +434,12 @@ impl Actor for Timer {
             Msg::ApplyGrants => running.apply_grants(&myself),
             Msg::ClaimScan => running.scan_claims(&myself),
             Msg::Taken(session, result) => running.taken(&myself, session, result),
-            Msg::Settled(fires) => {
+            Msg::Settled(mut fires) => {
+                // A write batch's instants settle a slice per turn, with due instants emitted between.
+                if fires.len() > SETTLE_PER_TURN {
+                    let rest = fires.split_off(SETTLE_PER_TURN);
+                    let _ = myself.cast(Msg::Settled(rest));
+                }
                 running.state.settled(&fires);
                 if running.requests.settled(&fires) {
                     running.take_requests(&myself);

@@ -23,9 +23,20 @@ pub const CLAIM_CHUNK: usize = 500;
 pub const RENEWAL_PHASES: i64 = 3;
 
 /// Most queue entries one turn of the timer looks at while it works out a claim tick's renewals: a tick over
-/// more (50,000 jobs due within the lookahead is a scan of several milliseconds) goes on in the next turn, with
-/// due instants emitted between the turns (see [`State::claims_due_slice`]).
-pub const CLAIM_SCAN: usize = 4_096;
+/// more goes on in the next turn, with due instants emitted between the turns (see
+/// [`State::claims_due_slice`]). Looking at an entry costs about a microsecond at 100,000 jobs (its job is
+/// cold in the cache), so a slice is a turn of well under a millisecond; 4,096 per slice were turns of 3–6 ms
+/// that the spread benchmark's fires waited behind.
+pub const CLAIM_SCAN: usize = 512;
+
+/// Most claim answers applied in one turn of the timer (an answer costs a few microseconds at 100,000 jobs):
+/// a renewal of 30,000 claims is some 240 turns of a fraction of a millisecond, with due instants emitted
+/// between them.
+pub const GRANTS_PER_TURN: usize = 128;
+
+/// Most settled instants applied in one turn of the timer: the recorder reports them a write batch (up to
+/// `recorder::MAX_BATCH`) at a time, and applying one costs a few microseconds at 100,000 jobs.
+pub const SETTLE_PER_TURN: usize = 256;
 
 /// Where a claim scan goes on: the queue position after the last entry looked at.
 pub type ScanCursor = (i64, u32);
