@@ -1,7 +1,10 @@
 //! `InprocCoordinator`: the `Coordinator` implementation over one locked [`State`] and, in durable mode, a
 //! [`Store`].
 //!
-//! Every call follows the same steps, under one `std::sync::Mutex` that is never held across an `.await`:
+//! Every call follows the same steps, under one `tokio::sync::Mutex` that is never held across an `.await`
+//! other than its own acquisition (a caller that waits for it yields its worker instead of blocking the
+//! thread: a node's timer and executor keep running on that worker while a claim or record batch holds the
+//! lock):
 //! 1. lock, read `tokio::time::Instant::now()`, and end the sessions whose deadline has passed (so a call
 //!    never sees an expired session, even if its reaper task has not run yet);
 //! 2. plan: a `State` method checks the contract's rules and returns the answer plus the changes;
@@ -15,8 +18,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
+
 use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use campanile::coordinator::{
@@ -54,6 +59,10 @@ struct Inner {
 struct Core {
     state: State,
     store: Option<Store>,
+    /// Set while changes are being applied: still set afterwards only if a panic cut the application short,
+    /// and then the state may be inconsistent, so every later call fails closed (what a poisoned
+    /// `std::sync::Mutex` would say; the async mutex does not track panics itself).
+    poisoned: bool,
 }
 
 impl Core {
@@ -63,14 +72,17 @@ impl Core {
         if let Some(store) = &self.store {
             store.write(&changes, self.state.current_assignment())?;
         }
+        self.poisoned = true;
         for change in changes {
             self.state.apply(change);
         }
+        self.poisoned = false;
         Ok(())
     }
 
     /// Ends every session whose deadline is at or before `now`. Only volatile changes: nothing to store.
     fn expire_due(&mut self, now: Instant) {
+        self.poisoned = true;
         for change in self.state.expired_sessions(now) {
             debug_assert!(!change.is_durable());
             if let Change::EndSession(id) = &change {
@@ -78,6 +90,7 @@ impl Core {
             }
             self.state.apply(change);
         }
+        self.poisoned = false;
     }
 }
 
@@ -90,7 +103,11 @@ impl InprocCoordinator {
     /// A coordinator that keeps everything in memory.
     pub fn memory_with(config: InprocConfig) -> Self {
         let state = State::new(config.normalized(), Durable::default());
-        Self::from_core(Core { state, store: None })
+        Self::from_core(Core {
+            state,
+            store: None,
+            poisoned: false,
+        })
     }
 
     /// A durable coordinator in the redb file at `path` (created if missing), with the default settings.
@@ -108,6 +125,7 @@ impl InprocCoordinator {
         Ok(Self::from_core(Core {
             state,
             store: Some(store),
+            poisoned: false,
         }))
     }
 
@@ -120,45 +138,50 @@ impl InprocCoordinator {
     }
 
     /// Locks the core, ends the sessions that expired, and returns the time of the call.
-    fn begin(&self) -> CoordResult<(MutexGuard<'_, Core>, Instant)> {
-        let mut core = lock(&self.inner)?;
+    async fn begin(&self) -> CoordResult<(MutexGuard<'_, Core>, Instant)> {
+        let mut core = lock(&self.inner).await?;
         let now = Instant::now();
         core.expire_due(now);
         Ok((core, now))
     }
 
     /// Runs a read.
-    fn read<T>(&self, read: impl FnOnce(&State) -> T) -> CoordResult<T> {
-        let (core, _) = self.begin()?;
+    async fn read<T>(&self, read: impl FnOnce(&State) -> T) -> CoordResult<T> {
+        let (core, _) = self.begin().await?;
         Ok(read(&core.state))
     }
 
     /// Runs a write: plan, then commit.
-    fn write<T>(&self, plan: impl FnOnce(&State, Instant) -> Plan<T>) -> CoordResult<T> {
-        let (mut core, now) = self.begin()?;
+    async fn write<T>(&self, plan: impl FnOnce(&State, Instant) -> Plan<T>) -> CoordResult<T> {
+        let (mut core, now) = self.begin().await?;
         let (value, changes) = plan(&core.state, now)?;
         core.commit(changes)?;
         Ok(value)
     }
 }
 
-/// Locks the core. A poisoned lock means a panic interrupted a commit, so the state may be inconsistent:
+/// Locks the core. A poisoned core means a panic interrupted a commit, so the state may be inconsistent:
 /// fail closed rather than go on.
-fn lock(inner: &Inner) -> CoordResult<MutexGuard<'_, Core>> {
-    inner.core.lock().map_err(|_| {
-        CoordError::unavailable("inproc coordinator state is poisoned by an earlier panic")
-    })
+async fn lock(inner: &Inner) -> CoordResult<MutexGuard<'_, Core>> {
+    let core = inner.core.lock().await;
+    if core.poisoned {
+        return Err(CoordError::unavailable(
+            "inproc coordinator state is poisoned by an earlier panic",
+        ));
+    }
+    Ok(core)
 }
 
 impl fmt::Debug for InprocCoordinator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("InprocCoordinator");
-        match lock(&self.inner) {
+        match self.inner.core.try_lock() {
+            Ok(core) if core.poisoned => out.field("state", &"(poisoned)"),
             Ok(core) => match &core.store {
                 Some(store) => out.field("path", &store.path()),
                 None => out.field("path", &"(memory)"),
             },
-            Err(_) => out.field("state", &"(poisoned)"),
+            Err(_) => out.field("state", &"(busy)"),
         };
         out.finish_non_exhaustive()
     }
@@ -173,7 +196,9 @@ async fn expire_at_deadline(inner: Weak<Inner>, id: SessionId, mut deadline: Ins
         tokio::time::sleep_until(deadline).await;
         let next = {
             let Some(inner) = inner.upgrade() else { return };
-            let Ok(mut core) = lock(&inner) else { return };
+            let Ok(mut core) = lock(&inner).await else {
+                return;
+            };
             core.expire_due(Instant::now());
             core.state.session_deadline(id)
         };
@@ -195,7 +220,7 @@ impl Coordinator for InprocCoordinator {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             CoordError::unavailable("the inproc coordinator needs a tokio runtime with timers")
         })?;
-        let (mut core, now) = self.begin()?;
+        let (mut core, now) = self.begin().await?;
         let (session, changes) = core.state.open_session(node, ttl, now)?;
         core.commit(changes)?;
         let deadline = core.state.session_deadline(session.id).unwrap_or(now);
@@ -210,67 +235,70 @@ impl Coordinator for InprocCoordinator {
 
     async fn keep_alive(&self, session: SessionId) -> CoordResult<()> {
         self.write(|state, now| state.keep_alive(session, now))
+            .await
     }
 
     async fn drain(&self, session: SessionId) -> CoordResult<()> {
-        self.write(|state, _| state.drain(session))
+        self.write(|state, _| state.drain(session)).await
     }
 
     async fn close_session(&self, session: SessionId) -> CoordResult<()> {
-        self.write(|state, _| state.close_session(session))
+        self.write(|state, _| state.close_session(session)).await
     }
 
     async fn watch_session(
         &self,
         session: SessionId,
     ) -> CoordResult<watch::Receiver<SessionState>> {
-        self.read(|state| state.watch_session(session))
+        self.read(|state| state.watch_session(session)).await
     }
 
     async fn members(&self) -> CoordResult<Members> {
-        self.read(State::members)
+        self.read(State::members).await
     }
 
     async fn watch_members(&self) -> CoordResult<watch::Receiver<Members>> {
-        self.read(State::watch_members)
+        self.read(State::watch_members).await
     }
 
     async fn campaign(&self, session: SessionId) -> CoordResult<Option<Leader>> {
-        self.write(|state, _| state.campaign(session))
+        self.write(|state, _| state.campaign(session)).await
     }
 
     async fn leader(&self) -> CoordResult<Option<Leader>> {
-        self.read(State::leader)
+        self.read(State::leader).await
     }
 
     async fn resign(&self, session: SessionId) -> CoordResult<()> {
-        self.write(|state, _| state.resign(session))
+        self.write(|state, _| state.resign(session)).await
     }
 
     async fn put_job(&self, job: Job, precondition: Precondition) -> CoordResult<u64> {
         self.write(|state, _| state.put_job(job, precondition))
+            .await
     }
 
     async fn put_jobs(&self, jobs: Vec<Job>) -> CoordResult<Vec<u64>> {
         // One plan and one commit under the lock: one redb transaction (durable mode), and every watch sees
         // the whole batch or none of it.
-        self.write(|state, _| state.put_jobs(jobs))
+        self.write(|state, _| state.put_jobs(jobs)).await
     }
 
     async fn delete_job(&self, id: &JobId, precondition: Precondition) -> CoordResult<u64> {
         self.write(|state, _| state.delete_job(id, precondition))
+            .await
     }
 
     async fn get_job(&self, id: &JobId) -> CoordResult<Option<Job>> {
-        self.read(|state| state.get_job(id))
+        self.read(|state| state.get_job(id)).await
     }
 
     async fn list_jobs(&self) -> CoordResult<JobSnapshot> {
-        self.read(State::list_jobs)
+        self.read(State::list_jobs).await
     }
 
     async fn watch_jobs(&self, after_revision: u64) -> CoordResult<JobWatch> {
-        let (mut core, _) = self.begin()?;
+        let (mut core, _) = self.begin().await?;
         core.state.watch_jobs(after_revision)
     }
 
@@ -281,14 +309,15 @@ impl Coordinator for InprocCoordinator {
         owners: BTreeMap<JobId, NodeId>,
     ) -> CoordResult<u64> {
         self.write(|state, _| state.publish_assignment(session, epoch, owners))
+            .await
     }
 
     async fn assignment(&self) -> CoordResult<Option<Arc<Assignment>>> {
-        self.read(State::assignment)
+        self.read(State::assignment).await
     }
 
     async fn watch_assignment(&self) -> CoordResult<watch::Receiver<Option<Arc<Assignment>>>> {
-        self.read(State::watch_assignment)
+        self.read(State::watch_assignment).await
     }
 
     async fn claim_fires(
@@ -297,6 +326,7 @@ impl Coordinator for InprocCoordinator {
         claims: &[FireClaim],
     ) -> CoordResult<Vec<ClaimResult>> {
         self.write(|state, _| state.claim_fires(session, claims))
+            .await
     }
 
     async fn release_claims(
@@ -305,10 +335,11 @@ impl Coordinator for InprocCoordinator {
         releases: &[(JobId, i64)],
     ) -> CoordResult<()> {
         self.write(|state, _| state.release_claims(session, releases))
+            .await
     }
 
     async fn claim_of(&self, job: &JobId) -> CoordResult<Option<JobClaim>> {
-        self.read(|state| state.claim_of(job))
+        self.read(|state| state.claim_of(job)).await
     }
 
     async fn record_runs(
@@ -317,9 +348,10 @@ impl Coordinator for InprocCoordinator {
         records: Vec<RunRecord>,
     ) -> CoordResult<Vec<RecordResult>> {
         self.write(|state, _| state.record_runs(session, records))
+            .await
     }
 
     async fn runs(&self, job: &JobId, query: RunQuery) -> CoordResult<Vec<RunRecord>> {
-        self.read(|state| state.runs(job, &query))
+        self.read(|state| state.runs(job, &query)).await
     }
 }
