@@ -28,6 +28,8 @@ use tracing::warn;
 use super::protocol::{OwnerLease, StartFire, ToWorker, WireResult, WorkerInfo};
 
 mod actor;
+#[cfg(test)]
+mod tests;
 
 use crate::clock::Clock;
 use crate::coordinator::{NodeId, SessionId};
