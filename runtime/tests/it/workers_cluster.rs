@@ -1,6 +1,10 @@
-//! Executor groups with real processes: one `campanile serve` (the in-process default store) with a cluster
-//! port, and `campanile worker` processes in a group. Each job appends `CAMPANILE_FIRE_ID CAMPANILE_WORKER_ID`
-//! to a ledger; no fire id may appear twice in it, whatever happens to the workers.
+//! Executor groups with real processes: one `campanile serve` with a cluster port, and `campanile worker`
+//! processes in a group. Each job appends `CAMPANILE_FIRE_ID CAMPANILE_WORKER_ID` to a ledger; no fire id may
+//! appear twice in it, whatever happens to the workers.
+//!
+//! Every scenario runs twice: on the in-process default store (`in_process::*`) and on a real etcd
+//! (`etcd::*`, `CAMPANILE_TEST_ETCD`; outside CI an unset variable skips those with a notice, under `CI` it
+//! fails).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -22,19 +26,73 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// The store the node runs on.
+#[derive(Debug)]
+enum Backend {
+    /// The in-process default (the node's data directory).
+    InProcess,
+    /// A real etcd, under a key prefix of the test's own (kept across a node's restart).
+    Etcd {
+        /// `etcd://HOST:PORT/PREFIX`.
+        url: String,
+    },
+}
+
+impl Backend {
+    /// A fresh prefix on `CAMPANILE_TEST_ETCD`, or `None` (with a notice) when it is unset outside CI.
+    fn etcd(test: &str) -> Option<Backend> {
+        match std::env::var("CAMPANILE_TEST_ETCD") {
+            Ok(value) if !value.trim().is_empty() => Some(Backend::Etcd {
+                url: format!(
+                    "etcd://{}/campanile-it-workers-{test}-{}-{}",
+                    value.trim(),
+                    std::process::id(),
+                    now_ms()
+                ),
+            }),
+            _ if std::env::var_os("CI").is_some() => {
+                panic!("CAMPANILE_TEST_ETCD is unset under CI: start etcd with scripts/etcd.sh")
+            }
+            _ => {
+                eprintln!(
+                    "workers_cluster::etcd::{test}: skipped: CAMPANILE_TEST_ETCD is unset (export CAMPANILE_TEST_ETCD=$(scripts/etcd.sh start))"
+                );
+                None
+            }
+        }
+    }
+
+    /// The store's name in `GET /v1/cluster`.
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::InProcess => "inproc",
+            Backend::Etcd { .. } => "etcd",
+        }
+    }
+
+    /// The `serve` arguments that choose this store.
+    fn args(&self) -> Vec<String> {
+        match self {
+            Backend::InProcess => Vec::new(),
+            Backend::Etcd { url } => vec!["--coordinator".into(), url.clone()],
+        }
+    }
+}
+
 /// A node with its cluster port on `cluster` (loopback: no cookie needed).
-fn node(dir: &Path, cluster: u16) -> Server {
-    node_with(dir, cluster, &[])
+fn node(backend: &Backend, dir: &Path, cluster: u16) -> Server {
+    node_with(backend, dir, cluster, &[])
 }
 
 /// The same, with more `serve` arguments.
-fn node_with(dir: &Path, cluster: u16, more: &[String]) -> Server {
+fn node_with(backend: &Backend, dir: &Path, cluster: u16, more: &[String]) -> Server {
     let mut args = vec![
         "--cluster-listen".into(),
         format!("127.0.0.1:{cluster}"),
         "--node-id".into(),
         "node-1".into(),
     ];
+    args.extend(backend.args());
     args.extend(more.iter().cloned());
     Server::start_with(
         dir,
@@ -185,8 +243,9 @@ fn ledger_path(dir: &Path) -> PathBuf {
     dir.join("ledger")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_runs_on_its_workers_and_a_worker_killed_mid_run_leaves_its_instant_in_doubt() {
+async fn a_group_runs_on_its_workers_and_a_worker_killed_mid_run_leaves_its_instant_in_doubt(
+    backend: Backend,
+) {
     let dir = tempfile::tempdir().unwrap();
     let cluster = free_port();
     let (hook, received) = webhook().await;
@@ -199,6 +258,7 @@ async fn a_group_runs_on_its_workers_and_a_worker_killed_mid_run_leaves_its_inst
     )
     .unwrap();
     let server = node_with(
+        &backend,
         dir.path(),
         cluster,
         &["--config".into(), config.display().to_string()],
@@ -206,6 +266,7 @@ async fn a_group_runs_on_its_workers_and_a_worker_killed_mid_run_leaves_its_inst
     let w1 = WorkerProcess::start("w1", cluster).await;
     let w2 = WorkerProcess::start("w2", cluster).await;
     workers_listed(&server, 2).await;
+    assert_eq!(server.get("/v1/cluster").await.1["backend"], backend.name());
     let (_, listed) = server.get("/v1/workers").await;
     assert_eq!(listed["workers"][0]["group"], "billing", "{listed}");
     assert_eq!(listed["workers"][0]["node"], "node-1", "{listed}");
@@ -283,11 +344,12 @@ async fn a_group_runs_on_its_workers_and_a_worker_killed_mid_run_leaves_its_inst
     assert_eq!(event["lost_worker"]["in_doubt"], 1, "{event}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_at_least_once_fire_lost_with_its_worker_runs_again_on_the_other_worker() {
+async fn an_at_least_once_fire_lost_with_its_worker_runs_again_on_the_other_worker(
+    backend: Backend,
+) {
     let dir = tempfile::tempdir().unwrap();
     let cluster = free_port();
-    let server = node(dir.path(), cluster);
+    let server = node(&backend, dir.path(), cluster);
     let w1 = WorkerProcess::start("w1", cluster).await;
     let w2 = WorkerProcess::start("w2", cluster).await;
     workers_listed(&server, 2).await;
@@ -342,11 +404,10 @@ async fn an_at_least_once_fire_lost_with_its_worker_runs_again_on_the_other_work
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_frozen_past_the_deadline_starts_nothing_late_when_thawed() {
+async fn a_worker_frozen_past_the_deadline_starts_nothing_late_when_thawed(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cluster = free_port();
-    let server = node(dir.path(), cluster);
+    let server = node(&backend, dir.path(), cluster);
     let worker = WorkerProcess::start("w1", cluster).await;
     workers_listed(&server, 1).await;
     let ledger_file = ledger_path(dir.path());
@@ -399,25 +460,21 @@ async fn a_worker_frozen_past_the_deadline_starts_nothing_late_when_thawed() {
     assert_no_fire_twice(&lines);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_with_the_wrong_cookie_exits_saying_so() {
+async fn a_worker_with_the_wrong_cookie_exits_saying_so(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cluster = free_port();
     let node_cookie = dir.path().join("node-cookie");
     std::fs::write(&node_cookie, "right\n").unwrap();
     let worker_cookie = dir.path().join("worker-cookie");
     std::fs::write(&worker_cookie, "wrong\n").unwrap();
-    let server = Server::start_with(
+    let server = node_with(
+        &backend,
         dir.path(),
-        Options {
-            args: vec![
-                "--cluster-listen".into(),
-                format!("127.0.0.1:{cluster}"),
-                "--cluster-cookie-file".into(),
-                node_cookie.display().to_string(),
-            ],
-            ..Options::default()
-        },
+        cluster,
+        &[
+            "--cluster-cookie-file".into(),
+            node_cookie.display().to_string(),
+        ],
     );
     let mut worker = WorkerProcess::spawn(
         "w1",
@@ -442,11 +499,10 @@ async fn a_worker_with_the_wrong_cookie_exits_saying_so() {
     assert_eq!(listed["workers"], json!([]), "{listed}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_reconnect_after_the_node_restarts() {
+async fn workers_reconnect_after_the_node_restarts(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cluster = free_port();
-    let mut server = node(dir.path(), cluster);
+    let mut server = node(&backend, dir.path(), cluster);
     let _worker = WorkerProcess::start("w1", cluster).await;
     workers_listed(&server, 1).await;
     let ledger_file = ledger_path(dir.path());
@@ -457,7 +513,7 @@ async fn workers_reconnect_after_the_node_restarts() {
     .await;
 
     assert!(server.terminate().success(), "{}", server.log());
-    let server = node(dir.path(), cluster);
+    let server = node(&backend, dir.path(), cluster);
     let restarted_at = now_ms();
     workers_listed(&server, 1).await;
     eventually("runs after the restart", || async {
@@ -469,3 +525,36 @@ async fn workers_reconnect_after_the_node_restarts() {
     .await;
     assert_no_fire_twice(&ledger(&ledger_file));
 }
+
+/// One named test per scenario and store: `in_process::NAME` and `etcd::NAME`.
+macro_rules! on_each_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod in_process {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Backend::InProcess).await;
+                }
+            )*
+        }
+
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    if let Some(backend) = super::Backend::etcd(stringify!($scenario)) {
+                        super::$scenario(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_each_backend!(
+    a_group_runs_on_its_workers_and_a_worker_killed_mid_run_leaves_its_instant_in_doubt,
+    an_at_least_once_fire_lost_with_its_worker_runs_again_on_the_other_worker,
+    a_worker_frozen_past_the_deadline_starts_nothing_late_when_thawed,
+    a_worker_with_the_wrong_cookie_exits_saying_so,
+    workers_reconnect_after_the_node_restarts,
+);
