@@ -47,6 +47,18 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     /// The cookie workers must present.
     pub cookie: String,
+    /// The address workers reach the port at, published with the node's membership for workers that find
+    /// nodes through the coordinator; `listen` if absent.
+    pub advertise: Option<String>,
+}
+
+impl ClusterConfig {
+    /// The address published with the node's membership.
+    pub fn advertised(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
 }
 
 /// A node's open cluster port and hub; stopped with the node.

@@ -383,15 +383,28 @@ pub enum WorkerCommand {
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
     /// Cluster addresses of the nodes to serve (HOST:PORT, comma-separated): list every node, since a job's
-    /// fires go to workers connected to the node that owns it.
+    /// fires go to workers connected to the node that owns it; optional with --coordinator.
     #[arg(
         long,
         env = "CAMPANILE_JOIN",
         value_name = "HOST:PORT",
         value_delimiter = ',',
-        required = true
+        required_unless_present = "coordinator"
     )]
     pub join: Vec<String>,
+    /// The nodes' coordinator (etcd://HOST:PORT[,...]/PREFIX or zk://HOST:PORT[,...]/CHROOT): the worker
+    /// links to every node that publishes a cluster address there, and follows nodes joining and leaving.
+    #[arg(long, env = "CAMPANILE_COORDINATOR", value_name = "URL")]
+    pub coordinator: Option<String>,
+    /// TOML configuration file whose [etcd] or [zookeeper] section says how to reach --coordinator
+    /// (credentials, TLS); its other sections are not used.
+    #[arg(
+        long,
+        env = "CAMPANILE_CONFIG",
+        value_name = "FILE",
+        requires = "coordinator"
+    )]
+    pub config: Option<PathBuf>,
     /// The executor group this worker serves (jobs name it in "executor": {"group": NAME}).
     #[arg(long, env = "CAMPANILE_GROUP", value_name = "NAME", required = true)]
     pub group: Option<String>,

@@ -24,10 +24,11 @@ use tracing::{info, warn};
 
 use super::protocol::{self, OwnerLease, StartFire, ToHub, ToWorker, WireResult, WorkerInfo};
 
+mod discover;
 mod link;
 
 use crate::clock::{Clock, SystemClock};
-use crate::coordinator::NodeId;
+use crate::coordinator::{Coordinator, NodeId};
 use crate::exec::{AttemptResult, BaseEnv, Egress, FireContext};
 use crate::job::{FireId, Target};
 use crate::node::executor::{Handler, HandlerError};
@@ -72,6 +73,9 @@ pub enum WorkerError {
     /// The worker's own cluster server did not start.
     #[error("the worker's cluster server did not start: {0}")]
     Start(String),
+    /// The coordinator given to find nodes could not be read.
+    #[error("cannot read the nodes' cluster addresses from the coordinator: {0}")]
+    Coordinator(String),
 }
 
 /// Builds a [`Worker`]: `Worker::builder().join(["10.0.0.5:7946"]).group("billing").handler("invoice", |ctx| async {…}).start()`.
@@ -86,6 +90,7 @@ pub struct WorkerBuilder {
     base_env: BaseEnv,
     egress: Egress,
     handshake_timeout: Duration,
+    coordinator: Option<Arc<dyn Coordinator>>,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -94,6 +99,10 @@ impl std::fmt::Debug for WorkerBuilder {
             .field("join", &self.join)
             .field("group", &self.group)
             .field("id", &self.id)
+            .field(
+                "coordinator",
+                &self.coordinator.as_ref().map(|c| c.backend()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +116,15 @@ impl WorkerBuilder {
     #[must_use]
     pub fn join<S: Into<String>>(mut self, addrs: impl IntoIterator<Item = S>) -> Self {
         self.join.extend(addrs.into_iter().map(Into::into));
+        self
+    }
+
+    /// Finds the nodes through their coordinator too: the worker links to every live member that publishes
+    /// a cluster address (a node with a cluster port does), and follows the members as nodes join and leave.
+    /// With it, [`WorkerBuilder::join`] is optional.
+    #[must_use]
+    pub fn coordinator(mut self, coordinator: Arc<dyn Coordinator>) -> Self {
+        self.coordinator = Some(coordinator);
         self
     }
 
@@ -200,10 +218,10 @@ impl WorkerBuilder {
                 reason: format!("{id:?} is not a worker id (1 to 64 of A-Z a-z 0-9 . _ -)"),
             });
         }
-        if self.join.is_empty() {
+        if self.join.is_empty() && self.coordinator.is_none() {
             return Err(WorkerError::Invalid {
                 field: "join",
-                reason: "no node address to join".into(),
+                reason: "no node address to join, and no coordinator to find nodes in".into(),
             });
         }
         let mut addrs = Vec::new();
@@ -222,7 +240,32 @@ impl WorkerBuilder {
                     field: "join",
                     reason: format!("{addr:?} resolves to no address"),
                 })?;
-            addrs.push(first);
+            if !addrs.contains(&first) {
+                addrs.push(first);
+            }
+        }
+        let fixed: std::collections::BTreeSet<SocketAddr> = addrs.iter().copied().collect();
+        let learned: Vec<SocketAddr> = match &self.coordinator {
+            Some(coordinator) => {
+                let members = coordinator
+                    .members()
+                    .await
+                    .map_err(|e| WorkerError::Coordinator(e.to_string()))?;
+                discover::addresses(&members)
+                    .await
+                    .into_iter()
+                    .filter(|a| !fixed.contains(a))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        if addrs.is_empty() && learned.is_empty() {
+            return Err(WorkerError::Unreachable {
+                addrs: "the coordinator's members".into(),
+                reason:
+                    "no live node publishes a cluster address (start nodes with --cluster-listen)"
+                        .into(),
+            });
         }
         let info = WorkerInfo {
             id: id.clone(),
@@ -279,14 +322,19 @@ impl WorkerBuilder {
             .map_err(|e| WorkerError::Start(e.to_string()))?;
 
         // Connect to every node; the first round decides whether the worker starts at all.
-        let mut links = Vec::new();
+        let mut links: Vec<JoinHandle<()>> = Vec::new();
         let mut failures = Vec::new();
         let mut ready = 0;
-        for addr in addrs {
+        let learned_from = addrs.len();
+        let learned_addrs = learned.clone();
+        for addr in addrs.into_iter().chain(learned) {
             let rx = sessions.watch(addr);
             match connect_once(&server, addr, rx.clone(), self.handshake_timeout).await {
                 Ok(()) => ready += 1,
                 Err(Link::Handshake) => {
+                    for link in &links {
+                        link.abort();
+                    }
                     server.stop(None);
                     actor.stop(None);
                     return Err(WorkerError::Handshake {
@@ -309,10 +357,31 @@ impl WorkerBuilder {
             }
             server.stop(None);
             actor.stop(None);
+            let mut tried = self.join.clone();
+            if self.coordinator.is_some() {
+                tried.push("the coordinator's members".into());
+            }
             return Err(WorkerError::Unreachable {
-                addrs: self.join.join(", "),
+                addrs: tried.join(", "),
                 reason: failures.join("; "),
             });
+        }
+        if let Some(coordinator) = self.coordinator.clone() {
+            // The links to learned nodes belong to the follower, which closes them when their node leaves.
+            let initial: Vec<(SocketAddr, JoinHandle<()>)> = links
+                .split_off(learned_from)
+                .into_iter()
+                .zip(learned_addrs)
+                .map(|(task, addr)| (addr, task))
+                .collect();
+            links.push(tokio::spawn(discover::follow(
+                coordinator,
+                server.clone(),
+                sessions.clone(),
+                fixed,
+                initial,
+                self.handshake_timeout,
+            )));
         }
         info!(worker = %id, group = %shared.info.group, nodes = ready, "worker started");
         Ok(Worker {
@@ -354,6 +423,7 @@ impl Worker {
             base_env: BaseEnv::default(),
             egress: Egress::default(),
             handshake_timeout: Duration::from_secs(5),
+            coordinator: None,
         }
     }
 

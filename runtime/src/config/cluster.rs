@@ -19,6 +19,11 @@ pub struct ClusterConfig {
     /// on loopback the default cookie is used without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cookie_file: Option<PathBuf>,
+    /// The address workers reach the cluster port at (`10.0.0.5:7946`), published with the node's
+    /// membership for `campanile worker --coordinator`; `listen` if absent (set it when `listen` is
+    /// `0.0.0.0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
 }
 
 /// The most a cookie file may hold.
@@ -50,7 +55,11 @@ impl ClusterConfig {
             Some(path) => read_cookie(path).context("cluster.cookie_file")?,
             None => campanile::cluster::LOOPBACK_COOKIE.to_owned(),
         };
-        Ok(Some(campanile::ClusterConfig { listen, cookie }))
+        Ok(Some(campanile::ClusterConfig {
+            listen,
+            cookie,
+            advertise: self.advertise.clone(),
+        }))
     }
 }
 

@@ -131,10 +131,19 @@ struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Starts `campanile worker` with `args` after the common ones; does not wait.
+    /// Starts `campanile worker` joining the node at `cluster`, with `args` after the common ones; does not
+    /// wait.
     fn spawn(id: &str, cluster: u16, args: &[&str]) -> WorkerProcess {
+        let join = format!("127.0.0.1:{cluster}");
+        let mut all = vec!["--join", &join];
+        all.extend_from_slice(args);
+        Self::spawn_with(id, &all)
+    }
+
+    /// Starts `campanile worker` in group `billing` with `args`; does not wait.
+    fn spawn_with(id: &str, args: &[&str]) -> WorkerProcess {
         let mut child = Command::new(BIN)
-            .args(["worker", "--join", &format!("127.0.0.1:{cluster}")])
+            .arg("worker")
             .args(["--group", "billing", "--node-id", id])
             .args(args)
             .env("CAMPANILE_LOG", "info")
@@ -157,8 +166,12 @@ impl WorkerProcess {
 
     /// Starts a worker and waits until it runs.
     async fn start(id: &str, cluster: u16) -> WorkerProcess {
-        let worker = Self::spawn(id, cluster, &[]);
-        eventually(&format!("worker {id} to start"), || async {
+        Self::running(Self::spawn(id, cluster, &[])).await
+    }
+
+    /// Waits until `worker` runs.
+    async fn running(worker: WorkerProcess) -> WorkerProcess {
+        eventually("the worker to start", || async {
             worker.log().contains("worker running").then_some(())
         })
         .await;
@@ -524,6 +537,88 @@ async fn workers_reconnect_after_the_node_restarts(backend: Backend) {
     })
     .await;
     assert_no_fire_twice(&ledger(&ledger_file));
+}
+
+/// `campanile worker --coordinator` without `--join`: it finds the node's cluster port in the members on etcd,
+/// runs its fires, and links to a second node when it joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_finds_the_nodes_through_the_coordinator() {
+    let Some(backend) = Backend::etcd("a_worker_finds_the_nodes_through_the_coordinator") else {
+        return;
+    };
+    let Backend::Etcd { url } = &backend else {
+        unreachable!("an etcd backend")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = free_port();
+    let server = node(&backend, dir.path(), cluster);
+    let (_, view) = server.get("/v1/cluster").await;
+    assert_eq!(
+        view["members"][0]["cluster_address"],
+        format!("127.0.0.1:{cluster}"),
+        "{view}"
+    );
+    let worker =
+        WorkerProcess::running(WorkerProcess::spawn_with("w1", &["--coordinator", url])).await;
+    workers_listed(&server, 1).await;
+    let ledger_file = ledger_path(dir.path());
+    create(&server, ledger_job("bill", &ledger_file, "0")).await;
+    eventually("a run on the worker", || async {
+        ledger(&ledger_file)
+            .iter()
+            .any(|(_, w)| w == "w1")
+            .then_some(())
+    })
+    .await;
+
+    // A node that joins later is found too.
+    let second_dir = dir.path().join("second");
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let second_cluster = free_port();
+    let mut args = backend.args();
+    args.extend([
+        "--cluster-listen".into(),
+        format!("127.0.0.1:{second_cluster}"),
+        "--node-id".into(),
+        "node-2".into(),
+    ]);
+    let second = Server::start_with(
+        &second_dir,
+        Options {
+            args,
+            ..Options::default()
+        },
+    );
+    workers_listed(&second, 1).await;
+    assert!(worker.log().contains("linking to it"), "{}", worker.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_refuses_an_in_process_coordinator_and_needs_a_node_to_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", dir.path().join("campanile.redb").display());
+    let mut worker = WorkerProcess::spawn_with("w1", &["--coordinator", &store]);
+    let status = eventually("the worker to exit", || {
+        let exited = worker.child.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert_eq!(status.code(), Some(1));
+    let log = worker.log();
+    assert!(
+        log.contains("--coordinator") && log.contains("--join"),
+        "{log}"
+    );
+
+    let mut worker = WorkerProcess::spawn_with("w1", &[]);
+    let status = eventually("the worker to exit", || {
+        let exited = worker.child.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert_eq!(status.code(), Some(2), "a usage error");
+    let log = worker.log();
+    assert!(log.contains("--join"), "{log}");
 }
 
 /// One named test per scenario and store: `in_process::NAME` and `etcd::NAME`.
