@@ -371,7 +371,8 @@ pub struct WorkerCli {
 /// `campanile worker ...`.
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {
-    /// List the workers connected to a node (`GET /v1/workers`).
+    /// List the workers connected to every live node (`GET /v1/workers`), naming the nodes that did not
+    /// answer.
     Ls {
         /// Where and how to connect.
         #[command(flatten)]

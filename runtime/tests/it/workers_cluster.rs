@@ -86,12 +86,14 @@ fn node(backend: &Backend, dir: &Path, cluster: u16) -> Server {
 
 /// The same, with more `serve` arguments.
 fn node_with(backend: &Backend, dir: &Path, cluster: u16, more: &[String]) -> Server {
-    let mut args = vec![
-        "--cluster-listen".into(),
-        format!("127.0.0.1:{cluster}"),
-        "--node-id".into(),
-        "node-1".into(),
-    ];
+    let mut more = more.to_vec();
+    more.extend(["--node-id".into(), "node-1".into()]);
+    node_args(backend, dir, cluster, &more)
+}
+
+/// A node with its cluster port on `cluster` and the `serve` arguments `more` (which name its node id).
+fn node_args(backend: &Backend, dir: &Path, cluster: u16, more: &[String]) -> Server {
+    let mut args = vec!["--cluster-listen".into(), format!("127.0.0.1:{cluster}")];
     args.extend(backend.args());
     args.extend(more.iter().cloned());
     Server::start_with(
@@ -574,23 +576,97 @@ async fn a_worker_finds_the_nodes_through_the_coordinator() {
     // A node that joins later is found too.
     let second_dir = dir.path().join("second");
     std::fs::create_dir_all(&second_dir).unwrap();
-    let second_cluster = free_port();
-    let mut args = backend.args();
-    args.extend([
-        "--cluster-listen".into(),
-        format!("127.0.0.1:{second_cluster}"),
-        "--node-id".into(),
-        "node-2".into(),
-    ]);
-    let second = Server::start_with(
+    let second = node_args(
+        &backend,
         &second_dir,
-        Options {
-            args,
-            ..Options::default()
-        },
+        free_port(),
+        &["--node-id".into(), "node-2".into()],
     );
-    workers_listed(&second, 1).await;
+    eventually("the worker on the second node", || async {
+        let (_, body) = second.get("/v1/workers?scope=node").await;
+        (body["workers"][0]["id"] == "w1").then_some(())
+    })
+    .await;
     assert!(worker.log().contains("linking to it"), "{}", worker.log());
+}
+
+/// `GET /v1/workers` (and `campanile worker ls`) on any node lists the workers of every live node, and names a
+/// node that does not answer; `scope=node` lists the answering node's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_lists_the_workers_of_every_node() {
+    let Some(backend) = Backend::etcd("any_node_lists_the_workers_of_every_node") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let nodes: Vec<(Server, u16)> = ["node-1", "node-2"]
+        .iter()
+        .map(|id| {
+            let home = dir.path().join(id);
+            std::fs::create_dir_all(&home).unwrap();
+            let cluster = free_port();
+            let server = node_args(
+                &backend,
+                &home,
+                cluster,
+                &["--node-id".into(), (*id).into()],
+            );
+            (server, cluster)
+        })
+        .collect();
+    // Each worker serves one node only.
+    let _w1 = WorkerProcess::start("w1", nodes[0].1).await;
+    let _w2 = WorkerProcess::start("w2", nodes[1].1).await;
+    let first = &nodes[0].0;
+    let listed = eventually("both workers listed by the first node", || async {
+        let (status, body) = first.get("/v1/workers").await;
+        assert_eq!(status, 200, "{body}");
+        (body["workers"].as_array().map_or(0, Vec::len) == 2).then_some(body)
+    })
+    .await;
+    let seen: Vec<(&str, &str)> = listed["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["id"].as_str().unwrap(), w["node"].as_str().unwrap()))
+        .collect();
+    assert_eq!(seen, [("w1", "node-1"), ("w2", "node-2")], "{listed}");
+    assert_eq!(listed["nodes"], json!(["node-1", "node-2"]), "{listed}");
+    assert_eq!(listed["unreachable"], json!([]), "{listed}");
+    let (_, own) = first.get("/v1/workers?scope=node").await;
+    assert_eq!(own["workers"].as_array().map(Vec::len), Some(1), "{own}");
+    assert_eq!(own["workers"][0]["id"], "w1", "{own}");
+    let (status, bad) = first.get("/v1/workers?scope=galaxy").await;
+    assert_eq!(status, 400, "{bad}");
+
+    let ls = Command::new(BIN)
+        .args(["worker", "ls", "--server", &first.url])
+        .env_remove("CAMPANILE_TOKEN")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.status.success(), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("w2") && l.contains("node-2")),
+        "{table}"
+    );
+
+    // A node that does not answer (frozen, still a member) is named; the others' workers are listed.
+    nodes[1].0.signal(Signal::SIGSTOP);
+    let (_, partial) = first.get("/v1/workers").await;
+    nodes[1].0.signal(Signal::SIGCONT);
+    assert_eq!(partial["unreachable"][0]["node"], "node-2", "{partial}");
+    assert_eq!(partial["nodes"], json!(["node-1"]), "{partial}");
+    assert_eq!(
+        partial["workers"].as_array().map(Vec::len),
+        Some(1),
+        "{partial}"
+    );
+    let ls_error = partial["unreachable"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!ls_error.is_empty(), "{partial}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
