@@ -427,6 +427,10 @@ pub struct WorkerArgs {
     /// on loopback.
     #[arg(long, env = "CAMPANILE_CLUSTER_COOKIE_FILE", value_name = "FILE")]
     pub cluster_cookie_file: Option<PathBuf>,
+    /// PEM file of the CA certificates the nodes' cluster-port certificates must chain to: connect over TLS
+    /// (to nodes with [cluster] tls_cert and tls_key).
+    #[arg(long, env = "CAMPANILE_CLUSTER_TLS_CA", value_name = "FILE")]
+    pub cluster_tls_ca: Option<PathBuf>,
     /// Environment variables of the worker that commands receive, besides PATH, HOME, LANG and TZ
     /// (comma-separated).
     #[arg(

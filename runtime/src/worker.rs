@@ -84,6 +84,9 @@ pub async fn run(args: &WorkerArgs) -> anyhow::Result<()> {
     if let Some(coordinator) = coordinator {
         builder = builder.coordinator(coordinator);
     }
+    if let Some(ca) = &args.cluster_tls_ca {
+        builder = builder.tls(crate::config::client_tls(ca)?);
+    }
     for (key, value) in labels {
         builder = builder.label(key, value);
     }

@@ -54,7 +54,8 @@ pub enum WorkerError {
     /// wrong (`ractor_cluster` drops such a session without a word), or the address is not a cluster port.
     #[error(
         "no cluster handshake with {addr} within {timeout}: the cluster cookie is probably wrong (it must be the \
-         node's --cluster-cookie-file), or {addr} is not a campanile cluster port"
+         node's --cluster-cookie-file), or the node's cluster port takes TLS only (give --cluster-tls-ca), or \
+         {addr} is not a campanile cluster port"
     )]
     Handshake {
         /// The node's address.
@@ -91,6 +92,7 @@ pub struct WorkerBuilder {
     egress: Egress,
     handshake_timeout: Duration,
     coordinator: Option<Arc<dyn Coordinator>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -103,6 +105,7 @@ impl std::fmt::Debug for WorkerBuilder {
                 "coordinator",
                 &self.coordinator.as_ref().map(|c| c.backend()),
             )
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +128,15 @@ impl WorkerBuilder {
     #[must_use]
     pub fn coordinator(mut self, coordinator: Arc<dyn Coordinator>) -> Self {
         self.coordinator = Some(coordinator);
+        self
+    }
+
+    /// Connects to the nodes' cluster ports over TLS (nodes whose `ClusterConfig::tls` is set), checking
+    /// each node's certificate with `config` for the host it was given as (the `join` address's, or the one
+    /// the node publishes).
+    #[must_use]
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -224,6 +236,7 @@ impl WorkerBuilder {
                 reason: "no node address to join, and no coordinator to find nodes in".into(),
             });
         }
+        let dial = super::tls::Dial::new(self.tls.clone());
         let mut addrs = Vec::new();
         for addr in &self.join {
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr.as_str())
@@ -240,6 +253,7 @@ impl WorkerBuilder {
                     field: "join",
                     reason: format!("{addr:?} resolves to no address"),
                 })?;
+            dial.remember(first, addr);
             if !addrs.contains(&first) {
                 addrs.push(first);
             }
@@ -251,7 +265,7 @@ impl WorkerBuilder {
                     .members()
                     .await
                     .map_err(|e| WorkerError::Coordinator(e.to_string()))?;
-                discover::addresses(&members)
+                discover::addresses(&members, &dial)
                     .await
                     .into_iter()
                     .filter(|a| !fixed.contains(a))
@@ -329,7 +343,7 @@ impl WorkerBuilder {
         let learned_addrs = learned.clone();
         for addr in addrs.into_iter().chain(learned) {
             let rx = sessions.watch(addr);
-            match connect_once(&server, addr, rx.clone(), self.handshake_timeout).await {
+            match connect_once(&server, &dial, addr, rx.clone(), self.handshake_timeout).await {
                 Ok(()) => ready += 1,
                 Err(Link::Handshake) => {
                     for link in &links {
@@ -346,6 +360,7 @@ impl WorkerBuilder {
             }
             links.push(tokio::spawn(keep_linked(
                 server.clone(),
+                dial.clone(),
                 addr,
                 rx,
                 self.handshake_timeout,
@@ -377,6 +392,7 @@ impl WorkerBuilder {
             links.push(tokio::spawn(discover::follow(
                 coordinator,
                 server.clone(),
+                dial.clone(),
                 sessions.clone(),
                 fixed,
                 initial,
@@ -424,6 +440,7 @@ impl Worker {
             egress: Egress::default(),
             handshake_timeout: Duration::from_secs(5),
             coordinator: None,
+            tls: None,
         }
     }
 

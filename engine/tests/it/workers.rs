@@ -29,6 +29,7 @@ async fn node_listening(id: &str, addr: std::net::SocketAddr) -> Scheduler {
             listen: addr,
             cookie: "sesame".into(),
             advertise: None,
+            tls: None,
         })
         .start()
         .await

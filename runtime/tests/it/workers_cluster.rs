@@ -669,6 +669,95 @@ async fn any_node_lists_the_workers_of_every_node() {
     assert!(!ls_error.is_empty(), "{partial}");
 }
 
+/// Waits for `worker` to exit and returns its status code and log.
+async fn exited(worker: &mut WorkerProcess) -> (Option<i32>, String) {
+    let status = eventually("the worker to exit", || {
+        let exited = worker.child.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    (status.code(), worker.log())
+}
+
+/// A cluster port with TLS (`[cluster] tls_cert`, `tls_key`; a self-signed certificate made here): a worker
+/// given the certificate's CA joins and runs fires; a plaintext worker, and a TLS worker that does not trust
+/// the certificate, are refused with a message saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_trusting_worker_joins_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let node_cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let cert = write("node.pem", node_cert.cert.pem());
+    let key = write("node-key.pem", node_cert.signing_key.serialize_pem());
+    let stranger = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let stranger_ca = write("stranger.pem", stranger.cert.pem());
+    let config = write(
+        "campanile.toml",
+        format!("[cluster]\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\n"),
+    );
+    let cluster = free_port();
+    let server = node_with(
+        &Backend::InProcess,
+        dir.path(),
+        cluster,
+        &["--config".into(), config],
+    );
+
+    let _trusting = WorkerProcess::running(WorkerProcess::spawn(
+        "w1",
+        cluster,
+        &["--cluster-tls-ca", &cert],
+    ))
+    .await;
+    workers_listed(&server, 1).await;
+    let ledger_file = ledger_path(dir.path());
+    create(&server, ledger_job("bill", &ledger_file, "0")).await;
+    eventually("a run on the TLS worker", || async {
+        ledger(&ledger_file)
+            .iter()
+            .any(|(_, w)| w == "w1")
+            .then_some(())
+    })
+    .await;
+
+    let (code, log) = exited(&mut WorkerProcess::spawn("plain", cluster, &[])).await;
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("no cluster handshake") && log.contains("--cluster-tls-ca"),
+        "{log}"
+    );
+    eventually("the node to log the refusal", || async {
+        server
+            .log()
+            .contains("refused a cluster connection: no TLS handshake")
+            .then_some(())
+    })
+    .await;
+
+    let (code, log) = exited(&mut WorkerProcess::spawn(
+        "doubter",
+        cluster,
+        &["--cluster-tls-ca", &stranger_ca],
+    ))
+    .await;
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("TLS handshake failed"), "{log}");
+    let (_, listed) = server.get("/v1/workers").await;
+    let ids: Vec<&str> = listed["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["w1"], "{listed}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_refuses_an_in_process_coordinator_and_needs_a_node_to_join() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,11 +13,13 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::link::{Sessions, keep_linked};
+use crate::cluster::tls::Dial;
 use crate::coordinator::{Coordinator, Members};
 
 /// The cluster addresses the members publish, resolved (an address that does not resolve is logged and
-/// skipped: one node's bad setting must not keep a worker from the others).
-pub(super) async fn addresses(members: &Members) -> BTreeSet<SocketAddr> {
+/// skipped: one node's bad setting must not keep a worker from the others), each remembered by `dial` as
+/// the name its TLS certificate must carry.
+pub(super) async fn addresses(members: &Members, dial: &Dial) -> BTreeSet<SocketAddr> {
     let mut found = BTreeSet::new();
     for member in &members.members {
         let Some(address) = &member.node.cluster_address else {
@@ -26,6 +28,7 @@ pub(super) async fn addresses(members: &Members) -> BTreeSet<SocketAddr> {
         match tokio::net::lookup_host(address.as_str()).await {
             Ok(mut resolved) => {
                 if let Some(addr) = resolved.next() {
+                    dial.remember(addr, address);
                     found.insert(addr);
                 }
             }
@@ -52,6 +55,7 @@ impl Drop for Linked {
 pub(super) async fn follow(
     coordinator: Arc<dyn Coordinator>,
     server: ActorRef<NodeServerMessage>,
+    dial: Dial,
     sessions: Sessions,
     fixed: BTreeSet<SocketAddr>,
     initial: Vec<(SocketAddr, JoinHandle<()>)>,
@@ -68,7 +72,7 @@ pub(super) async fn follow(
                 backoff = Duration::from_millis(200);
                 loop {
                     let current = members.borrow_and_update().clone();
-                    let wanted: BTreeSet<SocketAddr> = addresses(&current)
+                    let wanted: BTreeSet<SocketAddr> = addresses(&current, &dial)
                         .await
                         .into_iter()
                         .filter(|a| !fixed.contains(a))
@@ -85,6 +89,7 @@ pub(super) async fn follow(
                             info!(node = %addr, "a node joined the members; linking to it");
                             Linked(tokio::spawn(keep_linked(
                                 server.clone(),
+                                dial.clone(),
                                 addr,
                                 sessions.watch(addr),
                                 handshake_timeout,
