@@ -3,17 +3,18 @@
 //!
 //! ```text
 //!  owning node                                         worker (campanile worker, or an embedded Worker)
-//!  executor run task ──Start{start_by, session}──▶  WorkerActor: start only before start_by and while the
-//!        ▲                                            owner's session is valid as last heard; Acked/Refused
-//!        │   ◀──────────Acked / Refused─────────────    then runs the target with the engine's exec code
+//!  executor run task ──Start{start_by, session}──▶  WorkerActor: an offer; holds a slot, starts nothing
+//!        ▲   ◀──────────Ready / Refused─────────────
+//!        │   ──────────Go (to that worker only)────▶  starts only before start_by and while the owner's
+//!        │   ◀──────────Acked / Refused─────────────    session is valid as last heard, then runs the target
 //!   hub (registry) ◀────────Finished{result}────────    (command, HTTP, or a registered handler)
 //!        │  ──Heartbeat{session, valid_until}──▶       every 250 ms
 //!        │  ◀────────Alive{info, running}──────        every 500 ms (registers the worker)
 //! ```
 //!
 //! - [`protocol`]: the wire messages.
-//! - `hub` (cluster/hub.rs): the owner's registry of workers and [`Hub::attempt`], one fire attempt sent,
-//!   acknowledged and answered, or accounted for as `misfired`/`in_doubt`.
+//! - `hub` (cluster/hub.rs): the owner's registry of workers and [`Hub::attempt`], one fire attempt
+//!   offered, told to go, acknowledged and answered, or accounted for as `misfired`/`in_doubt`.
 //! - `worker` (cluster/worker.rs): [`Worker`], the other end.
 //!
 //! **Architecture Invariant:** leadership, assignment, claims and fencing never go through this module: the
@@ -36,8 +37,8 @@ mod tls;
 mod worker;
 
 pub use hub::{
-    ACK_GRACE, HEARTBEAT, Hub, RemoteAttempt, SEND_WINDOW, UNCLAIMED_WINDOW, WORKER_TIMEOUT,
-    WorkerEvent, WorkerStatus,
+    HEARTBEAT, Hub, RemoteAttempt, SEND_WINDOW, UNCLAIMED_WINDOW, WORKER_TIMEOUT, WorkerEvent,
+    WorkerStatus,
 };
 pub use tls::{HANDSHAKE_TIMEOUT as TLS_HANDSHAKE_TIMEOUT, MAX_HANDSHAKES as MAX_TLS_HANDSHAKES};
 pub use worker::{ALIVE_EVERY, LOOPBACK_COOKIE, Worker, WorkerBuilder, WorkerError};

@@ -518,6 +518,33 @@ struct RunState {
     leases: HashMap<String, Option<OwnerLease>>,
     /// Running attempts by (owner, dispatch).
     runs: HashMap<(String, u64), JoinHandle<()>>,
+    /// Offers answered `Ready`, waiting for the owner's `Go` (until their start-by time), by (owner, dispatch).
+    offered: HashMap<(String, u64), (StartFire, NodeId)>,
+}
+
+impl RunState {
+    /// Whether `start` may still start at `now_ms`: before its start-by time, and, for a claimed fire, under
+    /// the owner's session as last heard and before the time it was proven valid until.
+    fn timely(&self, start: &StartFire, now_ms: i64) -> Result<(), String> {
+        if now_ms >= start.start_by_ms {
+            return Err(format!(
+                "too late: {} ms after its start-by time",
+                now_ms - start.start_by_ms
+            ));
+        }
+        if let Some(session) = start.session {
+            let valid = self
+                .leases
+                .get(&start.owner)
+                .copied()
+                .flatten()
+                .is_some_and(|l| l.session == session && now_ms < l.valid_until_ms);
+            if !valid {
+                return Err("fenced: the owner's session is not known valid".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 impl WorkerShared {
@@ -532,32 +559,18 @@ impl WorkerShared {
         }
     }
 
-    /// Whether `start` may start now (its owner's id, given to the target); `Err(reason)` if not.
-    fn admit(&self, start: &StartFire, now_ms: i64) -> Result<NodeId, String> {
+    /// Takes an offer: holds a slot for it until its start-by time (answer `Ready`), or says why not.
+    fn offer(&self, start: StartFire, now_ms: i64) -> Result<(), String> {
         let owner = NodeId::new(&start.owner).map_err(|e| format!("owner: {e}"))?;
         let mut state = self.lock();
         if let Some(lease) = start.lease {
-            // The start was sent after every heartbeat before it on this link: its lease is the newest news.
+            // The offer was sent after every heartbeat before it on this link: its lease is the newest news.
             state.leases.insert(start.owner.clone(), Some(lease));
         }
-        if now_ms >= start.start_by_ms {
-            return Err(format!(
-                "too late: it arrived {} ms after its start-by time",
-                now_ms - start.start_by_ms
-            ));
-        }
-        if let Some(session) = start.session {
-            let valid = state
-                .leases
-                .get(&start.owner)
-                .copied()
-                .flatten()
-                .is_some_and(|l| l.session == session && now_ms < l.valid_until_ms);
-            if !valid {
-                return Err("fenced: the owner's session is not known valid".into());
-            }
-        }
-        if state.runs.len() >= self.info.max_concurrent as usize {
+        state.timely(&start, now_ms)?;
+        // Offers whose owner never said go are forgotten once they can no longer start.
+        state.offered.retain(|_, (s, _)| now_ms < s.start_by_ms);
+        if state.runs.len() + state.offered.len() >= self.info.max_concurrent as usize {
             return Err(format!(
                 "at its concurrency limit ({})",
                 self.info.max_concurrent
@@ -568,7 +581,20 @@ impl WorkerShared {
         {
             return Err(format!("no handler registered as {:?}", h.name));
         }
-        Ok(owner)
+        state
+            .offered
+            .insert((start.owner.clone(), start.dispatch), (start, owner));
+        Ok(())
+    }
+
+    /// The owner said go: the offer to start now, or why it will not start.
+    fn go(&self, owner: &str, dispatch: u64, now_ms: i64) -> Result<(StartFire, NodeId), String> {
+        let mut state = self.lock();
+        let Some((start, node)) = state.offered.remove(&(owner.to_owned(), dispatch)) else {
+            return Err("no offer held for it (it expired, or was never made)".into());
+        };
+        state.timely(&start, now_ms)?;
+        Ok((start, node))
     }
 }
 
@@ -650,27 +676,37 @@ impl Actor for WorkerActor {
             }
             ToWorker::Start(start) => {
                 let now_ms = shared.clock.now_ms();
-                let hub = hub_of(&start.owner);
-                match shared.admit(&start, now_ms) {
+                let fire = FireId::new(start.job.clone(), start.scheduled_ms);
+                let (owner, dispatch) = (start.owner.clone(), start.dispatch);
+                let answer = match shared.offer(*start, now_ms) {
+                    Ok(()) => ToHub::Ready { dispatch },
                     Err(reason) => {
-                        info!(fire = %FireId::new(start.job.clone(), start.scheduled_ms), %reason, "refused a fire");
+                        info!(%fire, %reason, "refused a fire");
+                        ToHub::Refused { dispatch, reason }
+                    }
+                };
+                if let Some(hub) = hub_of(&owner) {
+                    let _ = hub.cast(answer);
+                }
+            }
+            ToWorker::Go { owner, dispatch } => {
+                let now_ms = shared.clock.now_ms();
+                let hub = hub_of(&owner);
+                match shared.go(&owner, dispatch, now_ms) {
+                    Err(reason) => {
+                        info!(%owner, dispatch, %reason, "refused a fire");
                         if let Some(hub) = hub {
-                            let _ = hub.cast(ToHub::Refused {
-                                dispatch: start.dispatch,
-                                reason,
-                            });
+                            let _ = hub.cast(ToHub::Refused { dispatch, reason });
                         }
                     }
-                    Ok(node) => {
+                    Ok((start, node)) => {
                         if let Some(hub) = &hub {
-                            let _ = hub.cast(ToHub::Acked {
-                                dispatch: start.dispatch,
-                            });
+                            let _ = hub.cast(ToHub::Acked { dispatch });
                         }
-                        let key = (start.owner.clone(), start.dispatch);
+                        let key = (owner, dispatch);
                         // Registered under the lock before the task can end and remove itself.
                         let mut runs = shared.lock();
-                        let task = tokio::spawn(run_attempt(shared.clone(), node, *start));
+                        let task = tokio::spawn(run_attempt(shared.clone(), node, start));
                         runs.runs.insert(key, task);
                     }
                 }

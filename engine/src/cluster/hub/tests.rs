@@ -1,13 +1,15 @@
 //! The owner's choice of a worker and its dispatch rules, on paused tokio time with local stand-ins for the
-//! workers (actors that record every `Start` they receive and answer it, or not, as told).
+//! workers (actors that record every offer they receive and every fire they start, and answer, or not, as
+//! told).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
 
-use super::{ACK_GRACE, Entry, Event, Hub, RemoteAttempt, SEND_WINDOW};
+use super::{Entry, Event, Hub, RemoteAttempt, SEND_WINDOW};
 use crate::clock::SystemClock;
 use crate::cluster::protocol::{StartFire, ToWorker, WireResult, WorkerInfo};
 use crate::coordinator::NodeId;
@@ -17,18 +19,28 @@ use crate::run::Outcome;
 /// 2026-01-01T00:00:00Z.
 const T0_MS: i64 = 1_767_225_600_000;
 
-/// How a stand-in worker answers a `Start`.
+/// How a stand-in worker answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {
-    /// Never: the send goes unacknowledged (a frozen worker, a lost message).
+    /// Never: the offer goes unanswered (a frozen worker, a lost message).
     Silent,
-    /// Acknowledges it and reports success at once.
+    /// `Ready` to the offer; at the go, starts it (if before its start-by), acknowledges and reports success.
     Run,
-    /// Acknowledges it and never reports a result (it dies mid-run).
+    /// `Ready`; at the go, starts and acknowledges it, and never reports a result (it dies mid-run).
     AckOnly,
+    /// `Ready`; at the go, starts it, but the link is cut at that moment: nothing it sends arrives.
+    CutAtGo,
 }
 
-/// A `Start` as a stand-in worker received it.
+/// A fire a stand-in started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Started {
+    worker: String,
+    dispatch: u64,
+    at_ms: i64,
+}
+
+/// An offer (`Start`) as a stand-in worker received it.
 #[derive(Debug)]
 struct Received {
     worker: String,
@@ -43,6 +55,9 @@ struct StandInArgs {
     hub: Hub,
     answer: Answer,
     received: mpsc::UnboundedSender<Received>,
+    started: Arc<Mutex<Vec<Started>>>,
+    /// Start-by times of the offers it answered `Ready`, by dispatch.
+    offers: HashMap<u64, i64>,
 }
 
 impl Actor for StandIn {
@@ -64,34 +79,54 @@ impl Actor for StandIn {
         msg: ToWorker,
         state: &mut StandInArgs,
     ) -> Result<(), ActorProcessingErr> {
-        let ToWorker::Start(start) = msg else {
-            return Ok(());
-        };
-        let dispatch = start.dispatch;
         let at_ms = state.hub.shared.clock.now_ms();
-        // Answer first, then report: a test that reacts to the report finds the answer already queued.
-        match state.answer {
-            Answer::Silent => {}
-            Answer::Run => {
-                answer(&state.hub, dispatch, Event::Acked);
-                answer(
-                    &state.hub,
-                    dispatch,
-                    Event::Finished(WireResult {
-                        outcome: Outcome::Succeeded,
-                        code: Some(0),
-                        output: String::new(),
-                        reason: None,
-                    }),
-                );
+        match msg {
+            ToWorker::Start(start) => {
+                let dispatch = start.dispatch;
+                // Answer first, then report: a test that reacts to the report finds the answer queued.
+                if state.answer != Answer::Silent {
+                    state.offers.insert(dispatch, start.start_by_ms);
+                    answer(&state.hub, dispatch, Event::Ready);
+                }
+                let _ = state.received.send(Received {
+                    worker: state.id.clone(),
+                    start: *start,
+                    at_ms,
+                });
             }
-            Answer::AckOnly => answer(&state.hub, dispatch, Event::Acked),
+            ToWorker::Go { dispatch, .. } => {
+                let Some(start_by_ms) = state.offers.remove(&dispatch) else {
+                    return Ok(());
+                };
+                if at_ms >= start_by_ms {
+                    answer(&state.hub, dispatch, Event::Refused("too late".into()));
+                    return Ok(());
+                }
+                state.started.lock().unwrap().push(Started {
+                    worker: state.id.clone(),
+                    dispatch,
+                    at_ms,
+                });
+                match state.answer {
+                    Answer::Silent | Answer::CutAtGo => {}
+                    Answer::Run => {
+                        answer(&state.hub, dispatch, Event::Acked);
+                        answer(
+                            &state.hub,
+                            dispatch,
+                            Event::Finished(WireResult {
+                                outcome: Outcome::Succeeded,
+                                code: Some(0),
+                                output: String::new(),
+                                reason: None,
+                            }),
+                        );
+                    }
+                    Answer::AckOnly => answer(&state.hub, dispatch, Event::Acked),
+                }
+            }
+            _ => {}
         }
-        let _ = state.received.send(Received {
-            worker: state.id.clone(),
-            start: *start,
-            at_ms,
-        });
         Ok(())
     }
 }
@@ -107,6 +142,7 @@ struct Fixture {
     hub: Hub,
     received: mpsc::UnboundedReceiver<Received>,
     sender: mpsc::UnboundedSender<Received>,
+    started: Arc<Mutex<Vec<Started>>>,
 }
 
 impl Fixture {
@@ -119,7 +155,24 @@ impl Fixture {
             ),
             received,
             sender,
+            started: Arc::default(),
         }
+    }
+
+    fn started(&self) -> Vec<Started> {
+        self.started.lock().unwrap().clone()
+    }
+
+    /// Lets the hub and the stand-ins run until `n` fires have started (a bounded number of scheduler rounds;
+    /// no time passes).
+    async fn until_started(&self, n: usize) {
+        for _ in 0..10_000 {
+            if self.started.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("{n} fire(s) did not start: {:?}", self.started());
     }
 
     /// Registers a stand-in worker `id` of `group` with `in_flight` fires of `max_concurrent` already sent.
@@ -139,6 +192,8 @@ impl Fixture {
                 hub: self.hub.clone(),
                 answer,
                 received: self.sender.clone(),
+                started: self.started.clone(),
+                offers: HashMap::new(),
             },
         )
         .await
@@ -338,7 +393,7 @@ async fn a_worker_that_joins_within_the_window_gets_the_fire() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_unacknowledged_send_goes_to_another_worker_after_its_start_by_never_to_two() {
+async fn an_unanswered_offer_goes_to_another_worker_after_its_start_by_never_to_two() {
     let mut f = Fixture::new();
     // a comes first (by id, equal loads) and never answers; b runs what it gets.
     f.worker("a", "billing", 4, 0, Answer::Silent).await;
@@ -356,11 +411,10 @@ async fn an_unacknowledged_send_goes_to_another_worker_after_its_start_by_never_
     );
     let (a, b) = (&sent[0], &sent[1]);
     assert_eq!(a.start.start_by_ms, T0_MS + SEND_WINDOW.as_millis() as i64);
-    // Never two: b is sent the fire only once a can no longer start it (a refuses past its start-by, and
-    // the grace covers the acknowledgement's transit).
+    // b is offered the fire once a's offer has lapsed unanswered (a was never told go).
     assert!(
-        b.at_ms >= a.start.start_by_ms + ACK_GRACE.as_millis() as i64,
-        "b was sent it at +{} ms, before a's start-by +{} ms and grace",
+        b.at_ms >= a.start.start_by_ms,
+        "b was offered it at +{} ms, before a's start-by +{} ms",
         b.at_ms - T0_MS,
         a.start.start_by_ms - T0_MS
     );
@@ -378,7 +432,7 @@ async fn an_unacknowledged_send_goes_to_another_worker_after_its_start_by_never_
 }
 
 #[tokio::test(start_paused = true)]
-async fn sends_that_no_worker_acknowledges_misfire_and_never_overlap() {
+async fn offers_that_no_worker_answers_misfire_and_never_overlap() {
     let mut f = Fixture::new();
     f.worker("a", "billing", 4, 0, Answer::Silent).await;
     f.worker("b", "billing", 4, 0, Answer::Silent).await;
@@ -396,8 +450,8 @@ async fn sends_that_no_worker_acknowledges_misfire_and_never_overlap() {
     assert!(!sent.is_empty());
     for pair in sent.windows(2) {
         assert!(
-            pair[1].at_ms >= pair[0].start.start_by_ms + ACK_GRACE.as_millis() as i64,
-            "{} was sent it while {} could still start it",
+            pair[1].at_ms >= pair[0].start.start_by_ms,
+            "{} was offered it while {}'s offer stood",
             pair[1].worker,
             pair[0].worker
         );
@@ -410,6 +464,61 @@ async fn sends_that_no_worker_acknowledges_misfire_and_never_overlap() {
     }
     let workers: HashSet<&str> = sent.iter().map(|r| r.worker.as_str()).collect();
     assert_eq!(workers.len(), sent.len(), "no worker was sent it twice");
+    assert!(f.started().is_empty(), "nobody was told go");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_cut_off_at_the_go_leaves_the_fire_in_doubt_and_no_other_worker_runs_it() {
+    // postmortem: with one phase (start, then acknowledgement), an acknowledgement lost with a link cut
+    // silently right after the start looked like a start that never arrived: past the start-by and a grace,
+    // the owner sent the fire to b while a ran it. Now nobody can start before the owner's go, which goes to
+    // one worker only.
+    let mut f = Fixture::new();
+    f.worker("a", "billing", 4, 0, Answer::CutAtGo).await;
+    f.worker("b", "billing", 4, 0, Answer::Run).await;
+    let hub = f.hub.clone();
+    let fire = tokio::spawn(async move { hub.attempt(attempt("billing", "j", 10_000)).await });
+    f.until_started(1).await;
+    // a says nothing more: the owner's heartbeat task finds it silent after WORKER_TIMEOUT.
+    tokio::time::sleep(super::WORKER_TIMEOUT + Duration::from_secs(1)).await;
+    f.hub.shared.tick();
+    let result = fire.await.unwrap();
+    assert_eq!(result.outcome, Outcome::InDoubt, "{result:?}");
+    assert_eq!(
+        f.started()
+            .iter()
+            .map(|s| s.worker.as_str())
+            .collect::<Vec<_>>(),
+        ["a"],
+        "only a ran it"
+    );
+    assert_eq!(
+        f.sent()
+            .iter()
+            .map(|r| r.worker.as_str())
+            .collect::<Vec<_>>(),
+        ["a"],
+        "b was never offered it"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ready_that_comes_after_the_start_by_gets_no_go() {
+    let mut f = Fixture::new();
+    f.worker("a", "billing", 4, 0, Answer::Silent).await;
+    let hub = f.hub.clone();
+    let fire = tokio::spawn(async move { hub.attempt(attempt("billing", "j", 2_500)).await });
+    let offer = f.received.recv().await.unwrap();
+    // a answers only after its offer lapsed (a slow worker): the owner has moved on.
+    tokio::time::sleep_until(
+        tokio::time::Instant::now()
+            + Duration::from_millis((offer.start.start_by_ms - offer.at_ms) as u64 + 100),
+    )
+    .await;
+    answer(&f.hub, offer.start.dispatch, Event::Ready);
+    let result = fire.await.unwrap();
+    assert_eq!(result.outcome, Outcome::Misfired);
+    assert!(f.started().is_empty(), "a was never told go");
 }
 
 #[tokio::test(start_paused = true)]
@@ -419,9 +528,7 @@ async fn a_worker_lost_after_its_acknowledgement_leaves_the_fire_in_doubt() {
     f.worker("b", "billing", 4, 0, Answer::Run).await;
     let hub = f.hub.clone();
     let fire = tokio::spawn(async move { hub.attempt(attempt("billing", "j", 10_000)).await });
-    let first = f.received.recv().await.unwrap();
-    assert_eq!(first.worker, "a");
-    // The acknowledgement is queued before the report: the loss comes after it.
+    f.until_started(1).await;
     let node = f.hub.shared.node.clone();
     let lost = f
         .hub
@@ -435,7 +542,14 @@ async fn a_worker_lost_after_its_acknowledgement_leaves_the_fire_in_doubt() {
         result.reason.as_deref(),
         Some("worker a was lost mid-run (its link to this node broke)")
     );
-    assert!(f.sent().is_empty(), "not sent to b: a may be running it");
+    assert_eq!(
+        f.sent()
+            .iter()
+            .map(|r| r.worker.as_str())
+            .collect::<Vec<_>>(),
+        ["a"],
+        "not offered to b: a may be running it"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -447,7 +561,7 @@ async fn at_least_once_sends_a_lost_run_once_more_to_another_worker() {
     let mut req = attempt("billing", "j", 10_000);
     req.at_least_once = true;
     let fire = tokio::spawn(async move { hub.attempt(req).await });
-    assert_eq!(f.received.recv().await.unwrap().worker, "a");
+    f.until_started(1).await;
     let node = f.hub.shared.node.clone();
     let lost = f
         .hub
@@ -463,7 +577,6 @@ async fn at_least_once_sends_a_lost_run_once_more_to_another_worker() {
             "redelivered: worker a was lost mid-run (not heard from for 4s) (at_least_once); worker b"
         )
     );
-    let again = f.sent();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].worker, "b");
+    let offered: Vec<String> = f.sent().into_iter().map(|r| r.worker).collect();
+    assert_eq!(offered, ["a", "b"]);
 }
