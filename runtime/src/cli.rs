@@ -397,8 +397,8 @@ pub struct WorkerArgs {
     /// links to every node that publishes a cluster address there, and follows nodes joining and leaving.
     #[arg(long, env = "CAMPANILE_COORDINATOR", value_name = "URL")]
     pub coordinator: Option<String>,
-    /// TOML configuration file whose [etcd] or [zookeeper] section says how to reach --coordinator
-    /// (credentials, TLS); its other sections are not used.
+    /// TOML configuration file whose etcd or zookeeper table says how to reach --coordinator (credentials,
+    /// TLS); its other tables are not used.
     #[arg(
         long,
         env = "CAMPANILE_CONFIG",
@@ -428,7 +428,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "CAMPANILE_CLUSTER_COOKIE_FILE", value_name = "FILE")]
     pub cluster_cookie_file: Option<PathBuf>,
     /// PEM file of the CA certificates the nodes' cluster-port certificates must chain to: connect over TLS
-    /// (to nodes with [cluster] tls_cert and tls_key).
+    /// (to nodes whose cluster table sets tls_cert and tls_key).
     #[arg(long, env = "CAMPANILE_CLUSTER_TLS_CA", value_name = "FILE")]
     pub cluster_tls_ca: Option<PathBuf>,
     /// Environment variables of the worker that commands receive, besides PATH, HOME, LANG and TZ
