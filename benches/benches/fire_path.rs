@@ -76,6 +76,7 @@ async fn rig(jobs: usize) -> Rig {
         labels: BTreeSet::new(),
         capacity: None,
         address: None,
+        cluster_address: None,
     };
     // A day-long session, so the recorder keeps writing (records of unknown jobs are dropped by the backend)
     // instead of holding every record in memory.

@@ -371,7 +371,8 @@ pub struct WorkerCli {
 /// `campanile worker ...`.
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {
-    /// List the workers connected to a node (`GET /v1/workers`).
+    /// List the workers connected to every live node (`GET /v1/workers`), naming the nodes that did not
+    /// answer.
     Ls {
         /// Where and how to connect.
         #[command(flatten)]
@@ -383,15 +384,28 @@ pub enum WorkerCommand {
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
     /// Cluster addresses of the nodes to serve (HOST:PORT, comma-separated): list every node, since a job's
-    /// fires go to workers connected to the node that owns it.
+    /// fires go to workers connected to the node that owns it; optional with --coordinator.
     #[arg(
         long,
         env = "CAMPANILE_JOIN",
         value_name = "HOST:PORT",
         value_delimiter = ',',
-        required = true
+        required_unless_present = "coordinator"
     )]
     pub join: Vec<String>,
+    /// The nodes' coordinator (etcd://HOST:PORT[,...]/PREFIX or zk://HOST:PORT[,...]/CHROOT): the worker
+    /// links to every node that publishes a cluster address there, and follows nodes joining and leaving.
+    #[arg(long, env = "CAMPANILE_COORDINATOR", value_name = "URL")]
+    pub coordinator: Option<String>,
+    /// TOML configuration file whose etcd or zookeeper table says how to reach --coordinator (credentials,
+    /// TLS); its other tables are not used.
+    #[arg(
+        long,
+        env = "CAMPANILE_CONFIG",
+        value_name = "FILE",
+        requires = "coordinator"
+    )]
+    pub config: Option<PathBuf>,
     /// The executor group this worker serves (jobs name it in "executor": {"group": NAME}).
     #[arg(long, env = "CAMPANILE_GROUP", value_name = "NAME", required = true)]
     pub group: Option<String>,
@@ -413,6 +427,10 @@ pub struct WorkerArgs {
     /// on loopback.
     #[arg(long, env = "CAMPANILE_CLUSTER_COOKIE_FILE", value_name = "FILE")]
     pub cluster_cookie_file: Option<PathBuf>,
+    /// PEM file of the CA certificates the nodes' cluster-port certificates must chain to: connect over TLS
+    /// (to nodes whose cluster table sets tls_cert and tls_key).
+    #[arg(long, env = "CAMPANILE_CLUSTER_TLS_CA", value_name = "FILE")]
+    pub cluster_tls_ca: Option<PathBuf>,
     /// Environment variables of the worker that commands receive, besides PATH, HOME, LANG and TZ
     /// (comma-separated).
     #[arg(

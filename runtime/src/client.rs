@@ -588,6 +588,13 @@ pub async fn workers(args: &ClientArgs) -> anyhow::Result<()> {
         ]);
     }
     out!("{table}")?;
+    for node in body["unreachable"].as_array().into_iter().flatten() {
+        outln!(
+            "node {} did not answer, so its workers are not listed: {}",
+            text(&node["node"]),
+            text(&node["error"])
+        )?;
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@ mod cluster;
 mod tests;
 mod validate;
 
-pub use cluster::{ClusterConfig, read_cookie};
+pub use cluster::{ClusterConfig, client_tls, read_cookie};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,14 +1,40 @@
-//! `campanile worker`: a worker of an executor group. It joins the listed nodes' cluster ports, registers in
-//! its group, and runs the command and HTTP targets the nodes send it (see `docs/workers.md`), until SIGTERM
-//! or SIGINT.
+//! `campanile worker`: a worker of an executor group. It joins the listed nodes' cluster ports (and, with
+//! `--coordinator`, those the nodes publish there), registers in its group, and runs the command and HTTP
+//! targets the nodes send it (see `docs/workers.md`), until SIGTERM or SIGINT.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::Context;
 use campanile::Worker;
 use campanile::exec::BaseEnv;
 
 use crate::cli::WorkerArgs;
+use crate::config::{Config, CoordinatorUrl};
+
+/// The coordinator `--coordinator` names, opened for reading the members (with `--config`'s `[etcd]` or
+/// `[zookeeper]` settings).
+async fn coordinator(args: &WorkerArgs) -> anyhow::Result<Option<Arc<dyn campanile::Coordinator>>> {
+    let Some(url) = &args.coordinator else {
+        return Ok(None);
+    };
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    config.coordinator = Some(url.clone());
+    match config.coordinator_url()? {
+        CoordinatorUrl::Etcd { .. } | CoordinatorUrl::ZooKeeper { .. } => {}
+        CoordinatorUrl::Memory | CoordinatorUrl::File(_) => anyhow::bail!(
+            "--coordinator: {url:?}: a worker finds nodes in a shared coordinator (etcd:// or zk://); an \
+             in-process store belongs to its node's process: give the node's cluster address with --join"
+        ),
+    }
+    let coordinator = crate::server::open_coordinator(&config)
+        .await
+        .with_context(|| format!("--coordinator: {url}"))?;
+    Ok(Some(coordinator))
+}
 
 /// Runs a worker until it is told to stop. Fails at once, saying why, on a bad flag, a wrong cookie (no
 /// handshake in time) or when no listed node can be reached.
@@ -45,6 +71,7 @@ pub async fn run(args: &WorkerArgs) -> anyhow::Result<()> {
             campanile::cluster::LOOPBACK_COOKIE.to_owned()
         }
     };
+    let coordinator = coordinator(args).await?;
     let mut builder = Worker::builder()
         .join(args.join.iter().cloned())
         .group(&group)
@@ -53,6 +80,12 @@ pub async fn run(args: &WorkerArgs) -> anyhow::Result<()> {
         .base_env(BaseEnv::inherit(&args.inherit_env));
     if let Some(id) = &args.node_id {
         builder = builder.id(id);
+    }
+    if let Some(coordinator) = coordinator {
+        builder = builder.coordinator(coordinator);
+    }
+    if let Some(ca) = &args.cluster_tls_ca {
+        builder = builder.tls(crate::config::client_tls(ca)?);
     }
     for (key, value) in labels {
         builder = builder.label(key, value);

@@ -285,6 +285,7 @@ pub(crate) fn node_info(name: &str) -> NodeInfo {
         labels: BTreeSet::from([format!("name={name}"), "zone=a".to_owned()]),
         capacity: Some(1000),
         address: Some(format!("{name}.invalid:7070")),
+        cluster_address: Some(format!("{name}.invalid:7946")),
     }
 }
 

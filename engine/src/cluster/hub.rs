@@ -6,15 +6,18 @@
 //! mailbox sits on the fire path. A task beside the actor sends the owner's heartbeat (its session and the
 //! time until which it is proven valid) to every worker, and forgets workers that have gone silent.
 //!
-//! The dispatch protocol, per attempt:
-//! 1. pick the least loaded worker of the group (sticky by job where loads are equal), and send it `Start`
-//!    with `start_by_ms`: the end of the owner's claim window, or sooner (see [`SEND_WINDOW`]);
-//! 2. the worker starts it only before `start_by_ms` and while the owner's session is valid as it last heard,
-//!    and answers `Acked` (or `Refused`);
-//! 3. no answer by `start_by_ms` + [`ACK_GRACE`]: the worker did not start it and never will, so the next
-//!    worker is tried, within the claim window; never two at once;
-//! 4. after `Acked`, the `Finished` result becomes the attempt's result; a worker lost after `Acked` (or whose
-//!    link broke while its start was possible) leaves the attempt `in_doubt`.
+//! The dispatch protocol, per attempt, in two phases so that a lost message can never make two workers run
+//! one fire:
+//! 1. pick the least loaded worker of the group (sticky by job where loads are equal), and offer it the fire
+//!    (`Start`) with `start_by_ms`: the end of the owner's claim window, or sooner (see [`SEND_WINDOW`]);
+//! 2. the worker answers `Ready` (it holds a slot until `start_by_ms`, while the owner's session is valid as
+//!    it last heard) or `Refused`, and starts nothing yet;
+//! 3. no `Ready` by `start_by_ms` (a frozen worker, a message lost with its link): the hub has said go to
+//!    nobody, so no worker can have started it; the next worker is offered it, within the claim window;
+//! 4. after `Ready`, and only to that worker, `Go`: the worker starts it if still before `start_by_ms` and
+//!    under a valid session, and answers `Acked` (or `Refused`: certainly not started, so the next worker may
+//!    be offered it); the `Finished` result becomes the attempt's result; a worker lost after the go leaves
+//!    the attempt `in_doubt`, never offered to another (the go may have arrived, and its `Acked` been lost).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +31,8 @@ use tracing::warn;
 use super::protocol::{OwnerLease, StartFire, ToWorker, WireResult, WorkerInfo};
 
 mod actor;
+#[cfg(test)]
+mod tests;
 
 use crate::clock::Clock;
 use crate::coordinator::{NodeId, SessionId};
@@ -41,15 +46,12 @@ pub(crate) use actor::HubActor;
 /// worker tried (if the claim window still allows), so one frozen worker does not hold a fire for the whole
 /// window.
 pub const SEND_WINDOW: Duration = Duration::from_secs(2);
-/// How long past a send's `start_by_ms` the hub waits for the acknowledgement before it concludes the worker
-/// did not start it: the acknowledgement's transit time plus the clock difference allowed between hosts.
-pub const ACK_GRACE: Duration = Duration::from_millis(500);
 /// How often the owner's heartbeat goes to every worker.
 pub const HEARTBEAT: Duration = Duration::from_millis(250);
 /// A worker not heard from for this long is lost: its runs are in doubt and it gets no fires until it is
 /// heard from again. Workers say they are alive every [`super::worker::ALIVE_EVERY`]. Longer than
-/// [`SEND_WINDOW`] + [`ACK_GRACE`] + `ALIVE_EVERY`, so that a send to a worker that froze is normally given up
-/// as unacknowledged (certainly not started) before the worker is declared lost.
+/// [`SEND_WINDOW`] + `ALIVE_EVERY`, so that an offer to a worker that froze is normally given up as
+/// unanswered (certainly not started) before the worker is declared lost.
 pub const WORKER_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a manual fire (not claimed, so without a claim window) or a retry may wait for a worker.
 pub const UNCLAIMED_WINDOW: Duration = Duration::from_secs(10);
@@ -121,6 +123,7 @@ pub struct RemoteAttempt {
 /// What a pending dispatch learns.
 #[derive(Debug)]
 enum Event {
+    Ready,
     Acked,
     Refused(String),
     Finished(WireResult),
@@ -475,14 +478,51 @@ impl Hub {
                 tried.insert(worker);
                 continue;
             }
-            let give_up_ms = start_by_ms + ACK_GRACE.as_millis() as i64;
-            let first = tokio::time::timeout(
-                Duration::from_millis((give_up_ms - clock.now_ms()).max(0) as u64),
+            // Phase one: the offer. Until this hub says go, the worker cannot start the fire, so an offer that
+            // is not answered `Ready` by its start-by time (a frozen worker, a lost message) is given up and
+            // the next worker tried, with nothing to doubt.
+            let ready = tokio::time::timeout(
+                Duration::from_millis((start_by_ms - clock.now_ms()).max(0) as u64),
                 events.recv(),
             )
             .await;
-            let lost = match first {
-                Ok(Some(Event::Acked)) => {
+            match ready {
+                Ok(Some(Event::Ready)) if clock.now_ms() < start_by_ms => {}
+                Ok(Some(Event::Refused(reason))) => {
+                    crate::metrics::remote_dispatch_failed("refused");
+                    tracing::debug!(job = %req.job, %worker, %reason, "worker refused a fire");
+                    guard.settled();
+                    tried.insert(worker);
+                    continue;
+                }
+                Ok(
+                    Some(Event::Ready | Event::Acked | Event::Finished(_) | Event::Lost(_)) | None,
+                )
+                | Err(_) => {
+                    crate::metrics::remote_dispatch_failed("not_acknowledged");
+                    warn!(job = %req.job, %worker, "worker did not take a fire in time; trying another");
+                    guard.settled();
+                    self.mark_suspect(&worker);
+                    tried.insert(worker);
+                    continue;
+                }
+            }
+            // Phase two: go, to this worker only. From here the fire may run on it, so it goes to no other
+            // worker unless this one refuses (certainly not started).
+            if actor
+                .cast(ToWorker::Go {
+                    owner: self.shared.node.to_string(),
+                    dispatch,
+                })
+                .is_err()
+            {
+                // The link is gone before the go: certainly not started.
+                guard.settled();
+                tried.insert(worker);
+                continue;
+            }
+            let lost = match events.recv().await {
+                Some(Event::Acked) => {
                     metrics::histogram!(crate::metrics::REMOTE_DISPATCH)
                         .record((clock.now_us() - sent_us).max(0) as f64 / 1e6);
                     // Started: wait for the result, or for the worker's loss.
@@ -492,41 +532,27 @@ impl Hub {
                             return with_note(worker_result(result, &worker), note);
                         }
                         Some(Event::Lost(reason) | Event::Refused(reason)) => reason,
-                        Some(Event::Acked) | None => "its result was lost".to_owned(),
+                        Some(Event::Acked | Event::Ready) | None => {
+                            "its result was lost".to_owned()
+                        }
                     }
                 }
-                Ok(Some(Event::Finished(result))) => {
+                Some(Event::Finished(result)) => {
                     // A result without an acknowledgement: it ran.
                     guard.settled();
                     return with_note(worker_result(result, &worker), note);
                 }
-                Ok(Some(Event::Refused(reason))) => {
+                Some(Event::Refused(reason)) => {
+                    // Too late by the worker's clock, or fenced: it did not start and will not.
                     crate::metrics::remote_dispatch_failed("refused");
-                    tracing::debug!(job = %req.job, %worker, %reason, "worker refused a fire");
+                    tracing::debug!(job = %req.job, %worker, %reason, "worker refused a fire at go");
                     guard.settled();
                     tried.insert(worker);
                     continue;
                 }
-                Err(_) => {
-                    // No answer by start_by + grace: the worker did not start it and will not (it checks
-                    // start_by before starting), so another may.
-                    crate::metrics::remote_dispatch_failed("not_acknowledged");
-                    warn!(job = %req.job, %worker, "worker did not acknowledge a fire in time; trying another");
-                    guard.settled();
-                    self.mark_suspect(&worker);
-                    tried.insert(worker);
-                    continue;
-                }
-                Ok(Some(Event::Lost(_))) if clock.now_ms() > give_up_ms => {
-                    // Lost, but only after the send's window and grace: it did not start (as for no answer).
-                    crate::metrics::remote_dispatch_failed("not_acknowledged");
-                    guard.settled();
-                    tried.insert(worker);
-                    continue;
-                }
-                // Lost while the start was possible: it may have started, unacknowledged.
-                Ok(Some(Event::Lost(reason))) => reason,
-                Ok(None) => "its link broke".to_owned(),
+                // Lost after the go: it may have started, unacknowledged.
+                Some(Event::Lost(reason)) => reason,
+                Some(Event::Ready) | None => "its link broke".to_owned(),
             };
             guard.settled();
             crate::metrics::remote_dispatch_failed("worker_lost");

@@ -1,8 +1,8 @@
 //! The messages between an owning node's hub and its workers, as they travel over `ractor_cluster`.
 //!
 //! Both directions are casts (`ractor_cluster` carries a cast at most once and keeps the order of one
-//! session's messages); the request/answer pairs (a start and its acknowledgement, a run and its result) are
-//! matched by a dispatch number chosen by the hub. Messages are JSON inside `ractor_cluster`'s frames: a
+//! session's messages); the request/answer pairs (an offer and its `Ready`, a go and its acknowledgement, a
+//! run and its result) are matched by a dispatch number chosen by the hub. Messages are JSON inside `ractor_cluster`'s frames: a
 //! message that does not decode (a peer of another version, a corrupt frame) becomes `Invalid` and is logged,
 //! never a panic.
 
@@ -65,8 +65,18 @@ pub enum ToWorker {
         /// Its session, if valid.
         lease: Option<OwnerLease>,
     },
-    /// Start one attempt of a fire, unless it is too late.
+    /// Offer one attempt of a fire: the worker answers `Ready` (it holds a slot for it until its start-by
+    /// time) or `Refused`, and starts nothing before the owner's `Go`.
     Start(Box<StartFire>),
+    /// Start the attempt offered by `Start` with this dispatch number, unless it is too late now; answered by
+    /// `Acked` (started) or `Refused`. The owner sends it to one worker only, and only after that worker's
+    /// `Ready`: until then no worker can have started the fire, so the owner may offer it to another.
+    Go {
+        /// The owning node's id (dispatch numbers are per node).
+        owner: String,
+        /// The dispatch number.
+        dispatch: u64,
+    },
     /// Stop this dispatch's run (the owner cancelled it: `cancel_previous`, shutdown); answered by its
     /// `Finished` as usual.
     Cancel {
@@ -114,6 +124,11 @@ pub enum ToHub {
         info: WorkerInfo,
         /// Runs in progress.
         running: u32,
+    },
+    /// The worker can take the offered dispatch and waits for the owner's `Go`.
+    Ready {
+        /// The dispatch number.
+        dispatch: u64,
     },
     /// The dispatch started.
     Acked {

@@ -24,10 +24,11 @@ use tracing::{info, warn};
 
 use super::protocol::{self, OwnerLease, StartFire, ToHub, ToWorker, WireResult, WorkerInfo};
 
+mod discover;
 mod link;
 
 use crate::clock::{Clock, SystemClock};
-use crate::coordinator::NodeId;
+use crate::coordinator::{Coordinator, NodeId};
 use crate::exec::{AttemptResult, BaseEnv, Egress, FireContext};
 use crate::job::{FireId, Target};
 use crate::node::executor::{Handler, HandlerError};
@@ -53,7 +54,8 @@ pub enum WorkerError {
     /// wrong (`ractor_cluster` drops such a session without a word), or the address is not a cluster port.
     #[error(
         "no cluster handshake with {addr} within {timeout}: the cluster cookie is probably wrong (it must be the \
-         node's --cluster-cookie-file), or {addr} is not a campanile cluster port"
+         node's --cluster-cookie-file), or the node's cluster port takes TLS only (give --cluster-tls-ca), or \
+         {addr} is not a campanile cluster port"
     )]
     Handshake {
         /// The node's address.
@@ -72,6 +74,9 @@ pub enum WorkerError {
     /// The worker's own cluster server did not start.
     #[error("the worker's cluster server did not start: {0}")]
     Start(String),
+    /// The coordinator given to find nodes could not be read.
+    #[error("cannot read the nodes' cluster addresses from the coordinator: {0}")]
+    Coordinator(String),
 }
 
 /// Builds a [`Worker`]: `Worker::builder().join(["10.0.0.5:7946"]).group("billing").handler("invoice", |ctx| async {…}).start()`.
@@ -86,6 +91,8 @@ pub struct WorkerBuilder {
     base_env: BaseEnv,
     egress: Egress,
     handshake_timeout: Duration,
+    coordinator: Option<Arc<dyn Coordinator>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -94,6 +101,11 @@ impl std::fmt::Debug for WorkerBuilder {
             .field("join", &self.join)
             .field("group", &self.group)
             .field("id", &self.id)
+            .field(
+                "coordinator",
+                &self.coordinator.as_ref().map(|c| c.backend()),
+            )
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +119,24 @@ impl WorkerBuilder {
     #[must_use]
     pub fn join<S: Into<String>>(mut self, addrs: impl IntoIterator<Item = S>) -> Self {
         self.join.extend(addrs.into_iter().map(Into::into));
+        self
+    }
+
+    /// Finds the nodes through their coordinator too: the worker links to every live member that publishes
+    /// a cluster address (a node with a cluster port does), and follows the members as nodes join and leave.
+    /// With it, [`WorkerBuilder::join`] is optional.
+    #[must_use]
+    pub fn coordinator(mut self, coordinator: Arc<dyn Coordinator>) -> Self {
+        self.coordinator = Some(coordinator);
+        self
+    }
+
+    /// Connects to the nodes' cluster ports over TLS (nodes whose `ClusterConfig::tls` is set), checking
+    /// each node's certificate with `config` for the host it was given as (the `join` address's, or the one
+    /// the node publishes).
+    #[must_use]
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -200,12 +230,13 @@ impl WorkerBuilder {
                 reason: format!("{id:?} is not a worker id (1 to 64 of A-Z a-z 0-9 . _ -)"),
             });
         }
-        if self.join.is_empty() {
+        if self.join.is_empty() && self.coordinator.is_none() {
             return Err(WorkerError::Invalid {
                 field: "join",
-                reason: "no node address to join".into(),
+                reason: "no node address to join, and no coordinator to find nodes in".into(),
             });
         }
+        let dial = super::tls::Dial::new(self.tls.clone());
         let mut addrs = Vec::new();
         for addr in &self.join {
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr.as_str())
@@ -222,7 +253,33 @@ impl WorkerBuilder {
                     field: "join",
                     reason: format!("{addr:?} resolves to no address"),
                 })?;
-            addrs.push(first);
+            dial.remember(first, addr);
+            if !addrs.contains(&first) {
+                addrs.push(first);
+            }
+        }
+        let fixed: std::collections::BTreeSet<SocketAddr> = addrs.iter().copied().collect();
+        let learned: Vec<SocketAddr> = match &self.coordinator {
+            Some(coordinator) => {
+                let members = coordinator
+                    .members()
+                    .await
+                    .map_err(|e| WorkerError::Coordinator(e.to_string()))?;
+                discover::addresses(&members, &dial)
+                    .await
+                    .into_iter()
+                    .filter(|a| !fixed.contains(a))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        if addrs.is_empty() && learned.is_empty() {
+            return Err(WorkerError::Unreachable {
+                addrs: "the coordinator's members".into(),
+                reason:
+                    "no live node publishes a cluster address (start nodes with --cluster-listen)"
+                        .into(),
+            });
         }
         let info = WorkerInfo {
             id: id.clone(),
@@ -279,14 +336,19 @@ impl WorkerBuilder {
             .map_err(|e| WorkerError::Start(e.to_string()))?;
 
         // Connect to every node; the first round decides whether the worker starts at all.
-        let mut links = Vec::new();
+        let mut links: Vec<JoinHandle<()>> = Vec::new();
         let mut failures = Vec::new();
         let mut ready = 0;
-        for addr in addrs {
+        let learned_from = addrs.len();
+        let learned_addrs = learned.clone();
+        for addr in addrs.into_iter().chain(learned) {
             let rx = sessions.watch(addr);
-            match connect_once(&server, addr, rx.clone(), self.handshake_timeout).await {
+            match connect_once(&server, &dial, addr, rx.clone(), self.handshake_timeout).await {
                 Ok(()) => ready += 1,
                 Err(Link::Handshake) => {
+                    for link in &links {
+                        link.abort();
+                    }
                     server.stop(None);
                     actor.stop(None);
                     return Err(WorkerError::Handshake {
@@ -298,6 +360,7 @@ impl WorkerBuilder {
             }
             links.push(tokio::spawn(keep_linked(
                 server.clone(),
+                dial.clone(),
                 addr,
                 rx,
                 self.handshake_timeout,
@@ -309,10 +372,32 @@ impl WorkerBuilder {
             }
             server.stop(None);
             actor.stop(None);
+            let mut tried = self.join.clone();
+            if self.coordinator.is_some() {
+                tried.push("the coordinator's members".into());
+            }
             return Err(WorkerError::Unreachable {
-                addrs: self.join.join(", "),
+                addrs: tried.join(", "),
                 reason: failures.join("; "),
             });
+        }
+        if let Some(coordinator) = self.coordinator.clone() {
+            // The links to learned nodes belong to the follower, which closes them when their node leaves.
+            let initial: Vec<(SocketAddr, JoinHandle<()>)> = links
+                .split_off(learned_from)
+                .into_iter()
+                .zip(learned_addrs)
+                .map(|(task, addr)| (addr, task))
+                .collect();
+            links.push(tokio::spawn(discover::follow(
+                coordinator,
+                server.clone(),
+                dial.clone(),
+                sessions.clone(),
+                fixed,
+                initial,
+                self.handshake_timeout,
+            )));
         }
         info!(worker = %id, group = %shared.info.group, nodes = ready, "worker started");
         Ok(Worker {
@@ -354,6 +439,8 @@ impl Worker {
             base_env: BaseEnv::default(),
             egress: Egress::default(),
             handshake_timeout: Duration::from_secs(5),
+            coordinator: None,
+            tls: None,
         }
     }
 
@@ -431,6 +518,33 @@ struct RunState {
     leases: HashMap<String, Option<OwnerLease>>,
     /// Running attempts by (owner, dispatch).
     runs: HashMap<(String, u64), JoinHandle<()>>,
+    /// Offers answered `Ready`, waiting for the owner's `Go` (until their start-by time), by (owner, dispatch).
+    offered: HashMap<(String, u64), (StartFire, NodeId)>,
+}
+
+impl RunState {
+    /// Whether `start` may still start at `now_ms`: before its start-by time, and, for a claimed fire, under
+    /// the owner's session as last heard and before the time it was proven valid until.
+    fn timely(&self, start: &StartFire, now_ms: i64) -> Result<(), String> {
+        if now_ms >= start.start_by_ms {
+            return Err(format!(
+                "too late: {} ms after its start-by time",
+                now_ms - start.start_by_ms
+            ));
+        }
+        if let Some(session) = start.session {
+            let valid = self
+                .leases
+                .get(&start.owner)
+                .copied()
+                .flatten()
+                .is_some_and(|l| l.session == session && now_ms < l.valid_until_ms);
+            if !valid {
+                return Err("fenced: the owner's session is not known valid".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 impl WorkerShared {
@@ -445,32 +559,18 @@ impl WorkerShared {
         }
     }
 
-    /// Whether `start` may start now (its owner's id, given to the target); `Err(reason)` if not.
-    fn admit(&self, start: &StartFire, now_ms: i64) -> Result<NodeId, String> {
+    /// Takes an offer: holds a slot for it until its start-by time (answer `Ready`), or says why not.
+    fn offer(&self, start: StartFire, now_ms: i64) -> Result<(), String> {
         let owner = NodeId::new(&start.owner).map_err(|e| format!("owner: {e}"))?;
         let mut state = self.lock();
         if let Some(lease) = start.lease {
-            // The start was sent after every heartbeat before it on this link: its lease is the newest news.
+            // The offer was sent after every heartbeat before it on this link: its lease is the newest news.
             state.leases.insert(start.owner.clone(), Some(lease));
         }
-        if now_ms >= start.start_by_ms {
-            return Err(format!(
-                "too late: it arrived {} ms after its start-by time",
-                now_ms - start.start_by_ms
-            ));
-        }
-        if let Some(session) = start.session {
-            let valid = state
-                .leases
-                .get(&start.owner)
-                .copied()
-                .flatten()
-                .is_some_and(|l| l.session == session && now_ms < l.valid_until_ms);
-            if !valid {
-                return Err("fenced: the owner's session is not known valid".into());
-            }
-        }
-        if state.runs.len() >= self.info.max_concurrent as usize {
+        state.timely(&start, now_ms)?;
+        // Offers whose owner never said go are forgotten once they can no longer start.
+        state.offered.retain(|_, (s, _)| now_ms < s.start_by_ms);
+        if state.runs.len() + state.offered.len() >= self.info.max_concurrent as usize {
             return Err(format!(
                 "at its concurrency limit ({})",
                 self.info.max_concurrent
@@ -481,7 +581,20 @@ impl WorkerShared {
         {
             return Err(format!("no handler registered as {:?}", h.name));
         }
-        Ok(owner)
+        state
+            .offered
+            .insert((start.owner.clone(), start.dispatch), (start, owner));
+        Ok(())
+    }
+
+    /// The owner said go: the offer to start now, or why it will not start.
+    fn go(&self, owner: &str, dispatch: u64, now_ms: i64) -> Result<(StartFire, NodeId), String> {
+        let mut state = self.lock();
+        let Some((start, node)) = state.offered.remove(&(owner.to_owned(), dispatch)) else {
+            return Err("no offer held for it (it expired, or was never made)".into());
+        };
+        state.timely(&start, now_ms)?;
+        Ok((start, node))
     }
 }
 
@@ -563,27 +676,37 @@ impl Actor for WorkerActor {
             }
             ToWorker::Start(start) => {
                 let now_ms = shared.clock.now_ms();
-                let hub = hub_of(&start.owner);
-                match shared.admit(&start, now_ms) {
+                let fire = FireId::new(start.job.clone(), start.scheduled_ms);
+                let (owner, dispatch) = (start.owner.clone(), start.dispatch);
+                let answer = match shared.offer(*start, now_ms) {
+                    Ok(()) => ToHub::Ready { dispatch },
                     Err(reason) => {
-                        info!(fire = %FireId::new(start.job.clone(), start.scheduled_ms), %reason, "refused a fire");
+                        info!(%fire, %reason, "refused a fire");
+                        ToHub::Refused { dispatch, reason }
+                    }
+                };
+                if let Some(hub) = hub_of(&owner) {
+                    let _ = hub.cast(answer);
+                }
+            }
+            ToWorker::Go { owner, dispatch } => {
+                let now_ms = shared.clock.now_ms();
+                let hub = hub_of(&owner);
+                match shared.go(&owner, dispatch, now_ms) {
+                    Err(reason) => {
+                        info!(%owner, dispatch, %reason, "refused a fire");
                         if let Some(hub) = hub {
-                            let _ = hub.cast(ToHub::Refused {
-                                dispatch: start.dispatch,
-                                reason,
-                            });
+                            let _ = hub.cast(ToHub::Refused { dispatch, reason });
                         }
                     }
-                    Ok(node) => {
+                    Ok((start, node)) => {
                         if let Some(hub) = &hub {
-                            let _ = hub.cast(ToHub::Acked {
-                                dispatch: start.dispatch,
-                            });
+                            let _ = hub.cast(ToHub::Acked { dispatch });
                         }
-                        let key = (start.owner.clone(), start.dispatch);
+                        let key = (owner, dispatch);
                         // Registered under the lock before the task can end and remove itself.
                         let mut runs = shared.lock();
-                        let task = tokio::spawn(run_attempt(shared.clone(), node, *start));
+                        let task = tokio::spawn(run_attempt(shared.clone(), node, start));
                         runs.runs.insert(key, task);
                     }
                 }

@@ -67,12 +67,17 @@ pub fn check_node(node: &NodeInfo) -> CoordResult<()> {
             label.len()
         )));
     }
-    if let Some(address) = node.address.as_ref().filter(|a| a.len() > MAX_NODE_TEXT) {
-        return Err(invalid(format!(
-            "node {}: address: {} bytes, at most {MAX_NODE_TEXT} allowed",
-            node.id,
-            address.len()
-        )));
+    for (field, value) in [
+        ("address", &node.address),
+        ("cluster_address", &node.cluster_address),
+    ] {
+        if let Some(address) = value.as_ref().filter(|a| a.len() > MAX_NODE_TEXT) {
+            return Err(invalid(format!(
+                "node {}: {field}: {} bytes, at most {MAX_NODE_TEXT} allowed",
+                node.id,
+                address.len()
+            )));
+        }
     }
     Ok(())
 }

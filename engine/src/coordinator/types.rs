@@ -102,6 +102,10 @@ pub struct NodeInfo {
     /// Where its API listens, for operators (`10.0.0.5:7070`).
     #[serde(default)]
     pub address: Option<String>,
+    /// Where its cluster port is reached (`10.0.0.5:7946`), for workers that find nodes through the
+    /// coordinator (`campanile worker --coordinator`); absent without a cluster port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_address: Option<String>,
 }
 
 impl NodeInfo {
@@ -112,6 +116,7 @@ impl NodeInfo {
             labels: BTreeSet::new(),
             capacity: None,
             address: None,
+            cluster_address: None,
         }
     }
 }

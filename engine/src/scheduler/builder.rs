@@ -185,6 +185,10 @@ impl Builder {
             labels: self.labels,
             capacity: self.capacity,
             address: self.address,
+            cluster_address: self
+                .cluster
+                .as_ref()
+                .map(crate::cluster::ClusterConfig::advertised),
         };
         let (stored, _) = tokio::sync::broadcast::channel(RUN_FEED_CAPACITY);
         let base_env = self.base_env.unwrap_or_default();

@@ -28,6 +28,8 @@ async fn node_listening(id: &str, addr: std::net::SocketAddr) -> Scheduler {
         .cluster(ClusterConfig {
             listen: addr,
             cookie: "sesame".into(),
+            advertise: None,
+            tls: None,
         })
         .start()
         .await

@@ -60,6 +60,9 @@ pub struct MemberView {
     /// Where its API listens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Where workers reach its cluster port (`[cluster] advertise`, else `listen`); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_address: Option<String>,
     /// Its session id (hex).
     pub session: String,
     /// Jobs the assignment gives it.
@@ -95,6 +98,7 @@ pub async fn cluster(State(app): State<AppState>) -> Result<Json<ClusterView>, A
             labels: m.node.labels.iter().cloned().collect(),
             capacity: m.node.capacity,
             address: m.node.address.clone(),
+            cluster_address: m.node.cluster_address.clone(),
             session: m.session.to_string(),
             jobs_owned: owned.get(m.node.id.as_str()).copied().unwrap_or(0),
             leader: leader.as_ref().is_some_and(|l| l.session == m.session),

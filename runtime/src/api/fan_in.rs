@@ -9,6 +9,9 @@
 //! gets a `lagged` event saying how many), and every peer connection is closed when the client's stream ends.
 //! A member that cannot be reached is reported once, as an `unreachable` event naming it, and the stream goes
 //! on with the others.
+//!
+//! The cluster-wide reads (`GET /v1/stats`, `GET /v1/workers`) ask every other live member for its
+//! `scope=node` answer the same way ([`peer_reads`]), and name the members that did not answer.
 
 use std::time::Duration;
 
@@ -72,6 +75,17 @@ pub async fn peer_stats(
     app: &AppState,
     authorization: Option<HeaderValue>,
 ) -> (Vec<(String, super::live::Stats)>, Vec<UnreachableNode>) {
+    peer_reads(app, authorization, "/v1/stats?scope=node").await
+}
+
+/// Every other live member's answer to `GET {path}` (a `scope=node` read), read at once (each within
+/// [`STATS_TIMEOUT`]) at the address it advertises with the caller's `Authorization`, and the members that
+/// could not be read, with why.
+pub async fn peer_reads<T: serde::de::DeserializeOwned>(
+    app: &AppState,
+    authorization: Option<HeaderValue>,
+    path: &str,
+) -> (Vec<(String, T)>, Vec<UnreachableNode>) {
     let members = match others(app).await {
         Ok(members) => members,
         Err(error) => {
@@ -97,7 +111,7 @@ pub async fn peer_stats(
                 });
             };
             let mut request = client
-                .get(format!("{scheme}://{address}/v1/stats?scope=node"))
+                .get(format!("{scheme}://{address}{path}"))
                 .timeout(STATS_TIMEOUT);
             if let Some(authorization) = authorization {
                 request = request.header(reqwest::header::AUTHORIZATION, authorization);
@@ -107,13 +121,10 @@ pub async fn peer_stats(
                 if !response.status().is_success() {
                     return Err(format!("it answered {}", response.status()));
                 }
-                response
-                    .json::<super::live::Stats>()
-                    .await
-                    .map_err(|e| e.to_string())
+                response.json::<T>().await.map_err(|e| e.to_string())
             };
             match read.await {
-                Ok(stats) => Ok((node, stats)),
+                Ok(answer) => Ok((node, answer)),
                 Err(error) => Err(UnreachableNode { node, error }),
             }
         }

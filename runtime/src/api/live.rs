@@ -301,7 +301,7 @@ pub async fn stats(
 }
 
 /// Whether `scope` asks for the cluster (the default) or this node.
-fn scope(scope: Option<&str>) -> Result<bool, ApiError> {
+pub(super) fn scope(scope: Option<&str>) -> Result<bool, ApiError> {
     match scope {
         None | Some("cluster") => Ok(true),
         Some("node") => Ok(false),

@@ -187,3 +187,34 @@ fn http_limits_and_inherit_env_are_checked_with_their_key() {
         assert_eq!(err.field, field, "{toml}: {err}");
     }
 }
+
+#[test]
+fn cluster_tls_needs_both_files_and_names_the_missing_one() {
+    let config: Config =
+        toml::from_str("[cluster]\nlisten = \"127.0.0.1:7946\"\ntls_cert = \"/etc/c.pem\"\n")
+            .unwrap();
+    let err = config.validate().unwrap_err();
+    assert_eq!(err.field, "cluster.tls_key");
+    assert!(err.to_string().contains("/etc/c.pem"), "{err}");
+    let config: Config =
+        toml::from_str("[cluster]\nlisten = \"127.0.0.1:7946\"\ntls_key = \"/etc/k.pem\"\n")
+            .unwrap();
+    assert_eq!(config.validate().unwrap_err().field, "cluster.tls_cert");
+}
+
+#[test]
+fn cluster_tls_files_that_hold_no_pem_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let config = ClusterConfig {
+        listen: Some("127.0.0.1:7946".parse().unwrap()),
+        tls_cert: Some(empty.clone()),
+        tls_key: Some(empty.clone()),
+        ..ClusterConfig::default()
+    };
+    let err = config.engine().unwrap_err();
+    assert!(format!("{err:#}").contains("cluster.tls_cert"), "{err:#}");
+    let err = super::client_tls(&empty).unwrap_err();
+    assert!(format!("{err:#}").contains("--cluster-tls-ca"), "{err:#}");
+}

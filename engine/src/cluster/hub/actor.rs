@@ -26,7 +26,8 @@ impl HubState {
             let mut registry = shared.registry();
             let worker = match &msg {
                 ToHub::Alive { info, .. } => Some(info.id.clone()),
-                ToHub::Acked { dispatch }
+                ToHub::Ready { dispatch }
+                | ToHub::Acked { dispatch }
                 | ToHub::Refused { dispatch, .. }
                 | ToHub::Finished { dispatch, .. } => {
                     registry.pending.get(dispatch).map(|p| p.worker.clone())
@@ -65,6 +66,7 @@ impl HubState {
                         registry.workers.insert(entry.info.id.clone(), entry);
                     }
                 }
+                ToHub::Ready { dispatch } => send(&registry, dispatch, Event::Ready),
                 ToHub::Acked { dispatch } => send(&registry, dispatch, Event::Acked),
                 ToHub::Refused { dispatch, reason } => {
                     send(&registry, dispatch, Event::Refused(reason))

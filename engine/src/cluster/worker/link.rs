@@ -12,6 +12,8 @@ use ractor_cluster::{NodeEventSubscription, NodeServerMessage};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::cluster::tls::Dial;
+
 /// Session readiness by peer address, fed by the node server's events.
 #[derive(Clone, Default)]
 pub(super) struct Sessions(Arc<Mutex<HashMap<String, watch::Sender<bool>>>>);
@@ -55,13 +57,12 @@ pub(super) enum Link {
 /// Connects once and waits for the session to be ready.
 pub(super) async fn connect_once(
     server: &ActorRef<NodeServerMessage>,
+    dial: &Dial,
     addr: SocketAddr,
     mut ready: watch::Receiver<bool>,
     timeout: Duration,
 ) -> Result<(), Link> {
-    ractor_cluster::client_connect(server, addr)
-        .await
-        .map_err(|e| Link::Connect(e.to_string()))?;
+    dial.connect(server, addr).await.map_err(Link::Connect)?;
     match tokio::time::timeout(timeout, ready.wait_for(|r| *r)).await {
         Ok(Ok(_)) => Ok(()),
         _ => Err(Link::Handshake),
@@ -71,6 +72,7 @@ pub(super) async fn connect_once(
 /// Keeps one node linked: waits for the session to drop, then connects again with backoff.
 pub(super) async fn keep_linked(
     server: ActorRef<NodeServerMessage>,
+    dial: Dial,
     addr: SocketAddr,
     mut ready: watch::Receiver<bool>,
     timeout: Duration,
@@ -84,7 +86,7 @@ pub(super) async fn keep_linked(
             warn!(node = %addr, "lost the link to a node; reconnecting");
             backoff = Duration::from_millis(200);
         }
-        match connect_once(&server, addr, ready.clone(), timeout).await {
+        match connect_once(&server, &dial, addr, ready.clone(), timeout).await {
             Ok(()) => {
                 info!(node = %addr, "linked to a node");
                 continue;
