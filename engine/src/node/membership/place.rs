@@ -24,7 +24,7 @@ impl State {
             && self.constrained == 0
             && placeable.iter().all(|m| m.node.capacity.is_none());
         if let (true, Some(previous)) = (incremental, previous) {
-            let wanted = |id: &JobId| self.jobs.contains_key(id) && !previous.contains_key(id);
+            let wanted = |id: &JobId| self.jobs.contains(id) && !previous.contains_key(id);
             if !self.fresh.iter().any(wanted) {
                 return None;
             }
@@ -43,7 +43,7 @@ impl State {
                 .collect();
             let mut owners = previous.clone();
             for id in &self.fresh {
-                if !self.jobs.contains_key(id) || owners.contains_key(id) {
+                if !self.jobs.contains(id) || owners.contains_key(id) {
                     continue;
                 }
                 let Some(Reverse((load, node))) = heap.pop() else {
@@ -62,7 +62,7 @@ impl State {
         self.replace_all = false;
         let previous = self.assignment.as_ref().map(|a| &a.owners);
         let owners =
-            crate::assign::place(self.jobs.values().map(|j| j.as_ref()), placeable, previous);
+            crate::assign::place(self.jobs.jobs().map(|j| j.as_ref()), placeable, previous);
         (previous != Some(&owners)).then_some(owners)
     }
 }
