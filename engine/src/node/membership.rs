@@ -246,7 +246,14 @@ impl State {
                     after.next();
                 }
                 (Some((old_id, old_owner)), Some((new_id, new_owner))) => {
-                    match old_id.cmp(new_id) {
+                    // Equality first: it looks at the pointer (a publication clones the last one's ids), where
+                    // ordering compares the text.
+                    let order = if old_id == new_id {
+                        std::cmp::Ordering::Equal
+                    } else {
+                        old_id.cmp(new_id)
+                    };
+                    match order {
                         std::cmp::Ordering::Less => {
                             if **old_owner == me {
                                 lost(self, old_id);
