@@ -343,7 +343,8 @@ impl Scheduler {
 
     /// Every job, sorted by id.
     pub async fn list(&self) -> Result<Vec<Job>, SchedulerError> {
-        Ok(self.inner.coordinator.list_jobs().await?.jobs)
+        let jobs = self.inner.coordinator.list_jobs().await?.jobs;
+        Ok(jobs.into_iter().map(Arc::unwrap_or_clone).collect())
     }
 
     /// A job's run records, newest first.

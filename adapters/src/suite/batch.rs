@@ -3,6 +3,7 @@
 //! is larger than one store transaction.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use campanile::coordinator::limits::MAX_CREATE_BATCH;
 use campanile::coordinator::{JobEvent, Key, Precondition};
@@ -40,7 +41,7 @@ async fn stored_ids(ctx: &Ctx, prefix: &str) -> BTreeSet<JobId> {
         .jobs
         .into_iter()
         .filter(|j| j.id.as_str().starts_with(prefix))
-        .map(|j| j.id)
+        .map(|j| j.id.clone())
         .collect()
 }
 
@@ -99,6 +100,7 @@ pub async fn put_jobs_creates_every_job<F: CoordinatorFactory + ?Sized>(factory:
         .jobs
         .into_iter()
         .filter(|j| j.id.as_str().starts_with("bulk-"))
+        .map(Arc::unwrap_or_clone)
         .collect();
     check!(
         listed == jobs,
@@ -111,7 +113,7 @@ pub async fn put_jobs_creates_every_job<F: CoordinatorFactory + ?Sized>(factory:
     for job in &jobs {
         let event = next_event(&mut watch, deadline, PUT_JOBS_WATCHED).await;
         check!(
-            event == JobEvent::Put(job.clone()),
+            event == JobEvent::Put(Arc::new(job.clone())),
             PUT_JOBS_WATCHED,
             "watch_jobs delivered\n    {event:?}\n    for the batch's write of\n    {job:?}"
         );

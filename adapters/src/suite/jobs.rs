@@ -408,6 +408,7 @@ pub async fn job_fields_round_trip<F: CoordinatorFactory + ?Sized>(factory: &F) 
     let snapshot = ok(ctx.c(0).list_jobs().await, LIST_SNAPSHOT, "list_jobs");
     let mut sorted = jobs.clone();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let sorted: Vec<Arc<Job>> = sorted.into_iter().map(Arc::new).collect();
     check!(
         snapshot.jobs == sorted,
         PUT_ROUND_TRIP,
@@ -418,7 +419,7 @@ pub async fn job_fields_round_trip<F: CoordinatorFactory + ?Sized>(factory: &F) 
     for job in written {
         let event = next_event(&mut watch, deadline, WATCH_JOBS_NO_GAPS).await;
         check!(
-            event == JobEvent::Put(job.clone()),
+            event == JobEvent::Put(Arc::new(job.clone())),
             PUT_ROUND_TRIP,
             "watch_jobs delivered\n    {event:?}\n    for the write of\n    {job:?}"
         );
@@ -637,7 +638,7 @@ pub async fn list_jobs_is_consistent_snapshot<F: CoordinatorFactory + ?Sized>(fa
     }
     for (k, snapshot) in snapshots.into_iter().enumerate() {
         let snapshot = ok(snapshot, LIST_SNAPSHOT, "concurrent list_jobs");
-        let mut model: BTreeMap<JobId, Job> = start
+        let mut model: BTreeMap<JobId, Arc<Job>> = start
             .jobs
             .iter()
             .map(|j| (j.id.clone(), j.clone()))
@@ -655,7 +656,7 @@ pub async fn list_jobs_is_consistent_snapshot<F: CoordinatorFactory + ?Sized>(fa
                 }
             }
         }
-        let replayed: Vec<Job> = model.into_values().collect();
+        let replayed: Vec<Arc<Job>> = model.into_values().collect();
         check!(
             snapshot.jobs == replayed,
             LIST_SNAPSHOT,

@@ -1,5 +1,7 @@
 //! Cases of `watch_jobs`: resuming without gaps or duplicates, and compaction.
 
+use std::sync::Arc;
+
 use campanile::CoordError;
 use campanile::coordinator::{JobEvent, Precondition};
 
@@ -31,7 +33,7 @@ async fn write_changes(ctx: &Ctx, client: usize, prefix: &str, count: usize) -> 
                 "put_job",
             );
             job.revision = revision;
-            events.push(JobEvent::Put(job));
+            events.push(JobEvent::Put(Arc::new(job)));
         }
     }
     events
@@ -58,7 +60,7 @@ async fn expect_exactly(
     sentinel.revision = ctx.put(0, &sentinel).await;
     let got = next_event(watch, ctx.notify_deadline(), WATCH_JOBS_NO_GAPS).await;
     check!(
-        got == JobEvent::Put(sentinel.clone()),
+        got == JobEvent::Put(Arc::new(sentinel.clone())),
         WATCH_JOBS_NO_GAPS,
         "{what}: after the expected events, the next one should be the sentinel write at revision {}, got {got:?}",
         sentinel.revision
@@ -296,7 +298,7 @@ pub async fn watch_jobs_reports_compaction<F: CoordinatorFactory + ?Sized>(facto
     sentinel.revision = ctx.put(0, &sentinel).await;
     let got = next_event(&mut watch, ctx.notify_deadline(), WATCH_JOBS_COMPACTED).await;
     check!(
-        got == JobEvent::Put(sentinel),
+        got == JobEvent::Put(Arc::new(sentinel)),
         WATCH_JOBS_NO_GAPS,
         "watching from a fresh snapshot after compaction: first event {got:?}"
     );

@@ -224,7 +224,7 @@ impl Inner {
                 revision = response.header().map_or(0, |h| h.revision());
             }
             for kv in response.kvs() {
-                jobs.push(stored::job(kv)?);
+                jobs.push(Arc::new(stored::job(kv)?));
             }
             match response.kvs().last() {
                 Some(last) if response.more() => {
@@ -438,7 +438,7 @@ async fn forward_jobs(
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
                 let item = match event.event_type() {
-                    EventType::Put => stored::job(kv).map(JobEvent::Put),
+                    EventType::Put => stored::job(kv).map(|job| JobEvent::Put(Arc::new(job))),
                     EventType::Delete => match keys.job_id(kv.key()) {
                         Some(id) => Ok(JobEvent::Deleted {
                             id,

@@ -18,9 +18,9 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub(crate) enum Change {
     // ------------------------------------------------------------ durable
-    /// Creates or replaces a job; `job.revision` is the new store revision. Boxed: a job is large and
-    /// most changes are small.
-    PutJob(Box<Job>),
+    /// Creates or replaces a job; `job.revision` is the new store revision. Shared: the stored job, the
+    /// watch event and every node that lists or watches it hold this one copy.
+    PutJob(Arc<Job>),
     /// Deletes a job with its claim, run records and history floor, at store revision `revision`.
     DeleteJob {
         /// The job.

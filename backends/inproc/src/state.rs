@@ -56,7 +56,7 @@ pub(crate) struct Durable {
 #[derive(Debug)]
 pub(crate) struct JobEntry {
     /// The job as last written.
-    pub(crate) job: Job,
+    pub(crate) job: Arc<Job>,
     /// Its current claim.
     pub(crate) claim: Option<JobClaim>,
     /// Its run records by scheduled instant: the newest `history_limit` (at least).
@@ -69,7 +69,7 @@ pub(crate) struct JobEntry {
 
 impl JobEntry {
     /// A job without claim or history.
-    pub(crate) fn new(job: Job) -> Self {
+    pub(crate) fn new(job: Arc<Job>) -> Self {
         Self {
             job,
             claim: None,
@@ -305,7 +305,7 @@ impl State {
         rules::check_precondition(&job.id, precondition, current)?;
         let revision = self.revision + 1;
         job.revision = revision;
-        Ok((revision, vec![Change::PutJob(Box::new(job))]))
+        Ok((revision, vec![Change::PutJob(Arc::new(job))]))
     }
 
     /// Plans creating many jobs, all or none: every job is checked and every id must be absent before any
@@ -322,7 +322,7 @@ impl State {
         for (revision, mut job) in (self.revision + 1..).zip(jobs) {
             job.revision = revision;
             revisions.push(revision);
-            changes.push(Change::PutJob(Box::new(job)));
+            changes.push(Change::PutJob(Arc::new(job)));
         }
         Ok((revisions, changes))
     }
@@ -343,7 +343,7 @@ impl State {
 
     /// One job.
     pub(crate) fn get_job(&self, id: &JobId) -> Option<Job> {
-        self.jobs.get(id).map(|e| e.job.clone())
+        self.jobs.get(id).map(|e| Job::clone(&e.job))
     }
 
     /// Every job, sorted by id, at the current revision.
@@ -542,7 +542,6 @@ impl State {
     pub(crate) fn apply(&mut self, change: Change) {
         match change {
             Change::PutJob(job) => {
-                let job = *job;
                 self.revision = job.revision;
                 self.log.append(JobEvent::Put(job.clone()));
                 match self.jobs.entry(job.id.clone()) {

@@ -7,6 +7,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use campanile::coordinator::{Assignment, CoordError, CoordResult, JobClaim, NodeId};
 use campanile::job::{Job, JobId};
@@ -166,7 +167,7 @@ impl Store {
             if job.id != id {
                 return Err(self.corrupt(name::JOBS, key.value(), format!("holds job {}", job.id)));
             }
-            durable.jobs.insert(id, JobEntry::new(job));
+            durable.jobs.insert(id, JobEntry::new(Arc::new(job)));
         }
 
         let claims = txn.open_table(CLAIMS).map_err(|e| storage(e.into()))?;
@@ -348,7 +349,7 @@ fn stage(
     for change in changes {
         match change {
             Change::PutJob(job) => {
-                jobs.insert(job.id.as_str(), try_encode(job)?.as_slice())?;
+                jobs.insert(job.id.as_str(), try_encode(&**job)?.as_slice())?;
                 meta.insert(REVISION, try_encode(&job.revision)?.as_slice())?;
             }
             Change::DeleteJob { id, revision } => {

@@ -54,7 +54,7 @@ enum LogEntry {
 impl LogEntry {
     fn into_event(self) -> JobEvent {
         match self {
-            LogEntry::Put { job } => JobEvent::Put(*job),
+            LogEntry::Put { job } => JobEvent::Put(Arc::new(*job)),
             LogEntry::Deleted { id, revision } => JobEvent::Deleted { id, revision },
         }
     }
@@ -422,7 +422,7 @@ impl Inner {
                 .zk("list /jobs", Kind::Read, client.list_children(paths::JOBS))
                 .await?
                 .map_err(|e| from_zk(e, "list /jobs", Kind::Read))?;
-            let mut jobs: BTreeMap<JobId, Job> = BTreeMap::new();
+            let mut jobs: BTreeMap<JobId, Arc<Job>> = BTreeMap::new();
             for chunk in names.chunks(512) {
                 let reads = chunk.iter().map(|name| {
                     let path = format!("{}/{name}", paths::JOBS);
@@ -439,7 +439,7 @@ impl Inner {
                     match result {
                         Ok((data, _)) => {
                             let job: Job = decode(&path, &data)?;
-                            jobs.insert(job.id.clone(), job);
+                            jobs.insert(job.id.clone(), Arc::new(job));
                         }
                         Err(zk::Error::NoNode) => {}
                         Err(e) => return Err(from_zk(e, &format!("read {path}"), Kind::Read)),

@@ -114,7 +114,8 @@ pub fn check_jobs(jobs: &[Job], max_job_bytes: usize) -> CoordResult<()> {
             jobs.len()
         )));
     }
-    let mut seen = std::collections::HashMap::with_capacity(jobs.len());
+    let mut seen = rustc_hash::FxHashMap::default();
+    seen.reserve(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
         check_job_within(job, max_job_bytes).map_err(|e| match e {
             CoordError::Invalid(message) => invalid(format!("jobs[{i}]: {message}")),

@@ -210,18 +210,19 @@ pub enum Precondition {
 /// A consistent snapshot of the job store.
 #[derive(Debug, Clone, Default)]
 pub struct JobSnapshot {
-    /// Every job, sorted by id.
-    pub jobs: Vec<Job>,
+    /// Every job, sorted by id. Shared: a backend that keeps its jobs in memory hands out its own copies, so a
+    /// node that lists them holds no second copy.
+    pub jobs: Vec<Arc<Job>>,
     /// Store revision of the snapshot: watch from here to see every later change.
     pub revision: u64,
 }
 
 /// A change in the job store.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)] // A transient message; boxing the job would cost an allocation per event.
 pub enum JobEvent {
-    /// A job was created or updated; `job.revision` is the change's revision.
-    Put(Job),
+    /// A job was created or updated; `job.revision` is the change's revision. Shared like
+    /// [`JobSnapshot::jobs`]: the node keeps the job it is given.
+    Put(Arc<Job>),
     /// A job was deleted at `revision`.
     Deleted {
         /// The deleted job.

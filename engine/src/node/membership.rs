@@ -15,8 +15,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustc_hash::FxHashMap as HashMap;
-
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -30,9 +28,11 @@ use crate::coordinator::{
 use crate::job::{Job, JobId};
 
 mod feeds;
+mod known;
 mod place;
 
 use feeds::{spawn_feeds, spawn_job_feed};
+use known::Known;
 use place::is_constrained;
 
 /// The membership actor.
@@ -165,11 +165,10 @@ pub struct State {
     session: Option<Session>,
     valid_until_ms: Option<i64>,
     leader_epoch: Option<u64>,
-    jobs: HashMap<JobId, Arc<Job>>,
+    /// Every job of the store, and the revision the timer holds of those this node owns.
+    jobs: Known,
     assignment: Option<Arc<Assignment>>,
     members: Vec<Member>,
-    /// Owned jobs and the revision the timer has.
-    owned: HashMap<JobId, u64>,
     publish_pending: bool,
     /// The job feed has delivered a full listing (before it, the job map is empty, not the store's).
     jobs_listed: bool,
@@ -213,26 +212,20 @@ impl State {
     /// can change it.
     fn reconcile_from(&mut self, old: &Assignment) {
         let Some(new) = self.assignment.clone() else {
-            return self.reconcile();
+            return self.reconcile(Vec::new());
         };
         let me = self.node.id.clone();
-        let (mut upserts, mut removes, mut revokes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut upserts, mut revokes) = (Vec::new(), Vec::new());
         let mut gained = |state: &mut Self, id: &JobId| {
-            if let Some(job) = state.jobs.get(id)
-                && state.owned.get(id) != Some(&job.revision)
-            {
-                state.owned.insert(id.clone(), job.revision);
-                upserts.push(job.clone());
+            if let Some(job) = state.jobs.hold(id) {
+                upserts.push(job);
             }
         };
         let mut lost = |state: &mut Self, id: &JobId| {
-            if state.owned.remove(id).is_some() {
-                // Reassigned (the job exists): run out the claim. Deleted: stop now.
-                if state.jobs.contains_key(id) {
-                    revokes.push(id.clone());
-                } else {
-                    removes.push(id.clone());
-                }
+            // Reassigned (the job exists: a deleted one was told to the timer when it was deleted): run out
+            // the claim.
+            if state.jobs.release(id) {
+                revokes.push(id.clone());
             }
         };
         let mut before = old.owners.iter().peekable();
@@ -253,7 +246,14 @@ impl State {
                     after.next();
                 }
                 (Some((old_id, old_owner)), Some((new_id, new_owner))) => {
-                    match old_id.cmp(new_id) {
+                    // Equality first: it looks at the pointer (a publication clones the last one's ids), where
+                    // ordering compares the text.
+                    let order = if old_id == new_id {
+                        std::cmp::Ordering::Equal
+                    } else {
+                        old_id.cmp(new_id)
+                    };
+                    match order {
                         std::cmp::Ordering::Less => {
                             if **old_owner == me {
                                 lost(self, old_id);
@@ -284,42 +284,26 @@ impl State {
         if !revokes.is_empty() {
             let _ = self.timer.cast(timer::Msg::Revoke(revokes));
         }
-        self.send(upserts, removes);
+        self.send(upserts, Vec::new());
     }
 
-    /// Brings the timer's set of jobs in line with the assignment (full pass).
-    fn reconcile(&mut self) {
+    /// Brings the timer's set of jobs in line with the assignment (full pass); `removes` are jobs the timer
+    /// holds that were deleted.
+    fn reconcile(&mut self, removes: Vec<JobId>) {
         let mut upserts = Vec::new();
-        let mut removes = Vec::new();
         let me = self.node.id.clone();
-        let mut still_owned =
-            HashMap::with_capacity_and_hasher(self.owned.len(), Default::default());
+        self.jobs.mark_stale();
         if let Some(assignment) = &self.assignment {
             for (id, owner) in &assignment.owners {
-                if *owner != me {
-                    continue;
-                }
-                let Some(job) = self.jobs.get(id) else {
-                    continue;
-                };
-                if self.owned.get(id) != Some(&job.revision) {
-                    upserts.push(job.clone());
-                }
-                still_owned.insert(id.clone(), job.revision);
-            }
-        }
-        let mut revokes = Vec::new();
-        for id in self.owned.keys() {
-            if !still_owned.contains_key(id) {
-                // Reassigned (the job exists): run out the claim. Deleted: stop now.
-                if self.jobs.contains_key(id) {
-                    revokes.push(id.clone());
-                } else {
-                    removes.push(id.clone());
+                if *owner == me
+                    && let Some(job) = self.jobs.hold(id)
+                {
+                    upserts.push(job);
                 }
             }
         }
-        self.owned = still_owned;
+        // Reassigned (the job exists): run out the claim.
+        let revokes = self.jobs.release_stale();
         if !revokes.is_empty() {
             let _ = self.timer.cast(timer::Msg::Revoke(revokes));
         }
@@ -354,8 +338,7 @@ impl State {
     ) {
         match event {
             JobEvent::Put(job) => {
-                let job = Arc::new(job);
-                let known = self.jobs.insert(job.id.clone(), job.clone());
+                let known = self.jobs.insert(job.clone());
                 if is_constrained(&job) {
                     self.constrained += 1;
                 }
@@ -380,24 +363,23 @@ impl State {
                         }
                     }
                 }
-                if self.owner_of(&job.id) == Some(&self.node.id) {
-                    self.owned.insert(job.id.clone(), job.revision);
+                if self.owner_of(&job.id) == Some(&self.node.id)
+                    && let Some(job) = self.jobs.hold(&job.id)
+                {
                     upserts.push(job);
                 }
             }
             JobEvent::Deleted { id, .. } => {
-                if self
-                    .jobs
-                    .remove(&id)
-                    .is_some_and(|old| is_constrained(&old))
-                {
-                    self.constrained -= 1;
+                if let Some((old, held)) = self.jobs.remove(&id) {
+                    if is_constrained(&old) {
+                        self.constrained -= 1;
+                    }
+                    if held {
+                        removes.push(id);
+                    }
                 }
                 self.replace_all = true;
                 self.dirty = true;
-                if self.owned.remove(&id).is_some() {
-                    removes.push(id);
-                }
             }
         }
     }
@@ -454,7 +436,7 @@ impl State {
             session: self.session.as_ref().map(|s| s.id),
             valid_until_ms: self.valid_until_ms,
             leader_epoch: self.leader_epoch,
-            owned: self.owned.len(),
+            owned: self.jobs.held_len(),
             jobs: self.jobs.len(),
             assignment_version: self.assignment.as_ref().map(|a| a.version),
         }
@@ -491,10 +473,9 @@ impl Actor for Membership {
             session: None,
             valid_until_ms: None,
             leader_epoch: None,
-            jobs: HashMap::default(),
+            jobs: Known::default(),
             assignment: None,
             members: Vec::new(),
-            owned: HashMap::default(),
             publish_pending: false,
             jobs_listed: false,
             publishing: false,
@@ -684,16 +665,13 @@ impl Actor for Membership {
             }
             Msg::JobsListed(snapshot) => {
                 state.jobs_listed = true;
-                state.jobs = snapshot
-                    .jobs
-                    .into_iter()
-                    .map(|job| (job.id.clone(), Arc::new(job)))
-                    .collect();
-                state.constrained = state.jobs.values().filter(|j| is_constrained(j)).count();
+                let old = std::mem::replace(&mut state.jobs, Known::listed(snapshot.jobs));
+                let gone = state.jobs.keep_held(old);
+                state.constrained = state.jobs.jobs().filter(|j| is_constrained(j)).count();
                 state.fresh.clear();
                 state.replace_all = true;
                 state.dirty = true;
-                state.reconcile();
+                state.reconcile(gone);
             }
             Msg::JobsChanged(events) => state.jobs_changed(events),
             Msg::AssignmentChanged(assignment) => {
@@ -706,13 +684,13 @@ impl Actor for Membership {
                     let old = std::mem::replace(&mut state.assignment, assignment);
                     if let Some(assignment) = &state.assignment {
                         let jobs = &state.jobs;
-                        state.fresh.retain(|id| {
-                            jobs.contains_key(id) && !assignment.owners.contains_key(id)
-                        });
+                        state
+                            .fresh
+                            .retain(|id| jobs.contains(id) && !assignment.owners.contains_key(id));
                     }
                     match old {
                         Some(old) => state.reconcile_from(&old),
-                        None => state.reconcile(),
+                        None => state.reconcile(Vec::new()),
                     }
                 }
             }

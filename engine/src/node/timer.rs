@@ -27,6 +27,7 @@
 
 mod alarm;
 mod claims;
+mod index;
 #[cfg(test)]
 mod model;
 mod requests;

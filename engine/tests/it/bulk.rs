@@ -85,7 +85,11 @@ async fn jobs_created_in_bulk_are_placed_evenly_as_the_rebalancer_would() {
     let jobs = coordinator.list_jobs().await.unwrap().jobs;
     let members = coordinator.members().await.unwrap().members;
     assert_eq!(
-        campanile::assign::place(&jobs, &members, Some(&assignment.owners)),
+        campanile::assign::place(
+            jobs.iter().map(|j| j.as_ref()),
+            &members,
+            Some(&assignment.owners)
+        ),
         assignment.owners
     );
 }

@@ -181,7 +181,7 @@ mod durable {
         plain.revision = 2;
         assert_eq!(
             snapshot.jobs,
-            vec![full, plain],
+            vec![std::sync::Arc::new(full), std::sync::Arc::new(plain)],
             "jobs round-trip through the file"
         );
         assert_eq!(c.get_job(&job_id("gone")).await.expect("get"), None);

@@ -24,18 +24,25 @@ impl State {
             && self.constrained == 0
             && placeable.iter().all(|m| m.node.capacity.is_none());
         if let (true, Some(previous)) = (incremental, previous) {
-            let wanted = |id: &JobId| self.jobs.contains_key(id) && !previous.contains_key(id);
+            let wanted = |id: &JobId| self.jobs.contains(id) && !previous.contains_key(id);
             if !self.fresh.iter().any(wanted) {
                 return None;
             }
-            let mut loads: BTreeMap<&NodeId, usize> =
+            // Counted per job of the last assignment, in a list of the few members: `NodeId` equality looks
+            // at the pointer first (an owner's id is one `Arc` shared by all its jobs), where an ordered map
+            // would compare the text of the ids for every job.
+            let mut loads: Vec<(&NodeId, usize)> =
                 placeable.iter().map(|m| (&m.node.id, 0)).collect();
+            let mut last = 0;
             for owner in previous.values() {
-                match loads.get_mut(owner) {
-                    Some(load) => *load += 1,
-                    // An owner that is no longer placeable: only a full rebalance may move its jobs.
-                    None => return self.place_all(placeable),
+                if loads.get(last).is_none_or(|(node, _)| *node != owner) {
+                    match loads.iter().position(|(node, _)| *node == owner) {
+                        Some(at) => last = at,
+                        // An owner that is no longer placeable: only a full rebalance may move its jobs.
+                        None => return self.place_all(placeable),
+                    }
                 }
+                loads[last].1 += 1;
             }
             let mut heap: BinaryHeap<Reverse<(usize, &NodeId)>> = loads
                 .into_iter()
@@ -43,13 +50,17 @@ impl State {
                 .collect();
             let mut owners = previous.clone();
             for id in &self.fresh {
-                if !self.jobs.contains_key(id) || owners.contains_key(id) {
+                if !self.jobs.contains(id) {
                     continue;
                 }
+                let std::collections::btree_map::Entry::Vacant(slot) = owners.entry(id.clone())
+                else {
+                    continue;
+                };
                 let Some(Reverse((load, node))) = heap.pop() else {
                     return self.place_all(placeable);
                 };
-                owners.insert(id.clone(), node.clone());
+                slot.insert(node.clone());
                 heap.push(Reverse((load + 1, node)));
             }
             return Some(owners);
@@ -62,7 +73,7 @@ impl State {
         self.replace_all = false;
         let previous = self.assignment.as_ref().map(|a| &a.owners);
         let owners =
-            crate::assign::place(self.jobs.values().map(|j| j.as_ref()), placeable, previous);
+            crate::assign::place(self.jobs.jobs().map(|j| j.as_ref()), placeable, previous);
         (previous != Some(&owners)).then_some(owners)
     }
 }

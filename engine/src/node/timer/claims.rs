@@ -194,7 +194,7 @@ impl State {
             return stray;
         };
         for grant in grants {
-            let Some(&slot) = self.index.get(&grant.job) else {
+            let Some(slot) = self.index.get(&self.slots, &grant.job) else {
                 if let ClaimResult::Granted { claim, .. } = &grant.result
                     && claim.session == lease.session
                 {
@@ -280,7 +280,7 @@ impl State {
         claims
             .iter()
             .map(|c| {
-                let slot = *self.index.get(&c.job)?;
+                let slot = self.index.get(&self.slots, &c.job)?;
                 let entry = self.slots[slot as usize].as_ref()?;
                 Some((entry.job.clone(), entry.tz))
             })

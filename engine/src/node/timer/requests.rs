@@ -105,8 +105,8 @@ impl Requests {
         self.jobs.retain(|id| {
             let Some(entry) = state
                 .index
-                .get(id)
-                .and_then(|&slot| state.slots[slot as usize].as_ref())
+                .get(&state.slots, id)
+                .and_then(|slot| state.slots[slot as usize].as_ref())
             else {
                 return false;
             };

@@ -46,7 +46,7 @@ impl State {
         let mut fx = Decisions::default();
         let Some(lease) = self.lease else { return fx };
         for settlement in settlements {
-            let Some(&slot) = self.index.get(&settlement.job) else {
+            let Some(slot) = self.index.get(&self.slots, &settlement.job) else {
                 continue;
             };
             let entry = self.slots[slot as usize]

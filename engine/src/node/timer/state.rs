@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use tracing::debug;
 
+use super::index::Index;
 use super::{Config, Lease};
 use crate::coordinator::{JobClaim, SessionId};
 use crate::job::{FireId, Job, JobId};
@@ -79,7 +80,7 @@ pub struct State {
     pub(super) config: Config,
     pub(super) slots: Vec<Option<Entry>>,
     pub(super) free: Vec<u32>,
-    pub(super) index: FxHashMap<JobId, u32>,
+    pub(super) index: Index,
     /// `(next_ms, slot)` of every claimed entry whose next instant is within its claim or not yet reached.
     pub(super) queue: BTreeSet<(i64, u32)>,
     /// Entries without a claim (new, or after a session change).
@@ -105,7 +106,7 @@ impl State {
             config,
             slots: Vec::new(),
             free: Vec::new(),
-            index: FxHashMap::default(),
+            index: Index::default(),
             queue: BTreeSet::new(),
             unclaimed: BTreeSet::new(),
             blocked: BTreeSet::new(),
@@ -130,7 +131,7 @@ impl State {
     pub fn upsert(&mut self, jobs: Vec<Arc<Job>>, now_ms: i64) {
         for job in jobs {
             let tz = job.spec.tz().unwrap_or(chrono_tz::UTC);
-            match self.index.get(&job.id).copied() {
+            match self.index.get(&self.slots, &job.id) {
                 Some(slot) => {
                     self.dequeue(slot);
                     self.blocked.remove(&slot);
@@ -183,13 +184,7 @@ impl State {
                             u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 jobs")
                         }
                     };
-                    let id = self.slots[slot as usize]
-                        .as_ref()
-                        .expect("just filled")
-                        .job
-                        .id
-                        .clone();
-                    self.index.insert(id, slot);
+                    self.index.insert(&self.slots, slot);
                     self.unclaimed.insert(slot);
                 }
             }
@@ -201,7 +196,7 @@ impl State {
     pub fn remove(&mut self, ids: &[JobId]) -> Vec<(JobId, i64)> {
         let mut releases = Vec::new();
         for id in ids {
-            let Some(&slot) = self.index.get(id) else {
+            let Some(slot) = self.index.get(&self.slots, id) else {
                 continue;
             };
             let entry = self.drop_slot(slot);
@@ -216,7 +211,7 @@ impl State {
     /// claim has run out (at once if it has none).
     pub fn revoke(&mut self, ids: &[JobId]) {
         for id in ids {
-            let Some(&slot) = self.index.get(id) else {
+            let Some(slot) = self.index.get(&self.slots, id) else {
                 continue;
             };
             let entry = self.slots[slot as usize]
@@ -246,7 +241,7 @@ impl State {
         self.unclaimed.remove(&slot);
         self.blocked.remove(&slot);
         let entry = self.slots[slot as usize].take().expect("slot is occupied");
-        self.index.remove(&entry.job.id);
+        self.index.remove(&entry.job.id, slot);
         self.free.push(slot);
         metrics::gauge!(crate::metrics::JOBS_OWNED).set(self.index.len() as f64);
         entry
@@ -476,7 +471,7 @@ impl State {
     /// Marks instants as recorded.
     pub fn settled(&mut self, fires: &[FireId]) {
         for fire in fires {
-            let Some(&slot) = self.index.get(&fire.job) else {
+            let Some(slot) = self.index.get(&self.slots, &fire.job) else {
                 continue;
             };
             let entry = self.slots[slot as usize]
