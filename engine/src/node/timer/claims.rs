@@ -183,7 +183,12 @@ impl State {
             return stray;
         };
         for grant in grants {
-            let Some(&slot) = self.index.get(&grant.job) else {
+            let Some(slot) = self
+                .index
+                .get(&grant.job)
+                .copied()
+                .or_else(|| self.take_back(&grant, lease.session))
+            else {
                 if let ClaimResult::Granted { claim, .. } = &grant.result
                     && claim.session == lease.session
                 {

@@ -11,6 +11,8 @@ use crate::node::fire::FireKind;
 use crate::run::{Outcome, RunRecord};
 use crate::schedule::Schedule;
 
+mod parting;
+
 const T0: i64 = 1_790_000_000_000; // a whole second
 const SESSION: SessionId = SessionId(7);
 
@@ -485,44 +487,6 @@ fn a_lease_permits_only_its_own_session_before_its_end() {
         "another session's claim is void"
     );
     assert!(lease.valid_at(T0) && !lease.valid_at(T0 + 1000));
-}
-
-#[test]
-fn a_claim_answered_after_its_job_was_let_go_is_given_back() {
-    let mut s = state();
-    let a = job("a", "* * * * * *", T0);
-    s.upsert(vec![a.clone()], T0);
-    let claims = s.claims_due(T0, false);
-    // Reassigned while the request was out: without a claim, the job is let go at once.
-    s.revoke(std::slice::from_ref(&a.id));
-    let stray = s.granted(claims.iter().map(|c| grant(c, None)).collect());
-    assert_eq!(
-        stray,
-        vec![(a.id.clone(), T0)],
-        "nothing fired: the whole claim goes back"
-    );
-
-    // Fired up to T0+2s under a claim through T0+2.5s, then let go; a late extension keeps only that.
-    let mut s = state();
-    s.upsert(vec![a.clone()], T0);
-    let first = s.claims_due(T0, false);
-    let short = FireClaim {
-        through_ms: T0 + 2500,
-        ..first[0].clone()
-    };
-    assert!(s.granted(vec![grant(&short, None)]).is_empty());
-    assert_eq!(instants(&s.wake(T0 + 2000)), vec![T0 + 1000, T0 + 2000]);
-    s.revoke(std::slice::from_ref(&a.id));
-    assert_eq!(s.len(), 0, "the claim has run out: let go");
-    let stray = s.granted(vec![grant(&first[0], None)]);
-    assert_eq!(stray, vec![(a.id.clone(), T0 + 2000)]);
-
-    // An answer for another session is not this session's to give back.
-    let mut other = grant(&first[0], None);
-    if let ClaimResult::Granted { claim, .. } = &mut other.result {
-        claim.session = SessionId(99);
-    }
-    assert!(s.granted(vec![other]).is_empty());
 }
 
 #[test]
