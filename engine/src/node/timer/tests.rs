@@ -75,7 +75,11 @@ fn nothing_fires_before_the_first_claim_then_instants_fire_in_order() {
         T0 + 1,
         "a new job is owed from just after its creation"
     );
-    assert_eq!(claims[0].through_ms, T0 + 5000);
+    assert_eq!(
+        claims[0].through_ms,
+        T0 + 5999,
+        "the lookahead, on to just before the next whole second"
+    );
     s.granted(claims.iter().map(|c| grant(c, None)).collect());
     assert_eq!(s.deadline(T0), Some(T0 + 1000));
     assert_eq!(instants(&s.wake(T0 + 1000)), vec![T0 + 1000]);
@@ -95,7 +99,7 @@ fn instants_beyond_the_claim_wait_for_a_renewal() {
     assert!(s.wake(T0 + 6000).fires.is_empty(), "T0+6s is not claimed");
     let renew = s.claims_due(T0 + 6000, true);
     assert_eq!(renew.len(), 1, "a blocked entry is renewed");
-    assert_eq!(renew[0].through_ms, T0 + 11_000);
+    assert_eq!(renew[0].through_ms, T0 + 11_999);
     s.granted(
         renew
             .iter()
@@ -621,8 +625,9 @@ fn a_job_that_fires_between_two_slices_of_a_scan_is_claimed_once() {
     s.upsert(jobs, T0);
     let first = s.claims_due(T0, false);
     s.granted(first.iter().map(|c| grant(c, None)).collect());
-    // Half the lookahead later every claim runs short: each job is renewed, whatever its phase.
-    let now = T0 + 2600;
+    // Half the lookahead later every claim (through T0+5.999s) runs short: each job is renewed, whatever its
+    // phase.
+    let now = T0 + 3600;
     let fired = s.wake(now);
     s.settled(&fired.fires.iter().map(|f| f.id()).collect::<Vec<_>>());
     let (mut claims, mut seen) = (Vec::new(), rustc_hash::FxHashSet::default());

@@ -150,3 +150,54 @@ fn a_job_let_go_still_settles_the_predecessor_it_met() {
         assert!(s.is_empty(), "then the job goes");
     }
 }
+
+#[test]
+fn a_job_revoked_runs_its_claim_out_with_a_second_to_spare() {
+    let mut s = state();
+    // The lease caps the claim at an arbitrary millisecond: T0+3.027s.
+    s.set_lease(Some(Lease {
+        session: SESSION,
+        valid_until_ms: T0 + 3028,
+    }));
+    let a = job("a", "* * * * * *", T0);
+    s.upsert(vec![a.clone()], T0);
+    let claims = s.claims_due(T0, false);
+    assert_eq!(
+        claims[0].through_ms,
+        T0 + 2999,
+        "the claim ends just before a whole second"
+    );
+    let answer = grant(&claims[0], None);
+    let ClaimResult::Granted { claim: ours, .. } = answer.result.clone() else {
+        unreachable!("a first claim is granted");
+    };
+    s.granted(vec![answer]);
+    s.revoke(std::slice::from_ref(&a.id));
+    // Every wake 40 ms late (a loaded machine): still within the claim.
+    let mut fx = Decisions::default();
+    for i in 1..=4 {
+        let wake = s.wake(T0 + i * 1000 + 40);
+        fx.fires.extend(wake.fires);
+        fx.records.extend(wake.records);
+    }
+    assert!(
+        fx.records.is_empty(),
+        "a handover misfires nothing: {:?}",
+        fx.records
+    );
+    assert_eq!(instants(&fx), vec![T0 + 1000, T0 + 2000]);
+    assert!(s.is_empty());
+    // The successor's claim starts right after ours: at T0+3s, the next instant.
+    let (theirs, _) = rules::grant(
+        SessionId(8),
+        &NodeId::new("n2").unwrap(),
+        &FireClaim {
+            job: a.id.clone(),
+            from_ms: T0 + 1,
+            through_ms: T0 + 8000,
+            settled_ms: T0,
+        },
+        Some(&ours),
+    );
+    assert_eq!(theirs.from_ms, T0 + 3000);
+}
