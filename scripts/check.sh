@@ -94,6 +94,17 @@ step "schemathesis: the API against its OpenAPI document, without a token, read-
 # The binary the tests built; 50 examples per operation and pass (about 2 minutes on 2 cores).
 SCHEMATHESIS_EXAMPLES=50 scripts/schemathesis.sh "$bin"
 
+step "chaos smoke: a fixed seed on a 3-member etcd cluster and a 3-server ZooKeeper ensemble"
+# Debug builds of `chaos` and `campanile` (the one the tests built): 60 jobs, 90 s of faults
+# (a rolling restart, a cut, and a node kill with a cut and a member freeze at once), about 2.5 minutes per
+# backend; any violation (a fire run twice, an instant without its record, a misfire in a rolling restart)
+# fails. The report stays in target/chaos/ (docs/chaos.md).
+cargo build -p campanile-chaos --locked
+for backend in etcd zk; do
+  "$CARGO_TARGET_DIR/debug/chaos" --backend "$backend" --jobs 60 --minutes 1.5 --seed 1 \
+    --campanile "$bin" --out "$CARGO_TARGET_DIR/chaos/smoke-$backend"
+done
+
 step "benchmark smoke (each benchmark runs once, as a test)"
 cargo bench -p campanile-benches --locked -- --test
 

@@ -165,6 +165,11 @@ impl<C: Coordinator, I: Interceptor> Coordinator for Intercepted<C, I> {
         self.run(Method::Resign, Some(session), forward).await
     }
 
+    async fn campaign_turn(&self, session: SessionId) -> CoordResult<()> {
+        // A hint, not a call of the contract: not intercepted.
+        self.inner.campaign_turn(session).await
+    }
+
     async fn put_job(&self, job: Job, precondition: Precondition) -> CoordResult<u64> {
         let forward = self.inner.put_job(job, precondition);
         self.run(Method::PutJob, None, forward).await

@@ -142,6 +142,16 @@ pub trait Coordinator: Send + Sync + 'static {
     /// - After it returns, another session's `campaign` can win, with a greater epoch.
     async fn resign(&self, session: SessionId) -> CoordResult<()>;
 
+    /// Returns when `session`'s next [`campaign`](Self::campaign) may win where its last one lost: the
+    /// candidate ahead of it went away, say. The engine campaigns again when it returns, so a dead leader is
+    /// replaced on the event instead of on the next keep-alive round. Only a hint, not part of the contract:
+    /// campaigning is correct if it never returns (the default, for a backend without such an event), and a
+    /// return that changes nothing costs one campaign.
+    async fn campaign_turn(&self, session: SessionId) -> CoordResult<()> {
+        let _ = session;
+        std::future::pending().await
+    }
+
     // ---------------------------------------------------------------- job store
 
     /// Writes a job if `precondition` holds; returns the new store revision (also set as the job's revision).

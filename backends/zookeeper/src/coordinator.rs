@@ -664,6 +664,10 @@ impl Coordinator for ZkCoordinator {
         result.map_err(|e| self.inner.refine(session, e))
     }
 
+    async fn campaign_turn(&self, session: SessionId) -> CoordResult<()> {
+        self.inner.campaign_turn(session).await
+    }
+
     async fn put_job(&self, job: Job, precondition: Precondition) -> CoordResult<u64> {
         self.inner.put_job(job, precondition).await
     }

@@ -12,8 +12,11 @@
 //! earlier term was confirmed by a lower, hence older, candidate, with a smaller czxid. Zxids grow across
 //! server restarts too.
 //!
-//! No herd: nobody watches the leader's znode. A candidate learns that it is first on its own next
-//! campaign, which reads `/election` once.
+//! No herd: nobody watches the leader's znode. Each candidate watches the one just ahead of it in the queue
+//! (`campaign_turn`, a one-shot watch: nothing holds a persistent watch under `/election`, and one-shot and
+//! persistent watches must not share a path, ZOOKEEPER-4466), so when a leader's session ends, only the next
+//! candidate hears of it, campaigns at once, and confirms its term, instead of waiting for its next
+//! keep-alive round.
 
 use campanile::coordinator::{CoordError, CoordResult, Leader, NodeId, SessionId};
 use zookeeper_client as zk;
@@ -146,6 +149,43 @@ impl Inner {
             }
             Err(e) => Err(session_error(e, id, "campaign")),
         }
+    }
+
+    /// Returns when the candidate just ahead of this session's in the queue changes (it went away, or
+    /// confirmed its term), or at once if this session has no candidate or is first in line: its next
+    /// campaign may then have another answer.
+    pub(crate) async fn campaign_turn(&self, id: SessionId) -> CoordResult<()> {
+        let acting = self.acting(id).await?;
+        let Some(local) = acting.local.clone() else {
+            // A session of another process: that process campaigns for it.
+            return std::future::pending().await;
+        };
+        let client = local.client()?;
+        let Some(held) = local.candidate.lock().await.clone() else {
+            return Ok(());
+        };
+        let queue = queue(self, &client).await?;
+        let ours = queue
+            .iter()
+            .position(|(_, _, name)| held.path.ends_with(&format!("/{name}")));
+        let Some(ahead) = ours.and_then(|i| i.checked_sub(1)) else {
+            return Ok(()); // gone, or first: campaign now
+        };
+        let path = format!("{}/{}", paths::ELECTION, queue[ahead].2);
+        let (stat, watcher) = self
+            .zk(
+                "watch the candidate ahead",
+                Kind::Read,
+                client.check_and_watch_stat(&path),
+            )
+            .await?
+            .map_err(|e| from_zk(e, &format!("watch {path}"), Kind::Read))?;
+        if stat.is_some() {
+            // Any event will do: deleted (its session ended or it resigned), changed (it confirmed), or this
+            // connection's session broke (the campaign then says what holds).
+            watcher.changed().await;
+        }
+        Ok(())
     }
 
     pub(crate) async fn resign(&self, id: SessionId) -> CoordResult<()> {

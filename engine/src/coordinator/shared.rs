@@ -66,6 +66,10 @@ impl<T: Coordinator + ?Sized> Coordinator for Arc<T> {
         (**self).resign(session).await
     }
 
+    async fn campaign_turn(&self, session: SessionId) -> CoordResult<()> {
+        (**self).campaign_turn(session).await
+    }
+
     async fn put_job(&self, job: Job, precondition: Precondition) -> CoordResult<u64> {
         (**self).put_job(job, precondition).await
     }

@@ -30,6 +30,7 @@ use crate::job::{Job, JobId};
 mod feeds;
 mod known;
 mod place;
+mod turn;
 
 use feeds::{spawn_feeds, spawn_job_feed};
 use known::Known;
@@ -71,6 +72,8 @@ pub enum Msg {
     },
     /// The backend reported the session expired.
     SessionExpired(crate::coordinator::SessionId),
+    /// The backend reports that this session's campaign may win now (see `turn`).
+    CampaignTurn(crate::coordinator::SessionId),
     /// A campaign for leadership finished.
     Campaigned {
         /// The session it campaigned with.
@@ -193,6 +196,8 @@ pub struct State {
     connect_failures: u32,
     leaving: bool,
     tasks: Vec<JoinHandle<()>>,
+    /// The wait for this session's campaign turn.
+    turn: turn::Turn,
 }
 
 impl State {
@@ -414,6 +419,7 @@ impl State {
             warn!(node = %self.node.id, session = %session.id, "session lost: stopped firing, rejoining");
         }
         self.leader_epoch = None;
+        self.turn.stop();
         self.set_lease(None);
         if !self.leaving {
             let _ = myself.cast(Msg::Connect);
@@ -488,6 +494,7 @@ impl Actor for Membership {
             connect_failures: 0,
             leaving: false,
             tasks,
+            turn: turn::Turn::default(),
         })
     }
 
@@ -496,6 +503,7 @@ impl Actor for Membership {
         _myself: ActorRef<Msg>,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
+        state.turn.stop();
         for task in &state.tasks {
             task.abort();
         }
@@ -580,20 +588,11 @@ impl Actor for Membership {
                     });
                 });
                 // Campaign every round: cheap, and a leader that lost its term finds out here.
-                if !state.campaigning {
-                    state.campaigning = true;
-                    let coordinator = state.coordinator.clone();
-                    let me = myself.clone();
-                    tokio::spawn(async move {
-                        let result = coordinator
-                            .campaign(session.id)
-                            .await
-                            .map(|leader| leader.map(|l| l.epoch));
-                        let _ = me.cast(Msg::Campaigned {
-                            session: session.id,
-                            result,
-                        });
-                    });
+                state.campaign(&myself, session.id);
+            }
+            Msg::CampaignTurn(session) => {
+                if state.session.as_ref().map(|s| s.id) == Some(session) {
+                    state.campaign(&myself, session);
                 }
             }
             Msg::Campaigned { session, result } => {
@@ -610,7 +609,10 @@ impl Actor for Membership {
                             state.dirty = true;
                         }
                     }
-                    Ok(None) => state.leader_epoch = None,
+                    Ok(None) => {
+                        state.leader_epoch = None;
+                        state.await_turn(&myself, session);
+                    }
                     Err(error) => {
                         debug!(%error, "campaign failed");
                         state.leader_epoch = None;

@@ -20,7 +20,8 @@
 //!
 //! Layout: this file is the actor shell (messages, and the IO each step asks for); `state` holds the pure
 //! state (a slab of entries and one ordered queue) and emission; `claims` what to claim and how answers apply;
-//! `settle` the accounting for a predecessor's instants, as pure decisions; `requests` the runs asked for
+//! `settle` the accounting for a predecessor's instants, as pure decisions; `parting` what a job let go still
+//! owes (a claim answered late, a predecessor not settled yet); `requests` the runs asked for
 //! outside the schedule (trigger, backfill), which the owner takes and runs; `alarm` the one alarm.
 //! [`Lease::permits`] is the single fencing check: the timer emits an instant, and the executor starts it,
 //! only while it holds.
@@ -30,6 +31,7 @@ mod claims;
 mod index;
 #[cfg(test)]
 mod model;
+mod parting;
 mod requests;
 mod settle;
 mod state;
@@ -268,6 +270,7 @@ impl Shell {
             return;
         };
         self.claim_in_flight = true;
+        self.state.forget_parted();
         self.scan = Some(Scan {
             now_ms: self.clock.now_ms(),
             renewals,

@@ -47,6 +47,23 @@ pub fn claim_tick(lookahead: std::time::Duration) -> std::time::Duration {
     (lookahead / 4).max(std::time::Duration::from_millis(50))
 }
 
+/// Where a claim wanted through `wanted` ends, when the lease allows it through `lease_last` at most: just
+/// before a whole second, so that an instant on a whole second (every instant of a cron schedule) lies at least
+/// a second before the end of the claim that covers it. A holder running a claim out (a job reassigned away, a
+/// graceful leave) may so start its last instant up to a second late and still within the claim; with the end
+/// anywhere, an instant a few milliseconds before it, woken a few milliseconds late, was past the claim and was
+/// recorded `misfired` (postmortem: the chaos runs' rolling restarts, "last one 27ms late"). The end moves up
+/// to the next whole second where the lease allows it, down otherwise.
+pub(super) fn claim_end(wanted: i64, lease_last: i64) -> i64 {
+    let before_second = |t: i64| t - (t + 1).rem_euclid(1000);
+    let up = before_second(wanted.saturating_add(999));
+    if up <= lease_last {
+        up
+    } else {
+        before_second(lease_last)
+    }
+}
+
 /// The outcome of one claim.
 #[derive(Debug, Clone)]
 pub struct Granted {
@@ -104,7 +121,7 @@ impl State {
             return None;
         }
         let lookahead = duration_ms(self.config.lookahead);
-        let through = (now_ms + lookahead).min(lease.valid_until_ms - 1);
+        let through = claim_end(now_ms + lookahead, lease.valid_until_ms - 1);
         let renew_below = now_ms + lookahead / 2;
         let tick_ms = duration_ms(claim_tick(self.config.lookahead)).max(1);
         let phase = now_ms.div_euclid(tick_ms).rem_euclid(RENEWAL_PHASES);
@@ -154,7 +171,10 @@ impl State {
                 None => true,
                 Some((_, held)) => {
                     let in_phase = i64::from(slot) % RENEWAL_PHASES == phase;
-                    (held < renew_below || (in_phase && renewals && held <= through - tick_ms))
+                    // In its phase, renewed if that gains a tick, or a whole second (claims end just
+                    // before one: see `claim_end`).
+                    let gain = tick_ms.min(1000);
+                    (held < renew_below || (in_phase && renewals && held <= through - gain))
                         && entry.next_ms.is_some_and(|t| t <= now_ms + lookahead)
                 }
             };
@@ -194,7 +214,11 @@ impl State {
             return stray;
         };
         for grant in grants {
-            let Some(slot) = self.index.get(&self.slots, &grant.job) else {
+            let Some(slot) = self
+                .index
+                .get(&self.slots, &grant.job)
+                .or_else(|| self.take_back(&grant, lease.session))
+            else {
                 if let ClaimResult::Granted { claim, .. } = &grant.result
                     && claim.session == lease.session
                 {

@@ -64,6 +64,9 @@ impl State {
                 &settlement.in_doubt,
                 &mut fx,
             );
+            if entry.revoked && super::parting::run_out(entry) {
+                self.let_go(slot); // it stayed only to settle its predecessor
+            }
         }
         fx
     }
@@ -102,7 +105,13 @@ impl State {
                         scheduled_ms: t,
                         kind: FireKind::Redelivery,
                         session: Some(session),
-                        start_by_ms: entry.claim.map(|(_, through)| through),
+                        // A revoked entry's claim may run out before the run starts; its successor waits for
+                        // this session's record of the instant, so nobody else runs it meanwhile.
+                        start_by_ms: if entry.revoked {
+                            None
+                        } else {
+                            entry.claim.map(|(_, through)| through)
+                        },
                     });
                 }
             }

@@ -94,6 +94,9 @@ pub struct State {
     /// Jobs answered `NotOwner`: not claimed again before the next claim tick (no claim storm while this
     /// node's view of the assignment is behind the coordinator's).
     pub(super) refused: FxHashSet<JobId>,
+    /// Jobs let go since the last claim scan started, in case a claim of theirs that was out is answered
+    /// (see `parting`).
+    pub(super) parting: FxHashMap<JobId, (Arc<Job>, Tz)>,
     pub(super) lease: Option<Lease>,
     pub(super) draining: bool,
 }
@@ -112,6 +115,7 @@ impl State {
             blocked: BTreeSet::new(),
             released: FxHashMap::default(),
             refused: FxHashSet::default(),
+            parting: FxHashMap::default(),
             lease: None,
             draining: false,
         }
@@ -162,7 +166,7 @@ impl State {
                 }
                 None => {
                     // No claim yet: the first claim decides where the instants start.
-                    let entry = Entry {
+                    self.insert_entry(Entry {
                         job,
                         tz,
                         next_ms: None,
@@ -173,23 +177,28 @@ impl State {
                         revoked: false,
                         predecessor: None,
                         resumed_ms: None,
-                    };
-                    let slot = match self.free.pop() {
-                        Some(slot) => {
-                            self.slots[slot as usize] = Some(entry);
-                            slot
-                        }
-                        None => {
-                            self.slots.push(Some(entry));
-                            u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 jobs")
-                        }
-                    };
-                    self.index.insert(&self.slots, slot);
-                    self.unclaimed.insert(slot);
+                    });
                 }
             }
         }
         metrics::gauge!(crate::metrics::JOBS_OWNED).set(self.index.len() as f64);
+    }
+
+    /// Puts a new entry, without a claim, in a free slot; returns the slot.
+    pub(super) fn insert_entry(&mut self, entry: Entry) -> u32 {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                self.slots.push(Some(entry));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 jobs")
+            }
+        };
+        self.index.insert(&self.slots, slot);
+        self.unclaimed.insert(slot);
+        slot
     }
 
     /// Drops deleted jobs now; returns the claims to release: `(job, last instant kept)`.
@@ -218,22 +227,23 @@ impl State {
                 .as_mut()
                 .expect("indexed slot is occupied");
             entry.revoked = true;
-            let exhausted = match entry.claim {
-                None => true,
-                Some((_, through)) => entry.next_ms.is_none_or(|t| t > through),
-            };
-            if exhausted {
+            if super::parting::run_out(entry) {
                 self.let_go(slot);
             }
         }
     }
 
-    /// Drops a revoked entry, remembering where this session stopped firing it.
+    /// Drops a revoked entry whose claim has run out, remembering where this session stopped firing it; kept
+    /// (out of the queue) while its predecessor is not settled (see `parting`).
     pub(super) fn let_go(&mut self, slot: u32) {
+        if self.stays_to_settle(slot) {
+            return;
+        }
         let entry = self.drop_slot(slot);
         if entry.claim.is_some() {
             self.released.insert(entry.job.id.clone(), entry.last_ms);
         }
+        self.parted(entry.job, entry.tz);
     }
 
     pub(super) fn drop_slot(&mut self, slot: u32) -> Entry {
@@ -256,6 +266,7 @@ impl State {
             // (that may be this node's new session). Start over from the first claim.
             self.blocked.clear();
             self.released.clear(); // a new session's claims never extend the old one's
+            self.parting.clear();
             for slot in 0..self.slots.len() as u32 {
                 if self.slots[slot as usize]
                     .as_ref()
