@@ -57,19 +57,7 @@ impl State {
             return None;
         }
         let (job, tz) = self.parting.remove(&grant.job)?;
-        let slot = self.insert_entry(Entry {
-            job,
-            tz,
-            next_ms: None,
-            claim: None,
-            outstanding: Vec::new(),
-            last_ms: i64::MIN,
-            queued: false,
-            revoked: true,
-            predecessor: None,
-            resumed_ms: None,
-        });
-        Some(slot)
+        Some(self.insert_entry(Entry::unclaimed(job, tz, true)))
     }
 }
 

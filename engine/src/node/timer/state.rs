@@ -46,6 +46,23 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// A job just taken, with no claim yet (the first claim decides where its instants start); `revoked` if it
+    /// is only held to fire out a claim granted after it was let go.
+    pub(super) fn unclaimed(job: Arc<Job>, tz: Tz, revoked: bool) -> Self {
+        Self {
+            job,
+            tz,
+            next_ms: None,
+            claim: None,
+            outstanding: Vec::new(),
+            last_ms: i64::MIN,
+            queued: false,
+            revoked,
+            predecessor: None,
+            resumed_ms: None,
+        }
+    }
+
     /// Every instant of our claim up to here has a stored record; while a predecessor is not settled yet, no
     /// further than its own `settled_ms` (its unsettled instants stay visible in the claim).
     pub(super) fn settled_ms(&self) -> i64 {
@@ -166,18 +183,7 @@ impl State {
                 }
                 None => {
                     // No claim yet: the first claim decides where the instants start.
-                    self.insert_entry(Entry {
-                        job,
-                        tz,
-                        next_ms: None,
-                        claim: None,
-                        outstanding: Vec::new(),
-                        last_ms: i64::MIN,
-                        queued: false,
-                        revoked: false,
-                        predecessor: None,
-                        resumed_ms: None,
-                    });
+                    self.insert_entry(Entry::unclaimed(job, tz, false));
                 }
             }
         }
