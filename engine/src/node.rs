@@ -186,12 +186,14 @@ async fn spawn_children(
         // Workers hear this set's session in the hub's heartbeat.
         hub.set_fence(fence.clone());
     }
+    let inbox = Arc::new(recorder::Inbox::default());
     let (recorder, _) = Actor::spawn_linked(
         None,
         recorder::Recorder,
         recorder::Arguments {
             coordinator: args.coordinator.clone(),
             stored: args.stored.clone(),
+            inbox: inbox.clone(),
         },
         cell.clone(),
     )
@@ -204,7 +206,7 @@ async fn spawn_children(
             clock: args.clock.clone(),
             handlers: args.handlers.clone(),
             max_concurrent: args.config.max_concurrent,
-            recorder: recorder.clone(),
+            records: recorder::Sink::new(recorder.clone(), inbox),
             fence: fence.clone(),
             revoked: revoked.clone(),
             base_env: args.base_env.clone(),

@@ -102,7 +102,7 @@ pub struct Arguments {
     /// Most runs at once.
     pub max_concurrent: usize,
     /// Where records go.
-    pub recorder: ActorRef<recorder::Msg>,
+    pub records: recorder::Sink,
     /// Wall time (Unix ms) until which the node's session is proven valid (see `node::Fence`).
     pub fence: super::Fence,
     /// Jobs whose claims this node is running out (see `node::Revoked`).
@@ -205,10 +205,10 @@ impl Progress {
 pub struct State {
     env: Arc<RunEnv>,
     max_concurrent: usize,
-    recorder: ActorRef<recorder::Msg>,
+    sink: recorder::Sink,
     /// Which jobs run here, and what waits for them.
     overlap: overlap::State,
-    /// Records of this turn, sent to the recorder in one message at its end.
+    /// Records of this turn, handed to the recorder together at its end.
     records: Vec<RunRecord>,
     queue: VecDeque<Fire>,
     running: FxHashMap<FireId, Run>,
@@ -431,16 +431,19 @@ impl State {
     fn completed(&mut self) {
         // The next batch's buffer is allocated here, outside the lock and at the size of the last batch, so
         // that run tasks push into it without growing it under the lock.
-        let fresh = Vec::with_capacity(self.last_batch.clamp(16, 4096));
-        let done = std::mem::replace(
-            &mut self
-                .env
-                .done
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .completions,
-            fresh,
-        );
+        let mut fresh = Vec::new();
+        let done = loop {
+            let mut done = self.env.done.lock().unwrap_or_else(|p| p.into_inner());
+            if done.completions.is_empty() {
+                // Nothing ended: a lone fire's turn allocates nothing here.
+                break Vec::new();
+            }
+            if fresh.capacity() > 0 {
+                break std::mem::replace(&mut done.completions, fresh);
+            }
+            drop(done);
+            fresh = Vec::with_capacity(self.last_batch.clamp(16, 4096));
+        };
         self.last_batch = done.len();
         if done.is_empty() {
             return;
@@ -459,12 +462,9 @@ impl State {
         self.env.metrics.in_flight.set(self.running.len() as f64);
     }
 
-    /// Sends the turn's records to the recorder, in one message.
+    /// Hands the turn's records to the recorder, together.
     fn send_records(&mut self) {
-        if !self.records.is_empty() {
-            let records = std::mem::take(&mut self.records);
-            let _ = self.recorder.cast(recorder::Msg::Record(None, records));
-        }
+        self.sink.put(&mut self.records);
     }
 }
 
@@ -758,7 +758,7 @@ impl Actor for Executor {
         Ok(State {
             env: Arc::new(env),
             max_concurrent: args.max_concurrent.max(1),
-            recorder: args.recorder,
+            sink: args.records,
             overlap: overlap::State::new(node_for_overlap),
             records: Vec::new(),
             queue: VecDeque::new(),

@@ -12,6 +12,13 @@
 //! the burst's tail). A `Flush` writes at once. A failed write is retried with backoff; records are kept
 //! until stored (records are not fenced by ownership, only by a live session, so a new session can write
 //! them).
+//!
+//! The executor hands its records over through an [`Inbox`], not a message per turn: it appends to a shared
+//! buffer and rings the recorder only when nobody is collecting. The recorder then collects every
+//! [`COLLECT`] until a collection finds the buffer empty. A stream of runs ending costs the recorder one wake
+//! per [`COLLECT`] instead of one per executor turn, and a lone fire's turn wakes nothing but its handler
+//! (a message to the recorder at the end of the executor's turn took the worker's next slot ahead of the
+//! task the handler had woken, and made the scheduler wake a second worker to take it).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,6 +46,77 @@ pub const QUIET: Duration = Duration::from_millis(20);
 /// Longest a record waits for a quiet moment: under a steady stream of runs, writes still start this often.
 pub const MAX_WAIT: Duration = Duration::from_millis(250);
 
+/// How often the recorder collects the [`Inbox`] while records keep arriving in it.
+pub const COLLECT: Duration = QUIET;
+
+/// Records on their way from the executor to the recorder (see the module's docs).
+#[derive(Default)]
+pub struct Inbox {
+    state: std::sync::Mutex<InboxState>,
+}
+
+#[derive(Default)]
+struct InboxState {
+    records: Vec<RunRecord>,
+    /// The recorder has been rung and collects until it finds the buffer empty: appending needs no ring.
+    collecting: bool,
+}
+
+impl Inbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
+        // A panic while holding the lock cannot leave the buffer half-written (a `Vec` append or swap).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes what waits. With `disarm`, an empty buffer also ends the collection, so that the next append
+    /// rings again.
+    fn take(&self, disarm: bool) -> Vec<RunRecord> {
+        let mut state = self.lock();
+        if state.records.is_empty() {
+            if disarm {
+                state.collecting = false;
+            }
+            return Vec::new();
+        }
+        std::mem::take(&mut state.records)
+    }
+}
+
+/// Where the executor puts the records of its runs: the recorder's [`Inbox`], and the recorder to ring
+/// when nobody collects it. Records put here are stored under the session current when the recorder
+/// collects them.
+#[derive(Clone)]
+pub struct Sink {
+    inbox: Arc<Inbox>,
+    recorder: ActorRef<Msg>,
+}
+
+impl Sink {
+    /// The sink of `recorder`, which must have been started with this `inbox`.
+    pub fn new(recorder: ActorRef<Msg>, inbox: Arc<Inbox>) -> Self {
+        Sink { inbox, recorder }
+    }
+
+    /// Hands records to the recorder.
+    pub fn put(&self, records: &mut Vec<RunRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let ring = {
+            let mut state = self.inbox.lock();
+            if state.records.is_empty() {
+                std::mem::swap(&mut state.records, records);
+            } else {
+                state.records.append(records);
+            }
+            !std::mem::replace(&mut state.collecting, true)
+        };
+        if ring {
+            let _ = self.recorder.cast(Msg::Collect);
+        }
+    }
+}
+
 /// The recorder actor.
 pub struct Recorder;
 
@@ -49,6 +127,8 @@ pub enum Msg {
     /// is written only under the session it was made under: once that session is gone, its successor (maybe
     /// this node's next session) accounts for the instant, so a late write could count it twice.
     Record(Option<SessionId>, Vec<RunRecord>),
+    /// Collect the [`Inbox`] (a ring from a [`Sink`], or the next collection while records keep coming).
+    Collect,
     /// The session to write with (`None`: hold records until there is one).
     SessionChanged(Option<SessionId>),
     /// Where to report settled instants (set once the timer exists).
@@ -78,12 +158,15 @@ pub struct Arguments {
     pub coordinator: Arc<dyn Coordinator>,
     /// Where every stored record is announced (see `Scheduler::subscribe_runs`).
     pub stored: tokio::sync::broadcast::Sender<RunRecord>,
+    /// Where the executor's records arrive (see [`Sink`]).
+    pub inbox: Arc<Inbox>,
 }
 
 /// The recorder's state.
 pub struct State {
     coordinator: Arc<dyn Coordinator>,
     stored: tokio::sync::broadcast::Sender<RunRecord>,
+    inbox: Arc<Inbox>,
     session: Option<SessionId>,
     timer: Option<ActorRef<timer::Msg>>,
     /// Records to write, each with the session it was made under.
@@ -104,6 +187,21 @@ pub struct State {
 }
 
 impl State {
+    /// Records arrived, made under `session` (`None`: the current one).
+    fn arrived(&mut self, session: Option<SessionId>, records: Vec<RunRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let session = session.or(self.session);
+        let now = tokio::time::Instant::now();
+        if self.pending.is_empty() {
+            self.oldest_since = now;
+        }
+        self.last_arrival = now;
+        self.pending
+            .extend(records.into_iter().map(|r| (session, r)));
+    }
+
     fn write_next(&mut self, myself: &ActorRef<Msg>) {
         if self.in_flight || self.retry_scheduled || self.pending.is_empty() {
             return;
@@ -173,6 +271,7 @@ impl Actor for Recorder {
         Ok(State {
             coordinator: args.coordinator,
             stored: args.stored,
+            inbox: args.inbox,
             session: None,
             timer: None,
             pending: VecDeque::new(),
@@ -197,17 +296,19 @@ impl Actor for Recorder {
         msg: Msg,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
+        // Whatever waits in the inbox arrived before this message is handled: before a session change, and
+        // before a flush.
+        let collect = matches!(msg, Msg::Collect);
+        let waiting = state.inbox.take(collect);
+        let collected = !waiting.is_empty();
+        state.arrived(None, waiting);
         match msg {
-            Msg::Record(session, records) => {
-                let session = session.or(state.session);
-                let now = tokio::time::Instant::now();
-                if state.pending.is_empty() {
-                    state.oldest_since = now;
+            Msg::Record(session, records) => state.arrived(session, records),
+            Msg::Collect => {
+                if collected {
+                    // Records came since the last collection: more may follow.
+                    myself.send_after(COLLECT, || Msg::Collect);
                 }
-                state.last_arrival = now;
-                state
-                    .pending
-                    .extend(records.into_iter().map(|r| (session, r)));
             }
             Msg::SessionChanged(session) => state.session = session,
             Msg::SetTimer(timer) => state.timer = Some(timer),
