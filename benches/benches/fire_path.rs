@@ -13,6 +13,8 @@
 //! - `fire_path/peer_spawn_one`, `fire_path/peer_spawn_1000`: the peer, measured in the same run: the bare
 //!   floor of any design that starts a task per fire: `tokio::spawn` of the same no-op handler and the same
 //!   signal, with no scheduler logic at all.
+//! - `fire_path/peer_channel_one`: the floor of a design whose fires go to a long-lived task (an actor's
+//!   hop): a send on an unbounded channel to one task that signals the start.
 //!
 //! Design targets (design.md): ≤ 2 µs per fire, ≥ 1 M fires/s to no-op handlers.
 
@@ -95,6 +97,7 @@ async fn rig(jobs: usize) -> Rig {
             })
         })
     };
+    let inbox = Arc::new(recorder::Inbox::default());
     let (recorder, _) = Actor::spawn(
         None,
         recorder::Recorder,
@@ -102,6 +105,7 @@ async fn rig(jobs: usize) -> Rig {
             coordinator: coordinator.clone(),
             // Nobody subscribes: the recorder then skips announcing records.
             stored: tokio::sync::broadcast::channel(1).0,
+            inbox: inbox.clone(),
         },
     )
     .await
@@ -118,7 +122,7 @@ async fn rig(jobs: usize) -> Rig {
             clock: SystemClock::new().shared(),
             handlers: Arc::new(HashMap::from([("bench".to_owned(), handler)])),
             max_concurrent: 10_000,
-            recorder: recorder.clone(),
+            records: recorder::Sink::new(recorder.clone(), inbox),
             // The bench's session never lapses.
             fence: Arc::new(std::sync::Mutex::new(Some(campanile::node::timer::Lease {
                 session: session.id,
@@ -269,6 +273,38 @@ fn spawn_floor(rt: &Runtime, n: usize, iters: u64) -> Duration {
         .expect("the benchmark loop does not panic")
 }
 
+/// A second peer: one long-lived task that receives each fire over an unbounded channel and signals its
+/// start, as an actor would (the hop a scheduler with an executor task pays, without any of its logic); the
+/// time from the send until the task has signalled, summed.
+fn channel_floor(rt: &Runtime, iters: u64) -> Duration {
+    let started = Arc::new(Started::default());
+    let task = rt.spawn(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let receiver = {
+            let started = started.clone();
+            tokio::spawn(async move {
+                while let Some(fire) = rx.recv().await {
+                    black_box(fire);
+                    started.one();
+                }
+            })
+        };
+        let mut total = Duration::ZERO;
+        for i in 0..iters {
+            started.expect(1);
+            let begin = Instant::now();
+            tx.send(i).expect("the receiver is up");
+            started.notify.notified().await;
+            total += begin.elapsed();
+        }
+        drop(tx);
+        let _ = receiver.await;
+        total
+    });
+    rt.block_on(task)
+        .expect("the benchmark loop does not panic")
+}
+
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -295,6 +331,9 @@ fn fire_path(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("peer_spawn_one", |b| {
         b.iter_custom(|iters| spawn_floor(&rt, 1, iters))
+    });
+    group.bench_function("peer_channel_one", |b| {
+        b.iter_custom(|iters| channel_floor(&rt, iters))
     });
     group.throughput(Throughput::Elements(1000));
     group.bench_function("peer_spawn_1000", |b| {
