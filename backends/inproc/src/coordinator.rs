@@ -13,7 +13,9 @@
 //!
 //! A failure in step 2 or 3 leaves the state as it was. Because every call runs under the one lock, calls are
 //! linearizable. In durable mode step 3 includes an fsync on the calling task: the engine batches its
-//! writes (claims ahead of time), so there are few of them.
+//! writes (claims ahead of time), so there are few of them. One call is split: `record_runs` of more than
+//! `RECORD_CHUNK` records stores them in chunks of that size, a hold of the lock each, yielding between
+//! them (each record is idempotent on its fire id, so the call needs no atomicity beyond a record's).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use campanile::coordinator::limits;
 use campanile::coordinator::{
     Assignment, ClaimResult, CoordError, CoordResult, Coordinator, FireClaim, JobClaim,
     JobSnapshot, JobWatch, Leader, Members, NodeId, NodeInfo, Precondition, RecordResult, RunQuery,
@@ -93,6 +96,9 @@ impl Core {
         self.poisoned = false;
     }
 }
+
+/// Most run records stored under one hold of the lock (about 0.5 ms of work in memory).
+const RECORD_CHUNK: usize = 250;
 
 impl InprocCoordinator {
     /// A coordinator that keeps everything in memory, with the default settings.
@@ -347,8 +353,30 @@ impl Coordinator for InprocCoordinator {
         session: SessionId,
         records: Vec<RunRecord>,
     ) -> CoordResult<Vec<RecordResult>> {
-        self.write(|state, _| state.record_runs(session, records))
-            .await
+        if records.len() <= RECORD_CHUNK {
+            return self
+                .write(|state, _| state.record_runs(session, records))
+                .await;
+        }
+        // A large batch is stored in chunks, each under the lock once, with the worker given back between
+        // them: a claim renewal or an API call waits behind one chunk, not the batch. The batch is checked
+        // whole first, so a bad record still refuses it all; each record is idempotent on its fire id, so a
+        // batch cut short by a lost session is stored in part, and its retry answers `Duplicate` for that part.
+        limits::check_batch("records", records.len())?;
+        records.iter().try_for_each(limits::check_record)?;
+        let mut results = Vec::with_capacity(records.len());
+        let mut records = records.into_iter();
+        loop {
+            let chunk: Vec<RunRecord> = records.by_ref().take(RECORD_CHUNK).collect();
+            if chunk.is_empty() {
+                return Ok(results);
+            }
+            results.extend(
+                self.write(|state, _| state.record_runs(session, chunk))
+                    .await?,
+            );
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn runs(&self, job: &JobId, query: RunQuery) -> CoordResult<Vec<RunRecord>> {

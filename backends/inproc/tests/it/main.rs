@@ -576,6 +576,63 @@ mod history {
             .expect("record");
         assert_eq!(old, vec![RecordResult::Duplicate, RecordResult::Recorded]);
     }
+
+    /// A batch of a thousand records (the recorder's largest) is stored in several holds of the lock: every
+    /// record is answered in the order sent, duplicates anywhere in it included, and a bad record anywhere
+    /// refuses the whole batch.
+    #[tokio::test(start_paused = true)]
+    async fn a_large_batch_is_answered_in_order_and_refused_whole() {
+        let c = InprocCoordinator::memory();
+        for name in ["a", "b"] {
+            c.put_job(job(name), Precondition::Absent)
+                .await
+                .expect("put");
+        }
+        let session = c.open_session(node("n"), TTL).await.expect("open");
+        // Stored before: a duplicate late in the batch.
+        c.record_runs(session.id, vec![record("b", 991)])
+            .await
+            .expect("record");
+        let batch: Vec<RunRecord> = (0..1000)
+            .map(|i| record(if i % 2 == 0 { "a" } else { "b" }, i))
+            .chain([record("a", 4)])
+            .collect();
+        let results = c.record_runs(session.id, batch).await.expect("record");
+        let expected: Vec<RecordResult> = (0..1001)
+            .map(|i| match i {
+                991 | 1000 => RecordResult::Duplicate,
+                _ => RecordResult::Recorded,
+            })
+            .collect();
+        assert_eq!(results, expected);
+        let all = RunQuery {
+            limit: 2000,
+            ..RunQuery::default()
+        };
+        let a = c.runs(&job_id("a"), all.clone()).await.expect("runs");
+        assert_eq!(
+            scheduled(&a),
+            (0..1000).rev().filter(|i| i % 2 == 0).collect::<Vec<i64>>()
+        );
+        let b = c.runs(&job_id("b"), all.clone()).await.expect("runs");
+        assert_eq!(
+            scheduled(&b),
+            (0..1000).rev().filter(|i| i % 2 == 1).collect::<Vec<i64>>()
+        );
+
+        let mut noisy = record("a", 5_999);
+        noisy.output = "o".repeat(RunRecord::MAX_OUTPUT + 1);
+        let refused: Vec<RunRecord> = (5_000..5_900)
+            .map(|i| record("a", i))
+            .chain([noisy])
+            .collect();
+        assert!(matches!(
+            c.record_runs(session.id, refused).await,
+            Err(CoordError::Invalid(_))
+        ));
+        let after = c.runs(&job_id("a"), all).await.expect("runs");
+        assert_eq!(scheduled(&after), scheduled(&a));
+    }
 }
 
 mod invalid {
