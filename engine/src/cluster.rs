@@ -80,8 +80,9 @@ impl ClusterConfig {
 /// A node's open cluster port and hub; stopped with the node.
 pub(crate) struct Listening {
     pub(crate) hub: Hub,
-    pub(crate) listen: SocketAddr,
-    server: ActorRef<NodeServerMessage>,
+    /// The port (`None`: a hub for in-process workers only).
+    pub(crate) listen: Option<SocketAddr>,
+    server: Option<ActorRef<NodeServerMessage>>,
     hub_actor: ActorRef<protocol::ToHub>,
     /// The TLS listener, with TLS.
     tls: Option<tokio::task::JoinHandle<()>>,
@@ -133,10 +134,26 @@ impl Listening {
             .map_err(|e| format!("cluster hub: {e}"))?;
         Ok(Self {
             hub,
-            listen: config.listen,
-            server,
+            listen: Some(config.listen),
+            server: Some(server),
             hub_actor,
             tls,
+        })
+    }
+
+    /// A hub without a port: workers are in-process actors ([`Hub::attach`]).
+    #[cfg(feature = "testing")]
+    pub(crate) async fn local(node: NodeId, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        let hub = Hub::new(node, clock);
+        let (hub_actor, _) = Actor::spawn(None, hub::HubActor, hub.clone())
+            .await
+            .map_err(|e| format!("cluster hub: {e}"))?;
+        Ok(Self {
+            hub,
+            listen: None,
+            server: None,
+            hub_actor,
+            tls: None,
         })
     }
 
@@ -147,6 +164,8 @@ impl Listening {
         }
         let timeout = Some(std::time::Duration::from_secs(5));
         let _ = self.hub_actor.get_cell().stop_and_wait(None, timeout).await;
-        let _ = self.server.get_cell().stop_and_wait(None, timeout).await;
+        if let Some(server) = &self.server {
+            let _ = server.get_cell().stop_and_wait(None, timeout).await;
+        }
     }
 }

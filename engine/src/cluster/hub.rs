@@ -28,6 +28,8 @@ use ractor::ActorRef;
 use tokio::sync::{Notify, broadcast, mpsc};
 use tracing::warn;
 
+#[cfg(feature = "testing")]
+use super::protocol::ToHub;
 use super::protocol::{OwnerLease, StartFire, ToWorker, WireResult, WorkerInfo};
 
 mod actor;
@@ -567,6 +569,37 @@ impl Hub {
             }
             return with_note(result(Outcome::InDoubt, why), note);
         }
+    }
+}
+
+/// In-process workers, for the cluster simulation: the hub talks to a local actor as it would to a remote
+/// worker's, and the worker's answers come in through [`Hub::deliver`] instead of a link.
+#[cfg(feature = "testing")]
+impl Hub {
+    /// Registers (or refreshes) an in-process worker whose actor is `actor`.
+    pub fn attach(&self, info: WorkerInfo, actor: ActorRef<ToWorker>) {
+        let now_ms = self.shared.clock.now_ms();
+        actor::receive(
+            &self.shared,
+            ToHub::Alive { info, running: 0 },
+            now_ms,
+            |_| Some(actor),
+        );
+    }
+
+    /// A message of an in-process worker, as if it arrived over its link.
+    pub fn deliver(&self, msg: ToHub) {
+        let now_ms = self.shared.clock.now_ms();
+        actor::receive(&self.shared, msg, now_ms, |_| None);
+    }
+
+    /// An in-process worker's link broke (its process died).
+    pub fn detach(&self, id: &str) {
+        let event =
+            self.shared
+                .registry()
+                .lose(id, "its link to this node broke", &self.shared.node);
+        self.shared.publish(event);
     }
 }
 
