@@ -15,6 +15,8 @@
 //! - [`protocol`]: the wire messages.
 //! - `hub` (cluster/hub.rs): the owner's registry of workers and [`Hub::attempt`], one fire attempt
 //!   offered, told to go, acknowledged and answered, or accounted for as `misfired`/`in_doubt`.
+//! - [`RemoteProgress`]: how far a dispatched fire got (waiting for a worker, maybe started, ran), which the
+//!   owner's executor reads to judge overlap and to record a fire it withdraws.
 //! - `worker` (cluster/worker.rs): [`Worker`], the other end.
 //!
 //! **Architecture Invariant:** leadership, assignment, claims and fencing never go through this module: the
@@ -32,6 +34,7 @@ use crate::clock::Clock;
 use crate::coordinator::NodeId;
 
 mod hub;
+mod progress;
 pub mod protocol;
 mod tls;
 mod worker;
@@ -40,6 +43,7 @@ pub use hub::{
     HEARTBEAT, Hub, RemoteAttempt, SEND_WINDOW, UNCLAIMED_WINDOW, WORKER_TIMEOUT, WorkerEvent,
     WorkerStatus,
 };
+pub use progress::{RemotePhase, RemoteProgress};
 pub use tls::{HANDSHAKE_TIMEOUT as TLS_HANDSHAKE_TIMEOUT, MAX_HANDSHAKES as MAX_TLS_HANDSHAKES};
 pub use worker::{ALIVE_EVERY, LOOPBACK_COOKIE, Worker, WorkerBuilder, WorkerError};
 

@@ -8,7 +8,10 @@
 //! the scenario's seed, so the scenario's own draws are unchanged: an acknowledgement lost (the worker runs
 //! the fire but its `Acked` never arrives), a worker's death (its runs stop, its links break, it comes back
 //! later), and a partition between a worker and one node (nothing goes either way until it mends: the node
-//! finds the worker silent, the worker's view of the node's session runs out). The heal ends every fault.
+//! finds the worker silent, the worker's view of the node's session runs out). A partition ends with the
+//! link between them broken, as a TCP link that lost messages is (`ractor_cluster` never drops a message on
+//! a live link): the node loses the worker, if it has not already, and the worker links up again. The heal
+//! ends every fault.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -346,7 +349,7 @@ impl Workers {
         fault_phase: Duration,
         nodes: Vec<String>,
     ) -> JoinHandle<()> {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x776f_726b_6572_73);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x0077_6f72_6b65_7273);
         let mut episodes = Vec::new();
         let mut at = Duration::from_millis(rng.random_range(1_000..4_000));
         while at < fault_phase {
@@ -437,6 +440,11 @@ impl Workers {
             Fault::Die => core.dead = false,
             Fault::Cut { node } => {
                 core.cut.remove(&nodes[node]);
+                // The link did not survive the partition: the node sees it break now (if it has not
+                // given the worker up already), and the worker links up again below.
+                if let Some(hub) = core.hubs.get(&nodes[node]) {
+                    hub.detach(&id);
+                }
             }
         }
         drop(core);
@@ -451,7 +459,12 @@ impl Workers {
                 let mut core = worker.core();
                 core.drop_acks = false;
                 core.dead = false;
-                core.cut.clear();
+                // As at the end of each cut: the link broke, and is made again.
+                for node in std::mem::take(&mut core.cut) {
+                    if let Some(hub) = core.hubs.get(&node) {
+                        hub.detach(&core.id);
+                    }
+                }
             }
             worker.attach_all(actor);
         }
