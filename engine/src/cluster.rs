@@ -15,6 +15,8 @@
 //! - [`protocol`]: the wire messages.
 //! - `hub` (cluster/hub.rs): the owner's registry of workers and [`Hub::attempt`], one fire attempt
 //!   offered, told to go, acknowledged and answered, or accounted for as `misfired`/`in_doubt`.
+//! - [`RemoteProgress`]: how far a dispatched fire got (waiting for a worker, maybe started, ran), which the
+//!   owner's executor reads to judge overlap and to record a fire it withdraws.
 //! - `worker` (cluster/worker.rs): [`Worker`], the other end.
 //!
 //! **Architecture Invariant:** leadership, assignment, claims and fencing never go through this module: the
@@ -32,6 +34,7 @@ use crate::clock::Clock;
 use crate::coordinator::NodeId;
 
 mod hub;
+mod progress;
 pub mod protocol;
 mod tls;
 mod worker;
@@ -40,6 +43,7 @@ pub use hub::{
     HEARTBEAT, Hub, RemoteAttempt, SEND_WINDOW, UNCLAIMED_WINDOW, WORKER_TIMEOUT, WorkerEvent,
     WorkerStatus,
 };
+pub use progress::{RemotePhase, RemoteProgress};
 pub use tls::{HANDSHAKE_TIMEOUT as TLS_HANDSHAKE_TIMEOUT, MAX_HANDSHAKES as MAX_TLS_HANDSHAKES};
 pub use worker::{ALIVE_EVERY, LOOPBACK_COOKIE, Worker, WorkerBuilder, WorkerError};
 
@@ -80,8 +84,9 @@ impl ClusterConfig {
 /// A node's open cluster port and hub; stopped with the node.
 pub(crate) struct Listening {
     pub(crate) hub: Hub,
-    pub(crate) listen: SocketAddr,
-    server: ActorRef<NodeServerMessage>,
+    /// The port (`None`: a hub for in-process workers only).
+    pub(crate) listen: Option<SocketAddr>,
+    server: Option<ActorRef<NodeServerMessage>>,
     hub_actor: ActorRef<protocol::ToHub>,
     /// The TLS listener, with TLS.
     tls: Option<tokio::task::JoinHandle<()>>,
@@ -133,10 +138,26 @@ impl Listening {
             .map_err(|e| format!("cluster hub: {e}"))?;
         Ok(Self {
             hub,
-            listen: config.listen,
-            server,
+            listen: Some(config.listen),
+            server: Some(server),
             hub_actor,
             tls,
+        })
+    }
+
+    /// A hub without a port: workers are in-process actors ([`Hub::attach`]).
+    #[cfg(feature = "testing")]
+    pub(crate) async fn local(node: NodeId, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        let hub = Hub::new(node, clock);
+        let (hub_actor, _) = Actor::spawn(None, hub::HubActor, hub.clone())
+            .await
+            .map_err(|e| format!("cluster hub: {e}"))?;
+        Ok(Self {
+            hub,
+            listen: None,
+            server: None,
+            hub_actor,
+            tls: None,
         })
     }
 
@@ -147,6 +168,8 @@ impl Listening {
         }
         let timeout = Some(std::time::Duration::from_secs(5));
         let _ = self.hub_actor.get_cell().stop_and_wait(None, timeout).await;
-        let _ = self.server.get_cell().stop_and_wait(None, timeout).await;
+        if let Some(server) = &self.server {
+            let _ = server.get_cell().stop_and_wait(None, timeout).await;
+        }
     }
 }

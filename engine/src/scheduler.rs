@@ -137,7 +137,13 @@ impl Scheduler {
 
     /// The address of this node's cluster port, if it has one.
     pub fn cluster_listen(&self) -> Option<std::net::SocketAddr> {
-        self.inner.cluster.as_ref().map(|c| c.listen)
+        self.inner.cluster.as_ref().and_then(|c| c.listen)
+    }
+
+    /// This node's hub of executor groups, to attach in-process workers to (the cluster simulation).
+    #[cfg(feature = "testing")]
+    pub fn hub(&self) -> Option<crate::cluster::Hub> {
+        self.inner.cluster.as_ref().map(|c| c.hub.clone())
     }
 
     /// Workers joining and being lost on this node (`None` without a cluster port).

@@ -28,6 +28,9 @@ use ractor::ActorRef;
 use tokio::sync::{Notify, broadcast, mpsc};
 use tracing::warn;
 
+use super::RemoteProgress;
+#[cfg(feature = "testing")]
+use super::protocol::ToHub;
 use super::protocol::{OwnerLease, StartFire, ToWorker, WireResult, WorkerInfo};
 
 mod actor;
@@ -118,6 +121,8 @@ pub struct RemoteAttempt {
     pub deadline_ms: i64,
     /// Whether a run lost with its worker may be sent again (`at_least_once`).
     pub at_least_once: bool,
+    /// Where the dispatch stands, for the owner's executor (see [`RemoteProgress`]).
+    pub progress: Arc<RemoteProgress>,
 }
 
 /// What a pending dispatch learns.
@@ -509,6 +514,7 @@ impl Hub {
             }
             // Phase two: go, to this worker only. From here the fire may run on it, so it goes to no other
             // worker unless this one refuses (certainly not started).
+            req.progress.go();
             if actor
                 .cast(ToWorker::Go {
                     owner: self.shared.node.to_string(),
@@ -517,17 +523,20 @@ impl Hub {
                 .is_err()
             {
                 // The link is gone before the go: certainly not started.
+                req.progress.refused();
                 guard.settled();
                 tried.insert(worker);
                 continue;
             }
             let lost = match events.recv().await {
                 Some(Event::Acked) => {
+                    req.progress.acked(clock.now_ms());
                     metrics::histogram!(crate::metrics::REMOTE_DISPATCH)
                         .record((clock.now_us() - sent_us).max(0) as f64 / 1e6);
                     // Started: wait for the result, or for the worker's loss.
                     match events.recv().await {
                         Some(Event::Finished(result)) => {
+                            req.progress.finished(clock.now_ms());
                             guard.settled();
                             return with_note(worker_result(result, &worker), note);
                         }
@@ -539,6 +548,7 @@ impl Hub {
                 }
                 Some(Event::Finished(result)) => {
                     // A result without an acknowledgement: it ran.
+                    req.progress.finished(clock.now_ms());
                     guard.settled();
                     return with_note(worker_result(result, &worker), note);
                 }
@@ -546,6 +556,7 @@ impl Hub {
                     // Too late by the worker's clock, or fenced: it did not start and will not.
                     crate::metrics::remote_dispatch_failed("refused");
                     tracing::debug!(job = %req.job, %worker, %reason, "worker refused a fire at go");
+                    req.progress.refused();
                     guard.settled();
                     tried.insert(worker);
                     continue;
@@ -567,6 +578,37 @@ impl Hub {
             }
             return with_note(result(Outcome::InDoubt, why), note);
         }
+    }
+}
+
+/// In-process workers, for the cluster simulation: the hub talks to a local actor as it would to a remote
+/// worker's, and the worker's answers come in through [`Hub::deliver`] instead of a link.
+#[cfg(feature = "testing")]
+impl Hub {
+    /// Registers (or refreshes) an in-process worker whose actor is `actor`.
+    pub fn attach(&self, info: WorkerInfo, actor: ActorRef<ToWorker>) {
+        let now_ms = self.shared.clock.now_ms();
+        actor::receive(
+            &self.shared,
+            ToHub::Alive { info, running: 0 },
+            now_ms,
+            |_| Some(actor),
+        );
+    }
+
+    /// A message of an in-process worker, as if it arrived over its link.
+    pub fn deliver(&self, msg: ToHub) {
+        let now_ms = self.shared.clock.now_ms();
+        actor::receive(&self.shared, msg, now_ms, |_| None);
+    }
+
+    /// An in-process worker's link broke (its process died).
+    pub fn detach(&self, id: &str) {
+        let event =
+            self.shared
+                .registry()
+                .lose(id, "its link to this node broke", &self.shared.node);
+        self.shared.publish(event);
     }
 }
 

@@ -13,6 +13,11 @@
 //! of a turn go to the recorder in one message. Fires beyond the concurrency limit wait in a FIFO queue; their
 //! lateness shows in the lateness histogram.
 //!
+//! A fire of a job with an executor group runs in a task that dispatches it to a worker (`remote_attempt`),
+//! and may wait there for one. Its [`crate::cluster::RemoteProgress`] tells the overlap state whether it
+//! has started (a fire waiting for a worker is not a run going on), and, when the actor kills it before a
+//! worker started it, makes its record say it never ran ([`overlap::withdrawn`]).
+//!
 //! Every fire the overlap state counts as running is finished in it exactly once: when its run task's record
 //! is taken, when it ends in the actor's first poll, when the actor kills it, or when it never starts (a
 //! duplicate, a shutdown). A run finished twice would let an overlap through, one never finished would skip
@@ -179,15 +184,19 @@ struct Progress {
     started_ms: AtomicI64,
     /// The current attempt, 0 before the first.
     attempt: AtomicU32,
+    /// A fire of a job with an executor group: how far its dispatch got (see
+    /// [`overlap::withdrawn`]).
+    remote: Option<Arc<crate::cluster::RemoteProgress>>,
 }
 
 impl Progress {
     const NOT_STARTED: i64 = i64::MIN;
 
-    fn new() -> Self {
+    fn new(fire: &Fire) -> Self {
         Self {
             started_ms: AtomicI64::new(Self::NOT_STARTED),
             attempt: AtomicU32::new(0),
+            remote: fire.job.spec.executor.is_some().then(Default::default),
         }
     }
 
@@ -258,11 +267,7 @@ impl State {
         loop {
             self.records.append(&mut decisions.records);
             if let Some(job) = decisions.cancel.pop() {
-                self.kill(
-                    |id| id.job == job,
-                    "cancelled: overlap cancel_previous",
-                    decisions,
-                );
+                self.kill(|id| id.job == job, overlap::CANCELLED, decisions);
                 continue;
             }
             if decisions.start.is_empty() {
@@ -320,7 +325,7 @@ impl State {
         let manual = fire.kind == FireKind::Manual;
         let scheduled_ms = fire.scheduled_ms;
         let inline = inline_first_poll(&fire);
-        let progress = Arc::new(Progress::new());
+        let progress = Arc::new(Progress::new(&fire));
         let mut run = Box::pin(run_fire(self.env.clone(), fire, progress.clone()));
         if inline
             && let Poll::Ready(record) = run.as_mut().poll(&mut Context::from_waker(Waker::noop()))
@@ -329,6 +334,9 @@ impl State {
         }
         if !tracked {
             self.overlap.begin(id.job.clone(), scheduled_ms, now_ms);
+        }
+        if let Some(remote) = &progress.remote {
+            self.overlap.dispatched(&id.job, remote.clone());
         }
         let task = tokio::spawn(run_task(self.env.clone(), run));
         self.running.insert(
@@ -342,8 +350,8 @@ impl State {
         None
     }
 
-    /// Aborts runs and records them as failed with `reason`; their ends go into the overlap state, and what
-    /// that releases into `out`.
+    /// Aborts runs and records them as failed with `reason` (a fire still waiting for a worker as
+    /// [`overlap::withdrawn`] says); their ends go into the overlap state, and what that releases into `out`.
     fn kill(
         &mut self,
         which: impl Fn(&FireId) -> bool,
@@ -376,6 +384,9 @@ impl State {
                     record.attempt = run.progress.attempt.load(Ordering::Relaxed);
                     record.reason = Some(reason.to_owned());
                     record.ended_ms = Some(now_ms);
+                    if let Some(remote) = &run.progress.remote {
+                        overlap::withdrawn(&mut record, remote.phase());
+                    }
                     records.push(record);
                     done.killed.insert(id.clone());
                     self.aborted.push((id, run.task));
@@ -576,10 +587,12 @@ async fn run_fire(env: Arc<RunEnv>, fire: Fire, progress: Arc<Progress>) -> RunR
             started_ms = Some(now_ms);
         }
         progress.attempt_started(attempt, now_ms);
-        last = match &spec.executor {
+        last = match (&spec.executor, &progress.remote) {
             // Boxed: the dispatch to a worker is a large future, and every fire's task would carry it.
-            Some(executor) => Box::pin(remote_attempt(env, &fire, &executor.group, ctx)).await,
-            None => attempt_once(env, &spec.target, ctx).await,
+            (Some(executor), Some(remote)) => {
+                Box::pin(remote_attempt(env, &fire, &executor.group, ctx, remote)).await
+            }
+            _ => attempt_once(env, &spec.target, ctx).await,
         };
         attempt_no = attempt;
         if matches!(last.outcome, Outcome::Misfired | Outcome::InDoubt) {
@@ -675,7 +688,13 @@ pub(crate) async fn run_handler(
 
 /// One attempt on a worker of the job's executor group (see `crate::cluster`): not started after the end of
 /// the fire's claim window, and accounted for as `misfired` or `in_doubt` when no worker ran it for sure.
-async fn remote_attempt(env: &RunEnv, fire: &Fire, group: &str, ctx: FireContext) -> AttemptResult {
+async fn remote_attempt(
+    env: &RunEnv,
+    fire: &Fire,
+    group: &str,
+    ctx: FireContext,
+    progress: &Arc<crate::cluster::RemoteProgress>,
+) -> AttemptResult {
     let Some(hub) = &env.hub else {
         crate::metrics::remote_dispatch_failed("no_worker");
         return AttemptResult {
@@ -705,6 +724,7 @@ async fn remote_attempt(env: &RunEnv, fire: &Fire, group: &str, ctx: FireContext
         session: fire.session,
         deadline_ms,
         at_least_once: fire.job.spec.delivery == crate::job::Delivery::AtLeastOnce,
+        progress: progress.clone(),
     })
     .await
 }

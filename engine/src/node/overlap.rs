@@ -25,6 +25,14 @@
 //!   with the late instants, oldest first, and starts when the run before it ends. (A skipped manual fire
 //!   would be lost for good: its instant would have a `skipped` record, and a fire id has one record only.)
 //!
+//! - A fire of a job with an executor group runs on a worker (see `crate::cluster::RemoteProgress`). Until a
+//!   worker acknowledges its start it is not a run going on, only a fire waiting for one: an instant that
+//!   comes meanwhile met no run, and waits (with `skip` and `buffer_one`) for it to end, as a late one does.
+//!   Its run is going from the worker's acknowledgement to its result, and only that span, when the owner saw
+//!   both ends, can justify a skip; a run whose end is unknown (a worker lost, a result lost) justifies none,
+//!   and the instant that met it starts when it ends. Withdrawn before it started (`cancel_previous`, the
+//!   shutdown deadline), it never ran: see [`withdrawn`].
+//!
 //! A job with nothing running has no entry: deciding for it is one lookup, and a run that ends in the
 //! executor's first poll (see `executor`) never needs one.
 
@@ -32,10 +40,12 @@
 mod tests;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use super::fire::{Fire, FireKind};
+use crate::cluster::{RemotePhase, RemoteProgress};
 use crate::job::{JobId, Overlap};
 use crate::run::{Outcome, RunRecord};
 
@@ -45,6 +55,8 @@ struct Running {
     /// The newest of the running runs: its instant and when it was handed on (Unix ms).
     instant_ms: i64,
     since_ms: i64,
+    /// Whether the newest run is on a worker, and, once the executor launched it, how far its dispatch got.
+    remote: Option<Option<Arc<RemoteProgress>>>,
     /// What waits for the running runs to end; boxed, as most jobs never have anything waiting (an entry is
     /// made and dropped per fire, so it is kept small).
     queued: Option<Box<Queued>>,
@@ -67,6 +79,41 @@ impl Running {
         self.count += 1;
         self.instant_ms = scheduled_ms;
         self.since_ms = now_ms;
+        self.remote = None;
+    }
+
+    /// Starts `fire` (on a worker, if its job has an executor group).
+    fn start_fire(&mut self, fire: &Fire, now_ms: i64) {
+        self.start(fire.scheduled_ms, now_ms);
+        if fire.job.spec.executor.is_some() {
+            self.remote = Some(None);
+        }
+    }
+
+    /// Since when the newest run has been going (Unix ms); `i64::MAX` for a fire still waiting for a worker.
+    fn going_since_ms(&self) -> i64 {
+        match &self.remote {
+            None => self.since_ms,
+            Some(progress) => progress
+                .as_ref()
+                .and_then(|p| p.started_ms())
+                .unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Whether the newest run, which just ended at `ended_ms`, was going at `instant_ms` even had it started
+    /// on time (at its own instant, taking as long): then an instant that met it is skipped.
+    fn covers_on_time(&self, instant_ms: i64, ended_ms: i64) -> bool {
+        let (since_ms, ended_ms) = match &self.remote {
+            None => (self.since_ms, ended_ms),
+            // On a worker: only the span the owner saw (acknowledgement to result), and only if it had
+            // started by the instant.
+            Some(progress) => match progress.as_ref().and_then(|p| p.span_ms()) {
+                Some((started_ms, ended_ms)) if started_ms < instant_ms => (started_ms, ended_ms),
+                _ => return false,
+            },
+        };
+        self.instant_ms + (ended_ms - since_ms).max(0) >= instant_ms
     }
 
     fn queued(&mut self) -> &mut Queued {
@@ -86,6 +133,43 @@ pub struct Decisions {
 }
 
 const SKIP_REASON: &str = "overlap: skip (previous run still going)";
+
+/// The reason of a run killed by `cancel_previous`.
+pub const CANCELLED: &str = "cancelled: overlap cancel_previous";
+
+/// The record of a fire on a worker that the executor killed (`record`: `failed`, with the kill's reason),
+/// by how far its dispatch got (`phase`): a fire no worker was told to go with never ran, and is `skipped`
+/// when `cancel_previous` withdrew it (a newer instant replaced it, as with `buffer_one`), `misfired`
+/// otherwise (the shutdown deadline); one a worker was told to go with but did not acknowledge may have
+/// started, and is `in_doubt`; one that started stays `failed`.
+pub fn withdrawn(record: &mut RunRecord, phase: RemotePhase) {
+    let cancelled = record.reason.as_deref() == Some(CANCELLED);
+    match phase {
+        RemotePhase::Ran => {}
+        RemotePhase::MayHaveStarted => {
+            record.outcome = Outcome::InDoubt;
+            let why = record.reason.take().unwrap_or_default();
+            record.reason = Some(format!(
+                "{why}, after a worker was told to go and before it acknowledged: it may have started"
+            ));
+        }
+        RemotePhase::Waiting => {
+            record.started_ms = None;
+            record.attempt = 0;
+            if cancelled {
+                record.outcome = Outcome::Skipped;
+                record.reason = Some(
+                    "overlap: cancel_previous (a newer instant came before a worker started this one)"
+                        .to_owned(),
+                );
+            } else {
+                record.outcome = Outcome::Misfired;
+                record.reason =
+                    Some("missed: the node shut down before a worker started it".to_owned());
+            }
+        }
+    }
+}
 
 /// The dispatcher's state: which jobs are running.
 pub struct State {
@@ -126,11 +210,19 @@ impl State {
             .start(scheduled_ms, now_ms);
     }
 
+    /// The executor launched the newest started fire of `job` on a worker: `progress` tells from now on
+    /// whether it runs (see the module docs).
+    pub fn dispatched(&mut self, job: &JobId, progress: Arc<RemoteProgress>) {
+        if let Some(running) = self.running.get_mut(job) {
+            running.remote = Some(Some(progress));
+        }
+    }
+
     /// Decides what to do with one new fire, at `now_ms`, into `out`.
     pub fn fire(&mut self, fire: Fire, now_ms: i64, out: &mut Decisions) {
         let running = self.running.entry(fire.job.id.clone()).or_default();
         if running.count == 0 {
-            running.start(fire.scheduled_ms, now_ms);
+            running.start_fire(&fire, now_ms);
             out.start.push(fire);
             return;
         }
@@ -140,10 +232,10 @@ impl State {
         }
         // Whether a run of the job was going here when the instant's time came: the running run was handed
         // on before it. If not, the instant is late and met only runs started after its time.
-        let met_a_run = running.since_ms < fire.scheduled_ms;
+        let met_a_run = running.going_since_ms() < fire.scheduled_ms;
         match fire.job.spec.overlap {
             Overlap::Allow => {
-                running.start(fire.scheduled_ms, now_ms);
+                running.start_fire(&fire, now_ms);
                 out.start.push(fire);
             }
             Overlap::Skip | Overlap::BufferOne if !met_a_run => {
@@ -167,7 +259,7 @@ impl State {
             }
             Overlap::CancelPrevious => {
                 out.cancel.push(fire.job.id.clone());
-                running.start(fire.scheduled_ms, now_ms);
+                running.start_fire(&fire, now_ms);
                 out.start.push(fire);
             }
         }
@@ -184,7 +276,7 @@ impl State {
         if running.count > 0 {
             return;
         }
-        let Some(queued) = running.queued.as_mut() else {
+        let Some(mut queued) = running.queued.take() else {
             self.running.remove(job);
             return;
         };
@@ -192,10 +284,7 @@ impl State {
             Some(next) => Some(next),
             None => {
                 let pending = queued.pending.take().and_then(|pending| {
-                    // The run, had it started at its instant and taken as long, would have ended at
-                    // `on_time_end`.
-                    let on_time_end = running.instant_ms + (ended_ms - running.since_ms).max(0);
-                    if on_time_end >= pending.scheduled_ms {
+                    if running.covers_on_time(pending.scheduled_ms, ended_ms) {
                         out.records.push(skipped(&self.node, &pending, SKIP_REASON));
                         None
                     } else {
@@ -205,9 +294,10 @@ impl State {
                 pending.or_else(|| queued.buffered.take())
             }
         };
+        running.queued = Some(queued);
         match next {
             Some(next) => {
-                running.start(next.scheduled_ms, now_ms);
+                running.start_fire(&next, now_ms);
                 out.start.push(next);
             }
             None => {

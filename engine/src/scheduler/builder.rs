@@ -31,6 +31,9 @@ pub struct Builder {
     seed: Option<u64>,
     config: node::Config,
     cluster: Option<crate::cluster::ClusterConfig>,
+    /// A hub without a cluster port (in-process workers only): the simulation's.
+    #[cfg(feature = "testing")]
+    local_hub: bool,
 }
 
 impl Default for Builder {
@@ -47,6 +50,8 @@ impl Default for Builder {
             clock: None,
             seed: None,
             cluster: None,
+            #[cfg(feature = "testing")]
+            local_hub: false,
             config: node::Config {
                 ttl: Duration::from_secs(10),
                 lookahead: Duration::from_secs(5),
@@ -166,6 +171,14 @@ impl Builder {
         self
     }
 
+    /// A hub of executor groups without a cluster port: workers are in-process actors attached with
+    /// [`crate::cluster::Hub::attach`] (the cluster simulation). Ignored with [`Builder::cluster`].
+    #[cfg(feature = "testing")]
+    pub fn local_hub(mut self) -> Self {
+        self.local_hub = true;
+        self
+    }
+
     /// Starts the node: it joins, takes its jobs and fires them until [`Scheduler::shutdown`].
     pub async fn start(self) -> Result<Scheduler, SchedulerError> {
         let coordinator = self
@@ -195,6 +208,12 @@ impl Builder {
         let cluster = match &self.cluster {
             Some(config) => Some(
                 crate::cluster::Listening::start(node_id.clone(), clock.clone(), config)
+                    .await
+                    .map_err(SchedulerError::Build)?,
+            ),
+            #[cfg(feature = "testing")]
+            None if self.local_hub => Some(
+                crate::cluster::Listening::local(node_id.clone(), clock.clone())
                     .await
                     .map_err(SchedulerError::Build)?,
             ),

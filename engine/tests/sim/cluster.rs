@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use campanile::clock::Clock;
 use campanile::coordinator::{Precondition, RunQuery, SessionId};
-use campanile::job::HandlerTarget;
+use campanile::job::{ExecutorGroup, HandlerTarget};
 use campanile::node::ShutdownReport;
 use campanile::{
     Coordinator, FireContext, Job, JobId, JobSpec, Schedule, Scheduler, SchedulerError, Target,
@@ -65,17 +65,19 @@ pub struct Cluster {
     /// What each episode is about: a node, and for a partition its session.
     episodes: BTreeMap<u32, (String, Option<SessionId>)>,
     jobs: BTreeMap<JobId, JobHistory>,
+    /// The workers of the executor group that some jobs run on ([`super::workers`]).
+    workers: Option<Arc<super::workers::Workers>>,
 }
 
 /// FNV-1a: a stable hash, so a fire's simulated work is the same in every run of a seed.
-fn stable_hash(text: &str) -> u64 {
+pub fn stable_hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
 /// How long a fire's run takes and whether it fails, from its fire id and its job's name.
-fn work(ctx: &FireContext) -> (Duration, bool) {
+pub fn work(ctx: &FireContext) -> (Duration, bool) {
     let hash = stable_hash(&ctx.fire.to_string());
     let ms = if ctx.job_name.starts_with("slow") {
         700 + hash % 1600
@@ -101,6 +103,11 @@ fn spec_of(plan: &JobPlan) -> JobSpec {
     );
     spec.misfire = plan.misfire;
     spec.overlap = plan.overlap;
+    if super::workers::on_workers(&plan.id) {
+        spec.executor = Some(ExecutorGroup {
+            group: super::workers::GROUP.to_owned(),
+        });
+    }
     spec
 }
 
@@ -131,7 +138,13 @@ impl Cluster {
                 .collect(),
             episodes: BTreeMap::new(),
             jobs: BTreeMap::new(),
+            workers: None,
         }
+    }
+
+    /// The workers that connect to every node started from now on.
+    pub fn set_workers(&mut self, workers: Arc<super::workers::Workers>) {
+        self.workers = Some(workers);
     }
 
     /// The coordinator without faults.
@@ -160,6 +173,7 @@ impl Cluster {
             .session_ttl(self.ttl)
             .claim_lookahead(self.lookahead)
             .misfire_threshold(self.misfire_threshold)
+            .local_hub()
             .handler("sim", move |ctx: FireContext| {
                 let trace = trace.clone();
                 let clock = clock.clone();
@@ -185,6 +199,9 @@ impl Cluster {
             .await
             .unwrap_or_else(|e| panic!("{id} did not start: {e}"));
         self.log(format!("start {id}"));
+        if let (Some(workers), Some(hub)) = (&self.workers, scheduler.hub()) {
+            workers.node_up(id, hub);
+        }
         self.nodes.get_mut(id).expect("a node of the cluster").state = State::Running(scheduler);
     }
 
@@ -195,6 +212,9 @@ impl Cluster {
             return;
         }
         if let State::Leaving(handle) = std::mem::replace(&mut node.state, State::Down) {
+            if let Some(workers) = &self.workers {
+                workers.node_down(id);
+            }
             let result = bounded(format_args!("shutdown of {id}"), handle).await;
             let what = match result {
                 Ok(Ok(report)) => format!("{id} left: {report:?}"),
@@ -287,6 +307,9 @@ impl Cluster {
                         stats.replies_lost
                     ));
                     bounded(format_args!("abort of {id}"), scheduler.abort()).await;
+                    if let Some(workers) = &self.workers {
+                        workers.node_down(&id);
+                    }
                     self.nodes.get_mut(&id).expect("a node").state = State::Down;
                 }
             }
@@ -417,11 +440,16 @@ impl Cluster {
             .expect("the coordinator without faults accepts a create");
         let stored = self.stored(&id).await;
         self.log(format!(
-            "create {id} {:?} ({}, misfire {:?}, overlap {:?})",
+            "create {id} {:?} ({}, misfire {:?}, overlap {:?}{})",
             plan.schedule,
             if plan.slow { "slow" } else { "quick" },
             plan.misfire,
-            plan.overlap
+            plan.overlap,
+            if super::workers::on_workers(&plan.id) {
+                format!(", on the workers of {}", super::workers::GROUP)
+            } else {
+                String::new()
+            }
         ));
         self.jobs.insert(
             id.clone(),
@@ -508,6 +536,9 @@ impl Cluster {
     /// The heal: every fault off, every node running.
     pub async fn heal(&mut self) {
         self.control.heal();
+        if let Some(workers) = &self.workers {
+            workers.heal();
+        }
         self.log(format!(
             "heal: every fault off ({:?})",
             self.control.stats()

@@ -25,6 +25,10 @@
 //! - [`convergence`]: after the heal, the assignment is balanced within a bound, and stays so.
 //! - liveness (checked by the runner, [`simulate`]): virtual time keeps moving; no task busy-loops.
 //!
+//! A third of the jobs run on two in-process workers of an executor group ([`workers`]), with faults of
+//! their own (lost acknowledgements, worker deaths, partitions between a worker and a node); their runs are
+//! logged with the nodes' and held to the same invariants.
+//!
 //! A failing seed prints `REPRODUCE WITH: CAMPANILE_SIM_SEED=<seed> cargo test -p campanile --test sim`.
 //! A seed replays the same scenario, faults and outcome; only the order of events at one virtual instant may
 //! differ between runs (see [`a_seed_replays_the_same_run`]).
@@ -38,6 +42,7 @@ mod no_silent_miss;
 mod scenario;
 mod single_owner;
 mod trace;
+mod workers;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -195,6 +200,11 @@ async fn run(scenario: Scenario, clock: SystemClock, trace: Trace) -> Observed {
         format!("seed {}: {}", scenario.seed, scenario.describe()),
     );
     let mut cluster = Cluster::new(&scenario, clock.clone(), trace.clone());
+    // Workers of an executor group, with faults of their own (workers.rs), beside the scenario.
+    let workers = Arc::new(workers::Workers::start(clock.clone(), trace.clone()).await);
+    cluster.set_workers(workers.clone());
+    let worker_faults =
+        workers.play_faults(scenario.seed, scenario.fault_phase, scenario.nodes.clone());
     let (stop_watch, stopped) = tokio::sync::oneshot::channel();
     let watcher = cluster::watch_assignment(cluster.inner(), clock.clone(), trace.clone(), stopped);
 
@@ -211,6 +221,7 @@ async fn run(scenario: Scenario, clock: SystemClock, trace: Trace) -> Observed {
     }
     tokio::time::sleep_until(start + scenario.fault_phase).await;
 
+    worker_faults.abort();
     cluster.heal().await;
     let healed_ms = clock.now_ms();
     tokio::time::sleep(scenario.heal_phase).await;

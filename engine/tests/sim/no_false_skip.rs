@@ -5,7 +5,11 @@
 //! ended, so the checker can tell: a skip of instant `t` on node `n` is justified by a run of the same job on
 //! `n` that had started by `t` and had not ended before `t`. A run whose end the log does not have (its node
 //! was killed under it, or it was cancelled) may have gone on until its start plus the run timeout, the
-//! longest a target may run; so it justifies skips up to then. A run on another node justifies a skip only if
+//! longest a target may run; so it justifies skips up to then. So does a run on a worker whose record is
+//! `in_doubt` (its node found the worker lost mid-run, or its result lost with its link, or a successor
+//! found that the node left no record), even if the worker's log has its end: only the worker's result tells
+//! its node that the run ended, and until the node found the worker lost, the run may have been going for
+//! all it could tell. A run on another node justifies a skip only if
 //! the record names that node and that run's fire id (a predecessor that vanished mid-run, whose run may
 //! still be going): anything else is a skip of an instant whose time came while nothing of the job ran.
 //!
@@ -18,6 +22,7 @@ use std::collections::BTreeMap;
 use campanile::{FireId, JobId, Outcome, RunRecord};
 
 use super::trace::{Observed, at};
+use super::workers::on_workers;
 
 /// One run of a fire on one node: its first attempt's start and its last attempt's end (µs), `None` if the
 /// log has no end for it.
@@ -40,6 +45,14 @@ fn is_overlap_skip(record: &RunRecord) -> bool {
 /// The violations, one line each.
 pub fn check(observed: &Observed) -> Vec<String> {
     let timeout_us = i64::try_from(observed.run_timeout.as_micros()).unwrap_or(i64::MAX);
+    // Runs on workers whose end never reached their node.
+    let lost_track: std::collections::BTreeSet<FireId> = observed
+        .records
+        .values()
+        .flatten()
+        .filter(|r| r.outcome == Outcome::InDoubt && on_workers(r.job.as_str()))
+        .map(RunRecord::fire_id)
+        .collect();
     let mut spans: BTreeMap<(&FireId, &str), Span<'_>> = BTreeMap::new();
     for e in &observed.executions {
         let span = spans.entry((&e.fire, e.node.as_str())).or_insert(Span {
@@ -50,7 +63,7 @@ pub fn check(observed: &Observed) -> Vec<String> {
         });
         span.start_us = span.start_us.min(e.start_us);
         span.end_us = match (span.end_us, e.end_us) {
-            (Some(a), Some(b)) => Some(a.max(b)),
+            (Some(a), Some(b)) if !lost_track.contains(&e.fire) => Some(a.max(b)),
             _ => None,
         };
     }
@@ -198,6 +211,46 @@ mod tests {
                 && violations[0].contains("no run of the job was going"),
             "{violations:?}"
         );
+    }
+
+    #[test]
+    fn a_run_on_a_worker_in_doubt_justifies_skips_until_its_timeout() {
+        // Job "c" runs on the workers. Its instant 1 ran on a worker from 1.000 to 1.500, but the result was
+        // lost: it is recorded `in_doubt`, and node-1 skipped instant 2, as for all it knew the run was still
+        // going.
+        let worker_job = JobId::new("c").unwrap();
+        assert!(on_workers(worker_job.as_str()));
+        let on_worker_job = |mut observed: Observed| {
+            for e in &mut observed.executions {
+                e.fire = FireId::new(worker_job.clone(), e.fire.scheduled_ms);
+            }
+            for r in observed.records.values_mut().flatten() {
+                r.job = worker_job.clone();
+            }
+            observed
+        };
+        let executions = vec![run(0, "node-1", 1, 1000, Some(1500))];
+        let mut lost = skipped("node-2", 1, "claimed by node node-1 which left no record");
+        lost.outcome = Outcome::InDoubt;
+        let in_doubt = observed(
+            executions.clone(),
+            vec![lost.clone(), skipped("node-1", 2, SKIP)],
+        );
+        assert_eq!(
+            check(&on_worker_job(in_doubt.clone())),
+            Vec::<String>::new()
+        );
+        // Not after the longest it could have run.
+        let late = observed(
+            executions.clone(),
+            vec![lost.clone(), skipped("node-1", 7, SKIP)],
+        );
+        assert_eq!(check(&on_worker_job(late)).len(), 1);
+        // Not for a job on the nodes, whose node knew when its run ended.
+        assert_eq!(check(&in_doubt).len(), 1);
+        // Nor for a run on a worker whose end its node heard.
+        let known = observed(executions, vec![skipped("node-1", 2, SKIP)]);
+        assert_eq!(check(&on_worker_job(known)).len(), 1);
     }
 
     #[test]

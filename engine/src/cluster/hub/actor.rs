@@ -6,7 +6,7 @@ use ractor::pg::GroupChangeMessage;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{info, warn};
 
-use super::{Entry, Event, HEARTBEAT, Hub, Registry, WorkerEvent};
+use super::{Entry, Event, HEARTBEAT, Hub, Registry, Shared, WorkerEvent};
 use crate::cluster::protocol::{self, ToHub, ToWorker};
 
 /// The hub actor: receives workers' messages and the loss of their links.
@@ -20,70 +20,82 @@ pub(crate) struct HubState {
 
 impl HubState {
     fn received(&mut self, msg: ToHub, now_ms: i64) {
-        let shared = &self.hub.shared;
-        let mut joined = None;
-        {
-            let mut registry = shared.registry();
-            let worker = match &msg {
-                ToHub::Alive { info, .. } => Some(info.id.clone()),
-                ToHub::Ready { dispatch }
-                | ToHub::Acked { dispatch }
-                | ToHub::Refused { dispatch, .. }
-                | ToHub::Finished { dispatch, .. } => {
-                    registry.pending.get(dispatch).map(|p| p.worker.clone())
-                }
-                ToHub::Invalid(why) => {
-                    warn!(%why, "a worker sent a message that does not decode");
-                    None
-                }
-            };
-            if let Some(entry) = worker.as_ref().and_then(|w| registry.workers.get_mut(w)) {
-                entry.last_seen_ms = now_ms;
-                entry.suspect = false;
+        receive(&self.hub.shared, msg, now_ms, find_worker_actor);
+    }
+}
+
+/// Takes one message of a worker: registers it (with the actor `find` gives for an unknown worker's id, if
+/// any), or routes its answer to the waiting dispatch.
+pub(super) fn receive(
+    shared: &Shared,
+    msg: ToHub,
+    now_ms: i64,
+    find: impl FnOnce(&str) -> Option<ActorRef<ToWorker>>,
+) {
+    let mut joined = None;
+    {
+        let mut registry = shared.registry();
+        let worker = match &msg {
+            ToHub::Alive { info, .. } => Some(info.id.clone()),
+            ToHub::Ready { dispatch }
+            | ToHub::Acked { dispatch }
+            | ToHub::Refused { dispatch, .. }
+            | ToHub::Finished { dispatch, .. } => {
+                registry.pending.get(dispatch).map(|p| p.worker.clone())
             }
-            match msg {
-                ToHub::Alive { info, running } => {
-                    if let Some(entry) = registry.workers.get_mut(&info.id) {
-                        entry.info = info;
-                        entry.running = running;
-                    } else if let Some(actor) = find_worker_actor(&info.id) {
-                        // Registered only with a link of its own to this node (an `Alive` relayed through
-                        // another process's link, as can happen when several workers share a process, is
-                        // not one).
-                        let _ = actor.cast(ToWorker::Heartbeat {
-                            owner: shared.node.to_string(),
-                            lease: shared.lease(),
-                        });
-                        let entry = Entry {
-                            info,
-                            actor,
-                            running,
-                            in_flight: 0,
-                            last_seen_ms: now_ms,
-                            suspect: false,
-                        };
-                        joined = Some(entry.status(&shared.node));
-                        registry.workers.insert(entry.info.id.clone(), entry);
-                    }
-                }
-                ToHub::Ready { dispatch } => send(&registry, dispatch, Event::Ready),
-                ToHub::Acked { dispatch } => send(&registry, dispatch, Event::Acked),
-                ToHub::Refused { dispatch, reason } => {
-                    send(&registry, dispatch, Event::Refused(reason))
-                }
-                ToHub::Finished { dispatch, result } => {
-                    send(&registry, dispatch, Event::Finished(result));
-                }
-                ToHub::Invalid(_) => {}
+            ToHub::Invalid(why) => {
+                warn!(%why, "a worker sent a message that does not decode");
+                None
             }
+        };
+        if let Some(entry) = worker.as_ref().and_then(|w| registry.workers.get_mut(w)) {
+            entry.last_seen_ms = now_ms;
+            entry.suspect = false;
         }
-        if let Some(status) = joined {
-            info!(worker = %status.id, group = %status.group, "worker joined");
-            shared.publish(Some(WorkerEvent::Joined(status)));
-            shared.changed.notify_waiters();
+        match msg {
+            ToHub::Alive { info, running } => {
+                if let Some(entry) = registry.workers.get_mut(&info.id) {
+                    entry.info = info;
+                    entry.running = running;
+                } else if let Some(actor) = find(&info.id) {
+                    // Registered only with a link of its own to this node (an `Alive` relayed through
+                    // another process's link, as can happen when several workers share a process, is
+                    // not one).
+                    let _ = actor.cast(ToWorker::Heartbeat {
+                        owner: shared.node.to_string(),
+                        lease: shared.lease(),
+                    });
+                    let entry = Entry {
+                        info,
+                        actor,
+                        running,
+                        in_flight: 0,
+                        last_seen_ms: now_ms,
+                        suspect: false,
+                    };
+                    joined = Some(entry.status(&shared.node));
+                    registry.workers.insert(entry.info.id.clone(), entry);
+                }
+            }
+            ToHub::Ready { dispatch } => send(&registry, dispatch, Event::Ready),
+            ToHub::Acked { dispatch } => send(&registry, dispatch, Event::Acked),
+            ToHub::Refused { dispatch, reason } => {
+                send(&registry, dispatch, Event::Refused(reason))
+            }
+            ToHub::Finished { dispatch, result } => {
+                send(&registry, dispatch, Event::Finished(result));
+            }
+            ToHub::Invalid(_) => {}
         }
     }
+    if let Some(status) = joined {
+        info!(worker = %status.id, group = %status.group, "worker joined");
+        shared.publish(Some(WorkerEvent::Joined(status)));
+        shared.changed.notify_waiters();
+    }
+}
 
+impl HubState {
     fn group_changed(&mut self, change: GroupChangeMessage) {
         let GroupChangeMessage::Leave(_, group, cells) = change else {
             return;

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::{Entry, Event, Hub, RemoteAttempt, SEND_WINDOW};
 use crate::clock::SystemClock;
+use crate::cluster::RemotePhase;
 use crate::cluster::protocol::{StartFire, ToWorker, WireResult, WorkerInfo};
 use crate::coordinator::NodeId;
 use crate::job::{CommandTarget, HandlerTarget, JobId, Target};
@@ -254,6 +255,7 @@ fn attempt(group: &str, job: &str, window_ms: i64) -> RemoteAttempt {
         session: None,
         deadline_ms: T0_MS + window_ms,
         at_least_once: false,
+        progress: Default::default(),
     }
 }
 
@@ -399,9 +401,15 @@ async fn an_unanswered_offer_goes_to_another_worker_after_its_start_by_never_to_
     f.worker("a", "billing", 4, 0, Answer::Silent).await;
     f.worker("b", "billing", 4, 0, Answer::Run).await;
     let window_ms = 10_000;
-    let result = f.hub.attempt(attempt("billing", "j", window_ms)).await;
+    let req = attempt("billing", "j", window_ms);
+    let progress = req.progress.clone();
+    let result = f.hub.attempt(req).await;
     assert_eq!(result.outcome, Outcome::Succeeded);
     assert_eq!(result.reason.as_deref(), Some("worker b"));
+    // The executor sees it ran, from b's acknowledgement to its result.
+    assert_eq!(progress.phase(), RemotePhase::Ran);
+    let (acked_ms, finished_ms) = progress.span_ms().expect("a known span");
+    assert!(acked_ms >= T0_MS + SEND_WINDOW.as_millis() as i64 && finished_ms >= acked_ms);
 
     let sent = f.sent();
     assert_eq!(
@@ -438,8 +446,15 @@ async fn offers_that_no_worker_answers_misfire_and_never_overlap() {
     f.worker("b", "billing", 4, 0, Answer::Silent).await;
     f.worker("c", "billing", 4, 0, Answer::Silent).await;
     let window_ms = 5_000;
-    let result = f.hub.attempt(attempt("billing", "j", window_ms)).await;
+    let req = attempt("billing", "j", window_ms);
+    let progress = req.progress.clone();
+    let result = f.hub.attempt(req).await;
     assert_eq!(result.outcome, Outcome::Misfired);
+    assert_eq!(
+        progress.phase(),
+        RemotePhase::Waiting,
+        "never told to go: not a run"
+    );
     let reason = result.reason.unwrap();
     assert!(
         reason
@@ -477,8 +492,15 @@ async fn a_worker_cut_off_at_the_go_leaves_the_fire_in_doubt_and_no_other_worker
     f.worker("a", "billing", 4, 0, Answer::CutAtGo).await;
     f.worker("b", "billing", 4, 0, Answer::Run).await;
     let hub = f.hub.clone();
-    let fire = tokio::spawn(async move { hub.attempt(attempt("billing", "j", 10_000)).await });
+    let req = attempt("billing", "j", 10_000);
+    let progress = req.progress.clone();
+    let fire = tokio::spawn(async move { hub.attempt(req).await });
     f.until_started(1).await;
+    assert_eq!(
+        progress.phase(),
+        RemotePhase::MayHaveStarted,
+        "told to go, not acknowledged: withdrawn now, it would be in doubt"
+    );
     // a says nothing more: the owner's heartbeat task finds it silent after WORKER_TIMEOUT.
     tokio::time::sleep(super::WORKER_TIMEOUT + Duration::from_secs(1)).await;
     f.hub.shared.tick();
@@ -527,7 +549,9 @@ async fn a_worker_lost_after_its_acknowledgement_leaves_the_fire_in_doubt() {
     f.worker("a", "billing", 4, 0, Answer::AckOnly).await;
     f.worker("b", "billing", 4, 0, Answer::Run).await;
     let hub = f.hub.clone();
-    let fire = tokio::spawn(async move { hub.attempt(attempt("billing", "j", 10_000)).await });
+    let req = attempt("billing", "j", 10_000);
+    let progress = req.progress.clone();
+    let fire = tokio::spawn(async move { hub.attempt(req).await });
     f.until_started(1).await;
     let node = f.hub.shared.node.clone();
     let lost = f
@@ -541,6 +565,12 @@ async fn a_worker_lost_after_its_acknowledgement_leaves_the_fire_in_doubt() {
     assert_eq!(
         result.reason.as_deref(),
         Some("worker a was lost mid-run (its link to this node broke)")
+    );
+    assert_eq!(progress.phase(), RemotePhase::Ran);
+    assert_eq!(
+        progress.span_ms(),
+        None,
+        "its end is unknown: it justifies no skip"
     );
     assert_eq!(
         f.sent()

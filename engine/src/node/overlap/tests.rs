@@ -235,3 +235,123 @@ fn a_trigger_while_the_job_runs_waits_and_is_never_skipped() {
         );
     }
 }
+
+/// A job of `overlap` whose fires run on workers of an executor group.
+fn remote_job(overlap: Overlap) -> Arc<Job> {
+    let mut spec = JobSpec::new(
+        "a",
+        Schedule::parse("* * * * * *").unwrap(),
+        Target::Handler(HandlerTarget::new("h")),
+    );
+    spec.overlap = overlap;
+    spec.executor = Some(crate::job::ExecutorGroup {
+        group: "billing".into(),
+    });
+    Arc::new(Job::new(JobId::new("a").unwrap(), spec, T0 - 60_000))
+}
+
+/// The executor launched the fire just started: its dispatch's progress, which the test then plays.
+fn launched(state: &mut State, job: &Arc<Job>) -> Arc<RemoteProgress> {
+    let progress = Arc::new(RemoteProgress::default());
+    state.dispatched(&job.id, progress.clone());
+    progress
+}
+
+#[test]
+fn a_fire_waiting_for_a_worker_is_not_a_run_going_on() {
+    let job = remote_job(Overlap::Skip);
+    let mut state = state();
+    assert_eq!(
+        seconds(&state.fires(vec![fire(&job, 1)], T0 + 1000).start),
+        [1]
+    );
+    let progress = launched(&mut state, &job);
+    // No worker has started instant 1 by 2 (offered, not told to go): instant 2 met no run, and waits.
+    progress.go();
+    progress.refused();
+    let second = state.fires(vec![fire(&job, 2)], T0 + 2000);
+    assert!(second.start.is_empty() && second.records.is_empty());
+    // Instant 1 ends at 2.5 without having run (misfired): instant 2 starts, it is not skipped.
+    let ended = end(&mut state, &job, T0 + 2500);
+    assert!(ended.records.is_empty(), "{:?}", ended.records);
+    assert_eq!(seconds(&ended.start), [2]);
+}
+
+#[test]
+fn a_run_on_a_worker_goes_from_its_acknowledgement_to_its_result() {
+    let job = remote_job(Overlap::Skip);
+    let mut state = state();
+    state.fires(vec![fire(&job, 1)], T0 + 1000);
+    let progress = launched(&mut state, &job);
+    progress.go();
+    progress.acked(T0 + 1100);
+    // Going at 2: instant 2 waits for its end.
+    let second = state.fires(vec![fire(&job, 2)], T0 + 2000);
+    assert!(second.start.is_empty() && second.records.is_empty());
+    // Its result came at 3.2: started at its instant, it would have run until 3.1, past 2. Skipped.
+    progress.finished(T0 + 3200);
+    let ended = end(&mut state, &job, T0 + 3200);
+    assert!(ended.start.is_empty());
+    assert_eq!(ended.records.len(), 1);
+    assert_eq!(ended.records[0].scheduled_ms, T0 + 2000);
+    assert_eq!(ended.records[0].outcome, Outcome::Skipped);
+}
+
+#[test]
+fn a_run_on_a_worker_whose_result_was_lost_justifies_no_skip() {
+    let job = remote_job(Overlap::Skip);
+    let mut state = state();
+    state.fires(vec![fire(&job, 1)], T0 + 1000);
+    let progress = launched(&mut state, &job);
+    progress.go();
+    progress.acked(T0 + 1100);
+    state.fires(vec![fire(&job, 2)], T0 + 2000);
+    // The worker was lost (`in_doubt`): when the run ended is unknown, so instant 2 runs, late.
+    let ended = end(&mut state, &job, T0 + 5000);
+    assert!(ended.records.is_empty(), "{:?}", ended.records);
+    assert_eq!(seconds(&ended.start), [2]);
+}
+
+#[test]
+fn a_fire_withdrawn_before_a_worker_started_it_says_it_never_ran() {
+    let fire_id = crate::job::FireId::new(JobId::new("a").unwrap(), T0);
+    let node = NodeId::new("n1").unwrap();
+    let killed = |reason: &str, phase: RemotePhase| {
+        let mut record = RunRecord::new(&fire_id, &node, Outcome::Failed);
+        record.reason = Some(reason.to_owned());
+        record.started_ms = Some(T0);
+        record.attempt = 1;
+        withdrawn(&mut record, phase);
+        record
+    };
+    let shutdown = "killed: shutdown deadline passed";
+
+    let replaced = killed(CANCELLED, RemotePhase::Waiting);
+    assert_eq!(replaced.outcome, Outcome::Skipped);
+    assert_eq!(
+        replaced.reason.as_deref(),
+        Some("overlap: cancel_previous (a newer instant came before a worker started this one)")
+    );
+    assert_eq!((replaced.started_ms, replaced.attempt), (None, 0));
+
+    let stopped = killed(shutdown, RemotePhase::Waiting);
+    assert_eq!(stopped.outcome, Outcome::Misfired);
+    assert_eq!(
+        stopped.reason.as_deref(),
+        Some("missed: the node shut down before a worker started it")
+    );
+
+    let maybe = killed(CANCELLED, RemotePhase::MayHaveStarted);
+    assert_eq!(maybe.outcome, Outcome::InDoubt);
+    assert!(
+        maybe
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(CANCELLED) && r.ends_with("it may have started")),
+        "{maybe:?}"
+    );
+
+    let ran = killed(CANCELLED, RemotePhase::Ran);
+    assert_eq!(ran.outcome, Outcome::Failed);
+    assert_eq!(ran.reason.as_deref(), Some(CANCELLED));
+}
