@@ -178,18 +178,24 @@ impl State {
                         && entry.next_ms.is_some_and(|t| t <= now_ms + lookahead)
                 }
             };
-            if wanted {
+            let from = entry.claim.map_or_else(
+                || first_owed_ms(&entry.job).max(entry.resumed_ms.map_or(i64::MIN, |t| t + 1)),
+                |(from, _)| from,
+            );
+            // Nothing to claim before the lease allows it: a claim that starts after the lease's last whole
+            // second waits for the lease to be renewed. Asked for anyway (it used to be, through its start), it
+            // ended on the very instant it started at, and a wake a few milliseconds late was past it: the
+            // instant handed over was recorded `misfired` instead of fired late. postmortem: the chaos runs'
+            // rolling restarts (`j0021@1796660707000` on etcd, "last one 9ms late"), where a successor's
+            // takeover starts at the previous holder's claim end and its lease had less than a second left.
+            if wanted && through >= from {
                 if max_scan != usize::MAX {
                     seen.insert(slot);
                 }
-                let from = entry.claim.map_or_else(
-                    || first_owed_ms(&entry.job).max(entry.resumed_ms.map_or(i64::MIN, |t| t + 1)),
-                    |(from, _)| from,
-                );
                 claims.push(FireClaim {
                     job: entry.job.id.clone(),
                     from_ms: from,
-                    through_ms: through.max(from),
+                    through_ms: through,
                     // A first claim has settled nothing of its own yet: everything before it, as far as this
                     // node knows (a takeover lowers it to the predecessor's).
                     settled_ms: if entry.claim.is_some() {

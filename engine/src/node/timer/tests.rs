@@ -11,6 +11,7 @@ use crate::node::fire::FireKind;
 use crate::run::{Outcome, RunRecord};
 use crate::schedule::Schedule;
 
+mod handover;
 mod parting;
 
 const T0: i64 = 1_790_000_000_000; // a whole second
