@@ -211,6 +211,7 @@ impl State {
     pub fn remove(&mut self, ids: &[JobId]) -> Vec<(JobId, i64)> {
         let mut releases = Vec::new();
         for id in ids {
+            self.parting.remove(id); // a late claim of a deleted job is given back, not fired out
             let Some(slot) = self.index.get(&self.slots, id) else {
                 continue;
             };
