@@ -16,8 +16,8 @@
 //! - **A change to a job it runs out** (a pause, a schedule change, a delete): the node no longer owns the job,
 //!   but its revoked entry fires for up to a lookahead more, so it still takes the job's changes
 //!   ([`State::refresh`]; a delete is a [`State::remove`]). postmortem: a chaos run on etcd (seed 2) fired
-//!   `j0010@1796661420000` on `n3` six seconds after the job was paused: `n3` was running out the claim of a
-//!   job just reassigned away, and only the new owner heard of the pause.
+//!   `j0010@1796661420000` on `n3` seconds after the job was paused; a node running out the claim of a job
+//!   just reassigned away fired on, since only the new owner heard of the pause.
 
 use std::sync::Arc;
 
