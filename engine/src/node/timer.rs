@@ -32,6 +32,7 @@ mod index;
 #[cfg(test)]
 mod model;
 mod parting;
+mod pause;
 mod requests;
 mod settle;
 mod state;

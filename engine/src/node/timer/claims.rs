@@ -161,7 +161,7 @@ impl State {
             let Some(entry) = self.slots[slot as usize].as_ref() else {
                 continue;
             };
-            if entry.job.spec.paused
+            if (entry.job.spec.paused && !entry.owes_before_pause())
                 || entry.revoked
                 || (!renewals && self.refused.contains(&entry.job.id))
             {

@@ -13,6 +13,7 @@ use crate::schedule::Schedule;
 
 mod handover;
 mod parting;
+mod pause;
 
 const T0: i64 = 1_790_000_000_000; // a whole second
 const SESSION: SessionId = SessionId(7);
