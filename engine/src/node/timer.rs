@@ -334,6 +334,7 @@ impl Shell {
                 &jobs,
                 pending,
                 now,
+                claims::claim_deadline(lease.valid_until_ms, now),
             )
             .await;
             let _ = myself.cast(Msg::Claimed(result));
