@@ -66,6 +66,9 @@ pub struct Args {
     /// The `campanile` binary (default: the one beside this binary).
     #[arg(long)]
     pub campanile: Option<PathBuf>,
+    /// The kinds of fault to inject, comma-separated (default: every kind), to study one kind alone.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub faults: Vec<model::FaultKind>,
 }
 
 fn workspace() -> PathBuf {
@@ -252,6 +255,11 @@ async fn run_on(
         http: api.http().clone(),
         ttl,
         log: std::fs::File::create(out.join("nemesis.log"))?,
+        kinds: if args.faults.is_empty() {
+            model::FaultKind::ALL.to_vec()
+        } else {
+            args.faults.clone()
+        },
     };
     let faults = nemesis
         .run(StdRng::seed_from_u64(args.seed.wrapping_add(2)), until_ms)

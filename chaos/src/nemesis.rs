@@ -33,6 +33,8 @@ pub struct Nemesis {
     pub ttl: Duration,
     /// The log of events, one line each.
     pub log: std::fs::File,
+    /// The kinds of fault the deck holds (each once).
+    pub kinds: Vec<FaultKind>,
 }
 
 /// A node fault on one victim, for `Combined`.
@@ -111,7 +113,7 @@ impl Nemesis {
         tokio::time::sleep(Duration::from_secs(20)).await;
         loop {
             if deck.is_empty() {
-                deck = FaultKind::ALL.to_vec();
+                deck = self.kinds.clone();
                 deck.shuffle(&mut rng);
             }
             let kind = deck.pop().expect("the deck was refilled");

@@ -191,6 +191,8 @@ struct Shared {
 struct State {
     rng: StdRng,
     delay: Option<(Duration, Duration)>,
+    /// The next calls of a method held this long, and how many are left.
+    hang: Option<(Method, u64, Duration)>,
     random: Option<Rule>,
     countdown: Option<(Rule, u64)>,
     stats: FaultStats,
@@ -231,6 +233,7 @@ impl FaultControl {
                 state: Mutex::new(State {
                     rng: StdRng::seed_from_u64(seed),
                     delay: None,
+                    hang: None,
                     random: None,
                     countdown: None,
                     stats: FaultStats::default(),
@@ -253,6 +256,12 @@ impl FaultControl {
     /// Delays every forwarded call by a duration drawn uniformly from `min..=max` (a fixed delay when equal).
     pub fn set_delay(&self, min: Duration, max: Duration) {
         self.state().delay = Some((min.min(max), max.max(min)));
+    }
+
+    /// Holds the next `calls` calls of `method` for `hold` before forwarding them (a coordinator member that
+    /// froze: no answer, then a late one); other calls pass as usual.
+    pub fn hang_next(&self, method: Method, calls: u64, hold: Duration) {
+        self.state().hang = Some((method, calls, hold));
     }
 
     /// Stops delaying calls.
@@ -429,6 +438,14 @@ impl FaultControl {
                 })
             }
             _ => None,
+        };
+        let delay = match state.hang {
+            Some((hung, left, hold)) if hung == method && left > 0 => {
+                state.hang = Some((hung, left - 1, hold));
+                state.stats.delayed += 1;
+                Some(hold)
+            }
+            _ => delay,
         };
         let lose_reply = fault == Some(Fault::ReplyLost);
         if lose_reply {

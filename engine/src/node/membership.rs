@@ -317,7 +317,7 @@ impl State {
 
     /// Applies job changes (incremental), telling the timer in as few messages as their order allows.
     fn jobs_changed(&mut self, events: Vec<JobEvent>) {
-        let (mut upserts, mut removes) = (Vec::new(), Vec::new());
+        let (mut upserts, mut removes, mut refreshes) = (Vec::new(), Vec::new(), Vec::new());
         for event in events {
             // An upsert must not overtake an earlier remove of the same job, nor a remove an earlier upsert.
             match &event {
@@ -329,17 +329,23 @@ impl State {
                 }
                 _ => {}
             }
-            self.job_changed(event, &mut upserts, &mut removes);
+            self.job_changed(event, &mut upserts, &mut removes, &mut refreshes);
         }
         self.send(upserts, removes);
+        if !refreshes.is_empty() {
+            // After the removes: a job deleted in this batch is gone from the timer, and ignored.
+            let _ = self.timer.cast(timer::Msg::Refresh(refreshes));
+        }
     }
 
-    /// Applies one job change; what the timer must hear is added to `upserts` and `removes`.
+    /// Applies one job change; what the timer must hear is added to `upserts`, `removes` and `refreshes`
+    /// (changes to jobs owned elsewhere, which the timer may still be running out).
     fn job_changed(
         &mut self,
         event: JobEvent,
         upserts: &mut Vec<Arc<Job>>,
         removes: &mut Vec<JobId>,
+        refreshes: &mut Vec<Arc<Job>>,
     ) {
         match event {
             JobEvent::Put(job) => {
@@ -368,20 +374,22 @@ impl State {
                         }
                     }
                 }
-                if self.owner_of(&job.id) == Some(&self.node.id)
-                    && let Some(job) = self.jobs.hold(&job.id)
-                {
-                    upserts.push(job);
+                if self.owner_of(&job.id) == Some(&self.node.id) {
+                    if let Some(job) = self.jobs.hold(&job.id) {
+                        upserts.push(job);
+                    }
+                } else {
+                    // The timer may still be running out a claim of it (reassigned away a moment ago).
+                    refreshes.push(job);
                 }
             }
             JobEvent::Deleted { id, .. } => {
-                if let Some((old, held)) = self.jobs.remove(&id) {
+                if let Some((old, _)) = self.jobs.remove(&id) {
                     if is_constrained(&old) {
                         self.constrained -= 1;
                     }
-                    if held {
-                        removes.push(id);
-                    }
+                    // Held or not: the timer may still be running out a claim of it.
+                    removes.push(id);
                 }
                 self.replace_all = true;
                 self.dirty = true;

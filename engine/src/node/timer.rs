@@ -32,6 +32,7 @@ mod index;
 #[cfg(test)]
 mod model;
 mod parting;
+mod pause;
 mod requests;
 mod settle;
 mod state;
@@ -102,6 +103,8 @@ pub enum Msg {
     /// These jobs were reassigned to another node: stop renewing their claims, fire what is claimed, then
     /// let them go.
     Revoke(Vec<JobId>),
+    /// Changes to jobs owned by other nodes: the ones still held, revoked, to run a claim out take them.
+    Refresh(Vec<Arc<Job>>),
     /// These jobs were deleted: stop firing them now and release their claims.
     Remove(Vec<JobId>),
     /// The session changed: a (renewed) lease, or `None` when it was lost (stop firing now).
@@ -331,6 +334,7 @@ impl Shell {
                 &jobs,
                 pending,
                 now,
+                claims::claim_deadline(lease.valid_until_ms, now),
             )
             .await;
             let _ = myself.cast(Msg::Claimed(result));
@@ -399,6 +403,7 @@ impl Actor for Timer {
                     .extend(ids.iter().cloned());
                 running.state.revoke(&ids);
             }
+            Msg::Refresh(jobs) => running.state.refresh(jobs, now),
             Msg::Remove(ids) => {
                 let releases = running.state.remove(&ids);
                 running.release(releases, "releasing claims of removed jobs");

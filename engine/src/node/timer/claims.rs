@@ -64,6 +64,21 @@ pub(super) fn claim_end(wanted: i64, lease_last: i64) -> i64 {
     }
 }
 
+/// How long a claim call may go unanswered before the timer gives it up (it is asked again at the next claim
+/// tick): until the lease's end, at least a second. A claim answered later is of no use before a renewal, and
+/// a call to a coordinator member that froze would otherwise hold every claim of the node until the backend's
+/// own request deadline (`etcd.request_timeout`, 5 s) and leave the jobs unclaimed past the TTL; asked again,
+/// the call usually reaches another member. Giving up a call is safe: a claim granted with the answer lost is
+/// learned from the next grant (an extension keeps its start, and a takeover's predecessor is answered again).
+/// postmortem: the chaos runs' `freeze_coordinator_member` stalled jobs for up to 9 s.
+pub(super) fn claim_deadline(valid_until_ms: i64, now_ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(
+        u64::try_from(valid_until_ms - now_ms)
+            .unwrap_or(0)
+            .max(1000),
+    )
+}
+
 /// The outcome of one claim.
 #[derive(Debug, Clone)]
 pub struct Granted {
@@ -161,7 +176,7 @@ impl State {
             let Some(entry) = self.slots[slot as usize].as_ref() else {
                 continue;
             };
-            if entry.job.spec.paused
+            if (entry.job.spec.paused && !entry.owes_before_pause())
                 || entry.revoked
                 || (!renewals && self.refused.contains(&entry.job.id))
             {
@@ -178,18 +193,24 @@ impl State {
                         && entry.next_ms.is_some_and(|t| t <= now_ms + lookahead)
                 }
             };
-            if wanted {
+            let from = entry.claim.map_or_else(
+                || first_owed_ms(&entry.job).max(entry.resumed_ms.map_or(i64::MIN, |t| t + 1)),
+                |(from, _)| from,
+            );
+            // Nothing to claim before the lease allows it: a claim that starts after the lease's last whole
+            // second waits for the lease to be renewed. Asked for anyway (it used to be, through its start), it
+            // ended on the very instant it started at, and a wake a few milliseconds late was past it: the
+            // instant handed over was recorded `misfired` instead of fired late. postmortem: the chaos runs'
+            // rolling restarts (`j0021@1796660707000` on etcd, "last one 9ms late"), where a successor's
+            // takeover starts at the previous holder's claim end and its lease had less than a second left.
+            if wanted && through >= from {
                 if max_scan != usize::MAX {
                     seen.insert(slot);
                 }
-                let from = entry.claim.map_or_else(
-                    || first_owed_ms(&entry.job).max(entry.resumed_ms.map_or(i64::MIN, |t| t + 1)),
-                    |(from, _)| from,
-                );
                 claims.push(FireClaim {
                     job: entry.job.id.clone(),
                     from_ms: from,
-                    through_ms: through.max(from),
+                    through_ms: through,
                     // A first claim has settled nothing of its own yet: everything before it, as far as this
                     // node knows (a takeover lowers it to the predecessor's).
                     settled_ms: if entry.claim.is_some() {
@@ -322,6 +343,7 @@ pub(super) async fn claim_round_trip(
     jobs: &[Option<(Arc<Job>, Tz)>],
     pending: Vec<(JobClaim, Arc<Job>, Tz)>,
     now_ms: i64,
+    deadline: std::time::Duration,
 ) -> Result<RoundTrip, CoordError> {
     let mut trip = RoundTrip::default();
     let mut to_settle = pending;
@@ -333,7 +355,16 @@ pub(super) async fn claim_round_trip(
         if i > 0 {
             tokio::task::yield_now().await;
         }
-        let results = coordinator.claim_fires(session, chunk).await?;
+        let results = tokio::time::timeout(deadline, coordinator.claim_fires(session, chunk))
+            .await
+            .map_err(|_| CoordError::Unavailable {
+                message: format!(
+                    "claiming fires: no answer within {}",
+                    humantime::format_duration(deadline)
+                ),
+                certainly_aborted: false,
+                source: None,
+            })??;
         for ((claim, result), job) in chunk.iter().zip(results).zip(chunk_jobs) {
             if let ClaimResult::Granted {
                 previous: Some(previous),

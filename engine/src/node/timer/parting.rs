@@ -13,6 +13,11 @@
 //!   races with the successor's takeover: when the successor's claim comes first, it starts after the claim
 //!   given back, and nobody fires those instants while the successor waits for this session to record them
 //!   (same run, `j0034@1796656374000` through `@1796656381000`).
+//! - **A change to a job it runs out** (a pause, a schedule change, a delete): the node no longer owns the job,
+//!   but its revoked entry fires for up to a lookahead more, so it still takes the job's changes
+//!   ([`State::refresh`]; a delete is a [`State::remove`]). postmortem: a chaos run on etcd (seed 2) fired
+//!   `j0010@1796661420000` on `n3` seconds after the job was paused; a node running out the claim of a job
+//!   just reassigned away fired on, since only the new owner heard of the pause.
 
 use std::sync::Arc;
 
@@ -24,6 +29,41 @@ use crate::coordinator::{ClaimResult, SessionId};
 use crate::job::Job;
 
 impl State {
+    /// Changes to jobs this node does not own (any job of the cluster): those it still holds, revoked, to run
+    /// a claim out (or may take back for that, see [`State::take_back`]) take them as an owner would (a
+    /// pause from now, a schedule change after the last instant handled), and stay revoked. Others are
+    /// ignored.
+    pub fn refresh(&mut self, jobs: Vec<Arc<Job>>, now_ms: i64) {
+        let mut held = Vec::new();
+        for job in jobs {
+            if let Some(parted) = self.parting.get_mut(&job.id) {
+                parted.1 = job.spec.tz().unwrap_or(chrono_tz::UTC);
+                parted.0 = job.clone();
+            }
+            if let Some(slot) = self.index.get(&self.slots, &job.id)
+                && self.slots[slot as usize]
+                    .as_ref()
+                    .is_some_and(|e| e.revoked)
+            {
+                held.push((slot, job));
+            }
+        }
+        if held.is_empty() {
+            return;
+        }
+        let slots: Vec<u32> = held.iter().map(|(slot, _)| *slot).collect();
+        self.upsert(held.into_iter().map(|(_, job)| job).collect(), now_ms);
+        for slot in slots {
+            let entry = self.slots[slot as usize]
+                .as_mut()
+                .expect("held slot is occupied");
+            entry.revoked = true; // `upsert` takes a job back; this one is still reassigned away
+            if run_out(entry) {
+                self.let_go(slot);
+            }
+        }
+    }
+
     /// Whether a revoked entry whose claim has run out must stay: its predecessor is not settled yet. It stays
     /// out of the queue; [`State::settle`] lets it go once the predecessor is settled.
     pub(super) fn stays_to_settle(&mut self, slot: u32) -> bool {

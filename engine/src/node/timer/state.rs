@@ -43,6 +43,8 @@ pub(super) struct Entry {
     pub(super) predecessor: Option<Box<JobClaim>>,
     /// Set when this node saw the job resumed: instants before are not owed (they passed while paused).
     pub(super) resumed_ms: Option<i64>,
+    /// While the job is paused: when the pause took effect; instants up to it are still owed (see `pause`).
+    pub(super) paused_ms: Option<i64>,
 }
 
 impl Entry {
@@ -50,7 +52,6 @@ impl Entry {
     /// is only held to fire out a claim granted after it was let go.
     pub(super) fn unclaimed(job: Arc<Job>, tz: Tz, revoked: bool) -> Self {
         Self {
-            job,
             tz,
             next_ms: None,
             claim: None,
@@ -60,6 +61,8 @@ impl Entry {
             revoked,
             predecessor: None,
             resumed_ms: None,
+            paused_ms: super::pause::paused_ms(&job),
+            job,
         }
     }
 
@@ -162,17 +165,10 @@ impl State {
                     // An update goes on after the last instant handled: through the old schedule's
                     // instants up to the update and the new one's after it, even those that passed before
                     // the update reached this node (late ones go through the misfire policy). Pausing or
-                    // resuming takes effect from now: a paused job owes nothing. (Without a claim, the grant
-                    // sets the start.)
-                    let after = if entry.job.spec.paused || job.spec.paused {
-                        entry.last_ms.max(now_ms)
-                    } else {
-                        entry.last_ms
-                    };
+                    // resuming takes effect from now: a paused job owes nothing after it (see `pause`).
+                    // (Without a claim, the grant sets the start.)
+                    let after = entry.pause_update(&job, now_ms);
                     entry.next_ms = next_instant(&job, tz, after);
-                    if entry.job.spec.paused && !job.spec.paused {
-                        entry.resumed_ms = Some(now_ms);
-                    }
                     entry.job = job;
                     entry.tz = tz;
                     entry.revoked = false;
@@ -211,6 +207,7 @@ impl State {
     pub fn remove(&mut self, ids: &[JobId]) -> Vec<(JobId, i64)> {
         let mut releases = Vec::new();
         for id in ids {
+            self.parting.remove(id); // a late claim of a deleted job is given back, not fired out
             let Some(slot) = self.index.get(&self.slots, id) else {
                 continue;
             };
@@ -347,7 +344,19 @@ impl State {
                 }
                 continue;
             }
-            if entry.job.spec.paused {
+            if let Some(paused_ms) = entry.paused_ms.filter(|&p| t <= p) {
+                // Owed before the pause: recorded, not run (see `pause`).
+                Self::misfire(
+                    &self.node,
+                    lease.session,
+                    entry,
+                    now_ms,
+                    paused_ms.min(through) + 1,
+                    through,
+                    false,
+                    &mut fx,
+                );
+            } else if entry.job.spec.paused {
                 entry.last_ms = t;
                 entry.next_ms = next_instant(&entry.job, entry.tz, t);
             } else if now_ms > through {

@@ -11,7 +11,9 @@ use crate::node::fire::FireKind;
 use crate::run::{Outcome, RunRecord};
 use crate::schedule::Schedule;
 
+mod handover;
 mod parting;
+mod pause;
 
 const T0: i64 = 1_790_000_000_000; // a whole second
 const SESSION: SessionId = SessionId(7);

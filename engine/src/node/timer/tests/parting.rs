@@ -201,3 +201,68 @@ fn a_job_revoked_runs_its_claim_out_with_a_second_to_spare() {
     );
     assert_eq!(theirs.from_ms, T0 + 3000);
 }
+
+#[test]
+fn a_job_running_out_its_claim_takes_a_pause_and_a_delete() {
+    let paused = |a: &Arc<Job>| {
+        let mut j = (**a).clone();
+        j.spec_mut().paused = true;
+        Arc::new(j)
+    };
+    let a = job("a", "* * * * * *", T0);
+    let held = |a: &Arc<Job>| {
+        let mut s = state();
+        s.upsert(vec![a.clone()], T0);
+        let claims = s.claims_due(T0, false);
+        s.granted(claims.iter().map(|c| grant(c, None)).collect());
+        assert_eq!(instants(&s.wake(T0 + 1000)), vec![T0 + 1000]);
+        s.revoke(std::slice::from_ref(&a.id));
+        assert_eq!(
+            instants(&s.wake(T0 + 2000)),
+            vec![T0 + 2000],
+            "reassigned away: the claim (through T0+5s) runs out"
+        );
+        s
+    };
+
+    // Paused while its claim runs out: nothing more fires, and it goes once the claim has run out.
+    let mut s = held(&a);
+    s.refresh(vec![paused(&a)], T0 + 2500);
+    let fired: Vec<i64> = (3..=6)
+        .flat_map(|i| instants(&s.wake(T0 + i * 1000)))
+        .collect();
+    assert_eq!(fired, Vec::<i64>::new(), "a paused job fires nothing");
+    assert!(s.is_empty(), "let go at the end of its claim");
+    assert!(
+        s.claims_due(T0 + 3000, true).is_empty(),
+        "still revoked: not renewed"
+    );
+
+    // Deleted while its claim runs out: gone at once, the claim given back.
+    let mut s = held(&a);
+    let releases = s.remove(std::slice::from_ref(&a.id));
+    assert_eq!(releases.len(), 1);
+    assert!(s.is_empty());
+    assert!(s.wake(T0 + 3000).fires.is_empty());
+
+    // A change to a job this node never held is nothing to it.
+    let mut s = state();
+    s.refresh(vec![a.clone()], T0);
+    assert!(s.is_empty());
+    assert!(s.claims_due(T0, false).is_empty());
+
+    // Paused after it was let go, while a claim of it was out: the late answer takes it back paused.
+    let mut s = state();
+    s.upsert(vec![a.clone()], T0);
+    let claims = s.claims_due(T0, false);
+    s.revoke(std::slice::from_ref(&a.id));
+    s.refresh(vec![paused(&a)], T0 + 100);
+    assert!(
+        s.granted(claims.iter().map(|c| grant(c, None)).collect())
+            .is_empty()
+    );
+    let fired: Vec<i64> = (1..=6)
+        .flat_map(|i| instants(&s.wake(T0 + i * 1000)))
+        .collect();
+    assert_eq!(fired, Vec::<i64>::new(), "taken back paused: nothing fires");
+}
