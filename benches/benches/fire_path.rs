@@ -102,6 +102,7 @@ async fn rig(jobs: usize) -> Rig {
             coordinator: coordinator.clone(),
             // Nobody subscribes: the recorder then skips announcing records.
             stored: tokio::sync::broadcast::channel(1).0,
+            history: None,
         },
     )
     .await

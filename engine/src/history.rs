@@ -3,9 +3,12 @@
 //! The coordinator decides each fire's one record (fencing, settlement); once it accepted a record, the
 //! record is copied to a history store, which answers the runs API and keeps the history for as long as
 //! [`Retention`] says. Stores live in `campanile-history` (node-local redb, PostgreSQL); the in-process backend
-//! keeps its history in its own redb file. The trait sits here, beside [`RunRecord`] and [`RunQuery`], so that
+//! keeps its history in its own redb file. A node given a store (`Builder::history`) copies every record the
+//! coordinator accepted into it through a `Feed` (`history/feed.rs`). The trait sits here, beside [`RunRecord`] and [`RunQuery`], so that
 //! the engine can hand records to a store without depending on any database crate. Every store passes the
 //! history conformance suite of `campanile-adapters`, which checks each line of the lists below.
+
+mod feed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,8 @@ use async_trait::async_trait;
 use crate::coordinator::RunQuery;
 use crate::job::JobId;
 use crate::run::{Outcome, RunRecord};
+
+pub use feed::{Feed, QUEUE_BATCHES};
 
 /// Why a history store call failed.
 #[derive(Debug, Clone, thiserror::Error)]

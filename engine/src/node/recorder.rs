@@ -78,12 +78,15 @@ pub struct Arguments {
     pub coordinator: Arc<dyn Coordinator>,
     /// Where every stored record is announced (see `Scheduler::subscribe_runs`).
     pub stored: tokio::sync::broadcast::Sender<RunRecord>,
+    /// Where accepted records are copied (the node's history store), if anywhere.
+    pub history: Option<crate::history::Feed>,
 }
 
 /// The recorder's state.
 pub struct State {
     coordinator: Arc<dyn Coordinator>,
     stored: tokio::sync::broadcast::Sender<RunRecord>,
+    history: Option<crate::history::Feed>,
     session: Option<SessionId>,
     timer: Option<ActorRef<timer::Msg>>,
     /// Records to write, each with the session it was made under.
@@ -173,6 +176,7 @@ impl Actor for Recorder {
         Ok(State {
             coordinator: args.coordinator,
             stored: args.stored,
+            history: args.history,
             session: None,
             timer: None,
             pending: VecDeque::new(),
@@ -218,6 +222,9 @@ impl Actor for Recorder {
                 match result {
                     Ok(results) => {
                         state.failures = 0;
+                        if let Some(history) = &state.history {
+                            history.accepted(&batch, &results);
+                        }
                         let mut settled = Vec::with_capacity(batch.len());
                         let announce = state.stored.receiver_count() > 0;
                         for (record, result) in batch.into_iter().zip(results) {

@@ -31,6 +31,7 @@ pub struct Builder {
     seed: Option<u64>,
     config: node::Config,
     cluster: Option<crate::cluster::ClusterConfig>,
+    history: Option<Arc<dyn crate::history::HistoryStore>>,
 }
 
 impl Default for Builder {
@@ -47,6 +48,7 @@ impl Default for Builder {
             clock: None,
             seed: None,
             cluster: None,
+            history: None,
             config: node::Config {
                 ttl: Duration::from_secs(10),
                 lookahead: Duration::from_secs(5),
@@ -166,6 +168,13 @@ impl Builder {
         self
     }
 
+    /// A history store: every run record the coordinator accepts from this node is copied into it (at least
+    /// once, in the background; see `campanile::history`), and [`Scheduler::history`] hands it back for reading.
+    pub fn history(mut self, store: Arc<dyn crate::history::HistoryStore>) -> Self {
+        self.history = Some(store);
+        self
+    }
+
     /// Starts the node: it joins, takes its jobs and fires them until [`Scheduler::shutdown`].
     pub async fn start(self) -> Result<Scheduler, SchedulerError> {
         let coordinator = self
@@ -209,6 +218,7 @@ impl Builder {
             egress: self.egress,
             config: self.config,
             stored: stored.clone(),
+            history: self.history.clone(),
             hub: cluster.as_ref().map(|c| c.hub.clone()),
         };
         let (node, _) = Actor::spawn(None, node::Node, args)
@@ -221,6 +231,7 @@ impl Builder {
                 node,
                 node_id,
                 stored,
+                history: self.history,
                 rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
                 base_env,
                 cluster,

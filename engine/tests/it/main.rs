@@ -5,6 +5,7 @@ mod bulk;
 mod cluster;
 mod command;
 mod crash;
+mod history;
 mod lifecycle;
 mod observability;
 mod policies;
