@@ -19,7 +19,7 @@ use crate::coordinator::RunQuery;
 use crate::job::JobId;
 use crate::run::{Outcome, RunRecord};
 
-pub use feed::{Feed, QUEUE_BATCHES};
+pub use feed::{Feed, MAX_QUEUED};
 
 /// Why a history store call failed.
 #[derive(Debug, Clone, thiserror::Error)]

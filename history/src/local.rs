@@ -153,6 +153,9 @@ impl LocalStore {
     }
 
     fn runs_now(&self, query: &HistoryQuery) -> HistoryResult<Vec<RunRecord>> {
+        if query.limit == 0 || query.jobs.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
         let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
         let by_time = txn.open_table(BY_TIME).map_err(|e| self.fail(e))?;
         let runs = txn.open_table(RUNS).map_err(|e| self.fail(e))?;

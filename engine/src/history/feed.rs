@@ -1,7 +1,7 @@
 //! `Feed`: carries the records the coordinator accepted to the node's history store, off the recorder's path.
 //!
 //! The recorder hands each answered batch over with [`Feed::accepted`], which never waits: the batch goes into
-//! a bounded queue of [`QUEUE_BATCHES`] batches, and one task appends them to the store, retrying with backoff
+//! a queue bounded to [`MAX_QUEUED`] records, and one task appends them to the store, retrying with backoff
 //! while the store is unavailable (appends are idempotent on the fire id, so a retry after an ambiguous failure
 //! is harmless). A record the coordinator answered `Duplicate` may still be this node's own (an earlier write
 //! whose answer was lost): the task reads the coordinator's record of that fire id and appends that one, so
@@ -11,6 +11,7 @@
 //! is late, never the fires.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -20,8 +21,9 @@ use super::HistoryStore;
 use crate::coordinator::{Coordinator, RecordResult, RunQuery};
 use crate::run::RunRecord;
 
-/// Answered batches waiting for the store (each at most the recorder's batch size).
-pub const QUEUE_BATCHES: usize = 256;
+/// Most records waiting for the store: about 100 s of 1,000 fires a second while the store is down, a few
+/// tens of megabytes of typical records.
+pub const MAX_QUEUED: usize = 100_000;
 
 /// Longest wait between two attempts while the store is unavailable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -33,15 +35,38 @@ type Answered = (Vec<RunRecord>, Vec<RecordResult>);
 /// every clone ends the task once the queue is drained.
 #[derive(Clone, Debug)]
 pub struct Feed {
-    tx: mpsc::Sender<Answered>,
+    tx: mpsc::UnboundedSender<Answered>,
+    /// Most records queued at once.
+    max_queued: usize,
+    /// Records sent and not yet appended (or given up on): the queue's bound.
+    queued: Arc<AtomicUsize>,
 }
 
 impl Feed {
     /// Starts the task that appends to `store`, reading `Duplicate`s back from `coordinator`.
     pub fn start(store: Arc<dyn HistoryStore>, coordinator: Arc<dyn Coordinator>) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-        tokio::spawn(run(rx, store, coordinator));
-        Self { tx }
+        Self::with_bound(store, coordinator, MAX_QUEUED)
+    }
+
+    /// Like [`Feed::start`], holding at most `max_queued` records instead of [`MAX_QUEUED`].
+    pub fn with_bound(
+        store: Arc<dyn HistoryStore>,
+        coordinator: Arc<dyn Coordinator>,
+        max_queued: usize,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(rx, store, coordinator, queued.clone()));
+        Self {
+            tx,
+            max_queued,
+            queued,
+        }
+    }
+
+    /// Records queued and not yet in the store.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 
     /// Queues an answered batch for the store. Never waits; drops the batch (counted) when the queue is full.
@@ -49,14 +74,21 @@ impl Feed {
         if records.is_empty() {
             return;
         }
-        if let Err(e) = self.tx.try_send((records.to_vec(), results.to_vec())) {
-            let dropped = match e {
-                mpsc::error::TrySendError::Full((records, _))
-                | mpsc::error::TrySendError::Closed((records, _)) => records.len(),
-            };
-            crate::metrics::history_dropped(dropped as u64);
+        let n = records.len();
+        let room = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued + n <= self.max_queued).then_some(queued + n)
+            })
+            .is_ok();
+        let sent = room && self.tx.send((records.to_vec(), results.to_vec())).is_ok();
+        if !sent {
+            if room {
+                self.queued.fetch_sub(n, Ordering::AcqRel);
+            }
+            crate::metrics::history_dropped(n as u64);
             warn!(
-                records = dropped,
+                records = n,
                 "history store queue full: records not copied to the history store"
             );
         }
@@ -64,11 +96,13 @@ impl Feed {
 }
 
 async fn run(
-    mut rx: mpsc::Receiver<Answered>,
+    mut rx: mpsc::UnboundedReceiver<Answered>,
     store: Arc<dyn HistoryStore>,
     coordinator: Arc<dyn Coordinator>,
+    queued: Arc<AtomicUsize>,
 ) {
     while let Some((records, results)) = rx.recv().await {
+        let n = records.len();
         let mut batch = Vec::with_capacity(records.len());
         for (record, result) in records.into_iter().zip(results) {
             match result {
@@ -92,6 +126,7 @@ async fn run(
                 }
             }
         }
+        queued.fetch_sub(n, Ordering::AcqRel);
     }
 }
 

@@ -19,7 +19,7 @@ async fn until_stored(store: &dyn HistoryStore, job: &JobId, want: usize) -> Vec
         loop {
             let query = JobHistoryQuery {
                 runs: RunQuery {
-                    limit: 10_000,
+                    limit: want + 10,
                     ..RunQuery::default()
                 },
                 outcome: None,
@@ -104,4 +104,89 @@ async fn a_duplicate_reaches_the_store_as_the_coordinator_holds_it() {
     feed.accepted(&[ours], &[RecordResult::Duplicate]);
     let held = until_stored(&*store, &job_id, 1).await;
     assert_eq!(held, vec![kept]);
+}
+
+/// A store whose appends wait until the gate opens.
+struct Gated {
+    inner: Arc<dyn HistoryStore>,
+    open: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait]
+impl HistoryStore for Gated {
+    fn kind(&self) -> &'static str {
+        "gated"
+    }
+    async fn append(&self, records: &[RunRecord]) -> campanile::history::HistoryResult<()> {
+        let mut open = self.open.clone();
+        let _ = open.wait_for(|open| *open).await;
+        self.inner.append(records).await
+    }
+    async fn job_runs(
+        &self,
+        job: &JobId,
+        query: JobHistoryQuery,
+    ) -> campanile::history::HistoryResult<Vec<RunRecord>> {
+        self.inner.job_runs(job, query).await
+    }
+    async fn runs(
+        &self,
+        query: campanile::history::HistoryQuery,
+    ) -> campanile::history::HistoryResult<Vec<RunRecord>> {
+        self.inner.runs(query).await
+    }
+    async fn prune(
+        &self,
+        retention: campanile::history::Retention,
+        now_ms: i64,
+    ) -> campanile::history::HistoryResult<campanile::history::Pruned> {
+        self.inner.prune(retention, now_ms).await
+    }
+    async fn forget_job(&self, job: &JobId) -> campanile::history::HistoryResult<()> {
+        self.inner.forget_job(job).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_stops_taking_records_holds_at_most_its_bound() {
+    let coordinator = InprocCoordinator::memory();
+    let (gate, open) = tokio::sync::watch::channel(false);
+    let store = Arc::new(Gated {
+        inner: coordinator.history().unwrap(),
+        open,
+    });
+    const BOUND: usize = 50;
+    let feed = Feed::with_bound(store.clone(), Arc::new(coordinator.clone()), BOUND);
+    let node = NodeId::new("node-1").unwrap();
+    let job = JobId::new("q").unwrap();
+    let batch = |from: i64, n: i64| -> Vec<RunRecord> {
+        (from..from + n)
+            .map(|ms| RunRecord::new(&FireId::new(job.clone(), ms), &node, Outcome::Succeeded))
+            .collect()
+    };
+    let per_batch = 10;
+    let batches = (BOUND / per_batch) as i64;
+    for b in 0..batches {
+        let records = batch(b * per_batch as i64, per_batch as i64);
+        feed.accepted(&records, &vec![RecordResult::Recorded; records.len()]);
+    }
+    assert_eq!(feed.queued(), BOUND);
+    // Full: the next batch is dropped, not queued.
+    let over = batch(i64::from(u32::MAX), 10);
+    feed.accepted(&over, &[RecordResult::Recorded; 10]);
+    assert_eq!(feed.queued(), BOUND);
+    // The store comes back: the queue empties into it (a failure bound, not a synchronization), and the store
+    // holds every queued record and none of the dropped ones.
+    gate.send_replace(true);
+    let drained = async {
+        while feed.queued() > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), drained)
+        .await
+        .expect("the queue empties");
+    let held = until_stored(&*store, &job, BOUND).await;
+    assert_eq!(held.len(), BOUND);
+    assert!(held.iter().all(|r| r.scheduled_ms < i64::from(u32::MAX)));
 }
