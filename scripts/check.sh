@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # README's test command, and exactly what CI runs (.ci/run calls this): on a fresh machine with only Rust, it
-#   1. installs what the tests need and is missing: etcd (`etcd-server`), ZooKeeper (`zookeeper`) and the
-#      headless browser of the console tests (`chromium`, `chromium-driver`), through apt, as root or with sudo
-#      (scripts/etcd.sh, scripts/zookeeper.sh, scripts/chromium.sh);
-#   2. starts a throwaway etcd and ZooKeeper on free loopback ports (CAMPANILE_TEST_ETCD, CAMPANILE_TEST_ZK),
-#      unless those variables already name servers to use;
+#   1. installs what the tests need and is missing: etcd (`etcd-server`), ZooKeeper (`zookeeper`), PostgreSQL
+#      (`postgresql`) and the headless browser of the console tests (`chromium`, `chromium-driver`), through
+#      apt, as root or with sudo (scripts/etcd.sh, scripts/zookeeper.sh, scripts/postgres.sh,
+#      scripts/chromium.sh);
+#   2. starts a throwaway etcd, ZooKeeper and PostgreSQL on free loopback ports (CAMPANILE_TEST_ETCD,
+#      CAMPANILE_TEST_ZK, CAMPANILE_TEST_POSTGRES), unless those variables already name servers to use;
 #   3. checks formatting, lints (a build of every crate and target with PROTOC pointing at nothing, so no
 #      dependency can bring back a need for `protoc`), every test including the real-server ones, docs, the
 #      packaging (systemd unit, completions, man pages), the API against its OpenAPI document (schemathesis,
@@ -42,6 +43,14 @@ if [ -z "${CAMPANILE_TEST_ZK:-}" ]; then
   export CAMPANILE_TEST_ZK
   echo "ZooKeeper at $CAMPANILE_TEST_ZK"
 fi
+if [ -z "${CAMPANILE_TEST_POSTGRES:-}" ]; then
+  step "PostgreSQL (installed if missing, on a loopback port), for the history store"
+  pg_dir="$(mktemp -d "${TMPDIR:-/tmp}/campanile-postgres.XXXXXX")"
+  stop_steps+=("scripts/postgres.sh stop '$pg_dir'")
+  CAMPANILE_TEST_POSTGRES="$(scripts/postgres.sh start "$pg_dir")"
+  export CAMPANILE_TEST_POSTGRES
+  echo "PostgreSQL at $CAMPANILE_TEST_POSTGRES"
+fi
 if [ -z "${CAMPANILE_TEST_CHROMEDRIVER:-}" ]; then
   step "chromium and chromedriver (installed if missing), for the console tests"
   CAMPANILE_TEST_CHROMEDRIVER="$(scripts/chromium.sh)"
@@ -59,7 +68,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Every workspace member, including adapters/examples/wrapper (the outside wrapper of adapters/README.md, run
 # through the conformance suite) and the check that the suite catches every contract break.
-step "tests (with real etcd and ZooKeeper)"
+step "tests (with real etcd, ZooKeeper and PostgreSQL)"
 cargo test --workspace --locked
 
 step "docs"

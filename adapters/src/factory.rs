@@ -255,7 +255,7 @@ impl CleanupGuard {
         self
     }
 
-    async fn finish(mut self) {
+    pub(crate) async fn finish(mut self) {
         for step in self.on_finish.drain(..) {
             step().await;
         }

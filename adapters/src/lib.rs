@@ -22,11 +22,15 @@
 //! - [`Intercepted`]: the interception hook: an [`Interceptor`] sees every call before and after it is
 //!   forwarded, so a logging, metrics or fault wrapper is a few lines.
 //!
+//! - [`history_suite`](mod@history_suite): the same for [`HistoryStore`](campanile::history::HistoryStore)s: a
+//!   [`HistoryFactory`] builds fresh stores, [`history_suite!`] expands to one named test per case.
+//!
 //! `README.md` beside this crate is the guide to writing a backend; the `campanile-inproc` crate is the skeleton
 //! to copy.
 
 mod factory;
 mod faulty;
+pub mod history_suite;
 mod intercept;
 mod macros;
 pub mod suite;
@@ -36,4 +40,5 @@ pub use factory::{
     RestartFn, SetupError,
 };
 pub use faulty::{ContractBreak, Fault, FaultControl, FaultStats, FaultyCoordinator, Method};
+pub use history_suite::HistoryFactory;
 pub use intercept::{Call, Intercepted, Interceptor};

@@ -156,3 +156,43 @@ macro_rules! __conformance_dispatch {
         }
     };
 }
+
+/// Expands to one `#[tokio::test]` per case of the [history store suite](mod@crate::history_suite), each named
+/// after its case and calling it with a [`HistoryFactory`](crate::HistoryFactory) built from the given
+/// expression (evaluated once per test). The tests run on a multi-threaded runtime (2 workers), real time.
+///
+/// ```text
+/// mod local {
+///     campanile_adapters::history_suite!(crate::LocalFactory);
+/// }
+/// ```
+#[macro_export]
+macro_rules! history_suite {
+    ($factory:expr $(,)?) => {
+        $crate::__history_tests! {
+            ($factory)
+            append_then_read_back,
+            append_is_idempotent_on_fire_id,
+            job_runs_honours_query,
+            runs_pages_across_jobs,
+            prune_keeps_newest_per_job,
+            prune_drops_older_than_max_age,
+            forget_job_drops_only_that_job
+        }
+    };
+}
+
+/// One `#[tokio::test]` per history case.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __history_tests {
+    (($factory:expr) $($case:ident),*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let factory = $factory;
+                $crate::history_suite::$case(&factory).await;
+            }
+        )*
+    };
+}

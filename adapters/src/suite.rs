@@ -81,7 +81,7 @@ mod members;
 mod release;
 mod runs;
 mod sessions;
-mod support;
+pub(crate) mod support;
 mod watch;
 
 #[cfg(test)]

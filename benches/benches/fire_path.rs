@@ -106,6 +106,7 @@ async fn rig(jobs: usize) -> Rig {
             // Nobody subscribes: the recorder then skips announcing records.
             stored: tokio::sync::broadcast::channel(1).0,
             inbox: inbox.clone(),
+            history: None,
         },
     )
     .await

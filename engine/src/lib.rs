@@ -9,6 +9,7 @@ pub mod clock;
 pub mod cluster;
 pub mod coordinator;
 pub mod exec;
+pub mod history;
 pub mod job;
 pub mod metrics;
 pub mod misfire;

@@ -12,6 +12,7 @@
 //! | `campanile_runs_in_flight` | gauge | | runs started and not finished on this node |
 //! | `campanile_jobs_owned` | gauge | | jobs this node owns |
 //! | `campanile_coordinator_errors_total` | counter | `op` | failed coordinator calls |
+//! | `campanile_history_dropped_total` | counter | | accepted run records not copied to the history store: its queue was full |
 //! | `campanile_workers` | gauge | `group` | workers connected to this node, by executor group |
 //! | `campanile_remote_dispatch_seconds` | histogram | | a fire's send to a worker → the worker's acknowledgement of its start |
 //! | `campanile_remote_dispatch_failures_total` | counter | `reason` | sends to workers that did not run: `no_worker`, `not_acknowledged`, `refused`, `worker_lost` |
@@ -32,6 +33,8 @@ pub const IN_FLIGHT: &str = "campanile_runs_in_flight";
 pub const JOBS_OWNED: &str = "campanile_jobs_owned";
 /// Failed coordinator calls, by `op`.
 pub const COORDINATOR_ERRORS: &str = "campanile_coordinator_errors_total";
+/// Accepted run records not copied to the history store (its queue was full).
+pub const HISTORY_DROPPED: &str = "campanile_history_dropped_total";
 
 /// Workers connected to this node, by `group`.
 pub const WORKERS: &str = "campanile_workers";
@@ -51,6 +54,10 @@ pub(crate) fn misfired(reason: &'static str, count: u64) {
 }
 
 /// Counts a failed coordinator call.
+pub(crate) fn history_dropped(count: u64) {
+    metrics::counter!(HISTORY_DROPPED).increment(count);
+}
+
 pub(crate) fn coordinator_error(op: &'static str) {
     metrics::counter!(COORDINATOR_ERRORS, "op" => op).increment(1);
 }

@@ -122,6 +122,8 @@ pub struct Arguments {
     pub config: Config,
     /// Where the recorder announces stored records.
     pub stored: tokio::sync::broadcast::Sender<crate::run::RunRecord>,
+    /// The history store accepted records are copied to, if any.
+    pub history: Option<Arc<dyn crate::history::HistoryStore>>,
     /// The hub of executor groups, when the node has a cluster port.
     pub hub: Option<crate::cluster::Hub>,
 }
@@ -194,6 +196,10 @@ async fn spawn_children(
             coordinator: args.coordinator.clone(),
             stored: args.stored.clone(),
             inbox: inbox.clone(),
+            history: args
+                .history
+                .clone()
+                .map(|store| crate::history::Feed::start(store, args.coordinator.clone())),
         },
         cell.clone(),
     )

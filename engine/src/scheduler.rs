@@ -106,6 +106,8 @@ struct Inner {
     node: ActorRef<node::Msg>,
     node_id: NodeId,
     stored: tokio::sync::broadcast::Sender<RunRecord>,
+    /// The history store given to the builder, if any.
+    history: Option<Arc<dyn crate::history::HistoryStore>>,
     rng: Mutex<rand::rngs::StdRng>,
     /// What commands start from, and who they may run as (checked when a job is written here).
     base_env: BaseEnv,
@@ -360,6 +362,11 @@ impl Scheduler {
         query: RunQuery,
     ) -> Result<Vec<RunRecord>, SchedulerError> {
         Ok(self.inner.coordinator.runs(id, query).await?)
+    }
+
+    /// The history store this node copies accepted records into ([`Builder::history`]), if it has one.
+    pub fn history(&self) -> Option<&Arc<dyn crate::history::HistoryStore>> {
+        self.inner.history.as_ref()
     }
 
     /// Every run record this node stores from now on (executed, skipped, misfired, in doubt), as it is stored:

@@ -64,6 +64,9 @@ pub struct AppState {
     pub openapi: Arc<OnceLock<String>>,
     /// The run stream's permits and the per-minute stats ring.
     pub live: live::Live,
+    /// The history store the runs API reads, when it holds the whole cluster's history; `None` reads the
+    /// coordinator.
+    pub history: Option<Arc<dyn campanile::history::HistoryStore>>,
 }
 
 impl AppState {

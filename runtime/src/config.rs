@@ -80,6 +80,51 @@ pub struct Config {
     pub etcd: EtcdConfig,
     /// The cluster port for workers of executor groups.
     pub cluster: ClusterConfig,
+    /// Where run history is kept for reading, and for how long.
+    pub history: HistoryConfig,
+}
+
+/// `[history]`: the history store that run records are copied to once the coordinator accepted them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// `local` (`{data_dir}/history.redb`, the records this node wrote) or `postgres://…` (one database shared
+    /// by every node). Default: the in-process backend's own file (or memory) for `file://` and `memory:`
+    /// coordinators, `local` for etcd and ZooKeeper.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// Records scheduled longer ago than this are dropped; kept until `engine.history_limit` says otherwise
+    /// if absent.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_age: Option<Duration>,
+    /// How often retention runs.
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            store: None,
+            max_age: None,
+            prune_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where the history lives, as `[history] store` and the coordinator say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryStoreKind {
+    /// The in-process backend's own store (its file, or memory).
+    Inproc,
+    /// A redb file of this node.
+    Local(PathBuf),
+    /// A PostgreSQL database, by URL.
+    Postgres(String),
 }
 
 /// `[etcd]`: authentication, TLS and timing towards etcd (the endpoints and key prefix are in the
@@ -399,6 +444,7 @@ impl Default for Config {
             zookeeper: ZooKeeperConfig::default(),
             etcd: EtcdConfig::default(),
             cluster: ClusterConfig::default(),
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -665,6 +711,25 @@ impl Config {
         }
     }
 
+    /// The history store, with the default filled in from the coordinator.
+    pub fn history_store(&self) -> Result<HistoryStoreKind, ValidationError> {
+        match self.history.store.as_deref() {
+            None => Ok(match self.coordinator_url()? {
+                CoordinatorUrl::Memory | CoordinatorUrl::File(_) => HistoryStoreKind::Inproc,
+                _ => HistoryStoreKind::Local(self.data_dir.join("history.redb")),
+            }),
+            Some("local") => Ok(HistoryStoreKind::Local(self.data_dir.join("history.redb"))),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(HistoryStoreKind::Postgres(url.to_owned()))
+            }
+            Some(other) => Err(ValidationError::new(
+                "history.store",
+                redact_userinfo(other),
+                "expected \"local\" or a postgres:// URL",
+            )),
+        }
+    }
+
     /// This configuration with its secrets replaced by `"(redacted)"`, to print it: webhook header values
     /// and passwords in webhook URLs. (Other secrets are only named by their file.)
     pub fn redacted(&self) -> Self {
@@ -679,6 +744,9 @@ impl Config {
             {
                 hook.url = url.to_string();
             }
+        }
+        if let Some(store) = &mut config.history.store {
+            *store = redact_userinfo(store);
         }
         config
     }
@@ -719,6 +787,11 @@ impl Config {
                 tls_cert: Some(PathBuf::from("/etc/campanile/zookeeper-cert.pem")),
                 tls_key: Some(PathBuf::from("/etc/campanile/zookeeper-key.pem")),
                 ..ZooKeeperConfig::default()
+            },
+            history: HistoryConfig {
+                store: Some("postgres://campanile@db.example.com:5432/campanile".to_owned()),
+                max_age: Some(Duration::from_secs(30 * 86_400)),
+                ..HistoryConfig::default()
             },
             etcd: EtcdConfig {
                 user: Some("campanile".to_owned()),
@@ -762,5 +835,16 @@ impl Config {
         let mut out = Vec::new();
         walk("", &value, &mut out);
         out
+    }
+}
+
+/// A URL with the password of its user info replaced (`postgres://app:***@db/x`); other text unchanged.
+fn redact_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
+            let user = url[scheme + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}:(redacted){}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }

@@ -20,23 +20,32 @@ use campanile::Scheduler;
 use campanile::clock::SystemClock;
 use campanile::coordinator::Coordinator;
 use campanile::exec::BaseEnv;
+use campanile::history::{HistoryStore, Retention};
 use campanile_inproc::{InprocConfig, InprocCoordinator};
 use campanile_zookeeper::{DigestAuth, ZkConfig, ZkCoordinator, ZkTls};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::api::{self, AppState, auth::Tokens};
-use crate::config::{Config, CoordinatorUrl};
+use crate::config::{Config, CoordinatorUrl, HistoryStoreKind};
 use crate::notify::Notifier;
 
 /// Opens the configured coordinator.
 pub async fn open_coordinator(config: &Config) -> anyhow::Result<Arc<dyn Coordinator>> {
+    Ok(open_backend(config).await?.0)
+}
+
+/// Opens the configured coordinator, and hands back the in-process one as such (its history store).
+async fn open_backend(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn Coordinator>, Option<InprocCoordinator>)> {
     let inproc = InprocConfig {
         history_limit: config.engine.history_limit,
         ..InprocConfig::default()
     };
+    let shared = |c: InprocCoordinator| (Arc::new(c.clone()) as Arc<dyn Coordinator>, Some(c));
     match config.coordinator_url()? {
-        CoordinatorUrl::Memory => Ok(Arc::new(InprocCoordinator::memory_with(inproc))),
+        CoordinatorUrl::Memory => Ok(shared(InprocCoordinator::memory_with(inproc))),
         CoordinatorUrl::File(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).with_context(|| {
@@ -45,13 +54,53 @@ pub async fn open_coordinator(config: &Config) -> anyhow::Result<Arc<dyn Coordin
             }
             let coordinator = InprocCoordinator::open_with(&path, inproc)
                 .with_context(|| format!("failed to open the store {}", path.display()))?;
-            Ok(Arc::new(coordinator))
+            Ok(shared(coordinator))
         }
         CoordinatorUrl::Etcd { endpoints, prefix } => {
-            Ok(Arc::new(open_etcd(config, endpoints, prefix).await?))
+            Ok((Arc::new(open_etcd(config, endpoints, prefix).await?), None))
         }
         CoordinatorUrl::ZooKeeper { servers, chroot } => {
-            Ok(Arc::new(open_zookeeper(config, servers, chroot)?))
+            Ok((Arc::new(open_zookeeper(config, servers, chroot)?), None))
+        }
+    }
+}
+
+/// The node's history store, and whether it holds the whole cluster's history (so the runs API reads it):
+/// the in-process backend's (one process is the whole cluster), PostgreSQL (shared by every node), or
+/// `local` over the in-process backend. A `local` store under etcd or ZooKeeper holds only this node's
+/// records: the API then reads the coordinator, which still holds every record.
+async fn open_history(
+    config: &Config,
+    inproc: Option<&InprocCoordinator>,
+) -> anyhow::Result<(Arc<dyn HistoryStore>, bool)> {
+    match config.history_store()? {
+        HistoryStoreKind::Inproc => {
+            let inproc = inproc.context(
+                "history.store: the in-process store needs a file:// or memory: coordinator",
+            )?;
+            Ok((
+                inproc
+                    .history()
+                    .context("failed to open the in-process history store")?,
+                true,
+            ))
+        }
+        HistoryStoreKind::Local(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("failed to create the data directory {}", dir.display())
+                })?;
+            }
+            let store = campanile_history::LocalStore::open(&path)
+                .with_context(|| format!("history.store: failed to open {}", path.display()))?;
+            Ok((Arc::new(store), inproc.is_some()))
+        }
+        HistoryStoreKind::Postgres(url) => {
+            let store =
+                campanile_history::PostgresStore::connect(&url, campanile_history::DEFAULT_SCHEMA)
+                    .await
+                    .context("history.store: failed to open the PostgreSQL history store")?;
+            Ok((Arc::new(store), true))
         }
     }
 }
@@ -159,8 +208,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let coordinator = open_coordinator(&config).await?;
+    let (coordinator, inproc) = open_backend(&config).await?;
     let coordinator_url = config.coordinator_url()?;
+    let (history, history_complete) = open_history(&config, inproc.as_ref()).await?;
+    let _retention = campanile_history::spawn_retention(
+        history.clone(),
+        Retention {
+            limit: config.engine.history_limit,
+            max_age: config.history.max_age,
+        },
+        config.history.prune_interval,
+        SystemClock::new().shared(),
+    );
 
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("failed to listen on {}", config.listen))?;
@@ -183,7 +242,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .max_concurrent_runs(config.engine.max_concurrent_runs)
         .rebalance_delay(config.engine.rebalance_delay)
         .command_env(BaseEnv::inherit(&config.inherit_env).allow_run_as(&config.allow_run_as))
-        .egress(egress.clone());
+        .egress(egress.clone())
+        .history(history.clone());
     if let Some(capacity) = config.capacity {
         builder = builder.capacity(capacity);
     }
@@ -203,6 +263,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         openapi: Arc::new(OnceLock::new()),
         live: api::live::Live::start(&scheduler, SystemClock::new().shared())
             .with_tls(config.tls.is_some()),
+        history: history_complete.then(|| history.clone()),
     };
     let app = api::router(state.clone(), tokens, &api::Limits::from_config(&config));
     let handle = axum_server::Handle::new();

@@ -32,8 +32,10 @@ use campanile::coordinator::{
     JobSnapshot, JobWatch, Leader, Members, NodeId, NodeInfo, Precondition, RecordResult, RunQuery,
     Session, SessionId, SessionState,
 };
+use campanile::history::{HistoryResult, HistoryStore};
 use campanile::job::{Job, JobId};
 use campanile::run::RunRecord;
+use campanile_history::LocalStore;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::debug;
@@ -55,6 +57,10 @@ pub struct InprocCoordinator {
 
 struct Inner {
     core: Mutex<Core>,
+    /// The file's database in durable mode (the history store keeps its tables there too).
+    database: Option<Arc<redb::Database>>,
+    /// The history store, made on first use.
+    history: std::sync::Mutex<Option<LocalStore>>,
 }
 
 /// What the lock protects: the state, and the store that must see each write before the state does.
@@ -128,19 +134,50 @@ impl InprocCoordinator {
     pub fn open_with(path: impl AsRef<Path>, config: InprocConfig) -> Result<Self, InprocError> {
         let (store, durable) = Store::open(path.as_ref())?;
         let state = State::new(config.normalized(), durable);
-        Ok(Self::from_core(Core {
-            state,
-            store: Some(store),
-            poisoned: false,
-        }))
+        let database = Some(store.database());
+        Ok(Self::from_core_on(
+            database,
+            Core {
+                state,
+                store: Some(store),
+                poisoned: false,
+            },
+        ))
     }
 
     fn from_core(core: Core) -> Self {
+        Self::from_core_on(None, core)
+    }
+
+    fn from_core_on(database: Option<Arc<redb::Database>>, core: Core) -> Self {
         Self {
             inner: Arc::new(Inner {
                 core: Mutex::new(core),
+                database,
+                history: std::sync::Mutex::new(None),
             }),
         }
+    }
+
+    /// The in-process history store: in durable mode the `history_*` tables of the coordinator's own file
+    /// (so a restart keeps the history), in memory mode a database in memory. Every clone of the
+    /// coordinator gets the same store. Records reach it through `HistoryStore::append` like any store's;
+    /// the coordinator's own run records are separate (what settlement needs).
+    pub fn history(&self) -> HistoryResult<Arc<dyn HistoryStore>> {
+        let mut held = self
+            .inner
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(store) = held.as_ref() {
+            return Ok(Arc::new(store.clone()));
+        }
+        let store = match &self.inner.database {
+            Some(db) => LocalStore::on_database(Arc::clone(db), "inproc")?,
+            None => LocalStore::memory("inproc")?,
+        };
+        *held = Some(store.clone());
+        Ok(Arc::new(store))
     }
 
     /// Locks the core, ends the sessions that expired, and returns the time of the call.

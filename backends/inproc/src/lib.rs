@@ -10,8 +10,8 @@
 //!
 //! - [`InprocCoordinator::memory`]: nothing survives the process. For tests, simulations and single-process
 //!   deployments that keep their jobs elsewhere.
-//! - [`InprocCoordinator::open`]: jobs, claims, run records, the assignment and the counters survive a
-//!   restart. Sessions, members and leadership do not: after a restart every earlier session is expired,
+//! - [`InprocCoordinator::open`]: jobs, claims, run records, the assignment, the counters and the history
+//!   store ([`InprocCoordinator::history`]) survive a restart. Sessions, members and leadership do not: after a restart every earlier session is expired,
 //!   and, because the counters are durable, no session id, leader epoch or store revision is ever reused.
 //!
 //! Both modes run the same code. The in-memory state is the source of truth; in durable mode each write
@@ -70,6 +70,7 @@
 //! | `claims`     | job id                       | `JobClaim`                                                 |
 //! | `runs`       | (job id, scheduled Unix ms)  | `RunRecord`                                                |
 //! | `run_floors` | job id                       | the newest scheduled instant dropped from the history (`i64`) |
+//! | `history_runs`, `history_by_time`, `history_counts` | | the history store ([`InprocCoordinator::history`]): `campanile-history`'s `LocalStore` tables, written only through it |
 //!
 //! A missing counter reads as 0. Publishing an assignment writes only the owners that changed. Deleting a
 //! job deletes its rows in `jobs`, `claims`, `runs` and `run_floors` (not in `owners`: the assignment is

@@ -57,7 +57,8 @@ struct AssignmentHead {
 
 /// An open redb file.
 pub(crate) struct Store {
-    db: Database,
+    /// Shared with the history store (`history_*` tables of the same file).
+    db: Arc<Database>,
     path: PathBuf,
 }
 
@@ -81,12 +82,17 @@ impl Store {
                 source,
             })?;
         let store = Self {
-            db,
+            db: Arc::new(db),
             path: path.to_owned(),
         };
         store.init()?;
         let durable = store.load()?;
         Ok((store, durable))
+    }
+
+    /// The open database, for the history store that keeps its tables in the same file.
+    pub(crate) fn database(&self) -> Arc<Database> {
+        Arc::clone(&self.db)
     }
 
     /// The file's path.

@@ -160,6 +160,8 @@ pub struct Arguments {
     pub stored: tokio::sync::broadcast::Sender<RunRecord>,
     /// Where the executor's records arrive (see [`Sink`]).
     pub inbox: Arc<Inbox>,
+    /// Where accepted records are copied (the node's history store), if anywhere.
+    pub history: Option<crate::history::Feed>,
 }
 
 /// The recorder's state.
@@ -167,6 +169,7 @@ pub struct State {
     coordinator: Arc<dyn Coordinator>,
     stored: tokio::sync::broadcast::Sender<RunRecord>,
     inbox: Arc<Inbox>,
+    history: Option<crate::history::Feed>,
     session: Option<SessionId>,
     timer: Option<ActorRef<timer::Msg>>,
     /// Records to write, each with the session it was made under.
@@ -272,6 +275,7 @@ impl Actor for Recorder {
             coordinator: args.coordinator,
             stored: args.stored,
             inbox: args.inbox,
+            history: args.history,
             session: None,
             timer: None,
             pending: VecDeque::new(),
@@ -319,6 +323,9 @@ impl Actor for Recorder {
                 match result {
                     Ok(results) => {
                         state.failures = 0;
+                        if let Some(history) = &state.history {
+                            history.accepted(&batch, &results);
+                        }
                         let mut settled = Vec::with_capacity(batch.len());
                         let announce = state.stored.receiver_count() > 0;
                         for (record, result) in batch.into_iter().zip(results) {

@@ -34,6 +34,7 @@ pub struct Builder {
     /// A hub without a cluster port (in-process workers only): the simulation's.
     #[cfg(feature = "testing")]
     local_hub: bool,
+    history: Option<Arc<dyn crate::history::HistoryStore>>,
 }
 
 impl Default for Builder {
@@ -52,6 +53,7 @@ impl Default for Builder {
             cluster: None,
             #[cfg(feature = "testing")]
             local_hub: false,
+            history: None,
             config: node::Config {
                 ttl: Duration::from_secs(10),
                 lookahead: Duration::from_secs(5),
@@ -179,6 +181,13 @@ impl Builder {
         self
     }
 
+    /// A history store: every run record the coordinator accepts from this node is copied into it (at least
+    /// once, in the background; see `campanile::history`), and [`Scheduler::history`] hands it back for reading.
+    pub fn history(mut self, store: Arc<dyn crate::history::HistoryStore>) -> Self {
+        self.history = Some(store);
+        self
+    }
+
     /// Starts the node: it joins, takes its jobs and fires them until [`Scheduler::shutdown`].
     pub async fn start(self) -> Result<Scheduler, SchedulerError> {
         let coordinator = self
@@ -228,6 +237,7 @@ impl Builder {
             egress: self.egress,
             config: self.config,
             stored: stored.clone(),
+            history: self.history.clone(),
             hub: cluster.as_ref().map(|c| c.hub.clone()),
         };
         let (node, _) = Actor::spawn(None, node::Node, args)
@@ -240,6 +250,7 @@ impl Builder {
                 node,
                 node_id,
                 stored,
+                history: self.history,
                 rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
                 base_env,
                 cluster,

@@ -6,6 +6,7 @@ mod cluster;
 mod command;
 mod crash;
 mod frozen;
+mod history;
 mod lifecycle;
 mod observability;
 mod policies;

@@ -132,6 +132,23 @@ impl From<CoordError> for ApiError {
     }
 }
 
+impl From<campanile::history::HistoryError> for ApiError {
+    fn from(error: campanile::history::HistoryError) -> Self {
+        use campanile::history::HistoryError;
+        match &error {
+            HistoryError::Invalid { field, .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid", error.to_string()).with_field(*field)
+            }
+            HistoryError::Unavailable { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                error.to_string(),
+            ),
+            _ => Self::internal(error.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();

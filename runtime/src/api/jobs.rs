@@ -669,5 +669,12 @@ pub async fn delete_job(
         .delete(&id, expected)
         .await
         .map_err(|e| precondition(e, expected.is_some()))?;
+    // The history goes with the job. The job is gone already: a store that fails here keeps its records
+    // until retention drops them, and queries leave out records of jobs that do not exist.
+    if let Some(store) = app.scheduler.history()
+        && let Err(error) = store.forget_job(&id).await
+    {
+        tracing::warn!(job = %id, %error, "the history store kept the records of a deleted job");
+    }
     Ok(StatusCode::NO_CONTENT)
 }

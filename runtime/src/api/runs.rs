@@ -2,8 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
+use std::collections::HashMap;
+
 use campanile::coordinator::RunQuery;
-use campanile::{JobId, Outcome, RunRecord};
+use campanile::history::{HistoryQuery, HistoryStore, JobHistoryQuery};
+use campanile::{Job, JobId, Outcome, RunRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -98,17 +101,29 @@ pub async fn job_runs(
     let Some(job) = app.scheduler.get(&id).await? else {
         return Err(ApiError::not_found(format!("job {id} not found")));
     };
-    let raw = app
-        .scheduler
-        .runs(
-            &id,
-            RunQuery {
-                from_ms: params.from,
-                before_ms: params.before,
-                limit,
-            },
-        )
-        .await?;
+    let query = RunQuery {
+        from_ms: params.from,
+        before_ms: params.before,
+        limit,
+    };
+    if let Some(store) = &app.history {
+        // The store filters by outcome before the limit: a page is full unless nothing older matches.
+        let mut runs = store
+            .job_runs(
+                &id,
+                JobHistoryQuery {
+                    runs: query,
+                    outcome: wanted,
+                },
+            )
+            .await?;
+        let next_before = (runs.len() == limit)
+            .then(|| runs.last().map(|r| r.scheduled_ms))
+            .flatten();
+        redact::runs(caller, &job, &mut runs);
+        return Ok(Json(JobRuns { runs, next_before }));
+    }
+    let raw = app.scheduler.runs(&id, query).await?;
     let next_before = (raw.len() == limit)
         .then(|| raw.last().map(|r| r.scheduled_ms))
         .flatten();
@@ -123,9 +138,10 @@ pub async fn job_runs(
 /// Most records read per job by `/v1/runs` with an outcome filter.
 const SCAN_PER_JOB: usize = 10_000;
 
-/// Run records across jobs, newest first. **Cost:** there is no cross-job index: this reads the job list
-/// and then each job's history (one coordinator read per job, up to `limit` records each, or up to 10,000
-/// each with an `outcome` filter). Fine for hundreds of jobs; with many thousands prefer per-job queries,
+/// Run records across jobs, newest first. From a history store (in-process, PostgreSQL): one query on its
+/// time index. **Cost** otherwise (reading the coordinator): there is no cross-job index: this reads the job
+/// list and then each job's history (one coordinator read per job, up to `limit` records each, or up to
+/// 10,000 each with an `outcome` filter). Fine for hundreds of jobs; with many thousands prefer per-job queries,
 /// `/metrics` (`campanile_runs_total{outcome}`) or webhooks.
 #[utoipa::path(get, path = "/v1/runs", tag = "jobs", params(RunsParams),
     responses((status = 200, body = Runs), (status = 400, body = ErrorBody)))]
@@ -142,6 +158,18 @@ pub async fn all_runs(
     } else {
         limit + 1
     };
+    if let Some(store) = &app.history {
+        return from_store(
+            &**store,
+            &app,
+            caller,
+            params.namespace,
+            wanted,
+            cursor,
+            limit,
+        )
+        .await;
+    }
     let mut found: Vec<RunRecord> = Vec::new();
     for job in app.scheduler.list().await? {
         if params
@@ -171,6 +199,54 @@ pub async fn all_runs(
         }));
     }
     found.sort_by(|a, b| (b.scheduled_ms, &b.job).cmp(&(a.scheduled_ms, &a.job)));
+    let next = if found.len() > limit {
+        found.truncate(limit);
+        found
+            .last()
+            .map(|r| format!("{}:{}", r.scheduled_ms, r.job))
+    } else {
+        None
+    };
+    Ok(Json(Runs { runs: found, next }))
+}
+
+/// `/v1/runs` from a history store that holds the whole cluster's history: one query across jobs (a
+/// namespace becomes the list of its jobs), then each record redacted for its job.
+async fn from_store(
+    store: &dyn HistoryStore,
+    app: &AppState,
+    caller: Caller,
+    namespace: Option<String>,
+    wanted: Option<Outcome>,
+    cursor: Option<(i64, JobId)>,
+    limit: usize,
+) -> Result<Json<Runs>, ApiError> {
+    let jobs: HashMap<JobId, Job> = app
+        .scheduler
+        .list()
+        .await?
+        .into_iter()
+        .filter(|job| {
+            namespace
+                .as_ref()
+                .is_none_or(|ns| job.spec.namespace == *ns)
+        })
+        .map(|job| (job.id.clone(), job))
+        .collect();
+    let query = HistoryQuery {
+        after: cursor,
+        outcome: wanted,
+        jobs: namespace.is_some().then(|| jobs.keys().cloned().collect()),
+        limit: limit + 1,
+    };
+    let mut found = store.runs(query).await?;
+    // A job deleted since its records were stored: its history went with it.
+    found.retain(|r| jobs.contains_key(&r.job));
+    for record in &mut found {
+        if let Some(job) = jobs.get(&record.job) {
+            redact::runs(caller, job, std::slice::from_mut(record));
+        }
+    }
     let next = if found.len() > limit {
         found.truncate(limit);
         found

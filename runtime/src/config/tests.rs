@@ -218,3 +218,30 @@ fn cluster_tls_files_that_hold_no_pem_are_refused_naming_the_key() {
     let err = super::client_tls(&empty).unwrap_err();
     assert!(format!("{err:#}").contains("--cluster-tls-ca"), "{err:#}");
 }
+
+#[test]
+fn the_history_store_defaults_to_the_backend_and_names_a_bad_value_without_its_password() {
+    let mut config = Config::default();
+    assert_eq!(config.history_store().unwrap(), HistoryStoreKind::Inproc);
+    config.coordinator = Some("etcd://127.0.0.1:2379/campanile".to_owned());
+    assert_eq!(
+        config.history_store().unwrap(),
+        HistoryStoreKind::Local(PathBuf::from("campanile-data/history.redb"))
+    );
+    config.history.store = Some("postgresql://app:s3cret@db/runs".to_owned());
+    assert_eq!(
+        config.history_store().unwrap(),
+        HistoryStoreKind::Postgres("postgresql://app:s3cret@db/runs".to_owned())
+    );
+    assert!(!format!("{:?}", config.redacted()).contains("s3cret"));
+
+    config.history.store = Some("mysql://app:s3cret@db/runs".to_owned());
+    let error = config.validate().unwrap_err();
+    assert_eq!(error.field, "history.store");
+    let text = error.to_string();
+    assert!(text.contains("mysql://app:(redacted)@db/runs"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+
+    let config: Config = toml::from_str("[history]\nmax_age = \"1s\"").unwrap();
+    assert_eq!(config.validate().unwrap_err().field, "history.max_age");
+}

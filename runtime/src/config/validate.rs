@@ -193,6 +193,21 @@ impl Config {
                 "must be positive",
             ));
         }
+        self.history_store()?;
+        dur(
+            "history.prune_interval",
+            self.history.prune_interval,
+            Duration::from_secs(1),
+            secs(86_400),
+        )?;
+        if let Some(age) = self.history.max_age {
+            dur(
+                "history.max_age",
+                age,
+                Duration::from_secs(60),
+                secs(100 * 365 * 86_400),
+            )?;
+        }
         if engine.history_limit < 100 {
             return Err(ValidationError::new(
                 "engine.history_limit",

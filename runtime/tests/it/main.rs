@@ -18,6 +18,7 @@ mod etcd_failover;
 mod failover_skips;
 mod hardening;
 mod harness;
+mod history;
 mod live;
 mod notify;
 mod openapi;

@@ -2,6 +2,7 @@
 //! (durable restarts, timer-driven expiry on paused time, watch back-pressure, history limits, bad input).
 
 mod conformance;
+mod history_store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -60,6 +60,7 @@ pub async fn load(jobs: usize) -> Result<Fields, String> {
         notifier: None,
         openapi: Arc::new(OnceLock::new()),
         live: api::live::Live::new(clock),
+        history: None,
     };
     let router = api::router(state, None, &api::Limits::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
