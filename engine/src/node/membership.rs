@@ -190,12 +190,9 @@ pub struct State {
     /// rebalance.
     constrained: usize,
     /// How long the last placement took (µs, by the node's clock): the next waits at least three times as
-    /// long as it and [`State::last_follow_us`] together, so that a leader placing a million jobs while they
-    /// arrive in bulk spends at most a quarter of its time on the assignment.
+    /// long, so that a leader placing a million jobs while they arrive in bulk spends at most a quarter of its
+    /// time on it.
     last_place_us: i64,
-    /// How long following the last new assignment took (µs): the walk of the old and new one, and the drop
-    /// of the old, which at a million jobs cost as much as placing them.
-    last_follow_us: i64,
     connect_failures: u32,
     leaving: bool,
     tasks: Vec<JoinHandle<()>>,
@@ -432,9 +429,7 @@ impl State {
     fn schedule_publish(&mut self, myself: &ActorRef<Msg>) {
         if self.leader_epoch.is_some() && self.dirty && !self.publish_pending && !self.publishing {
             self.publish_pending = true;
-            let placing = Duration::from_micros(
-                (self.last_place_us.max(0) + self.last_follow_us.max(0)) as u64,
-            );
+            let placing = Duration::from_micros(self.last_place_us.max(0) as u64);
             myself.send_after(self.config.rebalance_delay.max(placing * 3), || {
                 Msg::Publish
             });
@@ -496,7 +491,6 @@ impl Actor for Membership {
             fresh: Vec::new(),
             constrained: 0,
             last_place_us: 0,
-            last_follow_us: 0,
             connect_failures: 0,
             leaving: false,
             tasks,
@@ -689,7 +683,6 @@ impl Actor for Membership {
                     _ => false,
                 };
                 if newer {
-                    let started_us = state.clock.now_us();
                     let old = std::mem::replace(&mut state.assignment, assignment);
                     if let Some(assignment) = &state.assignment {
                         let jobs = &state.jobs;
@@ -698,14 +691,9 @@ impl Actor for Membership {
                             .retain(|id| jobs.contains(id) && !assignment.owners.contains_key(id));
                     }
                     match old {
-                        Some(old) => {
-                            state.reconcile_from(&old);
-                            // Usually the last holder of the old assignment: its entries are freed here.
-                            drop(old);
-                        }
+                        Some(old) => state.reconcile_from(&old),
                         None => state.reconcile(Vec::new()),
                     }
-                    state.last_follow_us = state.clock.now_us() - started_us;
                 }
             }
             Msg::MembersChanged(members) => {
