@@ -92,7 +92,7 @@ pub fn check_job(job: &Job) -> CoordResult<()> {
 /// A job's JSON form is at most `max_bytes`: for a backend whose store takes less than [`MAX_JOB_BYTES`].
 ///
 /// A job whose size cannot reach the limit (an upper bound from a walk of its fields, without formatting
-/// them: [`bound`]) passes without being encoded; only a job that might be larger is measured exactly.
+/// them: `limits/bound.rs`) passes without being encoded; only a job that might be larger is measured exactly.
 pub fn check_job_within(job: &Job, max_bytes: usize) -> CoordResult<()> {
     if bound::json_bound(job).is_some_and(|bound| bound <= max_bytes) {
         return Ok(());
