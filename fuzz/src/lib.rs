@@ -167,7 +167,7 @@ pub fn api_bodies(data: &[u8]) {
         }
         Err(err) => client_error(&err, "job"),
     }
-    match jobs::parse_batch(object.clone()) {
+    match jobs::parse_batch(data) {
         Ok(batch) => assert!(!batch.is_empty() && batch.len() <= jobs::MAX_BATCH),
         Err(err) => client_error(&err, "batch"),
     }

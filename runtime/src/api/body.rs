@@ -13,11 +13,27 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 
+pub mod lenient;
+
 /// A request body that is a JSON object (an empty body, or `null`, reads as `{}`).
 #[derive(Debug, Clone, Default)]
 pub struct JsonObject(pub Map<String, Value>);
 
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = JsonBytes::from_request(req, state).await?;
+        Self::from_bytes(&bytes.0)
+    }
+}
+
+/// A request body declared as JSON, as bytes (up to the router's `DefaultBodyLimit`, else 413): for a route
+/// that reads its body without a `Value` tree (`POST /v1/jobs:batch`, see [`lenient`]).
+#[derive(Debug, Clone, Default)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -69,7 +85,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
                 )
             }
         })?;
-        Self::from_bytes(&bytes)
+        Ok(Self(bytes))
     }
 }
 
@@ -125,13 +141,6 @@ impl JsonObject {
     }
 }
 
-/// `value` as a `T` like [`JsonObject::into_typed`] (`null` members absent); errors name the field below
-/// `prefix` (`jobs[3].target.argv`).
-pub fn typed_within<T: DeserializeOwned>(mut value: Value, prefix: &str) -> Result<T, ApiError> {
-    drop_nulls(&mut value);
-    typed(value, prefix)
-}
-
 /// Removes object members that are `null`, at any depth.
 fn drop_nulls(value: &mut Value) {
     match value {
@@ -146,37 +155,57 @@ fn drop_nulls(value: &mut Value) {
 
 /// `value` as a `T`; errors name the field, prefixed with `prefix` (`""` at the root).
 pub fn typed<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let message = e.inner().to_string();
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        // serde_path_to_error already ends the path with an unknown key, not with a missing one.
-        let named = named_field(&message).unwrap_or_default();
-        let path = if path.rsplit('.').next() == Some(named.as_str()) {
-            path
-        } else {
-            join(&path, &named)
-        };
-        let field = join(prefix, &path);
-        // A message that names its own field (`schedule: "61 * * * *": …`) names it once, with the prefix.
-        let message = if field.is_empty() || message.starts_with(&format!("{field}:")) {
-            message
-        } else if let Some(rest) = message
-            .strip_prefix(path.as_str())
-            .filter(|_| !path.is_empty())
-            .and_then(|rest| rest.strip_prefix(':'))
-        {
-            format!("{field}:{rest}")
-        } else {
-            format!("{field}: {message}")
-        };
-        let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid", message);
-        if field.is_empty() {
-            error
-        } else {
-            error.with_field(field)
+    serde_path_to_error::deserialize(value).map_err(|e| field_error(e, prefix))
+}
+
+/// A value read by `deserializer` (a [`lenient`] one, over a request's text) as a `T`, with errors like
+/// [`typed`]'s: naming the field below `prefix`, without a line or column (those of a part of a body would
+/// mislead).
+pub fn typed_from<'de, T: serde::Deserialize<'de>>(
+    deserializer: impl serde::Deserializer<'de, Error = serde_json::Error>,
+    prefix: &str,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(deserializer).map_err(|e| field_error(e, prefix))
+}
+
+/// A deserialization error as an API error naming the field, below `prefix`.
+fn field_error(e: serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> ApiError {
+    let inner = e.inner();
+    let mut message = inner.to_string();
+    if inner.line() != 0 {
+        let at = format!(" at line {} column {}", inner.line(), inner.column());
+        if let Some(cut) = message.strip_suffix(at.as_str()) {
+            message = cut.to_owned();
         }
-    })
+    }
+    let path = e.path().to_string();
+    let path = if path == "." { String::new() } else { path };
+    // serde_path_to_error already ends the path with an unknown key, not with a missing one.
+    let named = named_field(&message).unwrap_or_default();
+    let path = if path.rsplit('.').next() == Some(named.as_str()) {
+        path
+    } else {
+        join(&path, &named)
+    };
+    let field = join(prefix, &path);
+    // A message that names its own field (`schedule: "61 * * * *": …`) names it once, with the prefix.
+    let message = if field.is_empty() || message.starts_with(&format!("{field}:")) {
+        message
+    } else if let Some(rest) = message
+        .strip_prefix(path.as_str())
+        .filter(|_| !path.is_empty())
+        .and_then(|rest| rest.strip_prefix(':'))
+    {
+        format!("{field}:{rest}")
+    } else {
+        format!("{field}: {message}")
+    };
+    let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid", message);
+    if field.is_empty() {
+        error
+    } else {
+        error.with_field(field)
+    }
 }
 
 /// The field named by serde's "unknown field `x`" / "missing field `x`" / "duplicate field `x`" messages,

@@ -15,9 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::Caller;
-use super::body::{JobPath, JsonObject, Params, typed, typed_within};
+use super::body::{JobPath, JsonBytes, JsonObject, Params, lenient, typed, typed_from};
 use super::error::{ApiError, ErrorBody};
 use super::redact;
+use serde_json::value::RawValue;
 pub mod actions;
 
 use super::schema::{BatchRequestDoc, JobDoc, JobPatchDoc, JobReplacementDoc, NewJobDoc};
@@ -356,9 +357,9 @@ pub async fn create_job(
         (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create_batch(
     State(app): State<AppState>,
-    body: JsonObject,
+    JsonBytes(body): JsonBytes,
 ) -> Result<(StatusCode, Json<BatchCreated>), ApiError> {
-    let batch = parse_batch(body)?;
+    let batch = parse_batch(&body)?;
     let ids: Vec<Option<JobId>> = batch.iter().map(|(id, _)| id.clone()).collect();
     let jobs =
         app.scheduler
@@ -407,28 +408,50 @@ pub async fn create_batch(
 /// The jobs of a `POST /v1/jobs:batch` body, each with its id if it names one; errors name the index and the
 /// field (`jobs[3].target.argv`). Checks what the request can tell alone; the scheduler checks the rest (ids
 /// repeated, jobs that would never fire) before it writes.
-pub fn parse_batch(mut body: JsonObject) -> Result<Vec<(Option<JobId>, JobSpec)>, ApiError> {
-    let items = match body.take("jobs") {
-        Some(Value::Array(items)) => items,
-        None | Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                "jobs",
-                "jobs: missing: send {\"jobs\": [job, ...]}",
-            ));
-        }
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "jobs",
-                format!("jobs: {} is not an array of jobs", short(&other)),
-            ));
-        }
-    };
-    if let Some(unknown) = body.0.keys().next() {
-        return Err(ApiError::invalid(
-            unknown.clone(),
-            format!("{unknown}: unknown field, expected `jobs`"),
-        ));
+///
+/// Each job is read from the body's text straight into its `JobSpec` ([`lenient`]: `null` members absent, as
+/// on every route), without a `serde_json::Value` tree of the body in between.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<(Option<JobId>, JobSpec)>, ApiError> {
+    let missing = || ApiError::invalid("jobs", "jobs: missing: send {\"jobs\": [job, ...]}");
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(missing());
     }
+    let bad_json = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", message);
+    let raw: &RawValue = serde_json::from_slice(body)
+        .map_err(|e| bad_json(format!("the body is not valid JSON: {e}")))?;
+    if raw.get() == "null" {
+        return Err(missing());
+    }
+    let not_json = |e: serde_json::Error| bad_json(format!("the body is not valid JSON: {e}"));
+    let Some(members) = lenient::members(raw).map_err(not_json)? else {
+        let kind = match raw.get().as_bytes().first() {
+            Some(b'"') => "a string",
+            Some(b'[') => "an array",
+            Some(b't' | b'f') => "a boolean",
+            _ => "a number",
+        };
+        return Err(bad_json(format!(
+            "the body must be a JSON object, not {kind}"
+        )));
+    };
+    let mut jobs = None;
+    for (key, value) in members {
+        if key.0 == "jobs" {
+            jobs = Some(value);
+        } else {
+            return Err(ApiError::invalid(
+                key.0.to_string(),
+                format!("{}: unknown field, expected `jobs`", key.0),
+            ));
+        }
+    }
+    let jobs = jobs.ok_or_else(missing)?;
+    let Some(items) = lenient::elements(jobs).map_err(not_json)? else {
+        return Err(ApiError::invalid(
+            "jobs",
+            format!("jobs: {} is not an array of jobs", short_raw(jobs)),
+        ));
+    };
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(ApiError::invalid(
             "jobs",
@@ -440,25 +463,28 @@ pub fn parse_batch(mut body: JsonObject) -> Result<Vec<(Option<JobId>, JobSpec)>
     }
     let mut batch = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let Value::Object(mut object) = item else {
+        let Some(mut members) = lenient::members(item).map_err(not_json)? else {
             return Err(ApiError::invalid(
                 format!("jobs[{i}]"),
-                format!("jobs[{i}]: {} is not a job object", short(&item)),
+                format!("jobs[{i}]: {} is not a job object", short_raw(item)),
             ));
         };
-        let id = match object.remove("id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(id)) => {
+        // The last `id` member counts, as when the object is read whole.
+        let id = match members.iter().rposition(|(key, _)| key.0 == "id") {
+            None => None,
+            Some(at) => {
+                let (_, raw) = members.remove(at);
+                members.retain(|(key, _)| key.0 != "id");
+                let id: String = serde_json::from_str(raw.get()).map_err(|_| {
+                    ApiError::invalid(
+                        format!("jobs[{i}].id"),
+                        format!("jobs[{i}].id: {} is not a string", short_raw(raw)),
+                    )
+                })?;
                 Some(JobId::new(&id).map_err(|e| ApiError::from(e.within(&format!("jobs[{i}]"))))?)
             }
-            Some(other) => {
-                return Err(ApiError::invalid(
-                    format!("jobs[{i}].id"),
-                    format!("jobs[{i}].id: {} is not a string", short(&other)),
-                ));
-            }
         };
-        let spec: JobSpec = typed_within(Value::Object(object), &format!("jobs[{i}]"))?;
+        let spec: JobSpec = typed_from(lenient::Object(members), &format!("jobs[{i}]"))?;
         let spec = runnable_here(spec).map_err(|e| {
             let field = format!("jobs[{i}].{}", e.field.as_deref().unwrap_or("target.type"));
             ApiError::invalid(field, format!("jobs[{i}].{}", e.message))
@@ -468,12 +494,12 @@ pub fn parse_batch(mut body: JsonObject) -> Result<Vec<(Option<JobId>, JobSpec)>
     Ok(batch)
 }
 
-/// A value for an error message, cut to 100 characters.
-fn short(value: &Value) -> String {
-    let text = value.to_string();
+/// A value's text for an error message, cut to 100 characters.
+fn short_raw(raw: &RawValue) -> String {
+    let text = raw.get();
     match text.char_indices().nth(100) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
+        None => text.to_owned(),
     }
 }
 
