@@ -59,6 +59,10 @@ use crate::job::{FireId, Job, JobId};
 /// Most fires and records one wake hands on; what is left of the instant goes out in the next turn.
 pub const WAKE_CHUNK: usize = 2_000;
 
+/// Fires handed to the executor at once from which the timer makes sure another worker takes them (see
+/// `Shell::apply`): below it, waking a second worker costs more than it saves.
+pub const PARALLEL_FIRES: usize = 256;
+
 /// The timer actor (no configuration of its own: see [`Arguments`]).
 pub struct Timer;
 
@@ -169,6 +173,8 @@ pub struct Arguments {
 /// The timer's actor state: the pure state plus its IO handles.
 pub struct Shell {
     state: State,
+    /// This turn handed a chunk of at least [`PARALLEL_FIRES`] fires to the executor on another worker.
+    handed_off: std::cell::Cell<bool>,
     clock: Arc<dyn Clock>,
     coordinator: Arc<dyn Coordinator>,
     executor: ActorRef<executor::Msg>,
@@ -204,8 +210,18 @@ impl Shell {
     }
 
     fn apply(&self, fx: Decisions) {
+        let many = fx.fires.len() >= PARALLEL_FIRES;
         if !fx.fires.is_empty() {
             let _ = self.executor.cast(executor::Msg::Run(fx.fires));
+        }
+        if many {
+            // The cast woke the executor into this worker's LIFO slot, where no other worker may take it:
+            // it would start these fires only once this actor yields, and the two would take turns on one
+            // core. A task scheduled after it pushes it out of the slot into the worker's queue, and the
+            // runtime wakes an idle worker to take it: the executor starts this chunk on the other core
+            // while this actor goes on with the next (see the yield at the end of `handle`).
+            tokio::spawn(std::future::ready(()));
+            self.handed_off.set(true);
         }
         if !fx.records.is_empty() {
             let session = self.state.lease.map(|l| l.session);
@@ -359,6 +375,7 @@ impl Actor for Timer {
         let alarm = alarm::Alarm::start(args.clock.clone(), myself.clone());
         myself.send_interval(claims::claim_tick(args.config.lookahead), || Msg::ClaimTick);
         Ok(Shell {
+            handed_off: std::cell::Cell::new(false),
             state: State::new(args.node, args.config),
             clock: args.clock,
             coordinator: args.coordinator,
@@ -489,7 +506,11 @@ impl Actor for Timer {
         // with its next messages (a claim answer is hundreds of turns of `ApplyGrants`, a wake of 100,000
         // fires fifty), up to tokio's budget of 128 per poll, and the executor's start of those fires waits
         // behind all of them (15–30 ms at each claim tick in the spread benchmark).
-        tokio::task::yield_now().await;
+        // A turn that handed a large chunk to the executor moved it off this worker's slot (see `apply`):
+        // going on at once lets the two run side by side.
+        if !running.handed_off.replace(false) {
+            tokio::task::yield_now().await;
+        }
         Ok(())
     }
 }
