@@ -30,7 +30,7 @@ use crate::job::Job;
 
 impl State {
     /// Changes to jobs this node does not own (any job of the cluster): those it still holds, revoked, to run
-    /// a claim out (or may take back for that, see [`State::take_back`]) take them as an owner would (a
+    /// a claim out (or may take back for that, see `State::take_back`) take them as an owner would (a
     /// pause from now, a schedule change after the last instant handled), and stay revoked. Others are
     /// ignored.
     pub fn refresh(&mut self, jobs: Vec<Arc<Job>>, now_ms: i64) {
