@@ -199,15 +199,7 @@ pub async fn all_runs(
         }));
     }
     found.sort_by(|a, b| (b.scheduled_ms, &b.job).cmp(&(a.scheduled_ms, &a.job)));
-    let next = if found.len() > limit {
-        found.truncate(limit);
-        found
-            .last()
-            .map(|r| format!("{}:{}", r.scheduled_ms, r.job))
-    } else {
-        None
-    };
-    Ok(Json(Runs { runs: found, next }))
+    Ok(Json(page(found, limit)))
 }
 
 /// `/v1/runs` from a history store that holds the whole cluster's history: one query across jobs (a
@@ -247,6 +239,12 @@ async fn from_store(
             redact::runs(caller, job, std::slice::from_mut(record));
         }
     }
+    Ok(Json(page(found, limit)))
+}
+
+/// The first `limit` of `found` (newest first, one more asked than shown), with the cursor of the next page
+/// when there is more.
+fn page(mut found: Vec<RunRecord>, limit: usize) -> Runs {
     let next = if found.len() > limit {
         found.truncate(limit);
         found
@@ -255,7 +253,7 @@ async fn from_store(
     } else {
         None
     };
-    Ok(Json(Runs { runs: found, next }))
+    Runs { runs: found, next }
 }
 
 fn parse_cursor(raw: &str) -> Result<(i64, JobId), ApiError> {
