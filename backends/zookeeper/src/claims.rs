@@ -14,6 +14,7 @@ use campanile::coordinator::{
 use campanile::job::JobId;
 use zookeeper_client as zk;
 
+use crate::backoff;
 use crate::coordinator::Inner;
 use crate::error::{Kind, decode, expired, from_zk};
 use crate::runs::session_error;
@@ -75,7 +76,10 @@ impl Inner {
         let mut results: Vec<Option<ClaimResult>> = vec![None; claims.len()];
         let mut pending = jobs;
         let mut fresh_assignment = false;
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                backoff::raced(id.0, attempt - 1).await;
+            }
             let (assignment_version, assignment) = self.cached_assignment(fresh_assignment).await?;
             let read = self.read_claims(&client, &pending).await?;
             // Only the requests of jobs not yet settled are decided again.
@@ -185,7 +189,10 @@ impl Inner {
         let mut jobs: Vec<JobId> = releases.iter().map(|(job, _)| job.clone()).collect();
         jobs.sort();
         jobs.dedup();
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                backoff::raced(id.0, attempt - 1).await;
+            }
             let read = self.read_claims(&client, &jobs).await?;
             let held = |job: &JobId| {
                 read.get(job)

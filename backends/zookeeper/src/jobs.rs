@@ -23,7 +23,7 @@ use zookeeper_client as zk;
 use crate::conn::{Shared, acls};
 use crate::coordinator::Inner;
 use crate::error::{Kind, decode, encode, from_zk};
-use crate::{limits, paths, runs};
+use crate::{backoff, limits, paths, runs};
 
 /// How often a job write retries after losing the head to a concurrent writer.
 const WRITE_ATTEMPTS: u32 = 64;
@@ -72,16 +72,6 @@ fn lost_race(error: &zk::MultiWriteError) -> bool {
             ..
         }
     )
-}
-
-/// A short pause before retry `attempt` (counting from 0), spread by the process so that racing writers do not
-/// retry in lockstep (the engine's one backoff, `campanile::coordinator::backoff`).
-pub(crate) async fn backoff(attempt: u32) {
-    let pause = campanile::coordinator::backoff::raced(
-        u64::from(std::process::id()),
-        attempt.saturating_add(1),
-    );
-    tokio::time::sleep(pause).await;
 }
 
 impl Inner {
@@ -154,7 +144,9 @@ impl Inner {
                     self.trim_log(&client, revision).await;
                     return Ok(revision);
                 }
-                Err(e) if lost_race(&e) => backoff(attempt).await,
+                Err(e) if lost_race(&e) => {
+                    backoff::raced(u64::from(std::process::id()), attempt).await;
+                }
                 Err(e) => return Err(from_zk(e.into(), "put_job", Kind::Write)),
             }
         }
@@ -292,7 +284,9 @@ impl Inner {
                         false,
                     ));
                 }
-                Err(e) if lost_race(&e) => backoff(attempt).await,
+                Err(e) if lost_race(&e) => {
+                    backoff::raced(u64::from(std::process::id()), attempt).await;
+                }
                 Err(e) => {
                     let e = from_zk(e.into(), "put_jobs", Kind::Write);
                     let maybe = !e.is_certainly_aborted();
@@ -361,7 +355,9 @@ impl Inner {
                     self.trim_log(&client, revision).await;
                     return Ok(revision);
                 }
-                Err(e) if lost_race(&e) => backoff(attempt).await,
+                Err(e) if lost_race(&e) => {
+                    backoff::raced(u64::from(std::process::id()), attempt).await;
+                }
                 Err(e) => return Err(from_zk(e.into(), "delete_job", Kind::Write)),
             }
         }

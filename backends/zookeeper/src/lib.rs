@@ -70,6 +70,7 @@
 //!   same digest user can read or write the namespace.
 
 mod assignment;
+mod backoff;
 mod claims;
 mod config;
 mod conn;

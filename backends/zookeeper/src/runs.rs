@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 use zookeeper_client as zk;
 
+use crate::backoff;
 use crate::conn::acls;
 use crate::coordinator::Inner;
 use crate::error::{Kind, decode, encode, expired, from_zk};
@@ -65,9 +66,12 @@ impl Inner {
             pending.entry(record.job.clone()).or_default().push(i);
         }
         let mut checked = false;
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
             if pending.is_empty() && checked {
                 break;
+            }
+            if attempt > 0 {
+                backoff::raced(id.0, attempt - 1).await;
             }
             let histories = self.histories(&client, pending.keys()).await?;
             // Decide each pending record from what was read: duplicate, dropped, or to create.
