@@ -131,6 +131,15 @@ impl Schedule {
         }
     }
 
+    /// Reads the schedule's kind (for [`crate::job::Job::warm`]).
+    pub(crate) fn warm(&self) -> usize {
+        match &self.kind {
+            Kind::Cron(_) => 1,
+            Kind::Every { every_ms, .. } => usize::from(*every_ms > 0),
+            Kind::At(_) => 2,
+        }
+    }
+
     /// Up to `n` instants strictly after `after_ms`, in order.
     pub fn preview(
         &self,

@@ -242,7 +242,19 @@ impl State {
         self.completed();
         let now_ms = self.env.clock.now_ms();
         let mut decisions = Decisions::default();
-        for fire in fires {
+        let mut fires = fires.into_iter();
+        let mut warmed = 0usize;
+        while let Some(fire) = fires.next() {
+            if warmed == 0 {
+                // Read ahead what starting reads of the next jobs (see `Job::warm`).
+                let ahead = &fires.as_slice()[..fires.len().min(crate::job::WARM_AHEAD)];
+                let sum = ahead
+                    .iter()
+                    .fold(0usize, |sum, f| sum.wrapping_add(f.job.warm()));
+                std::hint::black_box(sum);
+                warmed = ahead.len().max(1);
+            }
+            warmed -= 1;
             if self.queue.is_empty()
                 && self.running.len() < self.max_concurrent
                 && !self.closed()
