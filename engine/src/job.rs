@@ -145,7 +145,7 @@ pub struct Job {
 }
 
 /// How many due jobs the timer and the executor read ahead of the one they handle (see [`Job::warm`]).
-pub(crate) const WARM_AHEAD: usize = 32;
+pub(crate) const WARM_AHEAD: usize = 64;
 
 /// How many earlier schedules a job keeps. A claim or a missed range that reaches back across more schedule
 /// changes than this is enumerated with the oldest one kept.

@@ -27,7 +27,7 @@ pub mod overlap;
 pub mod recorder;
 pub mod timer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,7 +113,7 @@ pub struct Arguments {
     /// This node.
     pub info: NodeInfo,
     /// Registered handlers.
-    pub handlers: Arc<HashMap<String, executor::Handler>>,
+    pub handlers: Arc<executor::Handlers>,
     /// What commands start from.
     pub base_env: crate::exec::BaseEnv,
     /// Where HTTP targets may connect.

@@ -31,7 +31,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::coordinator::{Coordinator, NodeId};
 use crate::exec::{AttemptResult, BaseEnv, Egress, FireContext};
 use crate::job::{FireId, Target};
-use crate::node::executor::{Handler, HandlerError};
+use crate::node::executor::{HandlerError, Handlers};
 use crate::run::Outcome;
 use link::{Link, Sessions, connect_once, keep_linked};
 
@@ -87,7 +87,7 @@ pub struct WorkerBuilder {
     labels: BTreeMap<String, String>,
     max_concurrent: u32,
     cookie: String,
-    handlers: HashMap<String, Handler>,
+    handlers: Handlers,
     base_env: BaseEnv,
     egress: Egress,
     handshake_timeout: Duration,
@@ -435,7 +435,7 @@ impl Worker {
             labels: BTreeMap::new(),
             max_concurrent: 16,
             cookie: LOOPBACK_COOKIE.to_owned(),
-            handlers: HashMap::new(),
+            handlers: Handlers::default(),
             base_env: BaseEnv::default(),
             egress: Egress::default(),
             handshake_timeout: Duration::from_secs(5),
@@ -506,7 +506,7 @@ struct WorkerShared {
     info: WorkerInfo,
     clock: Arc<dyn Clock>,
     base_env: BaseEnv,
-    handlers: Arc<HashMap<String, Handler>>,
+    handlers: Arc<Handlers>,
     #[cfg(feature = "http")]
     http: crate::exec::HttpClients,
     state: Mutex<RunState>,

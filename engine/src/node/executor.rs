@@ -23,7 +23,7 @@
 //! duplicate, a shutdown). A run finished twice would let an overlap through, one never finished would skip
 //! the job's instants for good.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
@@ -54,6 +54,10 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> +
 
 /// An in-process handler, registered on the builder by name and named by `Target::Handler`.
 pub type Handler = Arc<dyn Fn(FireContext) -> HandlerFuture + Send + Sync + 'static>;
+
+/// Handlers by name. Hashed with Fx, not SipHash: every handler fire looks its handler up, the names are the
+/// application's, and a name that is not registered costs one probe.
+pub type Handlers = rustc_hash::FxHashMap<String, Handler>;
 
 /// The executor actor.
 pub struct Executor;
@@ -103,7 +107,7 @@ pub struct Arguments {
     /// Wall time.
     pub clock: Arc<dyn Clock>,
     /// Registered handlers.
-    pub handlers: Arc<HashMap<String, Handler>>,
+    pub handlers: Arc<Handlers>,
     /// Most runs at once.
     pub max_concurrent: usize,
     /// Where records go.
@@ -126,7 +130,7 @@ struct RunEnv {
     clock: Arc<dyn Clock>,
     fence: super::Fence,
     revoked: super::Revoked,
-    handlers: Arc<HashMap<String, Handler>>,
+    handlers: Arc<Handlers>,
     base_env: crate::exec::BaseEnv,
     #[cfg(feature = "http")]
     http: crate::exec::HttpClients,

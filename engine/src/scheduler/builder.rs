@@ -1,7 +1,7 @@
 //! [`Builder`]: what a node is made of (coordinator, identity, handlers, limits), checked and started as a
 //! [`Scheduler`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::coordinator::{Coordinator, NodeId, NodeInfo};
 use crate::exec::{BaseEnv, Egress, FireContext};
 use crate::node;
-use crate::node::executor::{Handler, HandlerError, HandlerFuture};
+use crate::node::executor::{Handler, HandlerError, HandlerFuture, Handlers};
 
 use super::{Inner, RUN_FEED_CAPACITY, Scheduler, SchedulerError};
 
@@ -24,7 +24,7 @@ pub struct Builder {
     labels: BTreeSet<String>,
     capacity: Option<u64>,
     address: Option<String>,
-    handlers: HashMap<String, Handler>,
+    handlers: Handlers,
     base_env: Option<BaseEnv>,
     egress: Egress,
     clock: Option<Arc<dyn Clock>>,
@@ -45,7 +45,7 @@ impl Default for Builder {
             labels: BTreeSet::new(),
             capacity: None,
             address: None,
-            handlers: HashMap::new(),
+            handlers: Handlers::default(),
             base_env: None,
             egress: Egress::default(),
             clock: None,
