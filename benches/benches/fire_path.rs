@@ -18,7 +18,7 @@
 //!
 //! Design targets (design.md): ≤ 2 µs per fire, ≥ 1 M fires/s to no-op handlers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -121,7 +121,10 @@ async fn rig(jobs: usize) -> Rig {
             hub: None,
             node: node.clone(),
             clock: SystemClock::new().shared(),
-            handlers: Arc::new(HashMap::from([("bench".to_owned(), handler)])),
+            handlers: Arc::new(executor::Handlers::from_iter([(
+                "bench".to_owned(),
+                handler,
+            )])),
             max_concurrent: 10_000,
             records: recorder::Sink::new(recorder.clone(), inbox),
             // The bench's session never lapses.
