@@ -28,6 +28,14 @@ pub struct Workload {
 /// The schedules updates switch between, besides the job's own kind.
 const PERIODS_S: [i64; 6] = [1, 2, 3, 5, 7, 10];
 
+/// How far before its last collection a job's records are read again. A record may be written long after its
+/// instant: a successor records a predecessor's unsettled instants `in_doubt` once the coordinator answers it,
+/// which under coordinator faults took over a minute (etcd, seed 3: a job's instants of 22:10:18–22:10:51 were
+/// settled again and again until 22:12:00, and the checker found them without a record, as a window of one
+/// minute before a collection at 22:11:51 leaves them). Five minutes is 300 records of an every-second job, well
+/// within the history a coordinator keeps.
+const COLLECT_LOOKBACK_MS: i64 = 300_000;
+
 impl Workload {
     /// An empty workload whose targets append to `ledger`.
     pub fn new(ledger: &Path) -> Workload {
@@ -195,7 +203,7 @@ impl Workload {
         Ok(format!("{change:?} {id}"))
     }
 
-    /// Reads the records of job `id` scheduled since a minute before its last collection.
+    /// Reads the records of job `id` scheduled since [`COLLECT_LOOKBACK_MS`] before its last collection.
     pub async fn collect(&mut self, api: &Api, id: &str) -> anyhow::Result<()> {
         let Some(log) = self.logs.get(id) else {
             return Ok(());
@@ -204,7 +212,7 @@ impl Workload {
             .changes
             .first()
             .map_or(0, |(t, _)| *t - 2_000)
-            .max(log.collected_ms - 60_000);
+            .max(log.collected_ms - COLLECT_LOOKBACK_MS);
         let started = now_ms();
         let mut before: Option<i64> = None;
         loop {
