@@ -322,7 +322,12 @@ impl State {
             return fx;
         }
         let threshold = duration_ms(self.config.misfire_threshold);
-        let mut warmed = 0usize;
+        // Below `WARM_MIN_JOBS` the jobs stay in cache, and reading ahead would only cost.
+        let mut warmed = if self.slots.len() >= crate::job::WARM_MIN_JOBS {
+            0
+        } else {
+            usize::MAX
+        };
         while let Some(&(t, slot)) = self.queue.first() {
             if t > now_ms || fx.fires.len() + fx.records.len() >= max {
                 break;
