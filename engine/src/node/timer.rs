@@ -46,7 +46,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::warn;
 
 pub use self::claims::{
-    CLAIM_CHUNK, CLAIM_SCAN, GRANTS_PER_TURN, Granted, RoundTrip, SETTLE_PER_TURN, ScanCursor,
+    Asked, Asking, CLAIM_CHUNK, CLAIM_SCAN, GRANTS_PER_TURN, Granted, RoundTrip, SETTLE_PER_TURN,
+    ScanCursor,
 };
 pub use self::requests::{Requests, Taken, take_round_trip};
 pub use self::settle::{Settlement, still_firing, unrecorded, unsettled_instants, verdict};
@@ -200,8 +201,7 @@ struct Scan {
     renewals: bool,
     session: SessionId,
     cursor: Option<ScanCursor>,
-    claims: Vec<crate::coordinator::FireClaim>,
-    seen: rustc_hash::FxHashSet<u32>,
+    asking: Asking,
 }
 
 impl Shell {
@@ -295,8 +295,7 @@ impl Shell {
             renewals,
             session: lease.session,
             cursor: None,
-            claims: Vec::new(),
-            seen: rustc_hash::FxHashSet::default(),
+            asking: Asking::default(),
         });
         self.scan_claims(myself);
     }
@@ -321,15 +320,15 @@ impl Shell {
             scan.renewals,
             scan.cursor,
             CLAIM_SCAN,
-            &mut scan.claims,
-            &mut scan.seen,
+            &mut scan.asking,
         );
         if scan.cursor.is_some() {
             self.scan = Some(scan);
             let _ = myself.cast(Msg::ClaimScan);
             return;
         }
-        let (now, renewals, claims) = (scan.now_ms, scan.renewals, scan.claims);
+        let (now, renewals) = (scan.now_ms, scan.renewals);
+        let Asking { claims, slots, .. } = scan.asking;
         let pending = if renewals {
             self.state.pending_settlements()
         } else {
@@ -340,7 +339,7 @@ impl Shell {
             return;
         }
         let coordinator = self.coordinator.clone();
-        let jobs = self.state.claimed_jobs(&claims);
+        let jobs = self.state.claimed_jobs(&slots);
         let myself = myself.clone();
         tokio::spawn(async move {
             let result = claims::claim_round_trip(

@@ -30,8 +30,11 @@ pub(super) struct ThreadAlarm {
 #[derive(Default)]
 struct AlarmState {
     deadline: Option<i64>,
-    /// Bumped by every `set`, so the thread can tell a new deadline from the one it just fired.
+    /// Bumped by every `set` that changes something, so the thread can tell a new deadline from the one it
+    /// just fired.
     generation: u64,
+    /// The generation whose deadline the thread fired.
+    fired: Option<u64>,
     closed: bool,
 }
 
@@ -61,6 +64,12 @@ impl Alarm {
             }
             Alarm::Thread(shared) => {
                 let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                if state.deadline == deadline && state.fired != Some(state.generation) {
+                    // The thread already waits for this very deadline. The timer sets its deadline after
+                    // every turn (hundreds of turns in a claim round): waking the thread for each one took a
+                    // core from the runtime's workers for nothing.
+                    return;
+                }
                 state.deadline = deadline;
                 state.generation += 1;
                 shared.changed.notify_one();
@@ -84,13 +93,12 @@ impl Drop for Alarm {
 
 fn run_thread_alarm(shared: &ThreadAlarm, clock: &dyn Clock, timer: &ActorRef<Msg>) {
     let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-    let mut fired: Option<u64> = None; // the generation whose deadline was fired
     loop {
         if state.closed {
             return;
         }
         let wait_us = match state.deadline {
-            Some(at) if fired != Some(state.generation) => at * 1000 - clock.now_us(),
+            Some(at) if state.fired != Some(state.generation) => at * 1000 - clock.now_us(),
             _ => {
                 // Nothing to wait for until the timer sets a (new) deadline.
                 state = shared
@@ -101,7 +109,7 @@ fn run_thread_alarm(shared: &ThreadAlarm, clock: &dyn Clock, timer: &ActorRef<Ms
             }
         };
         if wait_us <= 0 {
-            fired = Some(state.generation);
+            state.fired = Some(state.generation);
             drop(state);
             if timer.cast(Msg::Wake).is_err() {
                 return;
@@ -150,4 +158,66 @@ fn spawn_virtual_alarm(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    /// Stands in for the timer: passes each wake on.
+    struct Timer;
+
+    impl Actor for Timer {
+        type Msg = Msg;
+        type State = mpsc::UnboundedSender<()>;
+        type Arguments = mpsc::UnboundedSender<()>;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<Msg>,
+            woken: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(woken)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<Msg>,
+            msg: Msg,
+            woken: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if matches!(msg, Msg::Wake) {
+                let _ = woken.send(());
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_thread_alarm_fires_a_deadline_set_again_after_it_fired() {
+        let (tx, mut woken) = mpsc::unbounded_channel();
+        let (timer, _) = Actor::spawn(None, Timer, tx).await.unwrap();
+        let clock = SystemClock::new().shared();
+        let due = clock.now_ms() - 1;
+        let alarm = Alarm::start(clock, timer.clone());
+        assert!(matches!(alarm, Alarm::Thread(_)));
+        // Bounded, so that a wake never sent fails the test rather than hanging it.
+        let wake = Duration::from_secs(10);
+        alarm.set(Some(due));
+        tokio::time::timeout(wake, woken.recv())
+            .await
+            .expect("the alarm fires a due deadline");
+        // The timer answers a wake with its deadline, which may be the same one (nothing was emitted): the
+        // alarm fires it again rather than taking it for the one it already waits for.
+        alarm.set(Some(due));
+        tokio::time::timeout(wake, woken.recv())
+            .await
+            .expect("the same deadline, set again, fires again");
+        drop(alarm);
+        timer.stop(None);
+    }
 }

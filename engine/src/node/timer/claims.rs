@@ -86,6 +86,31 @@ pub struct Granted {
     pub job: JobId,
     /// What the coordinator answered.
     pub result: ClaimResult,
+    /// Where the timer held the job when it asked (`None`: not known, the job is looked up by id).
+    pub asked: Option<Asked>,
+}
+
+/// Where the timer held a job when it asked for its claim: the slot, and the job it held there. The answer
+/// goes to that slot without a lookup by id while the slot still holds the very same job (the same `Arc`,
+/// which this keeps alive, so its address cannot be taken by another job meanwhile). A renewal of 100,000
+/// claims so reads each entry once rather than hashing each id and following it to its entry twice.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    /// The slot of the timer's slab.
+    pub slot: u32,
+    /// The job in it.
+    pub job: Arc<Job>,
+}
+
+/// The claims a scan asks for, so far, with the slot each was asked from.
+#[derive(Debug, Default)]
+pub struct Asking {
+    /// The claims, in order.
+    pub claims: Vec<FireClaim>,
+    /// The slot of each claim's job.
+    pub slots: Vec<u32>,
+    /// The slots claimed by earlier slices of a sliced scan.
+    pub seen: rustc_hash::FxHashSet<u32>,
 }
 
 /// What one claim round trip found.
@@ -104,22 +129,21 @@ impl State {
     /// keeps its claim at least a quarter of the lookahead ahead), and any claim that runs out within half
     /// the lookahead whatever its phase.
     pub fn claims_due(&self, now_ms: i64, renewals: bool) -> Vec<FireClaim> {
-        let mut claims = Vec::new();
-        let mut seen = rustc_hash::FxHashSet::default();
+        let mut asked = Asking::default();
         let mut cursor = None;
         while let Some(next) =
-            self.claims_due_slice(now_ms, renewals, cursor, usize::MAX, &mut claims, &mut seen)
+            self.claims_due_slice(now_ms, renewals, cursor, usize::MAX, &mut asked)
         {
             cursor = Some(next);
         }
-        claims
+        asked.claims
     }
 
     /// One slice of [`State::claims_due`]: looks at up to `max_scan` queued entries after `cursor` (`None`:
     /// the first slice, which also takes the jobs not claimed yet and the blocked ones), adds the claims to
-    /// request to `claims`, and returns where the scan goes on, or `None` once it is done. `seen` holds the
-    /// slots claimed by earlier slices of the same scan: an entry that moved in the queue between two slices
-    /// (it fired, and waits at its next instant) is claimed once. Every slice works out the claims for the
+    /// request to `asking`, and returns where the scan goes on, or `None` once it is done. `asking.seen` holds
+    /// the slots claimed by earlier slices of the same scan: an entry that moved in the queue between two
+    /// slices (it fired, and waits at its next instant) is claimed once. Every slice works out the claims for the
     /// scan's `now_ms`, so the slices of one scan make the same request as one call would have made, apart
     /// from the jobs that changed between them.
     pub fn claims_due_slice(
@@ -128,8 +152,7 @@ impl State {
         renewals: bool,
         cursor: Option<ScanCursor>,
         max_scan: usize,
-        claims: &mut Vec<FireClaim>,
-        seen: &mut rustc_hash::FxHashSet<u32>,
+        asking: &mut Asking,
     ) -> Option<ScanCursor> {
         let lease = self.lease?;
         if self.draining || !lease.valid_at(now_ms) {
@@ -170,7 +193,7 @@ impl State {
             (false, Some(_)) => return None,
         };
         for slot in candidates {
-            if !seen.is_empty() && seen.contains(&slot) {
+            if !asking.seen.is_empty() && asking.seen.contains(&slot) {
                 continue;
             }
             let Some(entry) = self.slots[slot as usize].as_ref() else {
@@ -205,9 +228,10 @@ impl State {
             // takeover starts at the previous holder's claim end and its lease had less than a second left.
             if wanted && through >= from {
                 if max_scan != usize::MAX {
-                    seen.insert(slot);
+                    asking.seen.insert(slot);
                 }
-                claims.push(FireClaim {
+                asking.slots.push(slot);
+                asking.claims.push(FireClaim {
                     job: entry.job.id.clone(),
                     from_ms: from,
                     through_ms: through,
@@ -236,8 +260,8 @@ impl State {
         };
         for grant in grants {
             let Some(slot) = self
-                .index
-                .get(&self.slots, &grant.job)
+                .asked_slot(&grant)
+                .or_else(|| self.index.get(&self.slots, &grant.job))
                 .or_else(|| self.take_back(&grant, lease.session))
             else {
                 if let ClaimResult::Granted { claim, .. } = &grant.result
@@ -262,12 +286,18 @@ impl State {
                     if claim.session != lease.session {
                         continue; // an answer for a session we no longer have
                     }
-                    self.dequeue(slot);
-                    self.unclaimed.remove(&slot);
-                    self.blocked.remove(&slot);
+                    if !self.unclaimed.is_empty() {
+                        self.unclaimed.remove(&slot);
+                    }
+                    if !self.blocked.is_empty() {
+                        self.blocked.remove(&slot);
+                    }
                     let entry = self.slots[slot as usize]
                         .as_mut()
                         .expect("indexed slot is occupied");
+                    // Where the entry waits in the queue now: a renewal leaves it there (its next instant
+                    // does not change), anything else moves it below.
+                    let queued_at = entry.queued.then_some(entry.next_ms).flatten();
                     if entry.claim.is_none() {
                         // A first claim: the instants start where the grant starts, or, if this session held
                         // the job before and let it go, after the last instant it fired then (postmortem: a
@@ -307,7 +337,9 @@ impl State {
                     {
                         entry.predecessor = Some(Box::new(previous));
                     }
-                    self.enqueue(slot);
+                    if queued_at.is_none() || queued_at != entry.next_ms {
+                        self.requeue(slot, queued_at);
+                    }
                 }
                 ClaimResult::NotOwner { owner } => {
                     self.refused.insert(grant.job.clone());
@@ -319,15 +351,21 @@ impl State {
         stray
     }
 
-    /// The job (and zone) of each of these claims, in their order, for settling the predecessors the answers
-    /// may name.
-    pub fn claimed_jobs(&self, claims: &[FireClaim]) -> Vec<Option<(Arc<Job>, Tz)>> {
-        claims
+    /// The slot a grant's claim was asked from, if it still holds the same job (see [`Asked`]).
+    fn asked_slot(&self, grant: &Granted) -> Option<u32> {
+        let asked = grant.asked.as_ref()?;
+        let entry = self.slots.get(asked.slot as usize)?.as_ref()?;
+        Arc::ptr_eq(&entry.job, &asked.job).then_some(asked.slot)
+    }
+
+    /// The job (and zone) in each of these slots, in their order (the slots a scan asked claims from, see
+    /// [`Asking`]): for settling the predecessors the answers may name, and for applying the answers.
+    pub fn claimed_jobs(&self, slots: &[u32]) -> Vec<Option<(u32, Arc<Job>, Tz)>> {
+        slots
             .iter()
-            .map(|c| {
-                let slot = self.index.get(&self.slots, &c.job)?;
-                let entry = self.slots[slot as usize].as_ref()?;
-                Some((entry.job.clone(), entry.tz))
+            .map(|&slot| {
+                let entry = self.slots.get(slot as usize)?.as_ref()?;
+                Some((slot, entry.job.clone(), entry.tz))
             })
             .collect()
     }
@@ -340,7 +378,7 @@ pub(super) async fn claim_round_trip(
     coordinator: &dyn Coordinator,
     session: SessionId,
     claims: Vec<FireClaim>,
-    jobs: &[Option<(Arc<Job>, Tz)>],
+    jobs: &[Option<(u32, Arc<Job>, Tz)>],
     pending: Vec<(JobClaim, Arc<Job>, Tz)>,
     now_ms: i64,
     deadline: std::time::Duration,
@@ -371,13 +409,17 @@ pub(super) async fn claim_round_trip(
                 ..
             } = &result
                 && previous.session != session
-                && let Some((job, tz)) = job
+                && let Some((_, job, tz)) = job
             {
                 to_settle.push((previous.clone(), job.clone(), *tz));
             }
             trip.grants.push(Granted {
                 job: claim.job.clone(),
                 result,
+                asked: job.as_ref().map(|(slot, job, _)| Asked {
+                    slot: *slot,
+                    job: job.clone(),
+                }),
             });
         }
     }

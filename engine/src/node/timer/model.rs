@@ -237,9 +237,18 @@ impl Model {
         if self.lease.is_none() {
             return Ok(());
         }
-        let requests = self.state.claims_due(self.now, renewals);
+        // Asked as the actor asks: with the slot of each job, so that the answers go straight to it.
+        let mut asking = Asking::default();
+        let mut cursor = None;
+        while let Some(next) =
+            self.state
+                .claims_due_slice(self.now, renewals, cursor, usize::MAX, &mut asking)
+        {
+            cursor = Some(next);
+        }
+        let asked = self.state.claimed_jobs(&asking.slots);
         let mut grants = Vec::new();
-        for request in &requests {
+        for (request, asked) in asking.claims.iter().zip(asked) {
             let held = self.claims.get(&request.job).cloned();
             // The coordinator's own rules: what the timer is checked against is how it uses a grant.
             let (claim, previous) = rules::grant(self.session, &node(), request, held.as_ref());
@@ -247,6 +256,7 @@ impl Model {
             grants.push(Granted {
                 job: request.job.clone(),
                 result: ClaimResult::Granted { claim, previous },
+                asked: asked.map(|(slot, job, _)| Asked { slot, job }),
             });
         }
         self.state.granted(grants);

@@ -568,6 +568,18 @@ impl State {
         }
     }
 
+    /// Moves `slot` in the queue to where its entry's next instant puts it, from `queued_at` (`None`: not
+    /// queued, as [`State::dequeue`] leaves an entry).
+    pub(super) fn requeue(&mut self, slot: u32, queued_at: Option<i64>) {
+        if let Some(t) = queued_at {
+            self.queue.remove(&(t, slot));
+        }
+        if let Some(entry) = self.slots[slot as usize].as_mut() {
+            entry.queued = false;
+        }
+        self.enqueue(slot);
+    }
+
     pub(super) fn dequeue(&mut self, slot: u32) {
         if let Some(entry) = self.slots[slot as usize].as_mut()
             && entry.queued

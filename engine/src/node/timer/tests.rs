@@ -55,6 +55,7 @@ fn grant(claim: &FireClaim, previous: Option<JobClaim>) -> Granted {
             claim: claim_now,
             previous,
         },
+        asked: None,
     }
 }
 
@@ -576,13 +577,12 @@ fn each_claim_tick_renews_one_phase_of_the_jobs_not_all() {
 
 /// Claims of a tick worked out in slices of `max_scan`, as the actor does over several turns.
 fn claims_in_slices(s: &State, now: i64, max_scan: usize) -> (Vec<FireClaim>, usize) {
-    let (mut claims, mut seen, mut cursor, mut slices) =
-        (Vec::new(), rustc_hash::FxHashSet::default(), None, 0);
+    let (mut asking, mut cursor, mut slices) = (Asking::default(), None, 0);
     loop {
         slices += 1;
-        cursor = s.claims_due_slice(now, true, cursor, max_scan, &mut claims, &mut seen);
+        cursor = s.claims_due_slice(now, true, cursor, max_scan, &mut asking);
         if cursor.is_none() {
-            return (claims, slices);
+            return (asking.claims, slices);
         }
     }
 }
@@ -632,27 +632,33 @@ fn a_job_that_fires_between_two_slices_of_a_scan_is_claimed_once() {
     let now = T0 + 3600;
     let fired = s.wake(now);
     s.settled(&fired.fires.iter().map(|f| f.id()).collect::<Vec<_>>());
-    let (mut claims, mut seen) = (Vec::new(), rustc_hash::FxHashSet::default());
-    let cursor = s.claims_due_slice(now, true, None, 5, &mut claims, &mut seen);
-    assert_eq!(claims.len(), 5);
+    let mut asking = Asking::default();
+    let cursor = s.claims_due_slice(now, true, None, 5, &mut asking);
+    assert_eq!(asking.claims.len(), 5);
     // The jobs fire meanwhile: each waits in the queue at its next instant, after the cursor.
     let fired = s.wake(now + 1000);
     assert_eq!(fired.fires.len(), 20, "every job fires between the slices");
     s.settled(&fired.fires.iter().map(|f| f.id()).collect::<Vec<_>>());
     let mut cursor = cursor;
     while cursor.is_some() {
-        cursor = s.claims_due_slice(now, true, cursor, 5, &mut claims, &mut seen);
+        cursor = s.claims_due_slice(now, true, cursor, 5, &mut asking);
     }
-    let mut jobs: Vec<&JobId> = claims.iter().map(|c| &c.job).collect();
+    let mut jobs: Vec<&JobId> = asking.claims.iter().map(|c| &c.job).collect();
     jobs.sort();
     let before = jobs.len();
     jobs.dedup();
     assert_eq!(
         before,
         jobs.len(),
-        "a job claimed twice in one request: {claims:?}"
+        "a job claimed twice in one request: {:?}",
+        asking.claims
     );
-    assert_eq!(jobs.len(), 20, "every job renewed once: {claims:?}");
+    assert_eq!(
+        jobs.len(),
+        20,
+        "every job renewed once: {:?}",
+        asking.claims
+    );
 }
 
 /// A job holding `requests`.
@@ -720,4 +726,79 @@ fn a_request_taken_by_a_gone_session_is_settled_by_the_delivery_mode() {
             assert!(fx.records[0].manual);
         }
     }
+}
+
+/// Asks for the first claims of every job not claimed yet, as the actor does: with the slot each was asked
+/// from.
+fn ask_first_claims(s: &State) -> (Vec<FireClaim>, Vec<Option<Asked>>) {
+    let mut asking = Asking::default();
+    assert!(
+        s.claims_due_slice(T0, false, None, usize::MAX, &mut asking)
+            .is_none()
+    );
+    let asked = s
+        .claimed_jobs(&asking.slots)
+        .into_iter()
+        .map(|held| held.map(|(slot, job, _)| Asked { slot, job }))
+        .collect();
+    (asking.claims, asked)
+}
+
+#[test]
+fn an_answer_for_a_deleted_job_does_not_claim_the_job_that_took_its_slot() {
+    let mut s = state();
+    let a = job("a", "* * * * * *", T0);
+    s.upsert(vec![a.clone()], T0);
+    let (claims, asked) = ask_first_claims(&s);
+    // While the request is out, `a` is deleted and `b` takes its slot.
+    s.remove(std::slice::from_ref(&a.id));
+    s.upsert(vec![job("b", "* * * * * *", T0)], T0);
+    let answers = claims
+        .iter()
+        .zip(asked)
+        .map(|(c, asked)| Granted {
+            asked,
+            ..grant(c, None)
+        })
+        .collect();
+    let stray = s.granted(answers);
+    assert_eq!(
+        stray
+            .iter()
+            .map(|(job, _)| job.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a"],
+        "the deleted job's claim is given back"
+    );
+    assert!(
+        s.wake(T0 + 2000).fires.is_empty(),
+        "`b` holds no claim: its own request is still to come"
+    );
+}
+
+#[test]
+fn an_answer_for_a_job_updated_meanwhile_is_applied_to_it() {
+    let mut s = state();
+    let a = job("a", "* * * * * *", T0);
+    s.upsert(vec![a.clone()], T0);
+    let (claims, asked) = ask_first_claims(&s);
+    // While the request is out, `a` is updated: its slot holds a new copy of it.
+    s.upsert(vec![job("a", "*/2 * * * * *", T0)], T0);
+    let answers = claims
+        .iter()
+        .zip(asked)
+        .map(|(c, asked)| Granted {
+            asked,
+            ..grant(c, None)
+        })
+        .collect();
+    assert!(s.granted(answers).is_empty());
+    let fired: Vec<i64> = (1..=4)
+        .flat_map(|i| instants(&s.wake(T0 + i * 1000)))
+        .collect();
+    assert_eq!(
+        fired,
+        vec![T0 + 2000, T0 + 4000],
+        "claimed, and fired by its new schedule"
+    );
 }

@@ -16,6 +16,7 @@ impl Store {
                 Granted {
                     job: c.job.clone(),
                     result: ClaimResult::Granted { claim, previous },
+                    asked: None,
                 }
             })
             .collect()

@@ -46,6 +46,7 @@ fn a_claim_answered_after_its_job_was_let_go_is_fired_out() {
             claim: extended.0,
             previous: None,
         },
+        asked: None,
     }]);
     assert!(stray.is_empty());
     let fired: Vec<i64> = (3..=6)

@@ -36,6 +36,7 @@ fn a_job_paused_after_a_stall_records_the_instants_owed_before_the_pause() {
             claim: old.clone(),
             previous: None,
         },
+        asked: None,
     }]);
     assert_eq!(instants(&s.wake(T0 + 1000)), vec![T0 + 1000]);
     // Every process stops for 12 s; the session ended meanwhile. The node comes back with a new session and
@@ -57,6 +58,7 @@ fn a_job_paused_after_a_stall_records_the_instants_owed_before_the_pause() {
     s.granted(vec![Granted {
         job: a.id.clone(),
         result: ClaimResult::Granted { claim, previous },
+        asked: None,
     }]);
     let fx = s.wake(T0 + 14_000);
     assert!(fx.fires.is_empty(), "a paused job runs nothing");
