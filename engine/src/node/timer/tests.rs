@@ -728,20 +728,25 @@ fn a_request_taken_by_a_gone_session_is_settled_by_the_delivery_mode() {
     }
 }
 
-/// Asks for the first claims of every job not claimed yet, as the actor does: with the slot each was asked
-/// from.
-fn ask_first_claims(s: &State) -> (Vec<FireClaim>, Vec<Option<Asked>>) {
+/// Asks for the first claims of every job not claimed yet, as the actor does (with the slot each was asked
+/// from), lets `meanwhile` change the jobs while the request is out, and returns the answers, as granted.
+fn first_claims_answered_after(s: &mut State, meanwhile: impl FnOnce(&mut State)) -> Vec<Granted> {
     let mut asking = Asking::default();
     assert!(
         s.claims_due_slice(T0, false, None, usize::MAX, &mut asking)
             .is_none()
     );
-    let asked = s
-        .claimed_jobs(&asking.slots)
-        .into_iter()
-        .map(|held| held.map(|(slot, job, _)| Asked { slot, job }))
-        .collect();
-    (asking.claims, asked)
+    let asked = s.claimed_jobs(&asking.slots);
+    meanwhile(s);
+    asking
+        .claims
+        .iter()
+        .zip(asked)
+        .map(|(c, held)| Granted {
+            asked: held.map(|(slot, job, _)| Asked { slot, job }),
+            ..grant(c, None)
+        })
+        .collect()
 }
 
 #[test]
@@ -749,18 +754,11 @@ fn an_answer_for_a_deleted_job_does_not_claim_the_job_that_took_its_slot() {
     let mut s = state();
     let a = job("a", "* * * * * *", T0);
     s.upsert(vec![a.clone()], T0);
-    let (claims, asked) = ask_first_claims(&s);
     // While the request is out, `a` is deleted and `b` takes its slot.
-    s.remove(std::slice::from_ref(&a.id));
-    s.upsert(vec![job("b", "* * * * * *", T0)], T0);
-    let answers = claims
-        .iter()
-        .zip(asked)
-        .map(|(c, asked)| Granted {
-            asked,
-            ..grant(c, None)
-        })
-        .collect();
+    let answers = first_claims_answered_after(&mut s, |s| {
+        s.remove(std::slice::from_ref(&a.id));
+        s.upsert(vec![job("b", "* * * * * *", T0)], T0);
+    });
     let stray = s.granted(answers);
     assert_eq!(
         stray
@@ -779,19 +777,11 @@ fn an_answer_for_a_deleted_job_does_not_claim_the_job_that_took_its_slot() {
 #[test]
 fn an_answer_for_a_job_updated_meanwhile_is_applied_to_it() {
     let mut s = state();
-    let a = job("a", "* * * * * *", T0);
-    s.upsert(vec![a.clone()], T0);
-    let (claims, asked) = ask_first_claims(&s);
+    s.upsert(vec![job("a", "* * * * * *", T0)], T0);
     // While the request is out, `a` is updated: its slot holds a new copy of it.
-    s.upsert(vec![job("a", "*/2 * * * * *", T0)], T0);
-    let answers = claims
-        .iter()
-        .zip(asked)
-        .map(|(c, asked)| Granted {
-            asked,
-            ..grant(c, None)
-        })
-        .collect();
+    let answers = first_claims_answered_after(&mut s, |s| {
+        s.upsert(vec![job("a", "*/2 * * * * *", T0)], T0);
+    });
     assert!(s.granted(answers).is_empty());
     let fired: Vec<i64> = (1..=4)
         .flat_map(|i| instants(&s.wake(T0 + i * 1000)))
