@@ -199,6 +199,22 @@ impl State {
             let Some(entry) = self.slots[slot as usize].as_ref() else {
                 continue;
             };
+            if entry.rests_unsettled()
+                && let Some((from, through)) = entry.claim
+            {
+                // Nothing more to fire while paused: the same claim, settled through its end.
+                if max_scan != usize::MAX {
+                    asking.seen.insert(slot);
+                }
+                asking.slots.push(slot);
+                asking.claims.push(FireClaim {
+                    job: entry.job.id.clone(),
+                    from_ms: from,
+                    through_ms: through,
+                    settled_ms: through,
+                });
+                continue;
+            }
             if (entry.job.spec.paused && !entry.owes_before_pause())
                 || entry.revoked
                 || (!renewals && self.refused.contains(&entry.job.id))
@@ -332,6 +348,7 @@ impl State {
                     // simulation seeds 6 and 669). Settled later, once the predecessor is gone or has recorded
                     // everything.
                     entry.claim = Some((claim.from_ms, claim.through_ms));
+                    entry.settled_through = claim.settled_ms >= claim.through_ms;
                     if new_tenure
                         && let Some(previous) = previous.filter(|p| p.session != lease.session)
                     {

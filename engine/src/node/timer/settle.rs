@@ -85,7 +85,13 @@ impl State {
         }
         crate::metrics::misfired("in_doubt", in_doubt.len() as u64);
         debug!(job = %entry.job.id, ?in_doubt, ?previous, "predecessor settled");
-        match entry.job.spec.delivery {
+        // A paused job runs nothing again: its instants in doubt are recorded so, whatever its delivery.
+        let delivery = if entry.job.spec.paused {
+            Delivery::AtMostOnce
+        } else {
+            entry.job.spec.delivery
+        };
+        match delivery {
             Delivery::AtMostOnce => {
                 for &t in in_doubt {
                     let mut record = RunRecord::new(&entry.job.fire_id(t), node, Outcome::InDoubt);

@@ -45,6 +45,9 @@ pub(super) struct Entry {
     pub(super) resumed_ms: Option<i64>,
     /// While the job is paused: when the pause took effect; instants up to it are still owed (see `pause`).
     pub(super) paused_ms: Option<i64>,
+    /// The coordinator holds our claim settled through its end, as the last answer said (see
+    /// `pause::Entry::rests_unsettled`).
+    pub(super) settled_through: bool,
 }
 
 impl Entry {
@@ -62,6 +65,7 @@ impl Entry {
             predecessor: None,
             resumed_ms: None,
             paused_ms: super::pause::paused_ms(&job),
+            settled_through: false,
             job,
         }
     }

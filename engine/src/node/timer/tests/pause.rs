@@ -104,3 +104,108 @@ fn a_job_taken_over_already_paused_records_what_was_owed_up_to_its_pause() {
     s.upsert(vec![Arc::new(created_paused)], T0 + 5000);
     assert!(s.claims_due(T0 + 5000, true).is_empty());
 }
+
+/// The claims a claim tick at `now` asks for, each answered by a coordinator holding `held` (its own session's
+/// claims by job, updated with each answer, as `rules::grant` decides).
+fn tick(
+    s: &mut State,
+    now: i64,
+    held: &mut std::collections::HashMap<JobId, JobClaim>,
+) -> Vec<FireClaim> {
+    let claims = s.claims_due(now, true);
+    let answers = claims
+        .iter()
+        .map(|c| {
+            let (claim, previous) = rules::grant(SESSION, &node(), c, held.get(&c.job));
+            held.insert(c.job.clone(), claim.clone());
+            Granted {
+                job: c.job.clone(),
+                result: ClaimResult::Granted { claim, previous },
+                asked: None,
+            }
+        })
+        .collect();
+    s.granted(answers);
+    claims
+}
+
+#[test]
+fn a_paused_job_settles_its_claim_through_its_end_once_so_no_successor_doubts_it() {
+    let mut s = state();
+    let a = job("a", "* * * * * *", T0);
+    s.upsert(vec![a.clone()], T0);
+    let mut held = std::collections::HashMap::new();
+    tick(&mut s, T0, &mut held);
+    let fired = instants(&s.wake(T0 + 1000));
+    assert_eq!(fired, vec![T0 + 1000]);
+    // Paused at T0+1.5s: nothing from then on is owed.
+    s.upsert(vec![paused(&a, T0 + 1500)], T0 + 1500);
+    assert!(s.wake(T0 + 3000).fires.is_empty());
+    // While the fired instant's record is not stored, the claim stays as it is.
+    let asked = tick(&mut s, T0 + 3000, &mut held);
+    assert!(
+        asked.is_empty(),
+        "nothing settles ahead of a record: {asked:?}"
+    );
+    s.settled(&[a.fire_id(T0 + 1000)]);
+    let asked = tick(&mut s, T0 + 3000, &mut held);
+    let claim = held[&a.id].clone();
+    assert_eq!(
+        asked
+            .iter()
+            .map(|c| (c.through_ms, c.settled_ms))
+            .collect::<Vec<_>>(),
+        vec![(claim.through_ms, claim.through_ms)],
+        "the same claim, settled through its end"
+    );
+    assert_eq!(claim.settled_ms, claim.through_ms);
+    assert!(
+        tick(&mut s, T0 + 5000, &mut held).is_empty(),
+        "asked once: the answer said it is settled"
+    );
+    // A successor taking the job over finds nothing of this claim to settle.
+    assert!(unsettled_instants(&claim, &paused(&a, T0 + 1500), chrono_tz::UTC).is_empty());
+    // Resumed, the job is claimed and fires again.
+    let mut resumed = (*paused(&a, T0 + 1500)).clone();
+    resumed.spec_mut().paused = false;
+    s.upsert(vec![Arc::new(resumed)], T0 + 6000);
+    tick(&mut s, T0 + 6000, &mut held);
+    assert_eq!(instants(&s.wake(T0 + 7000)), vec![T0 + 7000]);
+}
+
+#[test]
+fn a_paused_at_least_once_job_records_its_instants_in_doubt_and_runs_none() {
+    let mut s = state();
+    let mut j = (*job("a", "* * * * * *", T0 - 60_000)).clone();
+    j.spec_mut().delivery = Delivery::AtLeastOnce;
+    let a = paused(&Arc::new(j), T0 - 1500);
+    s.upsert(vec![a.clone()], T0);
+    let claims = s.claims_due(T0, false);
+    let previous = JobClaim {
+        session: SessionId(3),
+        node: NodeId::new("n0").unwrap(),
+        from_ms: T0 - 60_000,
+        through_ms: T0 - 1,
+        settled_ms: T0 - 3000,
+        previous: None,
+    };
+    s.granted(
+        claims
+            .iter()
+            .map(|c| grant(c, Some(previous.clone())))
+            .collect(),
+    );
+    let fx = s.settle(vec![Settlement {
+        job: a.id.clone(),
+        previous,
+        in_doubt: vec![T0 - 2000, T0 - 1000],
+    }]);
+    assert!(fx.fires.is_empty(), "a paused job is not run again");
+    assert_eq!(
+        fx.records
+            .iter()
+            .map(|r| (r.scheduled_ms, r.outcome))
+            .collect::<Vec<_>>(),
+        vec![(T0 - 2000, Outcome::InDoubt), (T0 - 1000, Outcome::InDoubt)]
+    );
+}
