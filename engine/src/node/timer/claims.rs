@@ -113,6 +113,18 @@ pub struct Asking {
     pub seen: rustc_hash::FxHashSet<u32>,
 }
 
+impl Asking {
+    /// Adds the claim of the job in `slot`; `sliced`: the scan goes on over several slices, which must not
+    /// ask for it again.
+    fn ask(&mut self, slot: u32, sliced: bool, claim: FireClaim) {
+        if sliced {
+            self.seen.insert(slot);
+        }
+        self.slots.push(slot);
+        self.claims.push(claim);
+    }
+}
+
 /// What one claim round trip found.
 #[derive(Debug, Clone, Default)]
 pub struct RoundTrip {
@@ -203,16 +215,16 @@ impl State {
                 && let Some((from, through)) = entry.claim
             {
                 // Nothing more to fire while paused: the same claim, settled through its end.
-                if max_scan != usize::MAX {
-                    asking.seen.insert(slot);
-                }
-                asking.slots.push(slot);
-                asking.claims.push(FireClaim {
-                    job: entry.job.id.clone(),
-                    from_ms: from,
-                    through_ms: through,
-                    settled_ms: through,
-                });
+                asking.ask(
+                    slot,
+                    max_scan != usize::MAX,
+                    FireClaim {
+                        job: entry.job.id.clone(),
+                        from_ms: from,
+                        through_ms: through,
+                        settled_ms: through,
+                    },
+                );
                 continue;
             }
             if (entry.job.spec.paused && !entry.owes_before_pause())
@@ -243,22 +255,22 @@ impl State {
             // rolling restarts (`j0021@1796660707000` on etcd, "last one 9ms late"), where a successor's
             // takeover starts at the previous holder's claim end and its lease had less than a second left.
             if wanted && through >= from {
-                if max_scan != usize::MAX {
-                    asking.seen.insert(slot);
-                }
-                asking.slots.push(slot);
-                asking.claims.push(FireClaim {
-                    job: entry.job.id.clone(),
-                    from_ms: from,
-                    through_ms: through,
-                    // A first claim has settled nothing of its own yet: everything before it, as far as this
-                    // node knows (a takeover lowers it to the predecessor's).
-                    settled_ms: if entry.claim.is_some() {
-                        entry.settled_ms()
-                    } else {
-                        from - 1
+                asking.ask(
+                    slot,
+                    max_scan != usize::MAX,
+                    FireClaim {
+                        job: entry.job.id.clone(),
+                        from_ms: from,
+                        through_ms: through,
+                        // A first claim has settled nothing of its own yet: everything before it, as far as this
+                        // node knows (a takeover lowers it to the predecessor's).
+                        settled_ms: if entry.claim.is_some() {
+                            entry.settled_ms()
+                        } else {
+                            from - 1
+                        },
                     },
-                });
+                );
             }
         }
         // More to look at only if this slice stopped at its bound.
