@@ -197,6 +197,7 @@ fn armed_timer(jobs: usize, node: &NodeId, session: SessionId) -> (timer::State,
                 },
                 previous: None,
             },
+            asked: None,
         })
         .collect();
     state.granted(grants);
