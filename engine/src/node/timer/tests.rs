@@ -197,6 +197,27 @@ fn skip_policy_runs_nothing_late() {
     assert_eq!(fx.records[0].count, 7); // T0-9s .. T0-3s; T0-2s .. T0 are within the threshold
 }
 
+/// Takes every job held over from session 3 on `n0`, whose claim ran through `T0 - 1` with its last three
+/// instants unsettled; returns that claim.
+fn take_over_from_n0(s: &mut State) -> JobClaim {
+    let claims = s.claims_due(T0, false);
+    let previous = JobClaim {
+        session: SessionId(3),
+        node: NodeId::new("n0").unwrap(),
+        from_ms: T0 - 60_000,
+        through_ms: T0 - 1,
+        settled_ms: T0 - 3000,
+        previous: None,
+    };
+    s.granted(
+        claims
+            .iter()
+            .map(|c| grant(c, Some(previous.clone())))
+            .collect(),
+    );
+    previous
+}
+
 #[test]
 fn takeover_settles_the_previous_holders_instants_per_delivery() {
     for delivery in [Delivery::AtMostOnce, Delivery::AtLeastOnce] {
@@ -204,21 +225,7 @@ fn takeover_settles_the_previous_holders_instants_per_delivery() {
         let mut j = (*job("a", "* * * * * *", T0 - 60_000)).clone();
         j.spec_mut().delivery = delivery;
         s.upsert(vec![Arc::new(j)], T0);
-        let claims = s.claims_due(T0, false);
-        let previous = JobClaim {
-            session: SessionId(3),
-            node: NodeId::new("n0").unwrap(),
-            from_ms: T0 - 60_000,
-            through_ms: T0 - 1,
-            settled_ms: T0 - 3000,
-            previous: None,
-        };
-        s.granted(
-            claims
-                .iter()
-                .map(|c| grant(c, Some(previous.clone())))
-                .collect(),
-        );
+        let previous = take_over_from_n0(&mut s);
         assert_eq!(
             s.pending_settlements().len(),
             1,

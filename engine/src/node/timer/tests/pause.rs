@@ -180,21 +180,7 @@ fn a_paused_at_least_once_job_records_its_instants_in_doubt_and_runs_none() {
     j.spec_mut().delivery = Delivery::AtLeastOnce;
     let a = paused(&Arc::new(j), T0 - 1500);
     s.upsert(vec![a.clone()], T0);
-    let claims = s.claims_due(T0, false);
-    let previous = JobClaim {
-        session: SessionId(3),
-        node: NodeId::new("n0").unwrap(),
-        from_ms: T0 - 60_000,
-        through_ms: T0 - 1,
-        settled_ms: T0 - 3000,
-        previous: None,
-    };
-    s.granted(
-        claims
-            .iter()
-            .map(|c| grant(c, Some(previous.clone())))
-            .collect(),
-    );
+    let previous = take_over_from_n0(&mut s);
     let fx = s.settle(vec![Settlement {
         job: a.id.clone(),
         previous,
